@@ -1,0 +1,159 @@
+//! Admin HTTP API (hyper 1, JSON): what the `grenier` CLI talks to.
+//!
+//! Every endpoint requires `Authorization: Bearer <admin_token>` except `GET /health` (no token, for load
+//! balancers and probes) and `GET /metrics` (open unless `metrics_token` is set). Without an
+//! `admin_token` in the configuration, the token-protected endpoints answer 403.
+//! Errors are JSON `{"error": "<what went wrong and what to do>"}` with a 4xx/5xx status.
+//!
+//! **Invariant:** `admin` never talks RPC itself; it calls the layers' public APIs (`layout::System`, ...).
+
+mod cluster;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use subtle::ConstantTimeEq;
+
+use crate::layout::System;
+
+/// Largest request body accepted.
+const MAX_BODY: usize = 1 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("cannot listen on {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+}
+
+/// An error answer: HTTP status and message.
+#[derive(Debug)]
+pub(crate) struct ApiError(pub StatusCode, pub String);
+
+impl ApiError {
+    pub fn bad_request(m: impl Into<String>) -> ApiError {
+        ApiError(StatusCode::BAD_REQUEST, m.into())
+    }
+}
+
+impl From<crate::layout::LayoutError> for ApiError {
+    fn from(e: crate::layout::LayoutError) -> ApiError {
+        use crate::layout::LayoutError as E;
+        let status = match &e {
+            E::UnknownNode(_) => StatusCode::NOT_FOUND,
+            E::WrongVersion { .. } => StatusCode::CONFLICT,
+            E::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError(status, e.to_string())
+    }
+}
+
+pub struct AdminState {
+    pub system: Arc<System>,
+    pub admin_token: Option<String>,
+    pub metrics_token: Option<String>,
+}
+
+/// Serve the admin API on `addr` until the returned task is aborted.
+pub async fn serve(addr: SocketAddr, state: Arc<AdminState>) -> Result<tokio::task::JoinHandle<()>, AdminError> {
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| AdminError::Bind(addr, e))?;
+    Ok(tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else { continue };
+            let _ = tcp.set_nodelay(true);
+            let state = state.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req| {
+                    let state = state.clone();
+                    async move { Ok::<_, Infallible>(handle(&state, req).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .max_buf_size(64 << 10)
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    }))
+}
+
+fn json_response(status: StatusCode, v: &Value) -> Response<Full<Bytes>> {
+    let mut body = serde_json::to_vec_pretty(v).unwrap_or_default();
+    body.push(b'\n');
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .expect("static response parts are valid")
+}
+
+fn token_ok(req: &Request<Incoming>, token: &str) -> bool {
+    let given = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    given.as_bytes().ct_eq(token.as_bytes()).into()
+}
+
+async fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    // Unauthenticated endpoints.
+    if method == Method::GET && path == "/health" {
+        let h = state.system.health();
+        let status = if h.health == crate::layout::Health::Unavailable {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::OK
+        };
+        return json_response(status, &json!(h));
+    }
+    if method == Method::GET && path == "/metrics" {
+        if let Some(t) = &state.metrics_token {
+            if !token_ok(&req, t) {
+                return json_response(StatusCode::UNAUTHORIZED, &json!({"error": "metrics_token required"}));
+            }
+        }
+        return cluster::metrics(state);
+    }
+    match &state.admin_token {
+        None => {
+            return json_response(
+                StatusCode::FORBIDDEN,
+                &json!({"error": "the admin API is disabled: set admin_token in the [admin] section"}),
+            );
+        }
+        Some(t) if !token_ok(&req, t) => {
+            return json_response(
+                StatusCode::UNAUTHORIZED,
+                &json!({"error": "missing or wrong admin token (Authorization: Bearer <admin_token>)"}),
+            );
+        }
+        Some(_) => (),
+    }
+    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return json_response(StatusCode::PAYLOAD_TOO_LARGE, &json!({"error": "request body too large"})),
+    };
+    let body: Value = if body.is_empty() {
+        Value::Null
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(v) => v,
+            Err(e) => return json_response(StatusCode::BAD_REQUEST, &json!({"error": format!("invalid JSON: {e}")})),
+        }
+    };
+    let res = cluster::route(state, &method, &path, body).await;
+    match res {
+        Ok(v) => json_response(StatusCode::OK, &v),
+        Err(ApiError(status, msg)) => json_response(status, &json!({"error": msg})),
+    }
+}

@@ -1,0 +1,66 @@
+//! Minimal HTTP/1.1 client for the admin API.
+
+use anyhow::{Context, Result, anyhow, bail};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+
+pub struct AdminClient {
+    /// `host:port`
+    authority: String,
+    token: Option<String>,
+}
+
+impl AdminClient {
+    pub fn new(url: &str, token: Option<String>) -> Result<AdminClient> {
+        let rest = url.strip_prefix("http://").ok_or_else(|| {
+            anyhow!("admin URL `{url}` must start with http:// (the admin API is served on loopback or a private network)")
+        })?;
+        let authority = rest.trim_end_matches('/').to_string();
+        if authority.is_empty() || authority.contains('/') {
+            bail!("admin URL `{url}` must look like http://127.0.0.1:3903");
+        }
+        Ok(AdminClient { authority, token })
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Value> {
+        self.call(Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Result<Value> {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value> {
+        let tcp = tokio::net::TcpStream::connect(&self.authority).await.with_context(|| {
+            format!("cannot reach the admin API at http://{}: is `grenier server` running there?", self.authority)
+        })?;
+        tcp.set_nodelay(true)?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+        tokio::spawn(conn);
+        let mut req = Request::builder().method(method).uri(path).header("host", &self.authority);
+        if let Some(t) = &self.token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let body = match body {
+            Some(v) => Bytes::from(serde_json::to_vec(&v)?),
+            None => Bytes::new(),
+        };
+        let req = req.header("content-type", "application/json").body(Full::new(body))?;
+        let resp = sender.send_request(req).await.context("admin API request failed")?;
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        let v: Value = serde_json::from_slice(&bytes)
+            .with_context(|| format!("admin API answered {status} with a body that is not JSON"))?;
+        if !status.is_success() {
+            let msg = v.get("error").and_then(Value::as_str).unwrap_or("unknown error");
+            if status == hyper::StatusCode::UNAUTHORIZED {
+                bail!("{msg}\nhint: the token comes from [admin] admin_token in the config (-c), GRENIER_ADMIN_TOKEN or --admin-token");
+            }
+            bail!("{msg}");
+        }
+        Ok(v)
+    }
+}

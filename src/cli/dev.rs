@@ -1,0 +1,112 @@
+//! `grenier dev`: a single local node with its layout applied, configured in one directory.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use rand::RngCore;
+
+use crate::layout::NodeRole;
+use crate::layout::system::DiskSpace;
+use crate::server::Node;
+use crate::util::config::Config;
+use crate::util::size::format_size;
+
+#[derive(Args, Debug)]
+pub struct DevArgs {
+    /// Directory for the configuration, metadata and data (reused on restart).
+    #[arg(long, default_value = "grenier-dev")]
+    pub dir: PathBuf,
+    /// First port: S3 on P, RPC on P+1, web on P+2, admin on P+3.
+    #[arg(long, default_value_t = 3900)]
+    pub port_base: u16,
+}
+
+fn random_hex(n: usize) -> String {
+    let mut b = vec![0u8; n];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+/// The configuration `dev` writes on first start.
+pub fn dev_config_text(port_base: u16) -> String {
+    let p = port_base;
+    format!(
+        r#"# Written by `grenier dev`: a single-node store for development. Secrets below are random.
+metadata_dir = "meta"
+data_dir = "data"
+replication_factor = 1
+rpc_bind_addr = "127.0.0.1:{rpc}"
+rpc_public_addr = "127.0.0.1:{rpc}"
+rpc_secret = "{secret}"
+
+[s3_api]
+api_bind_addr = "127.0.0.1:{s3}"
+s3_region = "garage"
+
+[s3_web]
+bind_addr = "127.0.0.1:{web}"
+
+[admin]
+api_bind_addr = "127.0.0.1:{admin}"
+admin_token = "{token}"
+"#,
+        rpc = p + 1,
+        s3 = p,
+        web = p + 2,
+        admin = p + 3,
+        secret = random_hex(32),
+        token = random_hex(24),
+    )
+}
+
+fn write_private(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    f.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+pub async fn run(args: &DevArgs) -> Result<()> {
+    let cfg_path = args.dir.join("grenier.toml");
+    let fresh = !cfg_path.exists();
+    if fresh {
+        std::fs::create_dir_all(&args.dir).with_context(|| format!("cannot create {}", args.dir.display()))?;
+        write_private(&cfg_path, &dev_config_text(args.port_base))?;
+    }
+    let config = Config::load(&cfg_path)?;
+    let node = Node::start(config.clone()).await.context("cannot start the dev node")?;
+    if node.layout.version() == 0 {
+        let data = &config.data_dir[0].path;
+        let capacity = DiskSpace::of(data).map(|d| d.total).filter(|t| *t > 0).unwrap_or(100_000_000_000);
+        let id = node.net.id;
+        node.layout.update(|h| {
+            h.stage_role(id, Some(NodeRole { zone: "dev".into(), capacity: Some(capacity), tags: vec![] }));
+            h.apply(None)
+        })?;
+    }
+    let admin = config.admin.api_bind_addr;
+    println!("Grenier dev node is running{} (Ctrl-C to stop).", if fresh { "" } else { ", reusing its directory" });
+    println!();
+    println!("  S3 endpoint    http://{}  (region {})", config.s3_api.api_bind_addr, config.s3_api.s3_region);
+    println!("                 NOT SERVED YET: this build has the cluster core (RPC mesh, layout, admin API);");
+    println!("                 the S3 API, buckets and access keys arrive with the S3 milestone. No bucket or key");
+    println!("                 is created and no credentials.env is written until then.");
+    println!("  Admin API      http://{admin}");
+    println!("  Node           {}@{}", node.net.id, config.rpc_public_addr.as_deref().unwrap_or("-"));
+    println!("  Layout         version {}, 1 node in zone `dev`, capacity {}", node.layout.version(), {
+        let h = node.layout.history();
+        h.current.roles.values().next().and_then(|r| r.capacity).map(format_size).unwrap_or_default()
+    });
+    println!("  Config         {}", cfg_path.display());
+    println!();
+    println!("Try: cargo run --release -- -c {} status", cfg_path.display());
+    node.run_until_signal().await;
+    Ok(())
+}

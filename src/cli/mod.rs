@@ -1,0 +1,366 @@
+//! The `grenier` command line: `server` and `dev` run a node; every other command is a thin client of the
+//! admin API of a running node (see [`crate::admin`]). `anyhow` is used here and in `main` only.
+
+mod client;
+pub mod dev;
+mod table;
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use serde_json::{Value, json};
+
+use crate::util::config::Config;
+use crate::util::size::{format_size, parse_size};
+use client::AdminClient;
+use table::format_table;
+
+#[derive(Parser, Debug)]
+#[command(name = "grenier", version, about = "S3-compatible geo-distributed object store")]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(short = 'c', long = "config", env = "GRENIER_CONFIG", default_value = "/etc/grenier.toml", global = true)]
+    pub config: PathBuf,
+    /// Admin API URL (default: from the config file's [admin] section).
+    #[arg(long, env = "GRENIER_ADMIN_URL", global = true)]
+    pub admin_url: Option<String>,
+    /// Admin API token (default: from the config file's [admin] section).
+    #[arg(long, env = "GRENIER_ADMIN_TOKEN", global = true, hide_env_values = true)]
+    pub admin_token: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a node with the configuration file.
+    Server,
+    /// One-command local store: a single node with its layout applied, in the foreground.
+    Dev(dev::DevArgs),
+    /// This node's identity.
+    #[command(subcommand)]
+    Node(NodeCmd),
+    /// Nodes, layout version and cluster health.
+    Status(JsonFlag),
+    /// Cluster layout: roles, staged changes, partition assignment.
+    #[command(subcommand)]
+    Layout(LayoutCmd),
+}
+
+#[derive(Args, Debug)]
+pub struct JsonFlag {
+    /// Print one JSON document instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NodeCmd {
+    /// Print `<id>@<rpc_public_addr>`.
+    Id(JsonFlag),
+    /// Connect to a peer given as `<id>@<host:port>`.
+    Connect { peer: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LayoutCmd {
+    /// Show the current layout, staged changes and usable capacity.
+    Show(JsonFlag),
+    /// Stage a role for a node: its zone and capacity, or --gateway.
+    Assign {
+        /// Node id or unique prefix of it.
+        node: String,
+        #[arg(short = 'z', long)]
+        zone: Option<String>,
+        /// Capacity, like 500G or 2T.
+        #[arg(short = 'c', long)]
+        capacity: Option<String>,
+        /// Serve the APIs but store nothing.
+        #[arg(long, conflicts_with = "capacity")]
+        gateway: bool,
+        #[arg(short = 't', long = "tag")]
+        tags: Vec<String>,
+    },
+    /// Stage the removal of a node from the layout.
+    Remove { node: String },
+    /// Stage layout parameters.
+    Config {
+        /// A number of zones, or `max`.
+        #[arg(long)]
+        zone_redundancy: String,
+    },
+    /// Compute and apply the staged layout.
+    Apply {
+        /// Refuse unless this is the next version (current + 1).
+        #[arg(long)]
+        version: Option<u64>,
+    },
+    /// Drop staged changes.
+    Revert,
+    /// Applied versions.
+    History(JsonFlag),
+}
+
+/// Run a client command against the admin API.
+pub async fn run_client(cli: &Cli) -> Result<()> {
+    let client = admin_client(cli)?;
+    match &cli.command {
+        Command::Server | Command::Dev(_) => unreachable!("handled by main"),
+        Command::Node(NodeCmd::Id(f)) => {
+            let v = client.get("/v1/node").await?;
+            if f.json {
+                print_json(&v);
+            } else {
+                let addr = v["addr"].as_str().unwrap_or("<no rpc_public_addr>");
+                println!("{}@{}", v["id"].as_str().unwrap_or(""), addr);
+            }
+        }
+        Command::Node(NodeCmd::Connect { peer }) => {
+            let v = client.post("/v1/node/connect", json!({ "peer": peer })).await?;
+            println!("connected to {}", v["connected"].as_str().unwrap_or(""));
+        }
+        Command::Status(f) => {
+            let v = client.get("/v1/status").await?;
+            if f.json { print_json(&v) } else { print!("{}", human_status(&v)) }
+        }
+        Command::Layout(cmd) => layout(&client, cmd).await?,
+    }
+    Ok(())
+}
+
+fn admin_client(cli: &Cli) -> Result<AdminClient> {
+    let (mut url, mut token) = (cli.admin_url.clone(), cli.admin_token.clone());
+    if url.is_none() || token.is_none() {
+        match Config::load(&cli.config) {
+            Ok(cfg) => {
+                if url.is_none() {
+                    let mut a = cfg.admin.api_bind_addr;
+                    if a.ip().is_unspecified() {
+                        a.set_ip(if a.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
+                    }
+                    url = Some(format!("http://{a}"));
+                }
+                token = token.or(cfg.admin.admin_token);
+            }
+            Err(e) if url.is_none() => {
+                return Err(anyhow::Error::new(e)
+                    .context("cannot find the admin API: give -c <config>, or GRENIER_ADMIN_URL and GRENIER_ADMIN_TOKEN"));
+            }
+            Err(_) => (),
+        }
+    }
+    AdminClient::new(url.as_deref().unwrap_or_default(), token)
+}
+
+fn print_json(v: &Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+fn short(id: &str) -> String {
+    id.chars().take(16).collect()
+}
+
+fn opt_size(v: &Value) -> String {
+    v.as_u64().map(format_size).unwrap_or_else(|| "-".into())
+}
+
+fn ago(msec: &Value) -> String {
+    let Some(t) = msec.as_u64() else { return "never".into() };
+    let now = crate::util::time::now_msec();
+    let s = now.saturating_sub(t) / 1000;
+    match s {
+        0..=2 => "now".into(),
+        3..=119 => format!("{s}s ago"),
+        120..=7199 => format!("{}min ago", s / 60),
+        _ => format!("{}h ago", s / 3600),
+    }
+}
+
+fn human_status(v: &Value) -> String {
+    let mut out = format!(
+        "Cluster health: {} (layout version {}; {}/{} storage nodes up; partitions: {} all replicas up, {} quorum only, {} unavailable)\n\n",
+        v["health"].as_str().unwrap_or("?"),
+        v["layout_version"],
+        v["storage_nodes_up"],
+        v["storage_nodes"],
+        v["partitions_all_replicas_up"],
+        v["partitions_quorum_up"],
+        v["partitions_unavailable"],
+    );
+    let mut rows = vec![["ID", "HOSTNAME", "ADDRESS", "ZONE", "CAPACITY", "UP", "LAST SEEN", "DATA FREE"].map(String::from).to_vec()];
+    for n in v["nodes"].as_array().into_iter().flatten() {
+        let capacity = if n["gateway"].as_bool() == Some(true) { "gateway".into() } else { opt_size(&n["capacity"]) };
+        let free = match (n["data_avail"].as_u64(), n["data_total"].as_u64()) {
+            (Some(a), Some(t)) if t > 0 => format!("{} ({}%)", format_size(a), a * 100 / t),
+            _ => "-".into(),
+        };
+        rows.push(vec![
+            short(n["id"].as_str().unwrap_or("")),
+            n["hostname"].as_str().unwrap_or("?").into(),
+            n["addr"].as_str().unwrap_or("-").into(),
+            n["zone"].as_str().unwrap_or("(no role)").into(),
+            capacity,
+            if n["up"].as_bool() == Some(true) { "yes".into() } else { "NO".into() },
+            ago(&n["last_seen_msec"]),
+            free,
+        ]);
+    }
+    out.push_str(&format_table(&rows));
+    out
+}
+
+async fn layout(client: &AdminClient, cmd: &LayoutCmd) -> Result<()> {
+    match cmd {
+        LayoutCmd::Show(f) => {
+            let v = client.get("/v1/layout").await?;
+            if f.json { print_json(&v) } else { print!("{}", human_layout(&v)) }
+        }
+        LayoutCmd::Assign { node, zone, capacity, gateway, tags } => {
+            let Some(zone) = zone else { bail!("give the node's zone with -z ZONE (one zone = one site)") };
+            let capacity = match (capacity, gateway) {
+                (Some(c), false) => Some(parse_size(c)?),
+                (None, true) => None,
+                (None, false) => bail!("give the node's capacity with -c CAPACITY (like 500G), or --gateway"),
+                (Some(_), true) => unreachable!("clap rejects --capacity with --gateway"),
+            };
+            let v = client
+                .post("/v1/layout/assign", json!({"node": node, "zone": zone, "capacity": capacity, "gateway": gateway, "tags": tags}))
+                .await?;
+            let what = match capacity {
+                Some(c) => format!("zone {zone}, capacity {}", format_size(c)),
+                None => format!("zone {zone}, gateway"),
+            };
+            println!("Staged role for {}: {what}.", short(v["staged"].as_str().unwrap_or("")));
+            println!("Review with `grenier layout show`, then `grenier layout apply`.");
+        }
+        LayoutCmd::Remove { node } => {
+            let v = client.post("/v1/layout/remove", json!({ "node": node })).await?;
+            println!("Staged removal of {}. Apply with `grenier layout apply`.", short(v["staged_removal"].as_str().unwrap_or("")));
+        }
+        LayoutCmd::Config { zone_redundancy } => {
+            client.post("/v1/layout/config", json!({ "zone_redundancy": zone_redundancy })).await?;
+            println!("Staged zone redundancy {zone_redundancy}. Apply with `grenier layout apply`.");
+        }
+        LayoutCmd::Apply { version } => {
+            let v = client.post("/v1/layout/apply", json!({ "version": version })).await?;
+            println!(
+                "Applied layout version {}: {} partition replicas move; usable capacity {} (zone redundancy {}).\n",
+                v["version"],
+                v["moved"],
+                opt_size(&v["usable_capacity"]),
+                v["zone_redundancy"]
+            );
+            let mut rows = vec![["NODE", "ZONE", "PARTITIONS BEFORE", "PARTITIONS AFTER"].map(String::from).to_vec()];
+            for n in v["nodes"].as_array().into_iter().flatten() {
+                rows.push(vec![
+                    short(n["id"].as_str().unwrap_or("")),
+                    n["zone"].as_str().unwrap_or("").into(),
+                    n["partitions_before"].to_string(),
+                    n["partitions_after"].to_string(),
+                ]);
+            }
+            print!("{}", format_table(&rows));
+        }
+        LayoutCmd::Revert => {
+            client.post("/v1/layout/revert", json!({})).await?;
+            println!("Staged changes dropped.");
+        }
+        LayoutCmd::History(f) => {
+            let v = client.get("/v1/layout/history").await?;
+            if f.json {
+                print_json(&v);
+            } else {
+                let mut rows =
+                    vec![["VERSION", "STATUS", "APPLIED", "STORAGE NODES", "GATEWAYS", "ZONES", "USABLE", "MOVED"].map(String::from).to_vec()];
+                for e in v["versions"].as_array().into_iter().flatten() {
+                    rows.push(vec![
+                        e["version"].to_string(),
+                        e["status"].as_str().unwrap_or("").into(),
+                        ago(&e["applied_msec"]),
+                        e["storage_nodes"].to_string(),
+                        e["gateways"].to_string(),
+                        e["zones"].to_string(),
+                        opt_size(&e["usable_capacity"]),
+                        e["moved"].to_string(),
+                    ]);
+                }
+                print!("{}", format_table(&rows));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn human_layout(v: &Value) -> String {
+    let mut out = format!(
+        "Layout version {}, replication factor {}, zone redundancy {} (in force: {})\n\n",
+        v["version"],
+        v["replication_factor"],
+        v["zone_redundancy"].as_str().unwrap_or("?"),
+        v["effective_zone_redundancy"]
+    );
+    let usage: std::collections::HashMap<&str, &Value> = v["nodes_usage"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| Some((n["id"].as_str()?, n)))
+        .collect();
+    let mut rows = vec![["ID", "ZONE", "CAPACITY", "PARTITIONS", "USABLE", "TAGS"].map(String::from).to_vec()];
+    for r in v["roles"].as_array().into_iter().flatten() {
+        let id = r["id"].as_str().unwrap_or("");
+        let u = usage.get(id);
+        rows.push(vec![
+            short(id),
+            r["zone"].as_str().unwrap_or("").into(),
+            if r["gateway"].as_bool() == Some(true) { "gateway".into() } else { opt_size(&r["capacity"]) },
+            u.map(|u| u["partitions"].to_string()).unwrap_or_else(|| "-".into()),
+            u.map(|u| opt_size(&u["usable_capacity"])).unwrap_or_else(|| "-".into()),
+            r["tags"].as_array().map(|t| t.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(",")).unwrap_or_default(),
+        ]);
+    }
+    if rows.len() == 1 {
+        out.push_str("No roles yet: stage some with `grenier layout assign <node> -z ZONE -c CAPACITY`.\n");
+    } else {
+        out.push_str(&format_table(&rows));
+        out.push('\n');
+        for z in v["zones"].as_array().into_iter().flatten() {
+            out.push_str(&format!(
+                "Zone {}: {} storage node(s), usable {}\n",
+                z["zone"].as_str().unwrap_or(""),
+                z["nodes"],
+                opt_size(&z["usable_capacity"])
+            ));
+        }
+        out.push_str(&format!(
+            "Usable capacity of the cluster: {} (partition size {})\n",
+            opt_size(&v["usable_capacity"]),
+            opt_size(&v["partition_size"])
+        ));
+    }
+    let staged = v["staged"].as_array().cloned().unwrap_or_default();
+    if !staged.is_empty() || !v["staged_parameters"].is_null() {
+        out.push_str("\nStaged changes (apply with `grenier layout apply`, drop with `grenier layout revert`):\n");
+        let mut rows = vec![["ID", "CHANGE"].map(String::from).to_vec()];
+        for s in &staged {
+            let change = if s["remove"].as_bool() == Some(true) {
+                "remove".to_string()
+            } else if s["gateway"].as_bool() == Some(true) {
+                format!("zone {}, gateway", s["zone"].as_str().unwrap_or(""))
+            } else {
+                format!("zone {}, capacity {}", s["zone"].as_str().unwrap_or(""), opt_size(&s["capacity"]))
+            };
+            rows.push(vec![short(s["id"].as_str().unwrap_or("")), change]);
+        }
+        if let Some(zr) = v["staged_parameters"]["zone_redundancy"].as_str() {
+            rows.push(vec!["(parameters)".into(), format!("zone redundancy {zr}")]);
+        }
+        out.push_str(&format_table(&rows));
+    }
+    out
+}
+
+/// Load the configuration for `server`, with the path in the error.
+pub fn load_config(path: &std::path::Path) -> Result<Config> {
+    Config::load(path).context("cannot start the node")
+}

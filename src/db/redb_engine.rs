@@ -1,0 +1,585 @@
+//! The redb engine: each tree is a redb table `&[u8] -> &[u8]` of the same name.
+//!
+//! Reads outside transactions share a cached read transaction (with its opened tables), which
+//! every successful commit invalidates, so that point reads don't pay for `begin_read` and
+//! `open_table` each time, while a read that starts after a write returned always sees it (see
+//! [`RedbEngine::read_snap`]). Range iterators are redb `Range<'static>`s, which keep their read
+//! transaction alive by reference counting.
+
+use std::collections::HashMap;
+use std::fs;
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use redb::{
+    Database, Durability, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable,
+    ReadableTableMetadata, Table, TableDefinition, TableError, TableHandle, WriteTransaction,
+};
+
+use super::{Error, IDb, ITx, SNAPSHOT_FILE, TxFnResult, TxValueIter, Value, ValueIter};
+
+/// With `fsync = false`, the longest a commit stays non-durable before a background flush.
+pub const LAZY_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Entries per write transaction when writing a snapshot.
+const SNAPSHOT_BATCH: usize = 50_000;
+
+type Def<'a> = TableDefinition<'a, &'static [u8], &'static [u8]>;
+type RoTable = ReadOnlyTable<&'static [u8], &'static [u8]>;
+type RwTable<'t> = Table<'t, &'static [u8], &'static [u8]>;
+
+fn def(name: &str) -> Def<'_> {
+    TableDefinition::new(name)
+}
+
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn kv(
+    r: Result<
+        (
+            redb::AccessGuard<'_, &'static [u8]>,
+            redb::AccessGuard<'_, &'static [u8]>,
+        ),
+        redb::StorageError,
+    >,
+) -> Result<(Value, Value), Error> {
+    let (k, v) = r?;
+    Ok((k.value().to_vec(), v.value().to_vec()))
+}
+
+#[derive(Default)]
+struct Trees {
+    names: Vec<Arc<str>>,
+    ids: HashMap<Arc<str>, usize>,
+}
+
+/// A shared read transaction with the tables opened through it so far.
+struct ReadSnap {
+    // One slot per tree known when the snapshot was taken; `None` inside: no such table.
+    tables: Vec<OnceLock<Option<RoTable>>>,
+    txn: ReadTransaction,
+}
+
+fn open_ro(txn: &ReadTransaction, name: &str) -> Result<Option<RoTable>, Error> {
+    match txn.open_table(def(name)) {
+        Ok(t) => Ok(Some(t)),
+        Err(TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl ReadSnap {
+    fn with_table<R>(
+        &self,
+        engine: &RedbEngine,
+        id: usize,
+        f: impl FnOnce(Option<&RoTable>) -> Result<R, Error>,
+    ) -> Result<R, Error> {
+        match self.tables.get(id) {
+            Some(slot) => {
+                if let Some(t) = slot.get() {
+                    return f(t.as_ref());
+                }
+                let t = open_ro(&self.txn, &engine.name(id)?)?;
+                // Another thread may have won the race; either value is the same table.
+                let _ = slot.set(t);
+                f(slot.get().and_then(Option::as_ref))
+            }
+            None => f(open_ro(&self.txn, &engine.name(id)?)?.as_ref()),
+        }
+    }
+}
+
+/// The background flusher of `fsync = false` databases.
+struct LazyFlush {
+    dirty: Arc<AtomicBool>,
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+pub(crate) struct RedbEngine {
+    read_cache: RwLock<Option<Arc<ReadSnap>>>,
+    trees: RwLock<Trees>,
+    lazy: Option<LazyFlush>,
+    path: PathBuf,
+    // Last: closed after the cached read transaction and the flusher are gone.
+    db: Arc<Database>,
+}
+
+fn durable_commit(db: &Database) -> Result<(), Error> {
+    // An empty commit with the default (immediate) durability persists every earlier
+    // non-durable commit.
+    db.begin_write()?.commit()?;
+    Ok(())
+}
+
+impl RedbEngine {
+    pub(crate) fn open(path: &Path, fsync: bool) -> Result<Arc<RedbEngine>, Error> {
+        if let Some(parent) = path.parent()
+            && !parent.as_os_str().is_empty()
+        {
+            fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        }
+        let db = Arc::new(Database::create(path)?);
+        let lazy = if fsync {
+            None
+        } else {
+            let dirty = Arc::new(AtomicBool::new(false));
+            let (stop, rx) = mpsc::channel::<()>();
+            let (db2, dirty2) = (db.clone(), dirty.clone());
+            let thread = std::thread::Builder::new()
+                .name("db-lazy-flush".into())
+                .spawn(move || {
+                    // Any message or the sender's drop stops the thread.
+                    while let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(LAZY_FLUSH_INTERVAL)
+                    {
+                        if dirty2.swap(false, Ordering::AcqRel)
+                            && let Err(e) = durable_commit(&db2)
+                        {
+                            dirty2.store(true, Ordering::Release);
+                            tracing::warn!("db: lazy flush failed: {e}");
+                        }
+                    }
+                })
+                .map_err(|e| Error::io(path, e))?;
+            Some(LazyFlush {
+                dirty,
+                stop: Some(stop),
+                thread: Some(thread),
+            })
+        };
+        Ok(Arc::new(RedbEngine {
+            read_cache: RwLock::new(None),
+            trees: RwLock::new(Trees::default()),
+            lazy,
+            path: path.to_path_buf(),
+            db,
+        }))
+    }
+
+    fn name(&self, id: usize) -> Result<Arc<str>, Error> {
+        read(&self.trees)
+            .names
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Error::InvalidTreeName(format!("#{id}")))
+    }
+
+    /// The shared read transaction. Correctness: a snapshot is only ever created with the cache
+    /// write-locked, and every commit clears the cache (write-locked) after it completes. So a
+    /// cached snapshot either was taken after the last completed commit, or was taken before it
+    /// and is cleared before that commit's caller gets control back: a read started after a
+    /// write returned never sees older data. Clearing also bounds how long the cache pins pages.
+    fn read_snap(&self) -> Result<Arc<ReadSnap>, Error> {
+        if true {
+            return Ok(Arc::new(ReadSnap { tables: vec![], txn: self.db.begin_read()? }));
+        }
+        let mut cache = write(&self.read_cache);
+        if let Some(s) = cache.as_ref() {
+            return Ok(s.clone());
+        }
+        let n = read(&self.trees).names.len();
+        let snap = Arc::new(ReadSnap {
+            tables: (0..n).map(|_| OnceLock::new()).collect(),
+            txn: self.db.begin_read()?,
+        });
+        *cache = Some(snap.clone());
+        Ok(snap)
+    }
+
+    fn with_table<R>(
+        &self,
+        id: usize,
+        f: impl FnOnce(Option<&RoTable>) -> Result<R, Error>,
+    ) -> Result<R, Error> {
+        self.read_snap()?.with_table(self, id, f)
+    }
+
+    fn begin_write(&self) -> Result<WriteTransaction, Error> {
+        let mut txn = self.db.begin_write()?;
+        if self.lazy.is_some() {
+            txn.set_durability(Durability::None)?;
+        }
+        Ok(txn)
+    }
+
+    fn commit(&self, txn: WriteTransaction) -> Result<(), Error> {
+        txn.commit()?;
+        if let Some(lazy) = &self.lazy {
+            lazy.dirty.store(true, Ordering::Release);
+        }
+        *write(&self.read_cache) = None;
+        Ok(())
+    }
+
+    /// Runs `f` on table `id` in its own write transaction, committed if `f` succeeds.
+    fn write_op<R>(
+        &self,
+        id: usize,
+        f: impl FnOnce(&mut RwTable<'_>) -> Result<R, Error>,
+    ) -> Result<R, Error> {
+        let name = self.name(id)?;
+        let txn = self.begin_write()?;
+        let r = {
+            let mut table = txn.open_table(def(&name))?;
+            f(&mut table)
+        };
+        match r {
+            Ok(r) => {
+                self.commit(txn)?;
+                Ok(r)
+            }
+            Err(e) => {
+                if let Err(e2) = txn.abort() {
+                    tracing::warn!("db: abort failed: {e2}");
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Drop for RedbEngine {
+    fn drop(&mut self) {
+        *write(&self.read_cache) = None;
+        if let Some(lazy) = &mut self.lazy {
+            drop(lazy.stop.take());
+            if let Some(t) = lazy.thread.take() {
+                let _ = t.join();
+            }
+        }
+        // Dropping `db` (now its only owner) closes the database, which also makes any pending
+        // non-durable commit durable.
+    }
+}
+
+/// An owned range iterator; keeps the shared read snapshot alive.
+struct RedbIter {
+    inner: Option<redb::Range<'static, &'static [u8], &'static [u8]>>,
+    rev: bool,
+    _snap: Arc<ReadSnap>,
+}
+
+impl Iterator for RedbIter {
+    type Item = Result<(Value, Value), Error>;
+    fn next(&mut self) -> Option<Self::Item> {
+        let inner = self.inner.as_mut()?;
+        let r = if self.rev {
+            inner.next_back()
+        } else {
+            inner.next()
+        };
+        r.map(kv)
+    }
+}
+
+impl IDb for RedbEngine {
+    fn engine(&self) -> &'static str {
+        "redb"
+    }
+
+    fn open_tree(&self, name: &str) -> Result<usize, Error> {
+        if let Some(id) = read(&self.trees).ids.get(name) {
+            return Ok(*id);
+        }
+        // Create the table unless it exists. Not under the `trees` lock: a transaction in
+        // progress may need it (through `name`) before `begin_write` returns.
+        let exists = open_ro(&self.db.begin_read()?, name)?.is_some();
+        if !exists {
+            let txn = self.begin_write()?;
+            txn.open_table(def(name))?;
+            self.commit(txn)?;
+        }
+        let mut trees = write(&self.trees);
+        if let Some(id) = trees.ids.get(name) {
+            return Ok(*id);
+        }
+        let id = trees.names.len();
+        let name: Arc<str> = name.into();
+        trees.names.push(name.clone());
+        trees.ids.insert(name, id);
+        Ok(id)
+    }
+
+    fn list_trees(&self) -> Result<Vec<String>, Error> {
+        let txn = self.db.begin_read()?;
+        Ok(txn.list_tables()?.map(|h| h.name().to_string()).collect())
+    }
+
+    fn snapshot(&self, dir: &Path) -> Result<PathBuf, Error> {
+        let txn = self.db.begin_read()?;
+        let mut trees = Vec::new();
+        for handle in txn.list_tables()? {
+            let name = handle.name().to_string();
+            let table = txn.open_table(def(&name))?;
+            let iter: ValueIter = Box::new(table.range::<&[u8]>(..)?.map(kv));
+            trees.push((name, iter));
+        }
+        let path = write_snapshot(dir, trees)?;
+        tracing::debug!(
+            "db: snapshot of {} written to {}",
+            self.path.display(),
+            path.display()
+        );
+        Ok(path)
+    }
+
+    fn flush(&self) -> Result<(), Error> {
+        if let Some(lazy) = &self.lazy
+            && lazy.dirty.swap(false, Ordering::AcqRel)
+            && let Err(e) = durable_commit(&self.db)
+        {
+            lazy.dirty.store(true, Ordering::Release);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn get(&self, tree: usize, key: &[u8]) -> Result<Option<Value>, Error> {
+        self.with_table(tree, |t| match t {
+            None => Ok(None),
+            Some(t) => Ok(t.get(key)?.map(|v| v.value().to_vec())),
+        })
+    }
+
+    fn len(&self, tree: usize) -> Result<usize, Error> {
+        self.with_table(tree, |t| match t {
+            None => Ok(0),
+            Some(t) => Ok(t.len()? as usize),
+        })
+    }
+
+    fn first(&self, tree: usize) -> Result<Option<(Value, Value)>, Error> {
+        self.with_table(tree, |t| match t {
+            None => Ok(None),
+            Some(t) => t.first()?.map(|x| kv(Ok(x))).transpose(),
+        })
+    }
+
+    fn last(&self, tree: usize) -> Result<Option<(Value, Value)>, Error> {
+        self.with_table(tree, |t| match t {
+            None => Ok(None),
+            Some(t) => t.last()?.map(|x| kv(Ok(x))).transpose(),
+        })
+    }
+
+    fn get_gt(&self, tree: usize, key: &[u8]) -> Result<Option<(Value, Value)>, Error> {
+        self.with_table(tree, |t| match t {
+            None => Ok(None),
+            Some(t) => t
+                .range::<&[u8]>((Bound::Excluded(key), Bound::Unbounded))?
+                .next()
+                .map(kv)
+                .transpose(),
+        })
+    }
+
+    fn get_lt(&self, tree: usize, key: &[u8]) -> Result<Option<(Value, Value)>, Error> {
+        self.with_table(tree, |t| match t {
+            None => Ok(None),
+            Some(t) => t
+                .range::<&[u8]>((Bound::Unbounded, Bound::Excluded(key)))?
+                .next_back()
+                .map(kv)
+                .transpose(),
+        })
+    }
+
+    fn range(
+        &self,
+        tree: usize,
+        low: Bound<&[u8]>,
+        high: Bound<&[u8]>,
+        rev: bool,
+    ) -> Result<ValueIter, Error> {
+        let snap = self.read_snap()?;
+        let inner = snap.with_table(self, tree, |t| {
+            Ok(t.map(|t| t.range::<&[u8]>((low, high))).transpose()?)
+        })?;
+        Ok(Box::new(RedbIter {
+            inner,
+            rev,
+            _snap: snap,
+        }))
+    }
+
+    fn insert(&self, tree: usize, key: &[u8], value: &[u8]) -> Result<Option<Value>, Error> {
+        self.write_op(tree, |t| {
+            Ok(t.insert(key, value)?.map(|v| v.value().to_vec()))
+        })
+    }
+
+    fn remove(&self, tree: usize, key: &[u8]) -> Result<Option<Value>, Error> {
+        self.write_op(tree, |t| Ok(t.remove(key)?.map(|v| v.value().to_vec())))
+    }
+
+    fn transaction(&self, f: &mut dyn FnMut(&mut dyn ITx) -> TxFnResult) -> Result<(), Error> {
+        let txn = self.begin_write()?;
+        // If `f` panics, `txn` is dropped without commit during unwinding: redb rolls it back.
+        let decision = {
+            let mut tx = RedbTx {
+                txn: &txn,
+                engine: self,
+                tables: Vec::new(),
+            };
+            f(&mut tx)
+            // `tx` and its open tables dropped here, as redb requires before commit.
+        };
+        match decision {
+            TxFnResult::Commit => self.commit(txn),
+            TxFnResult::Abort => Ok(txn.abort()?),
+        }
+    }
+}
+
+struct RedbTx<'t> {
+    txn: &'t WriteTransaction,
+    engine: &'t RedbEngine,
+    tables: Vec<Option<RwTable<'t>>>,
+}
+
+impl<'t> RedbTx<'t> {
+    fn table(&mut self, id: usize) -> Result<&mut RwTable<'t>, Error> {
+        if id >= self.tables.len() {
+            self.tables.resize_with(id + 1, || None);
+        }
+        let slot = &mut self.tables[id];
+        if slot.is_none() {
+            let name = self.engine.name(id)?;
+            *slot = Some(self.txn.open_table(def(&name))?);
+        }
+        Ok(slot.as_mut().expect("just opened"))
+    }
+}
+
+impl<'t> ITx for RedbTx<'t> {
+    fn get(&mut self, tree: usize, key: &[u8]) -> Result<Option<Value>, Error> {
+        Ok(self.table(tree)?.get(key)?.map(|v| v.value().to_vec()))
+    }
+
+    fn len(&mut self, tree: usize) -> Result<usize, Error> {
+        Ok(self.table(tree)?.len()? as usize)
+    }
+
+    fn first(&mut self, tree: usize) -> Result<Option<(Value, Value)>, Error> {
+        self.table(tree)?.first()?.map(|x| kv(Ok(x))).transpose()
+    }
+
+    fn last(&mut self, tree: usize) -> Result<Option<(Value, Value)>, Error> {
+        self.table(tree)?.last()?.map(|x| kv(Ok(x))).transpose()
+    }
+
+    fn get_gt(&mut self, tree: usize, key: &[u8]) -> Result<Option<(Value, Value)>, Error> {
+        self.table(tree)?
+            .range::<&[u8]>((Bound::Excluded(key), Bound::Unbounded))?
+            .next()
+            .map(kv)
+            .transpose()
+    }
+
+    fn get_lt(&mut self, tree: usize, key: &[u8]) -> Result<Option<(Value, Value)>, Error> {
+        self.table(tree)?
+            .range::<&[u8]>((Bound::Unbounded, Bound::Excluded(key)))?
+            .next_back()
+            .map(kv)
+            .transpose()
+    }
+
+    fn range<'r>(
+        &'r mut self,
+        tree: usize,
+        low: Bound<&[u8]>,
+        high: Bound<&[u8]>,
+        rev: bool,
+    ) -> Result<TxValueIter<'r>, Error> {
+        let table: &'r RwTable<'t> = self.table(tree)?;
+        let range = table.range::<&[u8]>((low, high))?;
+        Ok(if rev {
+            Box::new(range.rev().map(kv))
+        } else {
+            Box::new(range.map(kv))
+        })
+    }
+
+    fn insert(&mut self, tree: usize, key: &[u8], value: &[u8]) -> Result<Option<Value>, Error> {
+        Ok(self
+            .table(tree)?
+            .insert(key, value)?
+            .map(|v| v.value().to_vec()))
+    }
+
+    fn remove(&mut self, tree: usize, key: &[u8]) -> Result<Option<Value>, Error> {
+        Ok(self.table(tree)?.remove(key)?.map(|v| v.value().to_vec()))
+    }
+}
+
+/// Writes `trees` (name and entries in key order, read from one consistent view) as a fresh
+/// redb database `dir/SNAPSHOT_FILE`, atomically (temporary file, fsync, rename).
+pub(super) fn write_snapshot(
+    dir: &Path,
+    trees: Vec<(String, ValueIter)>,
+) -> Result<PathBuf, Error> {
+    fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let path = dir.join(SNAPSHOT_FILE);
+    if path.exists() {
+        return Err(Error::SnapshotExists(path));
+    }
+    let tmp = dir.join(format!("{SNAPSHOT_FILE}.tmp"));
+    if tmp.exists() {
+        // Left over by an interrupted snapshot.
+        fs::remove_file(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    }
+    let res = (|| {
+        let db = Database::create(&tmp)?;
+        for (name, mut iter) in trees {
+            loop {
+                let mut txn = db.begin_write()?;
+                // Nothing is visible before the rename, which follows a durable commit.
+                txn.set_durability(Durability::None)?;
+                let mut done = true;
+                {
+                    let mut table = txn.open_table(def(&name))?;
+                    for _ in 0..SNAPSHOT_BATCH {
+                        match iter.next() {
+                            None => {
+                                done = true;
+                                break;
+                            }
+                            Some(kv) => {
+                                let (k, v) = kv?;
+                                table.insert(k.as_slice(), v.as_slice())?;
+                                done = false;
+                            }
+                        }
+                    }
+                }
+                txn.commit()?;
+                if done {
+                    break;
+                }
+            }
+        }
+        durable_commit(&db)?;
+        db.close()?;
+        fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+        fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Error::io(dir, e))?;
+        Ok(path.clone())
+    })();
+    if res.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    res
+}

@@ -1,0 +1,456 @@
+//! Layout data: roles, versions, the staged-changes CRDT, and `apply`.
+//!
+//! A [`LayoutHistory`] is what nodes gossip. It holds the current [`LayoutVersion`] (roles, replication
+//! parameters and the partition → nodes assignment), summaries of earlier versions, and the
+//! [`LayoutStaging`] CRDT of changes not applied yet. Merging two histories keeps the newer version (equal
+//! versions computed differently by two concurrent `apply`s are broken by digest, so every node picks the
+//! same) and merges the staging, so any order of gossip converges.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use blake2::{Blake2b512, Digest};
+use serde::{Deserialize, Serialize};
+
+use super::LayoutError;
+use super::solver::{self, NB_PARTITIONS, NodeSpec, SolverInput};
+use crate::crdt::{Crdt, Lww, LwwMap};
+use crate::net::NodeId;
+use crate::util::encode::{NoPrevious, Versioned};
+use crate::util::time::now_msec;
+
+/// Earlier versions kept as summaries for `layout history`.
+const HISTORY_KEPT: usize = 64;
+
+/// The role of a node in the layout: its zone, and its capacity (None for a gateway that stores nothing).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct NodeRole {
+    pub zone: String,
+    pub capacity: Option<u64>,
+    pub tags: Vec<String>,
+}
+
+/// How many distinct zones each partition must span.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum ZoneRedundancy {
+    /// As many as possible: min(replication factor, number of zones).
+    Max,
+    AtLeast(usize),
+}
+
+impl std::fmt::Display for ZoneRedundancy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ZoneRedundancy::Max => f.write_str("max"),
+            ZoneRedundancy::AtLeast(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct LayoutParameters {
+    pub zone_redundancy: ZoneRedundancy,
+}
+
+impl Default for LayoutParameters {
+    fn default() -> Self {
+        LayoutParameters { zone_redundancy: ZoneRedundancy::Max }
+    }
+}
+
+/// One applied layout.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayoutVersion {
+    pub version: u64,
+    pub replication_factor: usize,
+    pub parameters: LayoutParameters,
+    pub roles: BTreeMap<NodeId, NodeRole>,
+    /// Nodes with a capacity, sorted by id; `ring` refers to them by index.
+    pub storage_nodes: Vec<NodeId>,
+    /// `NB_PARTITIONS × replication_factor` indices into `storage_nodes` (empty before the first apply).
+    pub ring: Vec<u16>,
+    pub partition_size: u64,
+    pub applied_msec: u64,
+    /// Replicas that moved compared with the previous version.
+    pub moved: usize,
+}
+
+impl LayoutVersion {
+    pub fn empty(replication_factor: usize) -> LayoutVersion {
+        LayoutVersion {
+            version: 0,
+            replication_factor,
+            parameters: LayoutParameters::default(),
+            roles: BTreeMap::new(),
+            storage_nodes: vec![],
+            ring: vec![],
+            partition_size: 0,
+            applied_msec: 0,
+            moved: 0,
+        }
+    }
+
+    /// The partition a 32-byte hash falls in (its first byte: 256 partitions).
+    pub fn partition_of(hash: &[u8; 32]) -> usize {
+        hash[0] as usize
+    }
+
+    /// The nodes holding `partition` (empty before the first apply).
+    pub fn nodes_of(&self, partition: usize) -> Vec<NodeId> {
+        let rf = self.replication_factor;
+        if self.ring.len() != NB_PARTITIONS * rf {
+            return vec![];
+        }
+        self.ring[partition * rf..(partition + 1) * rf].iter().map(|&i| self.storage_nodes[i as usize]).collect()
+    }
+
+    pub fn zones(&self) -> BTreeSet<&str> {
+        self.roles.values().filter(|r| r.capacity.is_some()).map(|r| r.zone.as_str()).collect()
+    }
+
+    /// The zone redundancy in force: `max` resolved against the zones of storage nodes.
+    pub fn effective_zone_redundancy(&self) -> usize {
+        effective_zr(self.parameters.zone_redundancy, self.replication_factor, self.zones().len())
+    }
+
+    /// Partitions held by each storage node.
+    pub fn partitions_per_node(&self) -> BTreeMap<NodeId, usize> {
+        let mut m: BTreeMap<NodeId, usize> = self.storage_nodes.iter().map(|n| (*n, 0)).collect();
+        for &i in &self.ring {
+            *m.entry(self.storage_nodes[i as usize]).or_default() += 1;
+        }
+        m
+    }
+
+    pub fn usable_capacity(&self) -> u64 {
+        self.partition_size * NB_PARTITIONS as u64
+    }
+}
+
+fn effective_zr(zr: ZoneRedundancy, rf: usize, zones: usize) -> usize {
+    match zr {
+        ZoneRedundancy::Max => rf.min(zones).max(1),
+        ZoneRedundancy::AtLeast(n) => n,
+    }
+}
+
+/// Changes staged for the next version. A CRDT: per-node last-writer-wins roles (`None` = removal) and
+/// parameters, within a generation `(version it applies on, number of reverts)`; a higher generation
+/// replaces a lower one wholesale, which is how `apply` and `revert` clear it everywhere.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayoutStaging {
+    pub generation: (u64, u64),
+    pub roles: LwwMap<NodeId, Option<NodeRole>>,
+    pub parameters: Option<Lww<LayoutParameters>>,
+}
+
+impl LayoutStaging {
+    fn new(generation: (u64, u64)) -> LayoutStaging {
+        LayoutStaging { generation, roles: LwwMap::new(), parameters: None }
+    }
+}
+
+impl Crdt for LayoutStaging {
+    fn merge(&mut self, other: &Self) {
+        if other.generation > self.generation {
+            *self = other.clone();
+        } else if other.generation == self.generation {
+            self.roles.merge(&other.roles);
+            self.parameters.merge(&other.parameters);
+        }
+    }
+}
+
+/// Summary of an applied version, for `layout history`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub version: u64,
+    pub applied_msec: u64,
+    pub storage_nodes: usize,
+    pub gateways: usize,
+    pub zones: usize,
+    pub usable_capacity: u64,
+    pub moved: usize,
+}
+
+impl HistoryEntry {
+    fn of(v: &LayoutVersion) -> HistoryEntry {
+        HistoryEntry {
+            version: v.version,
+            applied_msec: v.applied_msec,
+            storage_nodes: v.storage_nodes.len(),
+            gateways: v.roles.len() - v.storage_nodes.len(),
+            zones: v.zones().len(),
+            usable_capacity: v.usable_capacity(),
+            moved: v.moved,
+        }
+    }
+}
+
+/// What gossip carries and disk keeps.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayoutHistory {
+    pub current: LayoutVersion,
+    pub previous: Vec<HistoryEntry>,
+    pub staging: LayoutStaging,
+}
+
+impl Versioned for LayoutHistory {
+    const MARKER: &'static [u8] = b"GRlayout01";
+    type Previous = NoPrevious;
+}
+
+/// What `apply` did, for the CLI to print.
+#[derive(Clone, Debug, Serialize)]
+pub struct ApplyReport {
+    pub version: u64,
+    pub moved: usize,
+    pub partition_size: u64,
+    pub usable_capacity: u64,
+    pub zone_redundancy: usize,
+    /// (node, zone, partitions before, partitions after)
+    pub nodes: Vec<(NodeId, String, usize, usize)>,
+}
+
+impl LayoutHistory {
+    pub fn new(replication_factor: usize) -> LayoutHistory {
+        LayoutHistory {
+            current: LayoutVersion::empty(replication_factor),
+            previous: vec![],
+            staging: LayoutStaging::new((0, 0)),
+        }
+    }
+
+    /// A digest of the whole state: equal digests mean equal histories.
+    pub fn digest(&self) -> [u8; 32] {
+        let bytes = self.encode().unwrap_or_default();
+        let h = Blake2b512::digest(&bytes);
+        h[..32].try_into().expect("64-byte digest")
+    }
+
+    /// Merge another node's history; true if ours changed.
+    pub fn merge(&mut self, other: &LayoutHistory) -> bool {
+        let before = self.clone();
+        let take_theirs = match other.current.version.cmp(&self.current.version) {
+            std::cmp::Ordering::Greater => true,
+            std::cmp::Ordering::Equal => other.current != self.current && other.version_digest() > self.version_digest(),
+            std::cmp::Ordering::Less => false,
+        };
+        if take_theirs {
+            self.current = other.current.clone();
+            self.previous = other.previous.clone();
+        }
+        self.staging.merge(&other.staging);
+        self.normalize_staging();
+        *self != before
+    }
+
+    fn version_digest(&self) -> [u8; 32] {
+        let bytes = rmp_serde::to_vec(&self.current).unwrap_or_default();
+        Blake2b512::digest(&bytes)[..32].try_into().expect("64-byte digest")
+    }
+
+    /// Staging from before the current version is obsolete.
+    fn normalize_staging(&mut self) {
+        if self.staging.generation.0 < self.current.version {
+            self.staging = LayoutStaging::new((self.current.version, 0));
+        }
+    }
+
+    pub fn stage_role(&mut self, node: NodeId, role: Option<NodeRole>) {
+        self.staging.roles.update(node, role);
+    }
+
+    pub fn stage_parameters(&mut self, p: LayoutParameters) {
+        match &mut self.staging.parameters {
+            Some(l) => l.update(p),
+            None => self.staging.parameters = Some(Lww::new(p)),
+        }
+    }
+
+    pub fn revert(&mut self) {
+        let (v, n) = self.staging.generation;
+        self.staging = LayoutStaging::new((v.max(self.current.version), n + 1));
+    }
+
+    /// Staged role changes that differ from the current layout.
+    pub fn staged_roles(&self) -> Vec<(NodeId, Option<NodeRole>)> {
+        self.staging
+            .roles
+            .iter()
+            .filter(|(id, r)| self.current.roles.get(id) != r.as_ref())
+            .map(|(id, r)| (*id, r.clone()))
+            .collect()
+    }
+
+    /// Staged parameters, if they differ from the current ones.
+    pub fn staged_parameters(&self) -> Option<LayoutParameters> {
+        self.staging.parameters.as_ref().map(|l| *l.get()).filter(|p| *p != self.current.parameters)
+    }
+
+    /// Compute the next version from the staged changes. `expected` must be current+1 when given.
+    pub fn apply(&mut self, expected: Option<u64>) -> Result<ApplyReport, LayoutError> {
+        let cur = &self.current;
+        let next = cur.version + 1;
+        if let Some(e) = expected {
+            if e != next {
+                return Err(LayoutError::WrongVersion { given: e, current: cur.version });
+            }
+        }
+        let staged = self.staged_roles();
+        let params = self.staged_parameters();
+        if staged.is_empty() && params.is_none() {
+            return Err(LayoutError::NothingStaged);
+        }
+        let mut roles = cur.roles.clone();
+        for (id, r) in staged {
+            match r {
+                Some(r) => roles.insert(id, r),
+                None => roles.remove(&id),
+            };
+        }
+        let parameters = params.unwrap_or(cur.parameters);
+        let rf = cur.replication_factor;
+        let storage_nodes: Vec<NodeId> = roles.iter().filter(|(_, r)| r.capacity.is_some()).map(|(id, _)| *id).collect();
+        let specs: Vec<NodeSpec> = storage_nodes
+            .iter()
+            .map(|id| {
+                let r = &roles[id];
+                NodeSpec { zone: r.zone.clone(), capacity: r.capacity.unwrap_or(0) }
+            })
+            .collect();
+        let zones: BTreeSet<&str> = specs.iter().map(|s| s.zone.as_str()).collect();
+        let zr = effective_zr(parameters.zone_redundancy, rf, zones.len());
+        let previous: Option<Vec<Vec<usize>>> = (!cur.ring.is_empty()).then(|| {
+            (0..NB_PARTITIONS)
+                .map(|p| cur.nodes_of(p).iter().filter_map(|id| storage_nodes.iter().position(|n| n == id)).collect())
+                .collect()
+        });
+        let assignment = solver::solve(&SolverInput {
+            nodes: &specs,
+            replication_factor: rf,
+            zone_redundancy: zr,
+            previous: previous.as_deref(),
+        })?;
+        let before = cur.partitions_per_node();
+        let new = LayoutVersion {
+            version: next,
+            replication_factor: rf,
+            parameters,
+            roles,
+            storage_nodes: storage_nodes.clone(),
+            ring: assignment.partitions.iter().flat_map(|p| p.iter().map(|&i| i as u16)).collect(),
+            partition_size: assignment.partition_size,
+            applied_msec: now_msec(),
+            moved: assignment.moved,
+        };
+        let after = new.partitions_per_node();
+        let mut nodes: BTreeSet<NodeId> = before.keys().copied().collect();
+        nodes.extend(after.keys().copied());
+        let report = ApplyReport {
+            version: next,
+            moved: assignment.moved,
+            partition_size: assignment.partition_size,
+            usable_capacity: assignment.usable_capacity,
+            zone_redundancy: zr,
+            nodes: nodes
+                .into_iter()
+                .map(|id| {
+                    let zone = new.roles.get(&id).or(self.current.roles.get(&id)).map(|r| r.zone.clone()).unwrap_or_default();
+                    (id, zone, before.get(&id).copied().unwrap_or(0), after.get(&id).copied().unwrap_or(0))
+                })
+                .collect(),
+        };
+        self.previous.push(HistoryEntry::of(&self.current));
+        if self.previous.len() > HISTORY_KEPT {
+            self.previous.remove(0);
+        }
+        self.previous.retain(|e| e.version > 0);
+        self.current = new;
+        self.normalize_staging();
+        Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crdt::laws;
+    use crate::net::NodeKey;
+    use proptest::prelude::*;
+
+    fn role(zone: &str, gb: u64) -> Option<NodeRole> {
+        Some(NodeRole { zone: zone.into(), capacity: Some(gb * 1_000_000_000), tags: vec![] })
+    }
+
+    #[test]
+    fn apply_assigns_three_zones_and_refuses_wrong_version() {
+        let ids: Vec<NodeId> = (0..6).map(|_| NodeKey::generate().id()).collect();
+        let mut h = LayoutHistory::new(3);
+        assert!(matches!(h.apply(None), Err(LayoutError::NothingStaged)));
+        for (i, id) in ids.iter().enumerate() {
+            h.stage_role(*id, role(["a", "b", "c"][i % 3], 100));
+        }
+        assert!(matches!(h.apply(Some(5)), Err(LayoutError::WrongVersion { given: 5, current: 0 })));
+        let r = h.apply(Some(1)).unwrap();
+        assert_eq!(r.version, 1);
+        assert_eq!(h.current.version, 1);
+        assert!(h.staged_roles().is_empty());
+        for p in 0..NB_PARTITIONS {
+            let nodes = h.current.nodes_of(p);
+            let zones: BTreeSet<_> = nodes.iter().map(|n| h.current.roles[n].zone.clone()).collect();
+            assert_eq!(zones.len(), 3, "partition {p} not spread over 3 zones");
+        }
+        // Remove one node: only its replicas move.
+        let before = h.current.partitions_per_node()[&ids[0]];
+        h.stage_role(ids[0], None);
+        let r = h.apply(None).unwrap();
+        assert_eq!(r.moved, before);
+        assert!(!h.current.roles.contains_key(&ids[0]));
+        assert_eq!(h.previous.len(), 1);
+    }
+
+    #[test]
+    fn merge_takes_newer_version_and_clears_old_staging() {
+        let ids: Vec<NodeId> = (0..3).map(|_| NodeKey::generate().id()).collect();
+        let mut a = LayoutHistory::new(3);
+        for (i, id) in ids.iter().enumerate() {
+            a.stage_role(*id, role(["a", "b", "c"][i], 10));
+        }
+        let mut b = LayoutHistory::new(3);
+        assert!(b.merge(&a));
+        assert_eq!(b.staged_roles().len(), 3);
+        a.apply(None).unwrap();
+        assert!(b.merge(&a));
+        assert_eq!(b, a);
+        assert!(b.staged_roles().is_empty());
+        assert!(!b.merge(&a));
+        // Revert clears staged changes on every node.
+        a.stage_role(ids[0], None);
+        b.merge(&a);
+        assert_eq!(b.staged_roles().len(), 1);
+        b.revert();
+        a.merge(&b);
+        assert!(a.staged_roles().is_empty());
+        assert_eq!(a.digest(), b.digest());
+    }
+
+    fn staging() -> impl Strategy<Value = LayoutStaging> {
+        let ids: Vec<NodeId> = (0..3).map(|i| NodeId([i; 32])).collect();
+        (0u64..2, 0u64..2, proptest::collection::vec((0usize..3, 0u64..4, proptest::option::of(0u64..3)), 0..4))
+            .prop_map(move |(v, n, entries)| {
+                let mut s = LayoutStaging::new((v, n));
+                for (i, ts, cap) in entries {
+                    let r = cap.map(|c| NodeRole { zone: "z".into(), capacity: Some(c), tags: vec![] });
+                    s.roles.insert_raw(ids[i], Lww::raw(ts, r));
+                }
+                s
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn staging_is_a_crdt(a in staging(), b in staging(), c in staging()) {
+            laws::check(&a, &b, &c);
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! Grenier: an S3-compatible, geo-distributed object store.
+//!
+//! The crate is layered; each module only uses the ones listed before it:
+//! `util` → `db` → `crdt` → `net` → `layout` → (`table` → `block` → `model` → `s3`) → `admin` → `cli`,
+//! with [`server`] wiring them into a running node. See `doc/ARCHITECTURE.md`.
+
+pub mod admin;
+pub mod cli;
+pub mod crdt;
+pub mod db;
+pub mod layout;
+pub mod net;
+pub mod server;
+pub mod util;

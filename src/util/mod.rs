@@ -1,0 +1,8 @@
+//! Small shared helpers: configuration, human sizes, time, versioned encoding.
+//! **Invariant:** `util` depends on no other Grenier module.
+
+pub mod config;
+pub mod encode;
+pub mod fs;
+pub mod size;
+pub mod time;
