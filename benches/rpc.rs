@@ -27,7 +27,10 @@ async fn node() -> (Arc<NetApp>, SocketAddr) {
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let (a, _) = node().await;
         let (b, baddr) = node().await;

@@ -8,14 +8,22 @@ use grenier::cli::{self, Cli, Command};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runs_node = matches!(cli.command, Command::Server | Command::Dev(_));
-    let default_filter = if runs_node { "grenier=info" } else { "grenier=warn" };
+    let default_filter = if runs_node {
+        "grenier=info"
+    } else {
+        "grenier=warn"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_filter.into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default_filter.into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

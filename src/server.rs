@@ -43,9 +43,11 @@ pub struct Node {
 impl Node {
     pub async fn start(config: Config) -> Result<Node, ServerError> {
         let meta = config.metadata_dir.clone();
-        std::fs::create_dir_all(&meta).map_err(|e| ServerError::Io(meta.display().to_string(), e))?;
+        std::fs::create_dir_all(&meta)
+            .map_err(|e| ServerError::Io(meta.display().to_string(), e))?;
         for d in &config.data_dir {
-            std::fs::create_dir_all(&d.path).map_err(|e| ServerError::Io(d.path.display().to_string(), e))?;
+            std::fs::create_dir_all(&d.path)
+                .map_err(|e| ServerError::Io(d.path.display().to_string(), e))?;
         }
         let key = NodeKey::load_or_create(&meta)?;
         let db = Db::open_redb(&meta.join("db.redb"), config.metadata_fsync)?;
@@ -54,19 +56,35 @@ impl Node {
             let a = config.rpc_bind_addr;
             (!a.ip().is_unspecified()).then(|| a.to_string())
         });
-        let bind_outgoing: Option<IpAddr> =
-            (config.rpc_bind_outgoing && !config.rpc_bind_addr.ip().is_unspecified()).then(|| config.rpc_bind_addr.ip());
+        let bind_outgoing: Option<IpAddr> = (config.rpc_bind_outgoing
+            && !config.rpc_bind_addr.ip().is_unspecified())
+        .then(|| config.rpc_bind_addr.ip());
         let net = NetApp::new(&key, config.rpc_secret, public_addr, bind_outgoing)?;
         let mut tasks = vec![net.listen(config.rpc_bind_addr).await?];
 
-        let bootstrap =
-            config.bootstrap_peer_addrs().into_iter().map(|(id, addr)| (NodeId(id), addr)).collect::<Vec<_>>();
+        let bootstrap = config
+            .bootstrap_peer_addrs()
+            .into_iter()
+            .map(|(id, addr)| (NodeId(id), addr))
+            .collect::<Vec<_>>();
         let peering = Peering::new(&net, bootstrap, Some(meta.join("peer_list")));
         tasks.push(peering.spawn());
 
-        let layout = LayoutManager::new(&net, &meta, config.replication_factor, config.metadata_fsync)?;
+        let layout = LayoutManager::new(
+            &net,
+            &meta,
+            config.replication_factor,
+            config.metadata_fsync,
+        )?;
         let data_dir = config.data_dir.first().map(|d| d.path.clone());
-        let system = System::new(&net, &peering, &layout, config.consistency_mode, meta.clone(), data_dir);
+        let system = System::new(
+            &net,
+            &peering,
+            &layout,
+            config.consistency_mode,
+            meta.clone(),
+            data_dir,
+        );
         tasks.push(system.spawn());
 
         let admin_state = Arc::new(admin::AdminState {
@@ -82,12 +100,21 @@ impl Node {
             config.rpc_bind_addr,
             config.admin.api_bind_addr
         );
-        Ok(Node { config, db, net, peering, layout, system, tasks })
+        Ok(Node {
+            config,
+            db,
+            net,
+            peering,
+            layout,
+            system,
+            tasks,
+        })
     }
 
     /// Run until SIGINT or SIGTERM.
     pub async fn run_until_signal(self) {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         tokio::select! {
             _ = tokio::signal::ctrl_c() => (),
             _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => (),

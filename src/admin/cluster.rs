@@ -10,25 +10,41 @@ use crate::layout::history::LayoutHistory;
 use crate::layout::{LayoutError, LayoutParameters, NodeRole, ZoneRedundancy};
 use crate::net::NodeId;
 
-pub(super) async fn route(state: &AdminState, method: &Method, path: &str, body: Value) -> Result<Value, ApiError> {
+pub(super) async fn route(
+    state: &AdminState,
+    method: &Method,
+    path: &str,
+    body: Value,
+) -> Result<Value, ApiError> {
     let sys = &state.system;
     match (method, path) {
-        (&Method::GET, "/v1/node") => Ok(json!({"id": sys.id().to_hex(), "addr": sys.net.public_addr()})),
+        (&Method::GET, "/v1/node") => {
+            Ok(json!({"id": sys.id().to_hex(), "addr": sys.net.public_addr()}))
+        }
         (&Method::GET, "/v1/status") => Ok(status(state)),
         (&Method::POST, "/v1/node/connect") => {
             let peer = str_field(&body, "peer")?;
-            let (id, addr) = crate::util::config::parse_bootstrap_peer(peer).map_err(|e| ApiError::bad_request(e.to_string()))?;
+            let (id, addr) = crate::util::config::parse_bootstrap_peer(peer)
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
             sys.peering
                 .connect_to(NodeId(id), &addr)
                 .await
-                .map_err(|e| ApiError(StatusCode::BAD_GATEWAY, format!("cannot connect to {addr}: {e}")))?;
+                .map_err(|e| {
+                    ApiError(
+                        StatusCode::BAD_GATEWAY,
+                        format!("cannot connect to {addr}: {e}"),
+                    )
+                })?;
             Ok(json!({"connected": NodeId(id).to_hex()}))
         }
         (&Method::GET, "/v1/layout") => Ok(layout_json(&sys.layout.history())),
         (&Method::GET, "/v1/layout/history") => Ok(history_json(&sys.layout.history())),
         (&Method::POST, "/v1/layout/assign") => {
             let node = resolve_node(state, str_field(&body, "node")?)?;
-            let gateway = body.get("gateway").and_then(Value::as_bool).unwrap_or(false);
+            let gateway = body
+                .get("gateway")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
             let zone = str_field(&body, "zone")?.to_string();
             if zone.is_empty() {
                 return Err(ApiError::bad_request("zone must not be empty"));
@@ -36,20 +52,35 @@ pub(super) async fn route(state: &AdminState, method: &Method, path: &str, body:
             let capacity = if gateway {
                 None
             } else {
-                let c = body.get("capacity").and_then(Value::as_u64).ok_or_else(|| {
-                    ApiError::bad_request("capacity is required (bytes) unless the node is a gateway")
-                })?;
+                let c = body
+                    .get("capacity")
+                    .and_then(Value::as_u64)
+                    .ok_or_else(|| {
+                        ApiError::bad_request(
+                            "capacity is required (bytes) unless the node is a gateway",
+                        )
+                    })?;
                 if c == 0 {
-                    return Err(ApiError::bad_request("capacity must be above zero; use --gateway for a node that stores nothing"));
+                    return Err(ApiError::bad_request(
+                        "capacity must be above zero; use --gateway for a node that stores nothing",
+                    ));
                 }
                 Some(c)
             };
             let tags: Vec<String> = body
                 .get("tags")
                 .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(|t| t.as_str().map(str::to_string)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|t| t.as_str().map(str::to_string))
+                        .collect()
+                })
                 .unwrap_or_default();
-            let role = NodeRole { zone, capacity, tags };
+            let role = NodeRole {
+                zone,
+                capacity,
+                tags,
+            };
             sys.layout.update(|h| {
                 h.stage_role(node, Some(role.clone()));
                 Ok(())
@@ -67,23 +98,29 @@ pub(super) async fn route(state: &AdminState, method: &Method, path: &str, body:
         (&Method::POST, "/v1/layout/config") => {
             let zr = match body.get("zone_redundancy") {
                 Some(Value::String(s)) if s == "max" => ZoneRedundancy::Max,
-                Some(Value::String(s)) => ZoneRedundancy::AtLeast(
-                    s.parse().map_err(|_| ApiError::bad_request("zone_redundancy is a number or \"max\""))?,
-                ),
+                Some(Value::String(s)) => ZoneRedundancy::AtLeast(s.parse().map_err(|_| {
+                    ApiError::bad_request("zone_redundancy is a number or \"max\"")
+                })?),
                 Some(Value::Number(n)) => ZoneRedundancy::AtLeast(n.as_u64().unwrap_or(0) as usize),
-                _ => return Err(ApiError::bad_request("zone_redundancy is required: a number or \"max\"")),
+                _ => {
+                    return Err(ApiError::bad_request(
+                        "zone_redundancy is required: a number or \"max\"",
+                    ));
+                }
             };
             let h = sys.layout.history();
             let rf = h.current.replication_factor;
-            if let ZoneRedundancy::AtLeast(n) = zr {
-                if n == 0 || n > rf {
-                    return Err(ApiError::bad_request(format!(
-                        "zone_redundancy must be between 1 and the replication factor ({rf}), or max"
-                    )));
-                }
+            if let ZoneRedundancy::AtLeast(n) = zr
+                && (n == 0 || n > rf)
+            {
+                return Err(ApiError::bad_request(format!(
+                    "zone_redundancy must be between 1 and the replication factor ({rf}), or max"
+                )));
             }
             sys.layout.update(|h| {
-                h.stage_parameters(LayoutParameters { zone_redundancy: zr });
+                h.stage_parameters(LayoutParameters {
+                    zone_redundancy: zr,
+                });
                 Ok(())
             })?;
             Ok(json!({"staged_zone_redundancy": zr.to_string()}))
@@ -109,12 +146,17 @@ pub(super) async fn route(state: &AdminState, method: &Method, path: &str, body:
             })?;
             Ok(json!({"reverted": true}))
         }
-        _ => Err(ApiError(StatusCode::NOT_FOUND, format!("no such admin endpoint: {method} {path}"))),
+        _ => Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no such admin endpoint: {method} {path}"),
+        )),
     }
 }
 
 fn str_field<'a>(body: &'a Value, name: &str) -> Result<&'a str, ApiError> {
-    body.get(name).and_then(Value::as_str).ok_or_else(|| ApiError::bad_request(format!("field `{name}` is required")))
+    body.get(name)
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::bad_request(format!("field `{name}` is required")))
 }
 
 /// Resolve a node id prefix among the nodes this node knows (itself, peers, layout roles).
@@ -125,10 +167,22 @@ fn resolve_node(state: &AdminState, prefix: &str) -> Result<NodeId, ApiError> {
         return Err(LayoutError::UnknownNode(String::new()).into());
     }
     let mut ids: Vec<NodeId> = state.system.nodes().into_iter().map(|n| n.id).collect();
-    ids.extend(state.system.layout.history().staging.roles.iter().map(|(id, _)| *id));
+    ids.extend(
+        state
+            .system
+            .layout
+            .history()
+            .staging
+            .roles
+            .iter()
+            .map(|(id, _)| *id),
+    );
     ids.sort();
     ids.dedup();
-    let matches: Vec<NodeId> = ids.into_iter().filter(|id| id.to_hex().starts_with(prefix)).collect();
+    let matches: Vec<NodeId> = ids
+        .into_iter()
+        .filter(|id| id.to_hex().starts_with(prefix))
+        .collect();
     match matches.as_slice() {
         [one] => Ok(*one),
         [] => Err(LayoutError::UnknownNode(prefix.to_string()).into()),

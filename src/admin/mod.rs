@@ -62,11 +62,18 @@ pub struct AdminState {
 }
 
 /// Serve the admin API on `addr` until the returned task is aborted.
-pub async fn serve(addr: SocketAddr, state: Arc<AdminState>) -> Result<tokio::task::JoinHandle<()>, AdminError> {
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| AdminError::Bind(addr, e))?;
+pub async fn serve(
+    addr: SocketAddr,
+    state: Arc<AdminState>,
+) -> Result<tokio::task::JoinHandle<()>, AdminError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| AdminError::Bind(addr, e))?;
     Ok(tokio::spawn(async move {
         loop {
-            let Ok((tcp, _)) = listener.accept().await else { continue };
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
             let _ = tcp.set_nodelay(true);
             let state = state.clone();
             tokio::spawn(async move {
@@ -117,10 +124,13 @@ async fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Byt
         return json_response(status, &json!(h));
     }
     if method == Method::GET && path == "/metrics" {
-        if let Some(t) = &state.metrics_token {
-            if !token_ok(&req, t) {
-                return json_response(StatusCode::UNAUTHORIZED, &json!({"error": "metrics_token required"}));
-            }
+        if let Some(t) = &state.metrics_token
+            && !token_ok(&req, t)
+        {
+            return json_response(
+                StatusCode::UNAUTHORIZED,
+                &json!({"error": "metrics_token required"}),
+            );
         }
         return cluster::metrics(state);
     }
@@ -141,14 +151,24 @@ async fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Byt
     }
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
-        Err(_) => return json_response(StatusCode::PAYLOAD_TOO_LARGE, &json!({"error": "request body too large"})),
+        Err(_) => {
+            return json_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &json!({"error": "request body too large"}),
+            );
+        }
     };
     let body: Value = if body.is_empty() {
         Value::Null
     } else {
         match serde_json::from_slice(&body) {
             Ok(v) => v,
-            Err(e) => return json_response(StatusCode::BAD_REQUEST, &json!({"error": format!("invalid JSON: {e}")})),
+            Err(e) => {
+                return json_response(
+                    StatusCode::BAD_REQUEST,
+                    &json!({"error": format!("invalid JSON: {e}")}),
+                );
+            }
         }
     };
     let res = cluster::route(state, &method, &path, body).await;

@@ -34,13 +34,21 @@ impl AdminClient {
     }
 
     async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value> {
-        let tcp = tokio::net::TcpStream::connect(&self.authority).await.with_context(|| {
-            format!("cannot reach the admin API at http://{}: is `grenier server` running there?", self.authority)
-        })?;
+        let tcp = tokio::net::TcpStream::connect(&self.authority)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot reach the admin API at http://{}: is `grenier server` running there?",
+                    self.authority
+                )
+            })?;
         tcp.set_nodelay(true)?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
         tokio::spawn(conn);
-        let mut req = Request::builder().method(method).uri(path).header("host", &self.authority);
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", &self.authority);
         if let Some(t) = &self.token {
             req = req.header("authorization", format!("Bearer {t}"));
         }
@@ -48,16 +56,26 @@ impl AdminClient {
             Some(v) => Bytes::from(serde_json::to_vec(&v)?),
             None => Bytes::new(),
         };
-        let req = req.header("content-type", "application/json").body(Full::new(body))?;
-        let resp = sender.send_request(req).await.context("admin API request failed")?;
+        let req = req
+            .header("content-type", "application/json")
+            .body(Full::new(body))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .context("admin API request failed")?;
         let status = resp.status();
         let bytes = resp.into_body().collect().await?.to_bytes();
         let v: Value = serde_json::from_slice(&bytes)
             .with_context(|| format!("admin API answered {status} with a body that is not JSON"))?;
         if !status.is_success() {
-            let msg = v.get("error").and_then(Value::as_str).unwrap_or("unknown error");
+            let msg = v
+                .get("error")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown error");
             if status == hyper::StatusCode::UNAUTHORIZED {
-                bail!("{msg}\nhint: the token comes from [admin] admin_token in the config (-c), GRENIER_ADMIN_TOKEN or --admin-token");
+                bail!(
+                    "{msg}\nhint: the token comes from [admin] admin_token in the config (-c), GRENIER_ADMIN_TOKEN or --admin-token"
+                );
             }
             bail!("{msg}");
         }

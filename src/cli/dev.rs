@@ -77,36 +77,76 @@ pub async fn run(args: &DevArgs) -> Result<()> {
     let cfg_path = args.dir.join("grenier.toml");
     let fresh = !cfg_path.exists();
     if fresh {
-        std::fs::create_dir_all(&args.dir).with_context(|| format!("cannot create {}", args.dir.display()))?;
+        std::fs::create_dir_all(&args.dir)
+            .with_context(|| format!("cannot create {}", args.dir.display()))?;
         write_private(&cfg_path, &dev_config_text(args.port_base))?;
     }
     let config = Config::load(&cfg_path)?;
-    let node = Node::start(config.clone()).await.context("cannot start the dev node")?;
+    let node = Node::start(config.clone())
+        .await
+        .context("cannot start the dev node")?;
     if node.layout.version() == 0 {
         let data = &config.data_dir[0].path;
-        let capacity = DiskSpace::of(data).map(|d| d.total).filter(|t| *t > 0).unwrap_or(100_000_000_000);
+        let capacity = DiskSpace::of(data)
+            .map(|d| d.total)
+            .filter(|t| *t > 0)
+            .unwrap_or(100_000_000_000);
         let id = node.net.id;
         node.layout.update(|h| {
-            h.stage_role(id, Some(NodeRole { zone: "dev".into(), capacity: Some(capacity), tags: vec![] }));
+            h.stage_role(
+                id,
+                Some(NodeRole {
+                    zone: "dev".into(),
+                    capacity: Some(capacity),
+                    tags: vec![],
+                }),
+            );
             h.apply(None)
         })?;
     }
     let admin = config.admin.api_bind_addr;
-    println!("Grenier dev node is running{} (Ctrl-C to stop).", if fresh { "" } else { ", reusing its directory" });
+    println!(
+        "Grenier dev node is running{} (Ctrl-C to stop).",
+        if fresh { "" } else { ", reusing its directory" }
+    );
     println!();
-    println!("  S3 endpoint    http://{}  (region {})", config.s3_api.api_bind_addr, config.s3_api.s3_region);
-    println!("                 NOT SERVED YET: this build has the cluster core (RPC mesh, layout, admin API);");
-    println!("                 the S3 API, buckets and access keys arrive with the S3 milestone. No bucket or key");
+    println!(
+        "  S3 endpoint    http://{}  (region {})",
+        config.s3_api.api_bind_addr, config.s3_api.s3_region
+    );
+    println!(
+        "                 NOT SERVED YET: this build has the cluster core (RPC mesh, layout, admin API);"
+    );
+    println!(
+        "                 the S3 API, buckets and access keys arrive with the S3 milestone. No bucket or key"
+    );
     println!("                 is created and no credentials.env is written until then.");
     println!("  Admin API      http://{admin}");
-    println!("  Node           {}@{}", node.net.id, config.rpc_public_addr.as_deref().unwrap_or("-"));
-    println!("  Layout         version {}, 1 node in zone `dev`, capacity {}", node.layout.version(), {
-        let h = node.layout.history();
-        h.current.roles.values().next().and_then(|r| r.capacity).map(format_size).unwrap_or_default()
-    });
+    println!(
+        "  Node           {}@{}",
+        node.net.id,
+        config.rpc_public_addr.as_deref().unwrap_or("-")
+    );
+    println!(
+        "  Layout         version {}, 1 node in zone `dev`, capacity {}",
+        node.layout.version(),
+        {
+            let h = node.layout.history();
+            h.current
+                .roles
+                .values()
+                .next()
+                .and_then(|r| r.capacity)
+                .map(format_size)
+                .unwrap_or_default()
+        }
+    );
     println!("  Config         {}", cfg_path.display());
     println!();
-    println!("Try: cargo run --release -- -c {} status", cfg_path.display());
+    println!(
+        "Try: cargo run --release -- -c {} status",
+        cfg_path.display()
+    );
     node.run_until_signal().await;
     Ok(())
 }

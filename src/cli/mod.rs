@@ -17,16 +17,31 @@ use client::AdminClient;
 use table::format_table;
 
 #[derive(Parser, Debug)]
-#[command(name = "grenier", version, about = "S3-compatible geo-distributed object store")]
+#[command(
+    name = "grenier",
+    version,
+    about = "S3-compatible geo-distributed object store"
+)]
 pub struct Cli {
-    /// Configuration file.
-    #[arg(short = 'c', long = "config", env = "GRENIER_CONFIG", default_value = "/etc/grenier.toml", global = true)]
+    /// Configuration file (an option of `grenier` itself: put it before the command, as in
+    /// `grenier -c node.toml status`, since `layout assign` uses `-c` for the capacity).
+    #[arg(
+        short = 'c',
+        long = "config",
+        env = "GRENIER_CONFIG",
+        default_value = "/etc/grenier.toml"
+    )]
     pub config: PathBuf,
     /// Admin API URL (default: from the config file's [admin] section).
     #[arg(long, env = "GRENIER_ADMIN_URL", global = true)]
     pub admin_url: Option<String>,
     /// Admin API token (default: from the config file's [admin] section).
-    #[arg(long, env = "GRENIER_ADMIN_TOKEN", global = true, hide_env_values = true)]
+    #[arg(
+        long,
+        env = "GRENIER_ADMIN_TOKEN",
+        global = true,
+        hide_env_values = true
+    )]
     pub admin_token: Option<String>,
     #[command(subcommand)]
     pub command: Command,
@@ -117,12 +132,18 @@ pub async fn run_client(cli: &Cli) -> Result<()> {
             }
         }
         Command::Node(NodeCmd::Connect { peer }) => {
-            let v = client.post("/v1/node/connect", json!({ "peer": peer })).await?;
+            let v = client
+                .post("/v1/node/connect", json!({ "peer": peer }))
+                .await?;
             println!("connected to {}", v["connected"].as_str().unwrap_or(""));
         }
         Command::Status(f) => {
             let v = client.get("/v1/status").await?;
-            if f.json { print_json(&v) } else { print!("{}", human_status(&v)) }
+            if f.json {
+                print_json(&v)
+            } else {
+                print!("{}", human_status(&v))
+            }
         }
         Command::Layout(cmd) => layout(&client, cmd).await?,
     }
@@ -137,7 +158,11 @@ fn admin_client(cli: &Cli) -> Result<AdminClient> {
                 if url.is_none() {
                     let mut a = cfg.admin.api_bind_addr;
                     if a.ip().is_unspecified() {
-                        a.set_ip(if a.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
+                        a.set_ip(if a.is_ipv4() {
+                            [127, 0, 0, 1].into()
+                        } else {
+                            std::net::Ipv6Addr::LOCALHOST.into()
+                        });
                     }
                     url = Some(format!("http://{a}"));
                 }
@@ -166,7 +191,9 @@ fn opt_size(v: &Value) -> String {
 }
 
 fn ago(msec: &Value) -> String {
-    let Some(t) = msec.as_u64() else { return "never".into() };
+    let Some(t) = msec.as_u64() else {
+        return "never".into();
+    };
     let now = crate::util::time::now_msec();
     let s = now.saturating_sub(t) / 1000;
     match s {
@@ -188,9 +215,26 @@ fn human_status(v: &Value) -> String {
         v["partitions_quorum_up"],
         v["partitions_unavailable"],
     );
-    let mut rows = vec![["ID", "HOSTNAME", "ADDRESS", "ZONE", "CAPACITY", "UP", "LAST SEEN", "DATA FREE"].map(String::from).to_vec()];
+    let mut rows = vec![
+        [
+            "ID",
+            "HOSTNAME",
+            "ADDRESS",
+            "ZONE",
+            "CAPACITY",
+            "UP",
+            "LAST SEEN",
+            "DATA FREE",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
     for n in v["nodes"].as_array().into_iter().flatten() {
-        let capacity = if n["gateway"].as_bool() == Some(true) { "gateway".into() } else { opt_size(&n["capacity"]) };
+        let capacity = if n["gateway"].as_bool() == Some(true) {
+            "gateway".into()
+        } else {
+            opt_size(&n["capacity"])
+        };
         let free = match (n["data_avail"].as_u64(), n["data_total"].as_u64()) {
             (Some(a), Some(t)) if t > 0 => format!("{} ({}%)", format_size(a), a * 100 / t),
             _ => "-".into(),
@@ -201,7 +245,11 @@ fn human_status(v: &Value) -> String {
             n["addr"].as_str().unwrap_or("-").into(),
             n["zone"].as_str().unwrap_or("(no role)").into(),
             capacity,
-            if n["up"].as_bool() == Some(true) { "yes".into() } else { "NO".into() },
+            if n["up"].as_bool() == Some(true) {
+                "yes".into()
+            } else {
+                "NO".into()
+            },
             ago(&n["last_seen_msec"]),
             free,
         ]);
@@ -214,14 +262,28 @@ async fn layout(client: &AdminClient, cmd: &LayoutCmd) -> Result<()> {
     match cmd {
         LayoutCmd::Show(f) => {
             let v = client.get("/v1/layout").await?;
-            if f.json { print_json(&v) } else { print!("{}", human_layout(&v)) }
+            if f.json {
+                print_json(&v)
+            } else {
+                print!("{}", human_layout(&v))
+            }
         }
-        LayoutCmd::Assign { node, zone, capacity, gateway, tags } => {
-            let Some(zone) = zone else { bail!("give the node's zone with -z ZONE (one zone = one site)") };
+        LayoutCmd::Assign {
+            node,
+            zone,
+            capacity,
+            gateway,
+            tags,
+        } => {
+            let Some(zone) = zone else {
+                bail!("give the node's zone with -z ZONE (one zone = one site)")
+            };
             let capacity = match (capacity, gateway) {
                 (Some(c), false) => Some(parse_size(c)?),
                 (None, true) => None,
-                (None, false) => bail!("give the node's capacity with -c CAPACITY (like 500G), or --gateway"),
+                (None, false) => {
+                    bail!("give the node's capacity with -c CAPACITY (like 500G), or --gateway")
+                }
                 (Some(_), true) => unreachable!("clap rejects --capacity with --gateway"),
             };
             let v = client
@@ -231,19 +293,36 @@ async fn layout(client: &AdminClient, cmd: &LayoutCmd) -> Result<()> {
                 Some(c) => format!("zone {zone}, capacity {}", format_size(c)),
                 None => format!("zone {zone}, gateway"),
             };
-            println!("Staged role for {}: {what}.", short(v["staged"].as_str().unwrap_or("")));
+            println!(
+                "Staged role for {}: {what}.",
+                short(v["staged"].as_str().unwrap_or(""))
+            );
             println!("Review with `grenier layout show`, then `grenier layout apply`.");
         }
         LayoutCmd::Remove { node } => {
-            let v = client.post("/v1/layout/remove", json!({ "node": node })).await?;
-            println!("Staged removal of {}. Apply with `grenier layout apply`.", short(v["staged_removal"].as_str().unwrap_or("")));
+            let v = client
+                .post("/v1/layout/remove", json!({ "node": node }))
+                .await?;
+            println!(
+                "Staged removal of {}. Apply with `grenier layout apply`.",
+                short(v["staged_removal"].as_str().unwrap_or(""))
+            );
         }
         LayoutCmd::Config { zone_redundancy } => {
-            client.post("/v1/layout/config", json!({ "zone_redundancy": zone_redundancy })).await?;
-            println!("Staged zone redundancy {zone_redundancy}. Apply with `grenier layout apply`.");
+            client
+                .post(
+                    "/v1/layout/config",
+                    json!({ "zone_redundancy": zone_redundancy }),
+                )
+                .await?;
+            println!(
+                "Staged zone redundancy {zone_redundancy}. Apply with `grenier layout apply`."
+            );
         }
         LayoutCmd::Apply { version } => {
-            let v = client.post("/v1/layout/apply", json!({ "version": version })).await?;
+            let v = client
+                .post("/v1/layout/apply", json!({ "version": version }))
+                .await?;
             println!(
                 "Applied layout version {}: {} partition replicas move; usable capacity {} (zone redundancy {}).\n",
                 v["version"],
@@ -251,7 +330,11 @@ async fn layout(client: &AdminClient, cmd: &LayoutCmd) -> Result<()> {
                 opt_size(&v["usable_capacity"]),
                 v["zone_redundancy"]
             );
-            let mut rows = vec![["NODE", "ZONE", "PARTITIONS BEFORE", "PARTITIONS AFTER"].map(String::from).to_vec()];
+            let mut rows = vec![
+                ["NODE", "ZONE", "PARTITIONS BEFORE", "PARTITIONS AFTER"]
+                    .map(String::from)
+                    .to_vec(),
+            ];
             for n in v["nodes"].as_array().into_iter().flatten() {
                 rows.push(vec![
                     short(n["id"].as_str().unwrap_or("")),
@@ -271,8 +354,20 @@ async fn layout(client: &AdminClient, cmd: &LayoutCmd) -> Result<()> {
             if f.json {
                 print_json(&v);
             } else {
-                let mut rows =
-                    vec![["VERSION", "STATUS", "APPLIED", "STORAGE NODES", "GATEWAYS", "ZONES", "USABLE", "MOVED"].map(String::from).to_vec()];
+                let mut rows = vec![
+                    [
+                        "VERSION",
+                        "STATUS",
+                        "APPLIED",
+                        "STORAGE NODES",
+                        "GATEWAYS",
+                        "ZONES",
+                        "USABLE",
+                        "MOVED",
+                    ]
+                    .map(String::from)
+                    .to_vec(),
+                ];
                 for e in v["versions"].as_array().into_iter().flatten() {
                     rows.push(vec![
                         e["version"].to_string(),
@@ -306,21 +401,41 @@ fn human_layout(v: &Value) -> String {
         .flatten()
         .filter_map(|n| Some((n["id"].as_str()?, n)))
         .collect();
-    let mut rows = vec![["ID", "ZONE", "CAPACITY", "PARTITIONS", "USABLE", "TAGS"].map(String::from).to_vec()];
+    let mut rows = vec![
+        ["ID", "ZONE", "CAPACITY", "PARTITIONS", "USABLE", "TAGS"]
+            .map(String::from)
+            .to_vec(),
+    ];
     for r in v["roles"].as_array().into_iter().flatten() {
         let id = r["id"].as_str().unwrap_or("");
         let u = usage.get(id);
         rows.push(vec![
             short(id),
             r["zone"].as_str().unwrap_or("").into(),
-            if r["gateway"].as_bool() == Some(true) { "gateway".into() } else { opt_size(&r["capacity"]) },
-            u.map(|u| u["partitions"].to_string()).unwrap_or_else(|| "-".into()),
-            u.map(|u| opt_size(&u["usable_capacity"])).unwrap_or_else(|| "-".into()),
-            r["tags"].as_array().map(|t| t.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(",")).unwrap_or_default(),
+            if r["gateway"].as_bool() == Some(true) {
+                "gateway".into()
+            } else {
+                opt_size(&r["capacity"])
+            },
+            u.map(|u| u["partitions"].to_string())
+                .unwrap_or_else(|| "-".into()),
+            u.map(|u| opt_size(&u["usable_capacity"]))
+                .unwrap_or_else(|| "-".into()),
+            r["tags"]
+                .as_array()
+                .map(|t| {
+                    t.iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default(),
         ]);
     }
     if rows.len() == 1 {
-        out.push_str("No roles yet: stage some with `grenier layout assign <node> -z ZONE -c CAPACITY`.\n");
+        out.push_str(
+            "No roles yet: stage some with `grenier layout assign <node> -z ZONE -c CAPACITY`.\n",
+        );
     } else {
         out.push_str(&format_table(&rows));
         out.push('\n');
@@ -348,7 +463,11 @@ fn human_layout(v: &Value) -> String {
             } else if s["gateway"].as_bool() == Some(true) {
                 format!("zone {}, gateway", s["zone"].as_str().unwrap_or(""))
             } else {
-                format!("zone {}, capacity {}", s["zone"].as_str().unwrap_or(""), opt_size(&s["capacity"]))
+                format!(
+                    "zone {}, capacity {}",
+                    s["zone"].as_str().unwrap_or(""),
+                    opt_size(&s["capacity"])
+                )
             };
             rows.push(vec![short(s["id"].as_str().unwrap_or("")), change]);
         }
@@ -363,4 +482,30 @@ fn human_layout(v: &Value) -> String {
 /// Load the configuration for `server`, with the path in the error.
 pub fn load_config(path: &std::path::Path) -> Result<Config> {
     Config::load(path).context("cannot start the node")
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn config_before_command_and_capacity_after() {
+        use clap::Parser;
+        let cli = super::Cli::try_parse_from([
+            "grenier", "-c", "n.toml", "layout", "assign", "ab", "-z", "z", "-c", "1G",
+        ])
+        .unwrap();
+        assert_eq!(cli.config.to_str(), Some("n.toml"));
+        match cli.command {
+            super::Command::Layout(super::LayoutCmd::Assign { capacity, .. }) => {
+                assert_eq!(capacity.as_deref(), Some("1G"))
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+    }
 }

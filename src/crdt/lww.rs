@@ -18,7 +18,10 @@ pub struct Lww<T> {
 
 impl<T: Clone + Ord> Lww<T> {
     pub fn new(value: T) -> Lww<T> {
-        Lww { ts: now_msec(), value }
+        Lww {
+            ts: now_msec(),
+            value,
+        }
     }
     /// A register at an explicit timestamp (for tests and migrations).
     pub fn raw(ts: u64, value: T) -> Lww<T> {
@@ -52,7 +55,9 @@ pub struct LwwMap<K: Ord, V> {
 
 impl<K: Ord, V> Default for LwwMap<K, V> {
     fn default() -> Self {
-        LwwMap { entries: BTreeMap::new() }
+        LwwMap {
+            entries: BTreeMap::new(),
+        }
     }
 }
 

@@ -49,7 +49,11 @@ pub(crate) mod laws {
 
     pub fn check<T: Crdt + Clone + PartialEq + std::fmt::Debug>(a: &T, b: &T, c: &T) {
         assert_eq!(merged(a, b), merged(b, a), "merge is not commutative");
-        assert_eq!(merged(&merged(a, b), c), merged(a, &merged(b, c)), "merge is not associative");
+        assert_eq!(
+            merged(&merged(a, b), c),
+            merged(a, &merged(b, c)),
+            "merge is not associative"
+        );
         assert_eq!(merged(a, a), a.clone(), "merge is not idempotent");
     }
 }

@@ -49,10 +49,7 @@ impl MemEngine {
     fn write_op<R>(&self, id: usize, f: impl FnOnce(&mut Map) -> R) -> Result<R, Error> {
         let _w = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let mut st = self.state.write().unwrap_or_else(PoisonError::into_inner);
-        let tree = st
-            .trees
-            .get_mut(id)
-            .ok_or_else(|| Error::InvalidTreeName(format!("#{id}")))?;
+        let tree = st.trees.get_mut(id).ok_or_else(|| Error::UnknownTree(id))?;
         Ok(f(Arc::make_mut(tree)))
     }
 }
@@ -320,15 +317,14 @@ impl MemTx {
         rev: bool,
     ) -> Merge<'a> {
         let base = range(self.base(tree), low, high);
-        let over: Box<dyn Iterator<Item = (&'a Value, &'a Option<Value>)> + 'a> =
-            match self.overlay.get(tree) {
-                Some(ov) if !bounds_empty(low, high) => {
-                    let r = ov.range::<[u8], _>((low, high));
-                    if rev { Box::new(r.rev()) } else { Box::new(r) }
-                }
-                _ => Box::new(std::iter::empty()),
-            };
-        let base: Box<dyn Iterator<Item = (&'a Value, &'a Value)> + 'a> = if rev {
+        let over: OverIter<'a> = match self.overlay.get(tree) {
+            Some(ov) if !bounds_empty(low, high) => {
+                let r = ov.range::<[u8], _>((low, high));
+                if rev { Box::new(r.rev()) } else { Box::new(r) }
+            }
+            _ => Box::new(std::iter::empty()),
+        };
+        let base: BaseIter<'a> = if rev {
             Box::new(base.rev())
         } else {
             Box::new(base)
@@ -341,10 +337,13 @@ impl MemTx {
     }
 }
 
+type BaseIter<'a> = Box<dyn Iterator<Item = (&'a Value, &'a Value)> + 'a>;
+type OverIter<'a> = Box<dyn Iterator<Item = (&'a Value, &'a Option<Value>)> + 'a>;
+
 /// Merges a tree version with a transaction overlay (which wins on equal keys).
 struct Merge<'a> {
-    base: Peekable<Box<dyn Iterator<Item = (&'a Value, &'a Value)> + 'a>>,
-    over: Peekable<Box<dyn Iterator<Item = (&'a Value, &'a Option<Value>)> + 'a>>,
+    base: Peekable<BaseIter<'a>>,
+    over: Peekable<OverIter<'a>>,
     rev: bool,
 }
 

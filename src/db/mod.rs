@@ -5,15 +5,17 @@
 //! A database ([`Db`]) holds named *trees* ([`Tree`]): ordered maps from byte keys to byte values
 //! (`&[u8]` in, [`Value`] = `Vec<u8>` out), ordered by the raw key bytes. A tree supports point
 //! reads, insertion, removal, `len`, `first`/`last`, `get_gt`/`get_lt` and ordered range scans in
-//! both directions over any [`KeyRange`] (std ranges or bound pairs of byte keys). Scans return [`ValueIter`]s, which
-//! are owned (`'static + Send`): they read from a consistent point-in-time view taken when the
-//! scan started and keep the database open, never borrowing the caller's stack.
+//! both directions over any [`KeyRange`] (std ranges or pairs of [`Bound`]s over byte keys).
+//! Scans return [`ValueIter`]s, which are owned (`'static + Send`): they read from a consistent
+//! point-in-time view taken when the scan started and keep the database open, never borrowing
+//! the caller's stack. Writing while iterating is fine (the iterator does not see the writes).
 //!
 //! [`Db::transaction`] runs a closure atomically over any number of trees: either everything it
 //! wrote is committed, or (on `Err`, on a commit failure or on a panic) nothing is. The closure
 //! aborts with its own error through [`TxError::Abort`]; database errors arrive as
-//! [`TxError::Db`]. Write transactions are serialized; readers never see uncommitted data. A
-//! single `tree.insert`/`tree.remove` outside a transaction is its own transaction.
+//! [`TxError::Db`]. Reads through the [`Tx`] see the transaction's own writes. Write
+//! transactions are serialized; readers never see uncommitted data. A single
+//! `tree.insert`/`tree.remove` outside a transaction is its own transaction.
 //!
 //! [`Db::snapshot`] writes an online, point-in-time copy of the whole database into a directory
 //! (as a redb file named [`SNAPSHOT_FILE`], whatever the source engine) while the database keeps
@@ -36,7 +38,9 @@
 //! commits are non-durable (redb `Durability::None`, no fsync) and a background thread makes them
 //! durable at most [`LAZY_FLUSH_INTERVAL`] later, as does [`Db::flush`] and closing the database
 //! (dropping the last handle). A crash may then lose the commits of the last interval, but the
-//! database always reopens in a consistent, committed state (never a torn transaction).
+//! database reopens in a consistent, committed state (never a torn transaction; redb may run a
+//! repair pass on that open). redb 4 has no intermediate mode (its former `Eventual` is gone):
+//! hence `None` plus the bounded background flush.
 //!
 //! # Invariant
 //!
@@ -97,6 +101,9 @@ pub enum Error {
     /// Tree names must be non-empty.
     #[error("invalid tree name {0:?}")]
     InvalidTreeName(String),
+    /// No tree with this id in the engine (an engine-level misuse).
+    #[error("unknown tree id {0}")]
+    UnknownTree(usize),
     /// The tree handle belongs to another database.
     #[error("tree {0:?} belongs to another database")]
     ForeignTree(String),
@@ -544,7 +551,7 @@ impl Tree {
     }
 
     pub fn is_empty(&self) -> Result<bool, Error> {
-        Ok(self.first()?.is_none())
+        Ok(self.len()? == 0)
     }
 
     /// Entry with the smallest key.
@@ -650,7 +657,7 @@ impl<'a> Tx<'a> {
     }
 
     pub fn is_empty(&mut self, tree: &Tree) -> Result<bool, Error> {
-        Ok(self.first(tree)?.is_none())
+        Ok(self.len(tree)? == 0)
     }
 
     pub fn first(&mut self, tree: &Tree) -> Result<Option<(Value, Value)>, Error> {

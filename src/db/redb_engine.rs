@@ -45,15 +45,9 @@ fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn kv(
-    r: Result<
-        (
-            redb::AccessGuard<'_, &'static [u8]>,
-            redb::AccessGuard<'_, &'static [u8]>,
-        ),
-        redb::StorageError,
-    >,
-) -> Result<(Value, Value), Error> {
+type Guard<'a> = redb::AccessGuard<'a, &'static [u8]>;
+
+fn kv(r: Result<(Guard<'_>, Guard<'_>), redb::StorageError>) -> Result<(Value, Value), Error> {
     let (k, v) = r?;
     Ok((k.value().to_vec(), v.value().to_vec()))
 }
@@ -173,7 +167,7 @@ impl RedbEngine {
             .names
             .get(id)
             .cloned()
-            .ok_or_else(|| Error::InvalidTreeName(format!("#{id}")))
+            .ok_or_else(|| Error::UnknownTree(id))
     }
 
     /// The shared read transaction. Correctness: a snapshot is only ever created with the cache
@@ -182,8 +176,8 @@ impl RedbEngine {
     /// and is cleared before that commit's caller gets control back: a read started after a
     /// write returned never sees older data. Clearing also bounds how long the cache pins pages.
     fn read_snap(&self) -> Result<Arc<ReadSnap>, Error> {
-        if true {
-            return Ok(Arc::new(ReadSnap { tables: vec![], txn: self.db.begin_read()? }));
+        if let Some(s) = read(&self.read_cache).as_ref() {
+            return Ok(s.clone());
         }
         let mut cache = write(&self.read_cache);
         if let Some(s) = cache.as_ref() {

@@ -780,6 +780,52 @@ fn redb_reopen_keeps_data_lazy() {
     fill_and_reopen(false);
 }
 
+/// Child half of [`redb_crash_durability`]: writes, then dies without closing the database.
+#[test]
+fn crash_child() {
+    let Ok(dir) = std::env::var("GRENIER_DB_CRASH_CHILD") else {
+        return;
+    };
+    let dir = Path::new(&dir);
+    let durable = Db::open_redb(&dir.join("fsync.redb"), true).unwrap();
+    let t = durable.open_tree("t").unwrap();
+    t.insert(b"single", b"1").unwrap();
+    durable
+        .transaction::<_, (), _>(|tx| tx.insert(&t, b"tx", b"1").map(drop).map_err(Into::into))
+        .unwrap();
+
+    let lazy = Db::open_redb(&dir.join("lazy.redb"), false).unwrap();
+    let t = lazy.open_tree("t").unwrap();
+    t.insert(b"flushed", b"1").unwrap();
+    lazy.flush().unwrap();
+    t.insert(b"background", b"1").unwrap();
+    std::thread::sleep(LAZY_FLUSH_INTERVAL * 2);
+    t.insert(b"maybe-lost", b"1").unwrap();
+    std::process::abort();
+}
+
+/// Committed data survives a crash: immediately with `fsync`, after a flush otherwise.
+#[test]
+fn redb_crash_durability() {
+    let dir = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "db::test_suite::crash_child", "--nocapture"])
+        .env("GRENIER_DB_CRASH_CHILD", dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(!status.success(), "the child should have aborted");
+    let db = Db::open_redb(&dir.path().join("fsync.redb"), true).unwrap();
+    let t = db.open_tree("t").unwrap();
+    assert_eq!(t.get(b"single").unwrap(), Some(b"1".to_vec()));
+    assert_eq!(t.get(b"tx").unwrap(), Some(b"1".to_vec()));
+    let db = Db::open_redb(&dir.path().join("lazy.redb"), false).unwrap();
+    let t = db.open_tree("t").unwrap();
+    assert_eq!(t.get(b"flushed").unwrap(), Some(b"1".to_vec()));
+    assert_eq!(t.get(b"background").unwrap(), Some(b"1".to_vec()));
+}
+
 #[test]
 fn redb_open_twice_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
@@ -982,9 +1028,9 @@ mod model_prop {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(256))]
+        #![proptest_config(ProptestConfig::with_cases(1000))]
         #[test]
-        fn mem_matches_model(steps in prop::collection::vec(step(), 0..40)) {
+        fn mem_matches_model(steps in prop::collection::vec(step(), 0..60)) {
             run(&Db::open_mem(), &steps);
         }
     }

@@ -53,7 +53,9 @@ pub struct LayoutParameters {
 
 impl Default for LayoutParameters {
     fn default() -> Self {
-        LayoutParameters { zone_redundancy: ZoneRedundancy::Max }
+        LayoutParameters {
+            zone_redundancy: ZoneRedundancy::Max,
+        }
     }
 }
 
@@ -100,16 +102,27 @@ impl LayoutVersion {
         if self.ring.len() != NB_PARTITIONS * rf {
             return vec![];
         }
-        self.ring[partition * rf..(partition + 1) * rf].iter().map(|&i| self.storage_nodes[i as usize]).collect()
+        self.ring[partition * rf..(partition + 1) * rf]
+            .iter()
+            .map(|&i| self.storage_nodes[i as usize])
+            .collect()
     }
 
     pub fn zones(&self) -> BTreeSet<&str> {
-        self.roles.values().filter(|r| r.capacity.is_some()).map(|r| r.zone.as_str()).collect()
+        self.roles
+            .values()
+            .filter(|r| r.capacity.is_some())
+            .map(|r| r.zone.as_str())
+            .collect()
     }
 
     /// The zone redundancy in force: `max` resolved against the zones of storage nodes.
     pub fn effective_zone_redundancy(&self) -> usize {
-        effective_zr(self.parameters.zone_redundancy, self.replication_factor, self.zones().len())
+        effective_zr(
+            self.parameters.zone_redundancy,
+            self.replication_factor,
+            self.zones().len(),
+        )
     }
 
     /// Partitions held by each storage node.
@@ -145,7 +158,11 @@ pub struct LayoutStaging {
 
 impl LayoutStaging {
     fn new(generation: (u64, u64)) -> LayoutStaging {
-        LayoutStaging { generation, roles: LwwMap::new(), parameters: None }
+        LayoutStaging {
+            generation,
+            roles: LwwMap::new(),
+            parameters: None,
+        }
     }
 }
 
@@ -232,7 +249,9 @@ impl LayoutHistory {
         let before = self.clone();
         let take_theirs = match other.current.version.cmp(&self.current.version) {
             std::cmp::Ordering::Greater => true,
-            std::cmp::Ordering::Equal => other.current != self.current && other.version_digest() > self.version_digest(),
+            std::cmp::Ordering::Equal => {
+                other.current != self.current && other.version_digest() > self.version_digest()
+            }
             std::cmp::Ordering::Less => false,
         };
         if take_theirs {
@@ -246,7 +265,9 @@ impl LayoutHistory {
 
     fn version_digest(&self) -> [u8; 32] {
         let bytes = rmp_serde::to_vec(&self.current).unwrap_or_default();
-        Blake2b512::digest(&bytes)[..32].try_into().expect("64-byte digest")
+        Blake2b512::digest(&bytes)[..32]
+            .try_into()
+            .expect("64-byte digest")
     }
 
     /// Staging from before the current version is obsolete.
@@ -284,17 +305,24 @@ impl LayoutHistory {
 
     /// Staged parameters, if they differ from the current ones.
     pub fn staged_parameters(&self) -> Option<LayoutParameters> {
-        self.staging.parameters.as_ref().map(|l| *l.get()).filter(|p| *p != self.current.parameters)
+        self.staging
+            .parameters
+            .as_ref()
+            .map(|l| *l.get())
+            .filter(|p| *p != self.current.parameters)
     }
 
     /// Compute the next version from the staged changes. `expected` must be current+1 when given.
     pub fn apply(&mut self, expected: Option<u64>) -> Result<ApplyReport, LayoutError> {
         let cur = &self.current;
         let next = cur.version + 1;
-        if let Some(e) = expected {
-            if e != next {
-                return Err(LayoutError::WrongVersion { given: e, current: cur.version });
-            }
+        if let Some(e) = expected
+            && e != next
+        {
+            return Err(LayoutError::WrongVersion {
+                given: e,
+                current: cur.version,
+            });
         }
         let staged = self.staged_roles();
         let params = self.staged_parameters();
@@ -310,19 +338,31 @@ impl LayoutHistory {
         }
         let parameters = params.unwrap_or(cur.parameters);
         let rf = cur.replication_factor;
-        let storage_nodes: Vec<NodeId> = roles.iter().filter(|(_, r)| r.capacity.is_some()).map(|(id, _)| *id).collect();
+        let storage_nodes: Vec<NodeId> = roles
+            .iter()
+            .filter(|(_, r)| r.capacity.is_some())
+            .map(|(id, _)| *id)
+            .collect();
         let specs: Vec<NodeSpec> = storage_nodes
             .iter()
             .map(|id| {
                 let r = &roles[id];
-                NodeSpec { zone: r.zone.clone(), capacity: r.capacity.unwrap_or(0) }
+                NodeSpec {
+                    zone: r.zone.clone(),
+                    capacity: r.capacity.unwrap_or(0),
+                }
             })
             .collect();
         let zones: BTreeSet<&str> = specs.iter().map(|s| s.zone.as_str()).collect();
         let zr = effective_zr(parameters.zone_redundancy, rf, zones.len());
         let previous: Option<Vec<Vec<usize>>> = (!cur.ring.is_empty()).then(|| {
             (0..NB_PARTITIONS)
-                .map(|p| cur.nodes_of(p).iter().filter_map(|id| storage_nodes.iter().position(|n| n == id)).collect())
+                .map(|p| {
+                    cur.nodes_of(p)
+                        .iter()
+                        .filter_map(|id| storage_nodes.iter().position(|n| n == id))
+                        .collect()
+                })
                 .collect()
         });
         let assignment = solver::solve(&SolverInput {
@@ -338,7 +378,11 @@ impl LayoutHistory {
             parameters,
             roles,
             storage_nodes: storage_nodes.clone(),
-            ring: assignment.partitions.iter().flat_map(|p| p.iter().map(|&i| i as u16)).collect(),
+            ring: assignment
+                .partitions
+                .iter()
+                .flat_map(|p| p.iter().map(|&i| i as u16))
+                .collect(),
             partition_size: assignment.partition_size,
             applied_msec: now_msec(),
             moved: assignment.moved,
@@ -355,8 +399,18 @@ impl LayoutHistory {
             nodes: nodes
                 .into_iter()
                 .map(|id| {
-                    let zone = new.roles.get(&id).or(self.current.roles.get(&id)).map(|r| r.zone.clone()).unwrap_or_default();
-                    (id, zone, before.get(&id).copied().unwrap_or(0), after.get(&id).copied().unwrap_or(0))
+                    let zone = new
+                        .roles
+                        .get(&id)
+                        .or(self.current.roles.get(&id))
+                        .map(|r| r.zone.clone())
+                        .unwrap_or_default();
+                    (
+                        id,
+                        zone,
+                        before.get(&id).copied().unwrap_or(0),
+                        after.get(&id).copied().unwrap_or(0),
+                    )
                 })
                 .collect(),
         };
@@ -379,7 +433,11 @@ mod tests {
     use proptest::prelude::*;
 
     fn role(zone: &str, gb: u64) -> Option<NodeRole> {
-        Some(NodeRole { zone: zone.into(), capacity: Some(gb * 1_000_000_000), tags: vec![] })
+        Some(NodeRole {
+            zone: zone.into(),
+            capacity: Some(gb * 1_000_000_000),
+            tags: vec![],
+        })
     }
 
     #[test]
@@ -390,14 +448,23 @@ mod tests {
         for (i, id) in ids.iter().enumerate() {
             h.stage_role(*id, role(["a", "b", "c"][i % 3], 100));
         }
-        assert!(matches!(h.apply(Some(5)), Err(LayoutError::WrongVersion { given: 5, current: 0 })));
+        assert!(matches!(
+            h.apply(Some(5)),
+            Err(LayoutError::WrongVersion {
+                given: 5,
+                current: 0
+            })
+        ));
         let r = h.apply(Some(1)).unwrap();
         assert_eq!(r.version, 1);
         assert_eq!(h.current.version, 1);
         assert!(h.staged_roles().is_empty());
         for p in 0..NB_PARTITIONS {
             let nodes = h.current.nodes_of(p);
-            let zones: BTreeSet<_> = nodes.iter().map(|n| h.current.roles[n].zone.clone()).collect();
+            let zones: BTreeSet<_> = nodes
+                .iter()
+                .map(|n| h.current.roles[n].zone.clone())
+                .collect();
             assert_eq!(zones.len(), 3, "partition {p} not spread over 3 zones");
         }
         // Remove one node: only its replicas move.
@@ -436,11 +503,19 @@ mod tests {
 
     fn staging() -> impl Strategy<Value = LayoutStaging> {
         let ids: Vec<NodeId> = (0..3).map(|i| NodeId([i; 32])).collect();
-        (0u64..2, 0u64..2, proptest::collection::vec((0usize..3, 0u64..4, proptest::option::of(0u64..3)), 0..4))
+        (
+            0u64..2,
+            0u64..2,
+            proptest::collection::vec((0usize..3, 0u64..4, proptest::option::of(0u64..3)), 0..4),
+        )
             .prop_map(move |(v, n, entries)| {
                 let mut s = LayoutStaging::new((v, n));
                 for (i, ts, cap) in entries {
-                    let r = cap.map(|c| NodeRole { zone: "z".into(), capacity: Some(c), tags: vec![] });
+                    let r = cap.map(|c| NodeRole {
+                        zone: "z".into(),
+                        capacity: Some(c),
+                        tags: vec![],
+                    });
                     s.roles.insert_raw(ids[i], Lww::raw(ts, r));
                 }
                 s

@@ -50,7 +50,9 @@ impl LayoutManager {
         let history = match std::fs::read(&path) {
             Ok(bytes) => LayoutHistory::decode(&bytes)
                 .map_err(|e| LayoutError::Storage(format!("{}: {e}", path.display())))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => LayoutHistory::new(replication_factor),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                LayoutHistory::new(replication_factor)
+            }
             Err(e) => return Err(LayoutError::Storage(format!("{}: {e}", path.display()))),
         };
         let layout_rf = history.current.replication_factor;
@@ -89,15 +91,25 @@ impl LayoutManager {
     }
 
     pub fn history(&self) -> LayoutHistory {
-        self.history.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.history
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn digest(&self) -> [u8; 32] {
-        self.history.read().unwrap_or_else(|e| e.into_inner()).digest()
+        self.history
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .digest()
     }
 
     pub fn version(&self) -> u64 {
-        self.history.read().unwrap_or_else(|e| e.into_inner()).current.version
+        self.history
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .current
+            .version
     }
 
     /// Notified with the current version each time the layout changes.
@@ -106,7 +118,10 @@ impl LayoutManager {
     }
 
     /// Apply a local change, persist it, and push it to every connected peer.
-    pub fn update<R>(&self, f: impl FnOnce(&mut LayoutHistory) -> Result<R, LayoutError>) -> Result<R, LayoutError> {
+    pub fn update<R>(
+        &self,
+        f: impl FnOnce(&mut LayoutHistory) -> Result<R, LayoutError>,
+    ) -> Result<R, LayoutError> {
         let (r, snapshot) = {
             let mut h = self.history.write().unwrap_or_else(|e| e.into_inner());
             let mut next = h.clone();
@@ -121,7 +136,9 @@ impl LayoutManager {
     }
 
     fn persist(&self, h: &LayoutHistory) -> Result<(), LayoutError> {
-        let bytes = h.encode().map_err(|e| LayoutError::Storage(e.to_string()))?;
+        let bytes = h
+            .encode()
+            .map_err(|e| LayoutError::Storage(e.to_string()))?;
         crate::util::fs::write_atomic(&self.path, &bytes, self.fsync)
             .map_err(|e| LayoutError::Storage(format!("{}: {e}", self.path.display())))
     }
@@ -140,7 +157,11 @@ impl LayoutManager {
             *h = next;
             h.clone()
         };
-        tracing::info!("layout updated from {} (version {})", from.short(), snapshot.current.version);
+        tracing::info!(
+            "layout updated from {} (version {})",
+            from.short(),
+            snapshot.current.version
+        );
         self.changed.send_replace(snapshot.current.version);
         // Pass it on: merges are idempotent, so the flood stops once everyone has it.
         self.broadcast(snapshot, Some(from));
@@ -152,7 +173,10 @@ impl LayoutManager {
             if Some(peer) == except {
                 continue;
             }
-            let (msg, push) = (msg.clone(), Endpoint::<PushLayout>::new(&self.net, self.push.path()));
+            let (msg, push) = (
+                msg.clone(),
+                Endpoint::<PushLayout>::new(&self.net, self.push.path()),
+            );
             tokio::spawn(async move {
                 if let Err(e) = push.call(&peer, &*msg, Prio::Normal, GOSSIP_TIMEOUT).await {
                     tracing::debug!("layout push to {} failed: {e}", peer.short());
@@ -163,7 +187,11 @@ impl LayoutManager {
 
     /// Fetch `peer`'s history and merge it (called when its digest differs from ours).
     pub async fn pull_from(&self, peer: NodeId) {
-        match self.pull.call(&peer, &PullLayout {}, Prio::Normal, GOSSIP_TIMEOUT).await {
+        match self
+            .pull
+            .call(&peer, &PullLayout {}, Prio::Normal, GOSSIP_TIMEOUT)
+            .await
+        {
             Ok(h) => self.merge_remote(peer, &h),
             Err(e) => tracing::debug!("layout pull from {} failed: {e}", peer.short()),
         }

@@ -14,7 +14,9 @@ pub mod manager;
 pub mod solver;
 pub mod system;
 
-pub use history::{ApplyReport, LayoutHistory, LayoutParameters, LayoutVersion, NodeRole, ZoneRedundancy};
+pub use history::{
+    ApplyReport, LayoutHistory, LayoutParameters, LayoutVersion, NodeRole, ZoneRedundancy,
+};
 pub use manager::LayoutManager;
 pub use system::{Health, System};
 
@@ -23,7 +25,9 @@ pub use system::{Health, System};
 pub enum LayoutError {
     #[error("layout version {given} is not the next one: the current version is {current}, so apply --version {}", current + 1)]
     WrongVersion { given: u64, current: u64 },
-    #[error("no staged changes: stage some with `grenier layout assign`, `remove` or `config` first")]
+    #[error(
+        "no staged changes: stage some with `grenier layout assign`, `remove` or `config` first"
+    )]
     NothingStaged,
     #[error("cannot compute the layout: {0}")]
     Solver(#[from] solver::SolverError),

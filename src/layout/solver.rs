@@ -1334,13 +1334,28 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
 
         #[test]
         fn prop_valid_and_optimal_size((nodes, rf, zr) in cluster()) {
             let a = solve(&input(&nodes, rf, zr, None)).unwrap();
             // 1 + 2: zones, distinctness, capacity share.
-            check_valid(&nodes, rf, zr, &a);
+            let loads = check_valid(&nodes, rf, zr, &a);
+            // Balance: within a zone, a node with room never holds fewer partitions, relative
+            // to its capacity, than another node minus one (else one could be handed over).
+            let limits = limits_at(&nodes, a.partition_size);
+            for (i, x) in nodes.iter().enumerate() {
+                for (j, y) in nodes.iter().enumerate() {
+                    if x.zone == y.zone && loads[i] > loads[j] && loads[j] < limits[j] {
+                        prop_assert!(
+                            (loads[j] as u128 + 1) * x.capacity as u128
+                                >= loads[i] as u128 * y.capacity as u128,
+                            "node {} ({} B) holds {} but node {} ({} B) only {}",
+                            i, x.capacity, loads[i], j, y.capacity, loads[j]
+                        );
+                    }
+                }
+            }
             prop_assert_eq!(a.moved, NB_PARTITIONS * rf);
             // 3: s is feasible (shown by the assignment itself) and s + 1 is not, by an
             // independent max-flow.
@@ -1443,21 +1458,37 @@ mod tests {
 
     #[test]
     #[ignore]
-    fn scratch_checker_timing() {
+    fn scratch_big() {
         use std::time::Instant;
-        let nodes: Vec<NodeSpec> = (0..30)
-            .map(|i| node(&format!("z{}", i % 6), (1 + (i as u64 * 7) % 10) * 100 * GB))
-            .collect();
-        let a = solve(&input(&nodes, 3, 3, None)).unwrap();
-        let t0 = Instant::now();
-        let next = limits_at(&nodes, a.partition_size + 1);
-        independent_max_flow(&nodes, 3, 3, &next);
-        println!("maxflow {:?}", t0.elapsed());
-        let mut grown = nodes.clone();
-        grown.push(node("z2", 500 * GB));
-        let b = solve(&input(&grown, 3, 3, Some(&a.partitions))).unwrap();
-        let t0 = Instant::now();
-        assert_moves_optimal(&grown, 3, 3, &a.partitions, &b);
-        println!("bellman {:?}", t0.elapsed());
+        for (n, nz, rf, zr) in [
+            (100usize, 10usize, 3usize, 3usize),
+            (100, 10, 7, 5),
+            (200, 20, 3, 3),
+            (40, 3, 3, 3),
+        ] {
+            let nodes: Vec<NodeSpec> = (0..n)
+                .map(|i| {
+                    node(
+                        &format!("z{}", if nz == 3 && i >= 2 { 2 } else { i % nz }),
+                        (1 + (i as u64 * 7) % 10) * 100 * GB,
+                    )
+                })
+                .collect();
+            let t0 = Instant::now();
+            let a = solve(&input(&nodes, rf, zr, None)).unwrap();
+            println!("{n} nodes {nz} zones rf {rf} zr {zr}: {:?}", t0.elapsed());
+            let mut grown = nodes.clone();
+            grown.push(node("z1", 300 * GB));
+            let t0 = Instant::now();
+            let b = solve(&input(&grown, rf, zr, Some(&a.partitions))).unwrap();
+            println!("  +1: {:?} moved {}", t0.elapsed(), b.moved);
+            let mut loads: Vec<(u64, usize)> = grown
+                .iter()
+                .map(|n| n.capacity / GB)
+                .zip(b.node_loads(grown.len()))
+                .collect();
+            loads.truncate(12);
+            println!("  {loads:?}");
+        }
     }
 }

@@ -40,7 +40,10 @@ impl DiskSpace {
             return None;
         }
         let frsize = st.f_frsize as u64;
-        Some(DiskSpace { avail: st.f_bavail as u64 * frsize, total: st.f_blocks as u64 * frsize })
+        Some(DiskSpace {
+            avail: st.f_bavail as u64 * frsize,
+            total: st.f_blocks as u64 * frsize,
+        })
     }
 }
 
@@ -142,15 +145,16 @@ impl System {
             exchange: Endpoint::new(net, "grenier/system/status/v1"),
         });
         let weak = Arc::downgrade(&s);
-        s.exchange.set_simple_handler(move |from, ExchangeStatus(theirs)| {
-            let s = weak.upgrade();
-            async move {
-                let s = s.ok_or(crate::net::NetError::Disconnected)?;
-                let mine = s.local_status();
-                s.record(from, theirs).await;
-                Ok(mine)
-            }
-        });
+        s.exchange
+            .set_simple_handler(move |from, ExchangeStatus(theirs)| {
+                let s = weak.upgrade();
+                async move {
+                    let s = s.ok_or(crate::net::NetError::Disconnected)?;
+                    let mine = s.local_status();
+                    s.record(from, theirs).await;
+                    Ok(mine)
+                }
+            });
         s
     }
 
@@ -172,7 +176,10 @@ impl System {
 
     async fn record(&self, from: NodeId, st: NodeStatus) {
         let differs = st.layout_digest != self.layout.digest();
-        self.statuses.write().unwrap_or_else(|e| e.into_inner()).insert(from, st);
+        self.statuses
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(from, st);
         if differs {
             self.layout.pull_from(from).await;
         }
@@ -205,7 +212,11 @@ impl System {
     fn exchange_with(self: Arc<Self>, peer: NodeId) {
         tokio::spawn(async move {
             let mine = ExchangeStatus(self.local_status());
-            match self.exchange.call(&peer, &mine, Prio::Control, STATUS_INTERVAL * 3).await {
+            match self
+                .exchange
+                .call(&peer, &mine, Prio::Control, STATUS_INTERVAL * 3)
+                .await
+            {
                 Ok(theirs) => self.record(peer, theirs).await,
                 Err(e) => tracing::debug!("status exchange with {} failed: {e}", peer.short()),
             }
@@ -229,7 +240,11 @@ impl System {
         let v = &h.current;
         let rf = v.replication_factor;
         let quorum = self.write_quorum(rf);
-        let up: HashMap<NodeId, bool> = v.storage_nodes.iter().map(|n| (*n, self.is_up(n))).collect();
+        let up: HashMap<NodeId, bool> = v
+            .storage_nodes
+            .iter()
+            .map(|n| (*n, self.is_up(n)))
+            .collect();
         let (mut all, mut q, mut none) = (0, 0, 0);
         let partitions = if v.ring.is_empty() { 0 } else { NB_PARTITIONS };
         for p in 0..partitions {
@@ -263,7 +278,11 @@ impl System {
     /// This node, every known peer, and every node of the layout.
     pub fn nodes(&self) -> Vec<NodeView> {
         let h = self.layout.history();
-        let statuses = self.statuses.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let statuses = self
+            .statuses
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let mut out: HashMap<NodeId, NodeView> = HashMap::new();
         let blank = |id: NodeId| NodeView {
             id,

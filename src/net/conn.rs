@@ -44,7 +44,13 @@ pub(crate) type Reply = Result<(Bytes, Option<ByteStream>), NetError>;
 
 /// Where incoming requests go (implemented by `NetApp`).
 pub(crate) trait Dispatch: Send + Sync + 'static {
-    fn dispatch(&self, from: NodeId, endpoint: &str, body: Bytes, stream: Option<ByteStream>) -> BoxFuture<'static, Reply>;
+    fn dispatch(
+        &self,
+        from: NodeId,
+        endpoint: &str,
+        body: Bytes,
+        stream: Option<ByteStream>,
+    ) -> BoxFuture<'static, Reply>;
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -118,7 +124,14 @@ impl Conn {
             bulk,
             close: Notify::new(),
         };
-        (Arc::new(conn), Queues { control: crx, normal: nrx, bulk: brx })
+        (
+            Arc::new(conn),
+            Queues {
+                control: crx,
+                normal: nrx,
+                bulk: brx,
+            },
+        )
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -142,7 +155,12 @@ impl Conn {
     }
 
     /// Run the connection until it fails or is closed; returns why it ended.
-    pub(crate) async fn run<S>(self: &Arc<Self>, stream: S, queues: Queues, dispatch: Arc<dyn Dispatch>) -> NetError
+    pub(crate) async fn run<S>(
+        self: &Arc<Self>,
+        stream: S,
+        queues: Queues,
+        dispatch: Arc<dyn Dispatch>,
+    ) -> NetError
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -168,7 +186,10 @@ impl Conn {
             }
         }
         for (_, tx) in st.in_streams.drain() {
-            let _ = tx.send(Err(io::Error::new(io::ErrorKind::ConnectionAborted, "connection to peer closed")));
+            let _ = tx.send(Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "connection to peer closed",
+            )));
         }
         for (_, s) in st.out_credit.drain() {
             s.close();
@@ -184,10 +205,16 @@ impl Conn {
                 f = q.normal.recv() => f,
                 f = q.bulk.recv() => f,
             };
-            let Some(first) = first else { return NetError::Disconnected };
+            let Some(first) = first else {
+                return NetError::Disconnected;
+            };
             push_frame(&mut buf, &first);
             while buf.len() < WRITE_BATCH {
-                let next = q.control.try_recv().or_else(|_| q.normal.try_recv()).or_else(|_| q.bulk.try_recv());
+                let next = q
+                    .control
+                    .try_recv()
+                    .or_else(|_| q.normal.try_recv())
+                    .or_else(|_| q.bulk.try_recv());
                 match next {
                     Ok(f) => push_frame(&mut buf, &f),
                     Err(_) => break,
@@ -203,7 +230,11 @@ impl Conn {
         }
     }
 
-    async fn read_loop<R: AsyncRead + Unpin>(self: &Arc<Self>, r: R, dispatch: Arc<dyn Dispatch>) -> NetError {
+    async fn read_loop<R: AsyncRead + Unpin>(
+        self: &Arc<Self>,
+        r: R,
+        dispatch: Arc<dyn Dispatch>,
+    ) -> NetError {
         let mut r = BufReader::with_capacity(256 << 10, r);
         let mut hdr = [0u8; HEADER_LEN];
         loop {
@@ -232,17 +263,28 @@ impl Conn {
         payload: Bytes,
         dispatch: &Arc<dyn Dispatch>,
     ) -> Result<(), NetError> {
-        let origin = if fl & flags::ORIGIN_SENDER != 0 { Origin::Theirs } else { Origin::Mine };
+        let origin = if fl & flags::ORIGIN_SENDER != 0 {
+            Origin::Theirs
+        } else {
+            Origin::Mine
+        };
         let last = fl & flags::LAST != 0;
         match kind {
             Kind::Request => {
                 let mut st = self.lock();
-                let inc = st.incoming.entry(id).or_insert_with(|| Incoming { buf: BytesMut::new(), task: None });
+                let inc = st.incoming.entry(id).or_insert_with(|| Incoming {
+                    buf: BytesMut::new(),
+                    task: None,
+                });
                 if inc.task.is_some() {
-                    return Err(NetError::Protocol(format!("request id {id} reused while in flight")));
+                    return Err(NetError::Protocol(format!(
+                        "request id {id} reused while in flight"
+                    )));
                 }
                 if inc.buf.len() + payload.len() > MAX_MESSAGE {
-                    return Err(NetError::Protocol(format!("request larger than {MAX_MESSAGE} bytes")));
+                    return Err(NetError::Protocol(format!(
+                        "request larger than {MAX_MESSAGE} bytes"
+                    )));
                 }
                 inc.buf.extend_from_slice(&payload);
                 if !last {
@@ -273,12 +315,19 @@ impl Conn {
                 let Some(p) = st.pending.get_mut(&id) else {
                     // The caller gave up; refuse any stream that follows.
                     if last && fl & flags::HAS_STREAM != 0 {
-                        let _ = self.control.send(Frame { id, kind: Kind::StreamCancel, flags: 0, payload: Bytes::new() });
+                        let _ = self.control.send(Frame {
+                            id,
+                            kind: Kind::StreamCancel,
+                            flags: 0,
+                            payload: Bytes::new(),
+                        });
                     }
                     return Ok(());
                 };
                 if p.buf.len() + payload.len() > MAX_MESSAGE {
-                    return Err(NetError::Protocol(format!("response larger than {MAX_MESSAGE} bytes")));
+                    return Err(NetError::Protocol(format!(
+                        "response larger than {MAX_MESSAGE} bytes"
+                    )));
                 }
                 p.buf.extend_from_slice(&payload);
                 if !last {
@@ -286,8 +335,8 @@ impl Conn {
                 }
                 let p = st.pending.remove(&id).expect("pending entry checked above");
                 let reply = decode_reply(p.buf.freeze()).map(|body| {
-                    let stream =
-                        (fl & flags::HAS_STREAM != 0).then(|| self.open_in_stream(&mut st, (Origin::Mine, id)));
+                    let stream = (fl & flags::HAS_STREAM != 0)
+                        .then(|| self.open_in_stream(&mut st, (Origin::Mine, id)));
                     (body, stream)
                 });
                 drop(st);
@@ -325,10 +374,8 @@ impl Conn {
             }
             Kind::Cancel => {
                 let mut st = self.lock();
-                if let Some(inc) = st.incoming.remove(&id) {
-                    if let Some(t) = inc.task {
-                        t.abort();
-                    }
+                if let Some(t) = st.incoming.remove(&id).and_then(|inc| inc.task) {
+                    t.abort();
                 }
                 st.in_streams.remove(&(Origin::Theirs, id));
                 if let Some(s) = st.out_credit.remove(&(Origin::Theirs, id)) {
@@ -342,7 +389,13 @@ impl Conn {
     fn open_in_stream(self: &Arc<Self>, st: &mut State, key: Key) -> ByteStream {
         let (tx, rx) = mpsc::unbounded_channel();
         st.in_streams.insert(key, tx);
-        Box::pin(RecvStream { rx, conn: Arc::downgrade(self), key, unacked: 0, finished: false })
+        Box::pin(RecvStream {
+            rx,
+            conn: Arc::downgrade(self),
+            key,
+            unacked: 0,
+            finished: false,
+        })
     }
 
     async fn send_frame(&self, prio: Prio, f: Frame) -> Result<(), NetError> {
@@ -354,18 +407,45 @@ impl Conn {
         r.map_err(|_| NetError::Disconnected)
     }
 
-    async fn send_message(&self, kind: Kind, id: u32, fl: u8, prio: Prio, msg: Bytes) -> Result<(), NetError> {
+    async fn send_message(
+        &self,
+        kind: Kind,
+        id: u32,
+        fl: u8,
+        prio: Prio,
+        msg: Bytes,
+    ) -> Result<(), NetError> {
         let parts = split_message(msg);
         let n = parts.len();
         for (i, payload) in parts.into_iter().enumerate() {
             let last = if i + 1 == n { flags::LAST } else { 0 };
-            let f = if i + 1 == n { fl } else { fl & !flags::HAS_STREAM };
-            self.send_frame(prio, Frame { id, kind, flags: f | last, payload }).await?;
+            let f = if i + 1 == n {
+                fl
+            } else {
+                fl & !flags::HAS_STREAM
+            };
+            self.send_frame(
+                prio,
+                Frame {
+                    id,
+                    kind,
+                    flags: f | last,
+                    payload,
+                },
+            )
+            .await?;
         }
         Ok(())
     }
 
-    async fn send_stream(&self, kind: Kind, key: Key, prio: Prio, credit: Arc<Semaphore>, mut stream: ByteStream) {
+    async fn send_stream(
+        &self,
+        kind: Kind,
+        key: Key,
+        prio: Prio,
+        credit: Arc<Semaphore>,
+        mut stream: ByteStream,
+    ) {
         let fl = key.0.flag() | prio.flags();
         let id = key.1;
         while let Some(item) = stream.next().await {
@@ -377,21 +457,48 @@ impl Conn {
                             Ok(p) => p.forget(),
                             Err(_) => return, // receiver went away or connection closed
                         }
-                        if self.send_frame(prio, Frame { id, kind, flags: fl, payload: chunk }).await.is_err() {
+                        if self
+                            .send_frame(
+                                prio,
+                                Frame {
+                                    id,
+                                    kind,
+                                    flags: fl,
+                                    payload: chunk,
+                                },
+                            )
+                            .await
+                            .is_err()
+                        {
                             return;
                         }
                     }
                 }
                 Err(e) => {
                     let payload = Bytes::from(e.to_string());
-                    let f = Frame { id, kind, flags: fl | flags::ERROR | flags::LAST, payload };
+                    let f = Frame {
+                        id,
+                        kind,
+                        flags: fl | flags::ERROR | flags::LAST,
+                        payload,
+                    };
                     let _ = self.send_frame(prio, f).await;
                     self.lock().out_credit.remove(&key);
                     return;
                 }
             }
         }
-        let _ = self.send_frame(prio, Frame { id, kind, flags: fl | flags::LAST, payload: Bytes::new() }).await;
+        let _ = self
+            .send_frame(
+                prio,
+                Frame {
+                    id,
+                    kind,
+                    flags: fl | flags::LAST,
+                    payload: Bytes::new(),
+                },
+            )
+            .await;
         self.lock().out_credit.remove(&key);
     }
 
@@ -416,12 +523,22 @@ impl Conn {
             self.lock().out_credit.insert(key, s.clone());
             s
         });
-        let fl = prio.flags() | if stream.is_some() { flags::HAS_STREAM } else { 0 };
-        if self.send_message(Kind::Response, id, fl, prio, msg).await.is_err() {
+        let fl = prio.flags()
+            | if stream.is_some() {
+                flags::HAS_STREAM
+            } else {
+                0
+            };
+        if self
+            .send_message(Kind::Response, id, fl, prio, msg)
+            .await
+            .is_err()
+        {
             return;
         }
         if let (Some(stream), Some(credit)) = (stream, credit) {
-            self.send_stream(Kind::ResponseStream, key, prio, credit, stream).await;
+            self.send_stream(Kind::ResponseStream, key, prio, credit, stream)
+                .await;
         }
     }
 
@@ -441,19 +558,40 @@ impl Conn {
             if st.closed {
                 return Err(NetError::Disconnected);
             }
-            st.pending.insert(id, Pending { tx, buf: BytesMut::new() });
+            st.pending.insert(
+                id,
+                Pending {
+                    tx,
+                    buf: BytesMut::new(),
+                },
+            );
             stream.as_ref().map(|_| {
                 let s = Arc::new(Semaphore::new(STREAM_WINDOW));
                 st.out_credit.insert(key, s.clone());
                 s
             })
         };
-        let mut guard = CallGuard { conn: self.clone(), id, stream_task: None, done: false };
-        let fl = key.0.flag() | prio.flags() | if stream.is_some() { flags::HAS_STREAM } else { 0 };
-        self.send_message(Kind::Request, id, fl, prio, encode_request(endpoint, &body)).await?;
+        let mut guard = CallGuard {
+            conn: self.clone(),
+            id,
+            stream_task: None,
+            done: false,
+        };
+        let fl = key.0.flag()
+            | prio.flags()
+            | if stream.is_some() {
+                flags::HAS_STREAM
+            } else {
+                0
+            };
+        self.send_message(Kind::Request, id, fl, prio, encode_request(endpoint, &body))
+            .await?;
         if let (Some(stream), Some(credit)) = (stream, credit) {
             let conn = self.clone();
-            let t = tokio::spawn(async move { conn.send_stream(Kind::RequestStream, key, prio, credit, stream).await });
+            let t = tokio::spawn(async move {
+                conn.send_stream(Kind::RequestStream, key, prio, credit, stream)
+                    .await
+            });
             guard.stream_task = Some(t.abort_handle());
         }
         let reply = rx.await.unwrap_or(Err(NetError::Disconnected));
@@ -483,7 +621,12 @@ impl Drop for CallGuard {
             s.close();
         }
         if !st.closed {
-            let f = Frame { id: self.id, kind: Kind::Cancel, flags: flags::ORIGIN_SENDER, payload: Bytes::new() };
+            let f = Frame {
+                id: self.id,
+                kind: Kind::Cancel,
+                flags: flags::ORIGIN_SENDER,
+                payload: Bytes::new(),
+            };
             let _ = self.conn.control.send(f);
         }
     }
@@ -507,7 +650,12 @@ impl Stream for RecvStream {
                 if self.unacked >= STREAM_WINDOW / 4 {
                     if let Some(c) = self.conn.upgrade() {
                         let payload = Bytes::copy_from_slice(&(self.unacked as u32).to_be_bytes());
-                        let f = Frame { id: self.key.1, kind: Kind::Window, flags: self.key.0.flag(), payload };
+                        let f = Frame {
+                            id: self.key.1,
+                            kind: Kind::Window,
+                            flags: self.key.0.flag(),
+                            payload,
+                        };
                         let _ = c.control.send(f);
                     }
                     self.unacked = 0;
@@ -536,7 +684,12 @@ impl Drop for RecvStream {
             let mut st = c.lock();
             st.in_streams.remove(&self.key);
             if !st.closed {
-                let f = Frame { id: self.key.1, kind: Kind::StreamCancel, flags: self.key.0.flag(), payload: Bytes::new() };
+                let f = Frame {
+                    id: self.key.1,
+                    kind: Kind::StreamCancel,
+                    flags: self.key.0.flag(),
+                    payload: Bytes::new(),
+                };
                 let _ = c.control.send(f);
             }
         }
@@ -574,7 +727,9 @@ fn decode_request(mut msg: Bytes) -> Result<(String, Bytes), NetError> {
 fn decode_reply(mut msg: Bytes) -> Result<Bytes, NetError> {
     match msg.first() {
         Some(0) => Ok(msg.split_off(1)),
-        Some(1) => Err(NetError::Remote(String::from_utf8_lossy(&msg[1..]).into_owned())),
+        Some(1) => Err(NetError::Remote(
+            String::from_utf8_lossy(&msg[1..]).into_owned(),
+        )),
         _ => Err(NetError::Protocol("malformed reply".into())),
     }
 }

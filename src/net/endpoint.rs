@@ -10,11 +10,11 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::NetError;
 use super::conn::ByteStream;
 use super::frame::Prio;
 use super::identity::NodeId;
 use super::netapp::NetApp;
-use super::NetError;
 
 /// A request message and the type of its answer, both MessagePack-encoded with named fields.
 pub trait Message: Serialize + DeserializeOwned + Send + Sync + 'static {
@@ -29,7 +29,11 @@ pub struct Endpoint<M: Message> {
 
 impl<M: Message> Endpoint<M> {
     pub fn new(net: &Arc<NetApp>, path: &str) -> Endpoint<M> {
-        Endpoint { net: net.clone(), path: path.into(), _m: PhantomData }
+        Endpoint {
+            net: net.clone(),
+            path: path.into(),
+            _m: PhantomData,
+        }
     }
 
     pub fn path(&self) -> &str {
@@ -48,9 +52,11 @@ impl<M: Message> Endpoint<M> {
             Arc::new(move |from, body: Bytes, stream| {
                 let f = f.clone();
                 Box::pin(async move {
-                    let msg: M = rmp_serde::from_slice(&body).map_err(|e| NetError::Codec(e.to_string()))?;
+                    let msg: M =
+                        rmp_serde::from_slice(&body).map_err(|e| NetError::Codec(e.to_string()))?;
                     let (resp, s) = f(from, msg, stream).await?;
-                    let bytes = rmp_serde::to_vec_named(&resp).map_err(|e| NetError::Codec(e.to_string()))?;
+                    let bytes = rmp_serde::to_vec_named(&resp)
+                        .map_err(|e| NetError::Codec(e.to_string()))?;
                     Ok((Bytes::from(bytes), s))
                 })
             }),
@@ -69,7 +75,13 @@ impl<M: Message> Endpoint<M> {
         });
     }
 
-    pub async fn call(&self, to: &NodeId, msg: &M, prio: Prio, timeout: Duration) -> Result<M::Response, NetError> {
+    pub async fn call(
+        &self,
+        to: &NodeId,
+        msg: &M,
+        prio: Prio,
+        timeout: Duration,
+    ) -> Result<M::Response, NetError> {
         Ok(self.call_streaming(to, msg, None, prio, timeout).await?.0)
     }
 
@@ -84,8 +96,12 @@ impl<M: Message> Endpoint<M> {
         timeout: Duration,
     ) -> Result<(M::Response, Option<ByteStream>), NetError> {
         let body = rmp_serde::to_vec_named(msg).map_err(|e| NetError::Codec(e.to_string()))?;
-        let fut = self.net.call_raw(to, &self.path, Bytes::from(body), stream, prio);
-        let (resp, s) = tokio::time::timeout(timeout, fut).await.map_err(|_| NetError::Timeout)??;
+        let fut = self
+            .net
+            .call_raw(to, &self.path, Bytes::from(body), stream, prio);
+        let (resp, s) = tokio::time::timeout(timeout, fut)
+            .await
+            .map_err(|_| NetError::Timeout)??;
         let resp = rmp_serde::from_slice(&resp).map_err(|e| NetError::Codec(e.to_string()))?;
         Ok((resp, s))
     }

@@ -109,7 +109,9 @@ pub fn parse_header(h: &[u8; HEADER_LEN]) -> Result<(usize, u32, Kind, u8), Stri
     let id = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
     let kind = Kind::from_u8(h[8]).ok_or_else(|| format!("unknown frame kind {}", h[8]))?;
     if len > MAX_FRAME {
-        return Err(format!("frame of {len} bytes exceeds the {MAX_FRAME}-byte limit"));
+        return Err(format!(
+            "frame of {len} bytes exceeds the {MAX_FRAME}-byte limit"
+        ));
     }
     Ok((len, id, kind, h[9]))
 }
@@ -134,7 +136,12 @@ mod tests {
 
     #[test]
     fn header_roundtrip_and_limits() {
-        let f = Frame { id: 77, kind: Kind::Response, flags: flags::LAST | Prio::Bulk.flags(), payload: Bytes::from_static(b"abc") };
+        let f = Frame {
+            id: 77,
+            kind: Kind::Response,
+            flags: flags::LAST | Prio::Bulk.flags(),
+            payload: Bytes::from_static(b"abc"),
+        };
         let mut b = BytesMut::new();
         f.write_header(&mut b);
         let h: [u8; HEADER_LEN] = b[..].try_into().unwrap();
@@ -153,6 +160,9 @@ mod tests {
     fn split() {
         assert_eq!(split_message(Bytes::new()).len(), 1);
         let parts = split_message(Bytes::from(vec![0u8; MAX_FRAME * 2 + 1]));
-        assert_eq!(parts.iter().map(|p| p.len()).collect::<Vec<_>>(), vec![MAX_FRAME, MAX_FRAME, 1]);
+        assert_eq!(
+            parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
+            vec![MAX_FRAME, MAX_FRAME, 1]
+        );
     }
 }

@@ -108,7 +108,10 @@ mod tests {
         let k1 = NodeKey::load_or_create(dir.path()).unwrap();
         let k2 = NodeKey::load_or_create(dir.path()).unwrap();
         assert_eq!(k1.id(), k2.id());
-        let mode = std::fs::metadata(dir.path().join("node_key")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(dir.path().join("node_key"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         assert_eq!(NodeId::from_hex(&k1.id().to_hex()), Some(k1.id()));
     }

@@ -24,11 +24,11 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::broadcast;
 
+use super::NetError;
 use super::conn::{ByteStream, Conn, Dispatch, Reply};
 use super::frame::Prio;
 use super::identity::{NodeId, NodeKey};
 use super::tls::{TlsIdentity, node_id_of_cert};
-use super::NetError;
 use crate::util::encode::{NoPrevious, Versioned};
 
 /// Version of the node-to-node protocol; bumped on incompatible changes.
@@ -37,13 +37,21 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const EXPORTER_LABEL: &[u8] = b"EXPORTER-grenier-cluster-auth";
 
-pub(crate) type RawHandler = dyn Fn(NodeId, Bytes, Option<ByteStream>) -> BoxFuture<'static, Reply> + Send + Sync;
+pub(crate) type RawHandler =
+    dyn Fn(NodeId, Bytes, Option<ByteStream>) -> BoxFuture<'static, Reply> + Send + Sync;
 
 /// Connection events, for the peering manager and anyone else who cares.
 #[derive(Clone, Debug)]
 pub enum NetEvent {
-    Connected { id: NodeId, public_addr: Option<String>, remote: SocketAddr, outgoing: bool },
-    Disconnected { id: NodeId },
+    Connected {
+        id: NodeId,
+        public_addr: Option<String>,
+        remote: SocketAddr,
+        outgoing: bool,
+    },
+    Disconnected {
+        id: NodeId,
+    },
 }
 
 #[derive(Serialize, Deserialize, Debug)]
@@ -99,11 +107,18 @@ impl NetApp {
     }
 
     pub(crate) fn add_handler(&self, path: &str, h: Arc<RawHandler>) {
-        self.handlers.write().unwrap_or_else(|e| e.into_inner()).insert(path.to_string(), h);
+        self.handlers
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(path.to_string(), h);
     }
 
     fn conn(&self, id: &NodeId) -> Option<Arc<Conn>> {
-        self.conns.read().unwrap_or_else(|e| e.into_inner()).get(id).cloned()
+        self.conns
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
     }
 
     pub fn is_connected(&self, id: &NodeId) -> bool {
@@ -111,7 +126,12 @@ impl NetApp {
     }
 
     pub fn connected_peers(&self) -> Vec<NodeId> {
-        self.conns.read().unwrap_or_else(|e| e.into_inner()).keys().copied().collect()
+        self.conns
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .copied()
+            .collect()
     }
 
     /// Close the connection to `id` (it will be re-established by whoever wants it).
@@ -133,13 +153,20 @@ impl NetApp {
         if *to == self.id {
             return self.dispatch(self.id, endpoint, body, stream).await;
         }
-        let conn = self.conn(to).ok_or_else(|| NetError::NotConnected(to.short()))?;
+        let conn = self
+            .conn(to)
+            .ok_or_else(|| NetError::NotConnected(to.short()))?;
         conn.call(endpoint, body, stream, prio).await
     }
 
     /// Listen for peers on `addr` until the returned task is aborted.
-    pub async fn listen(self: &Arc<Self>, addr: SocketAddr) -> Result<tokio::task::JoinHandle<()>, NetError> {
-        let listener = TcpListener::bind(addr).await.map_err(|e| NetError::Bind(addr, e))?;
+    pub async fn listen(
+        self: &Arc<Self>,
+        addr: SocketAddr,
+    ) -> Result<tokio::task::JoinHandle<()>, NetError> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| NetError::Bind(addr, e))?;
         let me = self.clone();
         Ok(tokio::spawn(async move {
             loop {
@@ -153,25 +180,43 @@ impl NetApp {
                 };
                 let me = me.clone();
                 tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, me.accept_one(tcp, remote)).await {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, me.accept_one(tcp, remote)).await
+                    {
                         Ok(Ok(())) => (),
-                        Ok(Err(e)) => tracing::info!("refused incoming connection from {remote}: {e}"),
-                        Err(_) => tracing::info!("incoming connection from {remote}: handshake timed out"),
+                        Ok(Err(e)) => {
+                            tracing::info!("refused incoming connection from {remote}: {e}")
+                        }
+                        Err(_) => {
+                            tracing::info!("incoming connection from {remote}: handshake timed out")
+                        }
                     }
                 });
             }
         }))
     }
 
-    async fn accept_one(self: &Arc<Self>, tcp: TcpStream, remote: SocketAddr) -> Result<(), NetError> {
+    async fn accept_one(
+        self: &Arc<Self>,
+        tcp: TcpStream,
+        remote: SocketAddr,
+    ) -> Result<(), NetError> {
         tcp.set_nodelay(true)?;
         let acceptor = tokio_rustls::TlsAcceptor::from(self.server_cfg.clone());
-        let mut tls = acceptor.accept(tcp).await.map_err(|e| NetError::Tls(e.to_string()))?;
+        let mut tls = acceptor
+            .accept(tcp)
+            .await
+            .map_err(|e| NetError::Tls(e.to_string()))?;
         let (peer, ekm) = {
             let (_, c) = tls.get_ref();
-            let cert = c.peer_certificates().and_then(|v| v.first()).ok_or_else(|| NetError::Auth("no certificate".into()))?;
-            let peer = node_id_of_cert(cert).ok_or_else(|| NetError::Auth("not a node certificate".into()))?;
-            let ekm = c.export_keying_material([0u8; 32], EXPORTER_LABEL, None).map_err(|e| NetError::Tls(e.to_string()))?;
+            let cert = c
+                .peer_certificates()
+                .and_then(|v| v.first())
+                .ok_or_else(|| NetError::Auth("no certificate".into()))?;
+            let peer = node_id_of_cert(cert)
+                .ok_or_else(|| NetError::Auth("not a node certificate".into()))?;
+            let ekm = c
+                .export_keying_material([0u8; 32], EXPORTER_LABEL, None)
+                .map_err(|e| NetError::Tls(e.to_string()))?;
             (peer, ekm)
         };
         if peer == self.id {
@@ -191,13 +236,17 @@ impl NetApp {
         if self.is_connected(&id) {
             return Ok(());
         }
-        tokio::time::timeout(HANDSHAKE_TIMEOUT, self.dial(id, addr)).await.map_err(|_| NetError::Timeout)?
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, self.dial(id, addr))
+            .await
+            .map_err(|_| NetError::Timeout)?
     }
 
     async fn dial(self: &Arc<Self>, id: NodeId, addr: &str) -> Result<(), NetError> {
         let mut last_err = NetError::Resolve(addr.to_string());
-        let addrs: Vec<SocketAddr> =
-            tokio::net::lookup_host(addr).await.map_err(|_| NetError::Resolve(addr.to_string()))?.collect();
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host(addr)
+            .await
+            .map_err(|_| NetError::Resolve(addr.to_string()))?
+            .collect();
         for sa in addrs {
             match self.dial_addr(id, sa).await {
                 Ok(()) => return Ok(()),
@@ -208,18 +257,28 @@ impl NetApp {
     }
 
     async fn dial_addr(self: &Arc<Self>, id: NodeId, sa: SocketAddr) -> Result<(), NetError> {
-        let sock = if sa.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
-        if let Some(ip) = self.bind_outgoing {
-            if ip.is_ipv4() == sa.is_ipv4() {
-                sock.bind(SocketAddr::new(ip, 0))?;
-            }
+        let sock = if sa.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        if let Some(ip) = self.bind_outgoing
+            && ip.is_ipv4() == sa.is_ipv4()
+        {
+            sock.bind(SocketAddr::new(ip, 0))?;
         }
         sock.set_nodelay(true)?;
-        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, sock.connect(sa)).await.map_err(|_| NetError::Timeout)??;
+        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, sock.connect(sa))
+            .await
+            .map_err(|_| NetError::Timeout)??;
         tcp.set_nodelay(true)?;
         let connector = tokio_rustls::TlsConnector::from(self.tls.client_config(id)?);
-        let name = rustls::pki_types::ServerName::try_from("grenier").expect("static name is valid");
-        let mut tls = connector.connect(name, tcp).await.map_err(|e| NetError::Tls(e.to_string()))?;
+        let name =
+            rustls::pki_types::ServerName::try_from("grenier").expect("static name is valid");
+        let mut tls = connector
+            .connect(name, tcp)
+            .await
+            .map_err(|e| NetError::Tls(e.to_string()))?;
         let ekm = tls
             .get_ref()
             .1
@@ -228,7 +287,9 @@ impl NetApp {
         tls.write_all(&self.proof(b"client", &ekm)).await?;
         tls.flush().await?;
         let theirs = read_exact::<32, _>(&mut tls).await.map_err(|_| {
-            NetError::Auth("peer closed the connection during authentication (different rpc_secret?)".into())
+            NetError::Auth(
+                "peer closed the connection during authentication (different rpc_secret?)".into(),
+            )
         })?;
         self.check_proof(b"server", &ekm, &theirs)?;
         let hello = self.exchange_hello(&mut tls).await?;
@@ -237,7 +298,8 @@ impl NetApp {
     }
 
     fn proof(&self, role: &[u8], ekm: &[u8; 32]) -> [u8; 32] {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.secret).expect("any key length works");
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.secret).expect("any key length works");
         mac.update(b"grenier-v1 ");
         mac.update(role);
         mac.update(ekm);
@@ -245,17 +307,26 @@ impl NetApp {
     }
 
     fn check_proof(&self, role: &[u8], ekm: &[u8; 32], theirs: &[u8; 32]) -> Result<(), NetError> {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.secret).expect("any key length works");
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.secret).expect("any key length works");
         mac.update(b"grenier-v1 ");
         mac.update(role);
         mac.update(ekm);
-        mac.verify_slice(theirs).map_err(|_| NetError::Auth("peer does not know the cluster secret (rpc_secret)".into()))
+        mac.verify_slice(theirs).map_err(|_| {
+            NetError::Auth("peer does not know the cluster secret (rpc_secret)".into())
+        })
     }
 
-    async fn exchange_hello<S: AsyncRead + AsyncWrite + Unpin>(&self, s: &mut S) -> Result<Hello, NetError> {
-        let mine = Hello { protocol: PROTOCOL_VERSION, public_addr: self.public_addr.clone() }
-            .encode()
-            .map_err(|e| NetError::Codec(e.to_string()))?;
+    async fn exchange_hello<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        s: &mut S,
+    ) -> Result<Hello, NetError> {
+        let mine = Hello {
+            protocol: PROTOCOL_VERSION,
+            public_addr: self.public_addr.clone(),
+        }
+        .encode()
+        .map_err(|e| NetError::Codec(e.to_string()))?;
         s.write_all(&(mine.len() as u32).to_be_bytes()).await?;
         s.write_all(&mine).await?;
         s.flush().await?;
@@ -275,8 +346,14 @@ impl NetApp {
         Ok(hello)
     }
 
-    fn register<S>(self: &Arc<Self>, peer: NodeId, remote: SocketAddr, outgoing: bool, hello: Hello, stream: S)
-    where
+    fn register<S>(
+        self: &Arc<Self>,
+        peer: NodeId,
+        remote: SocketAddr,
+        outgoing: bool,
+        hello: Hello,
+        stream: S,
+    ) where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let (conn, queues) = Conn::new(peer, remote, outgoing);
@@ -293,8 +370,17 @@ impl NetApp {
             }
             conns.insert(peer, conn.clone());
         }
-        tracing::info!("connected to {} at {remote} ({})", peer.short(), if outgoing { "dialed" } else { "accepted" });
-        let _ = self.events.send(NetEvent::Connected { id: peer, public_addr: hello.public_addr, remote, outgoing });
+        tracing::info!(
+            "connected to {} at {remote} ({})",
+            peer.short(),
+            if outgoing { "dialed" } else { "accepted" }
+        );
+        let _ = self.events.send(NetEvent::Connected {
+            id: peer,
+            public_addr: hello.public_addr,
+            remote,
+            outgoing,
+        });
         let me = self.clone();
         tokio::spawn(async move {
             let dispatch: Arc<dyn Dispatch> = me.clone();
@@ -315,8 +401,19 @@ impl NetApp {
 }
 
 impl Dispatch for NetApp {
-    fn dispatch(&self, from: NodeId, endpoint: &str, body: Bytes, stream: Option<ByteStream>) -> BoxFuture<'static, Reply> {
-        let h = self.handlers.read().unwrap_or_else(|e| e.into_inner()).get(endpoint).cloned();
+    fn dispatch(
+        &self,
+        from: NodeId,
+        endpoint: &str,
+        body: Bytes,
+        stream: Option<ByteStream>,
+    ) -> BoxFuture<'static, Reply> {
+        let h = self
+            .handlers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(endpoint)
+            .cloned();
         match h {
             Some(h) => h(from, body, stream),
             None => {

@@ -15,11 +15,11 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::NetError;
 use super::endpoint::{Endpoint, Message};
 use super::frame::Prio;
 use super::identity::NodeId;
 use super::netapp::{NetApp, NetEvent};
-use super::NetError;
 use crate::util::encode::{NoPrevious, Versioned};
 use crate::util::time::now_msec;
 
@@ -101,18 +101,22 @@ pub struct Peering {
 
 impl Peering {
     /// `peer_file`: where the peer list is persisted (None: not persisted, for tests).
-    pub fn new(net: &Arc<NetApp>, bootstrap: Vec<(NodeId, String)>, peer_file: Option<PathBuf>) -> Arc<Peering> {
+    pub fn new(
+        net: &Arc<NetApp>,
+        bootstrap: Vec<(NodeId, String)>,
+        peer_file: Option<PathBuf>,
+    ) -> Arc<Peering> {
         let mut peers = HashMap::new();
-        if let Some(f) = &peer_file {
-            if let Ok(bytes) = std::fs::read(f) {
-                match PeerList::decode(&bytes) {
-                    Ok(list) => {
-                        for (id, addr) in list.peers {
-                            peers.insert(id, PeerState::new(Some(addr)));
-                        }
+        if let Some(f) = &peer_file
+            && let Ok(bytes) = std::fs::read(f)
+        {
+            match PeerList::decode(&bytes) {
+                Ok(list) => {
+                    for (id, addr) in list.peers {
+                        peers.insert(id, PeerState::new(Some(addr)));
                     }
-                    Err(e) => tracing::warn!("ignoring unreadable peer list {}: {e}", f.display()),
                 }
+                Err(e) => tracing::warn!("ignoring unreadable peer list {}: {e}", f.display()),
             }
         }
         for (id, addr) in bootstrap {
@@ -127,7 +131,8 @@ impl Peering {
             ping: Endpoint::new(net, "grenier/peering/ping/v1"),
             get_peers: Endpoint::new(net, "grenier/peering/peers/v1"),
         });
-        p.ping.set_simple_handler(|_, _: Ping| async { Ok(Pong {}) });
+        p.ping
+            .set_simple_handler(|_, _: Ping| async { Ok(Pong {}) });
         let weak = Arc::downgrade(&p);
         p.get_peers.set_simple_handler(move |_, _: GetPeers| {
             let list = weak.upgrade().map(|p| p.known_addrs()).unwrap_or_default();
@@ -141,7 +146,11 @@ impl Peering {
     }
 
     fn known_addrs(&self) -> Vec<(NodeId, String)> {
-        let mut v: Vec<_> = self.lock().iter().filter_map(|(id, p)| Some((*id, p.addr.clone()?))).collect();
+        let mut v: Vec<_> = self
+            .lock()
+            .iter()
+            .filter_map(|(id, p)| Some((*id, p.addr.clone()?)))
+            .collect();
         if let Some(a) = self.net.public_addr() {
             v.push((self.net.id, a.to_string()));
         }
@@ -166,7 +175,8 @@ impl Peering {
     }
 
     pub fn is_up(&self, id: &NodeId) -> bool {
-        *id == self.net.id || (self.net.is_connected(id) && self.lock().get(id).is_some_and(|p| p.connected))
+        *id == self.net.id
+            || (self.net.is_connected(id) && self.lock().get(id).is_some_and(|p| p.connected))
     }
 
     /// Smoothed round-trip time to `id` (zero for this node).
@@ -182,7 +192,10 @@ impl Peering {
         if id == self.net.id {
             return Ok(());
         }
-        self.lock().entry(id).or_insert_with(|| PeerState::new(None)).addr = Some(addr.to_string());
+        self.lock()
+            .entry(id)
+            .or_insert_with(|| PeerState::new(None))
+            .addr = Some(addr.to_string());
         self.dirty.store(true, Ordering::Relaxed);
         self.net.connect(id, addr).await
     }
@@ -235,11 +248,8 @@ impl Peering {
         p.failed_pings = 0;
         p.backoff = Duration::from_secs(1);
         p.last_seen = Some(now_msec());
-        if let Some(a) = public_addr {
-            if p.addr.as_ref() != Some(&a) {
-                p.addr = Some(a);
-                self.dirty.store(true, Ordering::Relaxed);
-            }
+        if public_addr.is_some() {
+            p.addr = public_addr;
         }
         self.dirty.store(true, Ordering::Relaxed);
     }
@@ -292,7 +302,10 @@ impl Peering {
             let me = self.clone();
             tokio::spawn(async move {
                 let start = Instant::now();
-                let res = me.ping.call(&id, &Ping {}, Prio::Control, PING_TIMEOUT).await;
+                let res = me
+                    .ping
+                    .call(&id, &Ping {}, Prio::Control, PING_TIMEOUT)
+                    .await;
                 let mut peers = me.lock();
                 let Some(p) = peers.get_mut(&id) else { return };
                 match res {
@@ -309,7 +322,11 @@ impl Peering {
                         p.failed_pings += 1;
                         tracing::debug!("ping to {} failed ({}x): {e}", id.short(), p.failed_pings);
                         if p.failed_pings >= PING_FAILURES {
-                            tracing::warn!("{} missed {} pings, closing the connection", id.short(), p.failed_pings);
+                            tracing::warn!(
+                                "{} missed {} pings, closing the connection",
+                                id.short(),
+                                p.failed_pings
+                            );
                             p.failed_pings = 0;
                             drop(peers);
                             me.net.disconnect(&id);
@@ -331,7 +348,11 @@ impl Peering {
         {
             let me = self.clone();
             tokio::spawn(async move {
-                let Ok(list) = me.get_peers.call(&id, &GetPeers {}, Prio::Control, PING_TIMEOUT).await else {
+                let Ok(list) = me
+                    .get_peers
+                    .call(&id, &GetPeers {}, Prio::Control, PING_TIMEOUT)
+                    .await
+                else {
                     return;
                 };
                 let mut peers = me.lock();
@@ -354,7 +375,13 @@ impl Peering {
         if !self.dirty.swap(false, Ordering::Relaxed) {
             return;
         }
-        let list = PeerList { peers: self.lock().iter().filter_map(|(id, p)| Some((*id, p.addr.clone()?))).collect() };
+        let list = PeerList {
+            peers: self
+                .lock()
+                .iter()
+                .filter_map(|(id, p)| Some((*id, p.addr.clone()?)))
+                .collect(),
+        };
         let res = list
             .encode()
             .map_err(std::io::Error::other)

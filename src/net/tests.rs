@@ -49,15 +49,23 @@ async fn call_message_and_stream_roundtrip() {
     // Small and multi-frame messages.
     for size in [0usize, 10, 64 * 1024, 200_000, 3 << 20] {
         let v: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
-        let r = ea.call(&b.id, &Echo(v.clone()), Prio::Normal, T).await.unwrap();
+        let r = ea
+            .call(&b.id, &Echo(v.clone()), Prio::Normal, T)
+            .await
+            .unwrap();
         assert_eq!(r.0, v);
     }
     // A 20 MiB stream goes through the 4 MiB flow-control window and comes back intact.
     let data: Vec<u8> = (0..20 << 20).map(|i: usize| (i % 253) as u8).collect();
-    let chunks: Vec<Result<Bytes, std::io::Error>> =
-        data.chunks(100_000).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+    let chunks: Vec<Result<Bytes, std::io::Error>> = data
+        .chunks(100_000)
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
     let s: ByteStream = Box::pin(futures::stream::iter(chunks));
-    let (_, back) = ea.call_streaming(&b.id, &Echo(vec![]), Some(s), Prio::Bulk, T).await.unwrap();
+    let (_, back) = ea
+        .call_streaming(&b.id, &Echo(vec![]), Some(s), Prio::Bulk, T)
+        .await
+        .unwrap();
     let mut got = Vec::new();
     let mut back = back.expect("stream comes back");
     while let Some(c) = back.next().await {
@@ -66,7 +74,10 @@ async fn call_message_and_stream_roundtrip() {
     assert_eq!(got.len(), data.len());
     assert!(got == data);
     // Local calls skip the network.
-    let r = ea.call(&a.id, &Echo(vec![1, 2]), Prio::Normal, T).await.unwrap();
+    let r = ea
+        .call(&a.id, &Echo(vec![1, 2]), Prio::Normal, T)
+        .await
+        .unwrap();
     assert_eq!(r.0, vec![1, 2]);
 }
 
@@ -77,12 +88,24 @@ async fn stream_error_reaches_the_receiver() {
     let _eb = echo_endpoint(&b);
     let ea = echo_endpoint(&a);
     a.connect(b.id, &baddr.to_string()).await.unwrap();
-    let items = vec![Ok(Bytes::from_static(b"abc")), Err(std::io::Error::other("disk on fire"))];
+    let items = vec![
+        Ok(Bytes::from_static(b"abc")),
+        Err(std::io::Error::other("disk on fire")),
+    ];
     let s: ByteStream = Box::pin(futures::stream::iter(items));
-    let (_, back) = ea.call_streaming(&b.id, &Echo(vec![]), Some(s), Prio::Bulk, T).await.unwrap();
+    let (_, back) = ea
+        .call_streaming(&b.id, &Echo(vec![]), Some(s), Prio::Bulk, T)
+        .await
+        .unwrap();
     let items: Vec<_> = back.unwrap().collect().await;
     assert_eq!(items[0].as_ref().unwrap().as_ref(), b"abc");
-    assert!(items[1].as_ref().unwrap_err().to_string().contains("disk on fire"));
+    assert!(
+        items[1]
+            .as_ref()
+            .unwrap_err()
+            .to_string()
+            .contains("disk on fire")
+    );
 }
 
 #[tokio::test]
@@ -102,7 +125,14 @@ async fn dropping_a_call_cancels_the_remote_handler() {
     });
     let ep_a: Endpoint<Echo> = Endpoint::new(&a, "test/slow/v1");
     a.connect(b.id, &baddr.to_string()).await.unwrap();
-    let r = ep_a.call(&b.id, &Echo(vec![]), Prio::Normal, Duration::from_millis(200)).await;
+    let r = ep_a
+        .call(
+            &b.id,
+            &Echo(vec![]),
+            Prio::Normal,
+            Duration::from_millis(200),
+        )
+        .await;
     assert!(matches!(r, Err(NetError::Timeout)));
     // The handler was aborted by the Cancel frame: it never finishes.
     tokio::time::sleep(Duration::from_millis(2500)).await;
@@ -121,13 +151,24 @@ async fn small_requests_are_not_delayed_by_a_bulk_stream() {
     let ea = echo_endpoint(&a);
     a.connect(b.id, &baddr.to_string()).await.unwrap();
     // An endless bulk stream that the remote echoes back and we never read: it is held by flow control.
-    let s: ByteStream = Box::pin(futures::stream::repeat_with(|| Ok(Bytes::from(vec![0u8; 65536]))));
-    let (_, _held) = ea.call_streaming(&b.id, &Echo(vec![]), Some(s), Prio::Bulk, T).await.unwrap();
+    let s: ByteStream = Box::pin(futures::stream::repeat_with(|| {
+        Ok(Bytes::from(vec![0u8; 65536]))
+    }));
+    let (_, _held) = ea
+        .call_streaming(&b.id, &Echo(vec![]), Some(s), Prio::Bulk, T)
+        .await
+        .unwrap();
     let start = Instant::now();
     for _ in 0..20 {
-        ea.call(&b.id, &Echo(vec![1; 100]), Prio::Normal, T).await.unwrap();
+        ea.call(&b.id, &Echo(vec![1; 100]), Prio::Normal, T)
+            .await
+            .unwrap();
     }
-    assert!(start.elapsed() < Duration::from_secs(2), "metadata calls stalled: {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "metadata calls stalled: {:?}",
+        start.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -157,7 +198,9 @@ async fn simultaneous_dials_keep_one_connection_and_peering_meshes() {
     let (r1, r2) = tokio::join!(a.connect(b.id, &bs), b.connect(a.id, &as_));
     r1.unwrap();
     r2.unwrap();
-    ea.call(&b.id, &Echo(vec![9]), Prio::Normal, T).await.unwrap();
+    ea.call(&b.id, &Echo(vec![9]), Prio::Normal, T)
+        .await
+        .unwrap();
     // Peering: c only knows a; it learns b through peer exchange and connects to it.
     let pa = peering::Peering::new(&a, vec![], None);
     let pb = peering::Peering::new(&b, vec![], None);

@@ -13,11 +13,13 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, Serve
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
-use super::identity::{NodeId, NodeKey};
 use super::NetError;
+use super::identity::{NodeId, NodeKey};
 
 /// DER prefix of an ed25519 SubjectPublicKeyInfo: SEQUENCE { SEQUENCE { OID 1.3.101.112 } BIT STRING }.
-const ED25519_SPKI_PREFIX: [u8; 12] = [0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00];
+const ED25519_SPKI_PREFIX: [u8; 12] = [
+    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+];
 
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -28,7 +30,9 @@ pub fn node_id_of_cert(cert: &CertificateDer<'_>) -> Option<NodeId> {
     let ee = webpki::EndEntityCert::try_from(cert).ok()?;
     let spki = ee.subject_public_key_info();
     let bytes: &[u8] = spki.as_ref();
-    let key = bytes.strip_prefix(&ED25519_SPKI_PREFIX[..]).or_else(|| bytes.strip_prefix(&ED25519_SPKI_PREFIX[2..]))?;
+    let key = bytes
+        .strip_prefix(&ED25519_SPKI_PREFIX[..])
+        .or_else(|| bytes.strip_prefix(&ED25519_SPKI_PREFIX[2..]))?;
     Some(NodeId(key.try_into().ok()?))
 }
 
@@ -43,11 +47,15 @@ impl TlsIdentity {
     pub fn new(key: &NodeKey) -> Result<TlsIdentity, NetError> {
         use ed25519_dalek::pkcs8::EncodePrivateKey;
         let tls = |e: String| NetError::Tls(e);
-        let der = key.signing_key().to_pkcs8_der().map_err(|e| tls(e.to_string()))?;
+        let der = key
+            .signing_key()
+            .to_pkcs8_der()
+            .map_err(|e| tls(e.to_string()))?;
         let pkcs8 = PrivatePkcs8KeyDer::from(der.as_bytes().to_vec());
         let kp = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(&pkcs8, &rcgen::PKCS_ED25519)
             .map_err(|e| tls(e.to_string()))?;
-        let params = rcgen::CertificateParams::new(vec!["grenier".to_string()]).map_err(|e| tls(e.to_string()))?;
+        let params = rcgen::CertificateParams::new(vec!["grenier".to_string()])
+            .map_err(|e| tls(e.to_string()))?;
         let cert = params.self_signed(&kp).map_err(|e| tls(e.to_string()))?;
         Ok(TlsIdentity {
             cert: cert.der().clone(),
@@ -62,7 +70,10 @@ impl TlsIdentity {
 
     /// Client configuration that only accepts a server whose key is `expected`.
     pub fn client_config(&self, expected: NodeId) -> Result<Arc<rustls::ClientConfig>, NetError> {
-        let verifier = Arc::new(PeerVerifier { expected: Some(expected), algs: self.algs });
+        let verifier = Arc::new(PeerVerifier {
+            expected: Some(expected),
+            algs: self.algs,
+        });
         let cfg = rustls::ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| NetError::Tls(e.to_string()))?
@@ -75,7 +86,10 @@ impl TlsIdentity {
 
     /// Server configuration that requires a client certificate for an ed25519 node key.
     pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, NetError> {
-        let verifier = Arc::new(PeerVerifier { expected: None, algs: self.algs });
+        let verifier = Arc::new(PeerVerifier {
+            expected: None,
+            algs: self.algs,
+        });
         let cfg = rustls::ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| NetError::Tls(e.to_string()))?
@@ -94,8 +108,9 @@ struct PeerVerifier {
 
 impl PeerVerifier {
     fn check(&self, cert: &CertificateDer<'_>) -> Result<(), rustls::Error> {
-        let id = node_id_of_cert(cert)
-            .ok_or_else(|| rustls::Error::General("peer certificate is not an ed25519 node certificate".into()))?;
+        let id = node_id_of_cert(cert).ok_or_else(|| {
+            rustls::Error::General("peer certificate is not an ed25519 node certificate".into())
+        })?;
         match self.expected {
             Some(exp) if exp != id => Err(rustls::Error::General(format!(
                 "peer is node {} but node {} was expected",
@@ -124,7 +139,8 @@ impl ServerCertVerifier for PeerVerifier {
         _ocsp: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        self.check(end_entity).map(|_| ServerCertVerified::assertion())
+        self.check(end_entity)
+            .map(|_| ServerCertVerified::assertion())
     }
     fn verify_tls12_signature(
         &self,
@@ -157,7 +173,8 @@ impl ClientCertVerifier for PeerVerifier {
         _intermediates: &[CertificateDer<'_>],
         _now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        self.check(end_entity).map(|_| ClientCertVerified::assertion())
+        self.check(end_entity)
+            .map(|_| ClientCertVerified::assertion())
     }
     fn verify_tls12_signature(
         &self,

@@ -86,16 +86,31 @@ mod tests {
         const MARKER: &'static [u8] = b"GRtest02";
         type Previous = v1::Thing;
         fn migrate(prev: v1::Thing) -> Self {
-            Thing { a: prev.a as u64, b: "migrated".into() }
+            Thing {
+                a: prev.a as u64,
+                b: "migrated".into(),
+            }
         }
     }
 
     #[test]
     fn roundtrip_and_migrate() {
-        let t = Thing { a: 7, b: "x".into() };
+        let t = Thing {
+            a: 7,
+            b: "x".into(),
+        };
         assert_eq!(Thing::decode(&t.encode().unwrap()).unwrap(), t);
         let old = v1::Thing { a: 3 }.encode().unwrap();
-        assert_eq!(Thing::decode(&old).unwrap(), Thing { a: 3, b: "migrated".into() });
-        assert!(matches!(v1::Thing::decode(b"GRzzz"), Err(EncodeError::UnknownVersion)));
+        assert_eq!(
+            Thing::decode(&old).unwrap(),
+            Thing {
+                a: 3,
+                b: "migrated".into()
+            }
+        );
+        assert!(matches!(
+            v1::Thing::decode(b"GRzzz"),
+            Err(EncodeError::UnknownVersion)
+        ));
     }
 }

@@ -1,0 +1,336 @@
+//! Cluster foundation, end to end: real processes, real CLI.
+
+use std::time::Duration;
+
+use crate::harness::*;
+
+fn assign_and_apply(admin: &Proc, nodes: &[&Proc], zones: &[&str], capacity: &str) -> String {
+    for (p, z) in nodes.iter().zip(zones) {
+        admin
+            .cli(&[
+                "layout",
+                "assign",
+                &p.spec.id[..12],
+                "-z",
+                z,
+                "-c",
+                capacity,
+            ])
+            .expect("layout assign");
+    }
+    admin.cli(&["layout", "apply"]).expect("layout apply")
+}
+
+/// Six nodes, two per zone, rf 3; they find each other through one bootstrap peer; a layout applied
+/// through the CLI reaches every node; losing a whole zone degrades health, which recovers on restart; a
+/// node restarted from its persisted peer list (no bootstrap peers) rejoins and catches up with a layout
+/// version it missed; a node with another rpc_secret never shows up.
+#[test]
+fn six_nodes_three_zones_survive_a_zone_outage() {
+    let mut plan = plan(6, 3, SECRET);
+    let boot = plan.specs[0].peer_string();
+    for s in plan.specs.iter_mut().skip(1) {
+        s.bootstrap = vec![boot.clone()];
+    }
+    let mut procs: Vec<Proc> = plan.specs.drain(..).map(Proc::start).collect();
+    let ids: Vec<String> = procs.iter().map(|p| p.spec.id.clone()).collect();
+
+    // Full mesh through the single bootstrap peer.
+    for p in &procs {
+        wait_for(
+            &format!("{} to see 6 nodes up", p.spec.ip),
+            Duration::from_secs(60),
+            || {
+                let st = p.status()?;
+                let up = up_ids(&st);
+                ids.iter().all(|id| up.contains(id)).then_some(())
+            },
+        );
+    }
+
+    // Layout through the CLI on node 0.
+    let zones = ["paris", "paris", "lyon", "lyon", "nantes", "nantes"];
+    let refs: Vec<&Proc> = procs.iter().collect();
+    let out = assign_and_apply(&procs[0], &refs, &zones, "100G");
+    assert!(
+        out.contains("Applied layout version 1"),
+        "apply output: {out}"
+    );
+
+    // Every node converges on the same layout, with each partition in 3 distinct zones.
+    let reference = procs[0].cli_json(&["layout", "show"]);
+    assert_eq!(reference["version"], 1);
+    assert_eq!(reference["partitions"].as_array().unwrap().len(), 256);
+    for part in reference["partitions"].as_array().unwrap() {
+        let nodes = part["nodes"].as_array().unwrap();
+        let mut zs: Vec<&str> = nodes
+            .iter()
+            .map(|n| zones[ids.iter().position(|i| i == n.as_str().unwrap()).unwrap()])
+            .collect();
+        zs.sort();
+        zs.dedup();
+        assert_eq!(
+            zs.len(),
+            3,
+            "partition {} not on 3 zones: {nodes:?}",
+            part["partition"]
+        );
+    }
+    for p in &procs {
+        wait_for(
+            &format!("{} to get layout version 1", p.spec.ip),
+            Duration::from_secs(30),
+            || {
+                let l = p.cli_json(&["layout", "show"]);
+                (l["partitions"] == reference["partitions"]).then_some(())
+            },
+        );
+    }
+    let st = procs[0].status().unwrap();
+    assert_eq!(st["health"], "healthy");
+    assert_eq!(st["layout_version"], 1);
+    assert_eq!(up_ids(&st).len(), 6);
+    // Human output names the health and every node.
+    let human = procs[0].cli(&["status"]).unwrap();
+    assert!(human.contains("healthy"), "{human}");
+    for id in &ids {
+        assert!(human.contains(&id[..16]), "{human}");
+    }
+
+    // SIGKILL both nodes of zone `nantes`: seen down within 30 s, health degraded.
+    procs[4].kill();
+    procs[5].kill();
+    wait_for(
+        "nantes nodes down and health degraded",
+        Duration::from_secs(30),
+        || {
+            let st = procs[0].status()?;
+            let up = up_ids(&st);
+            (!up.contains(&ids[4])
+                && !up.contains(&ids[5])
+                && up.len() == 4
+                && st["health"] == "degraded")
+                .then_some(())
+        },
+    );
+
+    // While they are down, a new layout version is applied (a tag on node 1).
+    procs[0]
+        .cli(&[
+            "layout",
+            "assign",
+            &ids[1][..12],
+            "-z",
+            "paris",
+            "-c",
+            "100G",
+            "-t",
+            "rack2",
+        ])
+        .unwrap();
+    let out = procs[0]
+        .cli(&["layout", "apply", "--version", "2"])
+        .unwrap();
+    assert!(out.contains("version 2"), "{out}");
+
+    // Node 5 restarts with no bootstrap peers: it finds the cluster from its persisted peer list.
+    procs[5].spec.bootstrap.clear();
+    procs[4].restart();
+    procs[5].restart();
+    for p in &procs {
+        wait_for(
+            &format!("{} healthy with 6 nodes up", p.spec.ip),
+            Duration::from_secs(60),
+            || {
+                let st = p.status()?;
+                (st["health"] == "healthy" && up_ids(&st).len() == 6 && st["layout_version"] == 2)
+                    .then_some(())
+            },
+        );
+    }
+
+    // A node with a different rpc_secret is refused and never appears.
+    let base = procs[0].spec.ip.rsplit_once('.').unwrap().0.to_string();
+    let other_secret = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    let mut rogue_spec = node_spec(plan.root.path(), &format!("{base}.7"), 3, other_secret, 7);
+    rogue_spec.bootstrap = vec![boot.clone()];
+    let rogue_id = rogue_spec.id.clone();
+    let rogue = Proc::start(rogue_spec);
+    wait_for(
+        "node 0 to refuse the rogue node",
+        Duration::from_secs(30),
+        || {
+            procs[0]
+                .log_text()
+                .contains("refused incoming connection")
+                .then_some(())
+        },
+    );
+    let st = procs[0].status().unwrap();
+    let all: Vec<&str> = st["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        !all.contains(&rogue_id.as_str()),
+        "rogue node appears in status"
+    );
+    assert_eq!(all.len(), 6);
+    let rst = rogue.status().unwrap();
+    assert!(!up_ids(&rst).contains(&ids[0]), "rogue sees node 0 up");
+}
+
+/// Staging, revert, apply --version, history, gateway, `node connect`, and errors that say what to do.
+#[test]
+fn layout_cli_stages_reverts_and_applies() {
+    let plan = plan(4, 3, SECRET);
+    let procs: Vec<Proc> = plan.specs.into_iter().map(Proc::start).collect();
+    let ids: Vec<String> = procs.iter().map(|p| p.spec.id.clone()).collect();
+    // Nodes join through `grenier node connect` only.
+    for p in &procs[1..] {
+        let out = procs[0]
+            .cli(&["node", "connect", &p.spec.peer_string()])
+            .expect("node connect");
+        assert!(out.contains(&p.spec.id), "{out}");
+    }
+    wait_for("4 nodes up everywhere", Duration::from_secs(60), || {
+        procs
+            .iter()
+            .all(|p| p.status().is_some_and(|s| up_ids(&s).len() == 4))
+            .then_some(())
+    });
+    let id_out = procs[1].cli(&["node", "id"]).unwrap();
+    assert_eq!(id_out.trim(), procs[1].spec.peer_string());
+    let idj = procs[1].cli_json(&["node", "id"]);
+    assert_eq!(idj["id"], ids[1]);
+
+    // Errors are clear.
+    let e = procs[0].cli(&["layout", "apply"]).unwrap_err();
+    assert!(e.contains("no staged changes"), "{e}");
+    let e = procs[0]
+        .cli(&["layout", "assign", "zzzz", "-z", "a", "-c", "1G"])
+        .unwrap_err();
+    assert!(e.contains("no known node id starts with"), "{e}");
+    let e = procs[0]
+        .cli(&[
+            "layout",
+            "assign",
+            &ids[0][..8],
+            "-z",
+            "a",
+            "-c",
+            "12 parsecs",
+        ])
+        .unwrap_err();
+    assert!(e.contains("invalid size"), "{e}");
+    let e = cli_raw(
+        &procs[0].spec.admin_url(),
+        &["--admin-token", "wrong", "status"],
+    )
+    .unwrap_err();
+    assert!(e.contains("wrong admin token"), "{e}");
+
+    // Stage on one node, see it staged on another (staging is gossiped), revert everywhere.
+    procs[0]
+        .cli(&["layout", "assign", &ids[0][..10], "-z", "a", "-c", "10G"])
+        .unwrap();
+    wait_for("staged change gossiped", Duration::from_secs(30), || {
+        let l = procs[2].cli_json(&["layout", "show"]);
+        (l["staged"].as_array().unwrap().len() == 1).then_some(())
+    });
+    procs[2].cli(&["layout", "revert"]).unwrap();
+    wait_for("revert gossiped", Duration::from_secs(30), || {
+        let l = procs[0].cli_json(&["layout", "show"]);
+        l["staged"].as_array().unwrap().is_empty().then_some(())
+    });
+
+    // Three zones + one gateway; rf 3 needs 3 storage nodes.
+    for (i, z) in ["a", "b", "c"].iter().enumerate() {
+        procs[0]
+            .cli(&["layout", "assign", &ids[i][..10], "-z", z, "-c", "10G"])
+            .unwrap();
+    }
+    procs[0]
+        .cli(&["layout", "assign", &ids[3][..10], "-z", "c", "--gateway"])
+        .unwrap();
+    let e = procs[0]
+        .cli(&["layout", "apply", "--version", "3"])
+        .unwrap_err();
+    assert!(e.contains("apply --version 1"), "{e}");
+    let out = procs[0]
+        .cli(&["layout", "apply", "--version", "1"])
+        .unwrap();
+    assert!(out.contains("Applied layout version 1"), "{out}");
+    let l = procs[0].cli_json(&["layout", "show"]);
+    assert_eq!(l["roles"].as_array().unwrap().len(), 4);
+    let gw = l["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == ids[3])
+        .unwrap();
+    assert_eq!(gw["gateway"], true);
+    assert!(gw["capacity"].is_null());
+    for part in l["partitions"].as_array().unwrap() {
+        assert!(
+            !part["nodes"]
+                .as_array()
+                .unwrap()
+                .contains(&serde_json::json!(ids[3])),
+            "gateway holds data"
+        );
+    }
+    // Three 10 GB nodes in three zones with rf 3: each holds every partition, 10 GB usable.
+    assert_eq!(
+        l["usable_capacity"].as_u64(),
+        Some(10_000_000_000),
+        "usable capacity"
+    );
+
+    // Remove a storage node: rf 3 cannot be placed on 2 nodes, and the error says so.
+    procs[0].cli(&["layout", "remove", &ids[2][..10]]).unwrap();
+    let e = procs[0].cli(&["layout", "apply"]).unwrap_err();
+    assert!(e.to_lowercase().contains("node"), "{e}");
+    procs[0].cli(&["layout", "revert"]).unwrap();
+
+    // zone redundancy 2, then history lists both versions.
+    procs[0]
+        .cli(&["layout", "config", "--zone-redundancy", "2"])
+        .unwrap();
+    procs[0].cli(&["layout", "apply"]).unwrap();
+    let h = procs[0].cli_json(&["layout", "history"]);
+    let versions: Vec<u64> = h["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_u64().unwrap())
+        .collect();
+    assert_eq!(versions, vec![1, 2]);
+    let human = procs[0].cli(&["layout", "history"]).unwrap();
+    assert!(human.contains("current"), "{human}");
+    wait_for("layout v2 on node 3", Duration::from_secs(30), || {
+        (procs[3].cli_json(&["layout", "show"])["version"] == 2).then_some(())
+    });
+
+    // A frozen (SIGSTOPped) storage node keeps its sockets open: missed pings must mark it down.
+    procs[2].signal(libc::SIGSTOP);
+    wait_for(
+        "frozen node seen down, health degraded",
+        Duration::from_secs(40),
+        || {
+            let st = procs[0].status()?;
+            (!up_ids(&st).contains(&ids[2]) && st["health"] == "degraded").then_some(())
+        },
+    );
+    procs[2].signal(libc::SIGCONT);
+    wait_for(
+        "thawed node back up, healthy",
+        Duration::from_secs(60),
+        || {
+            let st = procs[0].status()?;
+            (up_ids(&st).contains(&ids[2]) && st["health"] == "healthy").then_some(())
+        },
+    );
+}

@@ -1,0 +1,269 @@
+//! Test harness: real `grenier server` processes, each on its own loopback address (127.A.B.n) with the
+//! standard ports, in temp dirs; driven through the real `grenier` CLI. Every process is SIGKILLed when its
+//! `Proc` is dropped (also when a test fails), and dies with the test thread (PR_SET_PDEATHSIG).
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use grenier::net::NodeKey;
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_grenier");
+pub const ADMIN_TOKEN: &str = "integration-test-admin-token";
+
+static NEXT_NET: AtomicU32 = AtomicU32::new(0);
+
+/// A fresh 127.A.B.0/24 block for one test (A from the process id so reruns don't collide).
+fn fresh_net() -> (u8, u8) {
+    let n = NEXT_NET.fetch_add(1, Ordering::SeqCst);
+    let a = 10 + (std::process::id() % 200) as u8;
+    (a, (n % 250) as u8 + 1)
+}
+
+/// Poll `f` until it returns Some, or panic with `what` after `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for: {what}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+pub struct NodeSpec {
+    pub dir: PathBuf,
+    pub ip: String,
+    pub id: String,
+    pub secret: String,
+    pub bootstrap: Vec<String>,
+    pub rf: usize,
+}
+
+impl NodeSpec {
+    pub fn rpc_addr(&self) -> String {
+        format!("{}:3901", self.ip)
+    }
+    pub fn admin_url(&self) -> String {
+        format!("http://{}:3903", self.ip)
+    }
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("grenier.toml")
+    }
+    pub fn peer_string(&self) -> String {
+        format!("{}@{}", self.id, self.rpc_addr())
+    }
+    pub fn write_config(&self) {
+        let boot: Vec<String> = self.bootstrap.iter().map(|b| format!("\"{b}\"")).collect();
+        let text = format!(
+            r#"metadata_dir = "meta"
+data_dir = "data"
+replication_factor = {rf}
+rpc_bind_addr = "{ip}:3901"
+rpc_public_addr = "{ip}:3901"
+rpc_bind_outgoing = true
+rpc_secret = "{secret}"
+bootstrap_peers = [{boot}]
+
+[s3_api]
+api_bind_addr = "{ip}:3900"
+
+[admin]
+api_bind_addr = "{ip}:3903"
+admin_token = "{token}"
+"#,
+            rf = self.rf,
+            ip = self.ip,
+            secret = self.secret,
+            boot = boot.join(", "),
+            token = ADMIN_TOKEN
+        );
+        std::fs::write(self.config_path(), text).unwrap();
+    }
+}
+
+/// A running node process.
+pub struct Proc {
+    pub spec: NodeSpec,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Proc {
+    pub fn start(spec: NodeSpec) -> Proc {
+        let log = spec.dir.join("server.log");
+        let mut p = Proc {
+            spec,
+            child: None,
+            log,
+        };
+        p.restart();
+        p
+    }
+
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "node already running");
+        self.spec.write_config();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.arg("-c")
+            .arg(self.spec.config_path())
+            .arg("server")
+            .env("RUST_LOG", "grenier=info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        // SAFETY: prctl is async-signal-safe; it only asks the kernel to SIGKILL the child with its parent.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        self.child = Some(cmd.spawn().expect("spawn grenier server"));
+        let url = self.spec.admin_url();
+        wait_for(
+            &format!("admin API of {} to answer", self.spec.ip),
+            Duration::from_secs(30),
+            || {
+                if let Some(c) = self.child.as_mut()
+                    && let Ok(Some(status)) = c.try_wait()
+                {
+                    panic!(
+                        "grenier server exited with {status}; log:\n{}",
+                        self.log_text()
+                    );
+                }
+                cli_raw(&url, &["status", "--json"]).ok()
+            },
+        );
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().expect("running").id() as i32
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: sending a signal to our own child process.
+        unsafe {
+            libc::kill(self.pid(), sig);
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Run a CLI command against this node; stdout on success, stderr on failure.
+    pub fn cli(&self, args: &[&str]) -> Result<String, String> {
+        cli_raw(&self.spec.admin_url(), args)
+    }
+
+    pub fn cli_json(&self, args: &[&str]) -> Value {
+        let mut a = args.to_vec();
+        a.push("--json");
+        let out = self
+            .cli(&a)
+            .unwrap_or_else(|e| panic!("grenier {args:?} failed: {e}"));
+        serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("grenier {args:?} printed invalid JSON ({e}): {out}"))
+    }
+
+    pub fn status(&self) -> Option<Value> {
+        let out = self.cli(&["status", "--json"]).ok()?;
+        serde_json::from_str(&out).ok()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            // SAFETY: our child; SIGCONT first in case a test left it stopped.
+            unsafe {
+                libc::kill(c.id() as i32, libc::SIGCONT);
+            }
+        }
+        self.kill();
+    }
+}
+
+pub fn cli_raw(admin_url: &str, args: &[&str]) -> Result<String, String> {
+    let out = Command::new(BIN)
+        .args(args)
+        .env("GRENIER_ADMIN_URL", admin_url)
+        .env("GRENIER_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("GRENIER_CONFIG", "/nonexistent/grenier.toml")
+        .output()
+        .expect("run grenier CLI");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// Specs for `n` nodes in a fresh address block, node keys created up front so ids are known.
+pub struct ClusterPlan {
+    pub root: tempfile::TempDir,
+    pub specs: Vec<NodeSpec>,
+}
+
+pub fn plan(n: usize, rf: usize, secret: &str) -> ClusterPlan {
+    let root = tempfile::tempdir().unwrap();
+    let (a, b) = fresh_net();
+    let specs = (0..n)
+        .map(|i| {
+            node_spec(
+                root.path(),
+                &format!("127.{a}.{b}.{}", i + 1),
+                rf,
+                secret,
+                i,
+            )
+        })
+        .collect();
+    ClusterPlan { root, specs }
+}
+
+pub fn node_spec(root: &Path, ip: &str, rf: usize, secret: &str, i: usize) -> NodeSpec {
+    let dir = root.join(format!("node{i}"));
+    let key = NodeKey::load_or_create(&dir.join("meta")).unwrap();
+    NodeSpec {
+        dir,
+        ip: ip.to_string(),
+        id: key.id().to_hex(),
+        secret: secret.to_string(),
+        bootstrap: vec![],
+        rf,
+    }
+}
+
+pub const SECRET: &str = "3b1c1e7a9f4d2c6b8a0e5f7d9c1b3a5e7f9d1c3b5a7e9f1d3c5b7a9e1f3d5c7b";
+
+/// Nodes `up` as seen in a status document.
+pub fn up_ids(status: &Value) -> Vec<String> {
+    status["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["up"].as_bool() == Some(true))
+        .map(|n| n["id"].as_str().unwrap().to_string())
+        .collect()
+}
