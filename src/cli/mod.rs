@@ -215,6 +215,12 @@ fn human_status(v: &Value) -> String {
         v["partitions_quorum_up"],
         v["partitions_unavailable"],
     );
+    if v["layout_version"] == 0 {
+        out.push_str(
+            "No layout applied yet: give nodes a role with `grenier layout assign <node> -z ZONE -c CAPACITY`, \
+             then `grenier layout apply`.\n\n",
+        );
+    }
     let mut rows = vec![
         [
             "ID",

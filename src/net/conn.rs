@@ -17,10 +17,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures::future::BoxFuture;
 use futures::{Stream, StreamExt};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 use tokio::task::AbortHandle;
 
@@ -197,7 +197,9 @@ impl Conn {
     }
 
     async fn write_loop<W: AsyncWrite + Unpin>(&self, mut w: W, mut q: Queues) -> NetError {
-        let mut buf = BytesMut::with_capacity(WRITE_BATCH + MAX_FRAME + HEADER_LEN);
+        // Frames ready at the same time go out in one vectored write: rustls copies each payload once
+        // into its records, with no intermediate batch buffer.
+        let mut batch = FrameBatch::default();
         loop {
             let first = tokio::select! {
                 biased;
@@ -208,25 +210,24 @@ impl Conn {
             let Some(first) = first else {
                 return NetError::Disconnected;
             };
-            push_frame(&mut buf, &first);
-            while buf.len() < WRITE_BATCH {
+            batch.push(first);
+            while batch.remaining() < WRITE_BATCH {
                 let next = q
                     .control
                     .try_recv()
                     .or_else(|_| q.normal.try_recv())
                     .or_else(|_| q.bulk.try_recv());
                 match next {
-                    Ok(f) => push_frame(&mut buf, &f),
+                    Ok(f) => batch.push(f),
                     Err(_) => break,
                 }
             }
-            if let Err(e) = w.write_all(&buf).await {
+            if let Err(e) = w.write_all_buf(&mut batch).await {
                 return e.into();
             }
             if let Err(e) = w.flush().await {
                 return e.into();
             }
-            buf.clear();
         }
     }
 
@@ -235,7 +236,8 @@ impl Conn {
         r: R,
         dispatch: Arc<dyn Dispatch>,
     ) -> NetError {
-        let mut r = BufReader::with_capacity(256 << 10, r);
+        // No BufReader: rustls already buffers decrypted bytes, so reading straight from it saves a copy.
+        let mut r = r;
         let mut hdr = [0u8; HEADER_LEN];
         loop {
             if let Err(e) = r.read_exact(&mut hdr).await {
@@ -245,9 +247,14 @@ impl Conn {
                 Ok(h) => h,
                 Err(e) => return NetError::Protocol(e),
             };
-            let mut payload = BytesMut::zeroed(len);
-            if let Err(e) = r.read_exact(&mut payload).await {
-                return e.into();
+            let mut payload = BytesMut::with_capacity(len);
+            while payload.len() < len {
+                let want = len - payload.len();
+                match r.read_buf(&mut (&mut payload).limit(want)).await {
+                    Ok(0) => return NetError::Disconnected,
+                    Ok(_) => (),
+                    Err(e) => return e.into(),
+                }
             }
             if let Err(e) = self.handle_frame(id, kind, fl, payload.freeze(), &dispatch) {
                 return e;
@@ -696,9 +703,53 @@ impl Drop for RecvStream {
     }
 }
 
-fn push_frame(buf: &mut BytesMut, f: &Frame) {
-    f.write_header(buf);
-    buf.extend_from_slice(&f.payload);
+/// Frames queued for one vectored write: headers and payloads as `Bytes`, consumed as a `Buf`.
+#[derive(Default)]
+struct FrameBatch {
+    parts: std::collections::VecDeque<Bytes>,
+    len: usize,
+}
+
+impl FrameBatch {
+    fn push(&mut self, f: Frame) {
+        let mut h = BytesMut::with_capacity(HEADER_LEN);
+        f.write_header(&mut h);
+        self.len += HEADER_LEN + f.payload.len();
+        self.parts.push_back(h.freeze());
+        if !f.payload.is_empty() {
+            self.parts.push_back(f.payload);
+        }
+    }
+}
+
+impl bytes::Buf for FrameBatch {
+    fn remaining(&self) -> usize {
+        self.len
+    }
+    fn chunk(&self) -> &[u8] {
+        self.parts.front().map(|b| b.as_ref()).unwrap_or(&[])
+    }
+    fn chunks_vectored<'a>(&'a self, dst: &mut [io::IoSlice<'a>]) -> usize {
+        let mut n = 0;
+        for (slot, part) in dst.iter_mut().zip(self.parts.iter()) {
+            *slot = io::IoSlice::new(part);
+            n += 1;
+        }
+        n
+    }
+    fn advance(&mut self, mut cnt: usize) {
+        self.len -= cnt;
+        while cnt > 0 {
+            let front = self.parts.front_mut().expect("advance within remaining");
+            if cnt >= front.len() {
+                cnt -= front.len();
+                self.parts.pop_front();
+            } else {
+                front.advance(cnt);
+                cnt = 0;
+            }
+        }
+    }
 }
 
 fn encode_request(endpoint: &str, body: &[u8]) -> Bytes {
