@@ -50,6 +50,35 @@ fn main() {
         a.connect(b.id, &baddr.to_string()).await.unwrap();
         let t = Duration::from_secs(30);
 
+        // Reference floor: a plain TCP ping-pong (64 bytes, TCP_NODELAY, no TLS, no framing) on the same
+        // runtime, so the RPC number can be read against what this machine's loopback costs.
+        {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = l.local_addr().unwrap();
+            tokio::spawn(async move {
+                let (mut s, _) = l.accept().await.unwrap();
+                s.set_nodelay(true).unwrap();
+                let mut b = [0u8; 64];
+                while s.read_exact(&mut b).await.is_ok() {
+                    s.write_all(&b).await.unwrap();
+                }
+            });
+            let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+            c.set_nodelay(true).unwrap();
+            let mut b = [0u8; 64];
+            let n = 20_000;
+            let start = Instant::now();
+            for _ in 0..n {
+                c.write_all(&b).await.unwrap();
+                c.read_exact(&mut b).await.unwrap();
+            }
+            println!(
+                "reference: plain TCP ping-pong (64 B, loopback, no TLS): mean {:.1} µs",
+                start.elapsed().as_secs_f64() * 1e6 / n as f64
+            );
+        }
+
         // Small RPC round trip, sequential.
         for _ in 0..2000 {
             ea.call(&b.id, &Req(vec![0; 64]), Prio::Normal, t).await.unwrap();
@@ -69,6 +98,36 @@ fn main() {
             lat[n / 2].as_secs_f64() * 1e6,
             lat[n * 99 / 100].as_secs_f64() * 1e6
         );
+
+        // Reference floor: 1 GiB over plain loopback TCP (no TLS, no framing), 1 MiB writes.
+        {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = l.local_addr().unwrap();
+            let reader = tokio::spawn(async move {
+                let (mut s, _) = l.accept().await.unwrap();
+                let mut buf = vec![0u8; 1 << 20];
+                let mut n = 0usize;
+                loop {
+                    match s.read(&mut buf).await.unwrap() {
+                        0 => return n,
+                        k => n += k,
+                    }
+                }
+            });
+            let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let chunk = vec![0x5au8; 1 << 20];
+            let start = Instant::now();
+            for _ in 0..1024 {
+                c.write_all(&chunk).await.unwrap();
+            }
+            drop(c);
+            assert_eq!(reader.await.unwrap(), 1 << 30);
+            println!(
+                "reference: plain TCP stream (1 GiB, loopback, no TLS): {:.2} GB/s",
+                (1u64 << 30) as f64 / start.elapsed().as_secs_f64() / 1e9
+            );
+        }
 
         // Stream throughput: 1 GiB in 1 MiB chunks as one attached stream.
         let total: usize = 1 << 30;
