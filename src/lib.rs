@@ -11,4 +11,5 @@ pub mod db;
 pub mod layout;
 pub mod net;
 pub mod server;
+pub mod table;
 pub mod util;

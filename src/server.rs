@@ -12,6 +12,8 @@ use crate::db::Db;
 use crate::layout::{LayoutManager, System};
 use crate::net::peering::Peering;
 use crate::net::{NetApp, NodeId, NodeKey};
+use crate::table::kv::KvSchema;
+use crate::table::{ShardedReplication, Table, TableInfo};
 use crate::util::config::Config;
 
 /// Errors that stop a node from starting.
@@ -23,6 +25,8 @@ pub enum ServerError {
     Db(#[from] crate::db::Error),
     #[error("{0}")]
     Layout(#[from] crate::layout::LayoutError),
+    #[error("{0}")]
+    Table(#[from] crate::table::TableError),
     #[error("admin API: {0}")]
     Admin(#[from] admin::AdminError),
     #[error("{0}: {1}")]
@@ -37,6 +41,7 @@ pub struct Node {
     pub peering: Arc<Peering>,
     pub layout: Arc<LayoutManager>,
     pub system: Arc<System>,
+    pub kv: Arc<Table<KvSchema, ShardedReplication>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -87,8 +92,22 @@ impl Node {
         );
         tasks.push(system.spawn());
 
+        let kv = Table::new(
+            KvSchema,
+            ShardedReplication {
+                system: system.clone(),
+                consistency: config.consistency_mode,
+            },
+            &system,
+            &db,
+        )?;
+        let tables: Vec<Arc<dyn TableInfo>> = vec![kv.clone()];
+        let node_kv = kv.clone();
+
         let admin_state = Arc::new(admin::AdminState {
             system: system.clone(),
+            kv,
+            tables,
             admin_token: config.admin.admin_token.clone(),
             metrics_token: config.admin.metrics_token.clone(),
         });
@@ -107,6 +126,7 @@ impl Node {
             peering,
             layout,
             system,
+            kv: node_kv,
             tasks,
         })
     }

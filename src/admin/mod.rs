@@ -8,6 +8,7 @@
 //! **Invariant:** `admin` never talks RPC itself; it calls the layers' public APIs (`layout::System`, ...).
 
 mod cluster;
+mod debug;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -42,6 +43,17 @@ impl ApiError {
     }
 }
 
+impl From<crate::table::TableError> for ApiError {
+    fn from(e: crate::table::TableError) -> ApiError {
+        use crate::table::TableError as E;
+        let status = match &e {
+            E::Quorum { .. } | E::NoLayout => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError(status, e.to_string())
+    }
+}
+
 impl From<crate::layout::LayoutError> for ApiError {
     fn from(e: crate::layout::LayoutError) -> ApiError {
         use crate::layout::LayoutError as E;
@@ -57,6 +69,9 @@ impl From<crate::layout::LayoutError> for ApiError {
 
 pub struct AdminState {
     pub system: Arc<System>,
+    /// The test key-value table (`/v1/debug/kv/...`).
+    pub kv: Arc<crate::table::Table<crate::table::kv::KvSchema, crate::table::ShardedReplication>>,
+    pub tables: Vec<Arc<dyn crate::table::TableInfo>>,
     pub admin_token: Option<String>,
     pub metrics_token: Option<String>,
 }
@@ -112,6 +127,7 @@ fn token_ok(req: &Request<Incoming>, token: &str) -> bool {
 
 async fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_string();
+    let req_query = req.uri().query().map(str::to_string);
     let method = req.method().clone();
     // Unauthenticated endpoints.
     if method == Method::GET && path == "/health" {
@@ -171,7 +187,11 @@ async fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Byt
             }
         }
     };
-    let res = cluster::route(state, &method, &path, body).await;
+    let res = if path.starts_with("/v1/debug/") || path == "/v1/stats" {
+        debug::route(state, &method, &path, req_query.as_deref(), body).await
+    } else {
+        cluster::route(state, &method, &path, body).await
+    };
     match res {
         Ok(v) => json_response(StatusCode::OK, &v),
         Err(ApiError(status, msg)) => json_response(status, &json!({"error": msg})),

@@ -33,6 +33,10 @@ impl AdminClient {
         self.call(Method::POST, path, Some(body)).await
     }
 
+    pub async fn request(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value> {
+        self.call(method, path, body).await
+    }
+
     async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value> {
         let tcp = tokio::net::TcpStream::connect(&self.authority)
             .await

@@ -61,6 +61,35 @@ pub enum Command {
     /// Cluster layout: roles, staged changes, partition assignment.
     #[command(subcommand)]
     Layout(LayoutCmd),
+    /// Metadata tables on this node: entries, pending Merkle updates, tombstones waiting for GC.
+    Stats(JsonFlag),
+    /// Low-level tools for testing the replicated metadata engine.
+    #[command(subcommand, hide = true)]
+    Debug(DebugCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DebugCmd {
+    /// Write a value into the test key-value table (quorum write).
+    KvPut {
+        partition: String,
+        key: String,
+        value: String,
+    },
+    /// Read a value (quorum read); exits non-zero if absent.
+    KvGet { partition: String, key: String },
+    /// Delete a value (writes a tombstone).
+    KvDelete { partition: String, key: String },
+    /// List a partition's entries (quorum range read), as JSON.
+    KvList {
+        partition: String,
+        #[arg(long)]
+        start: Option<String>,
+        #[arg(long)]
+        limit: Option<usize>,
+        #[arg(long)]
+        reverse: bool,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -146,6 +175,29 @@ pub async fn run_client(cli: &Cli) -> Result<()> {
             }
         }
         Command::Layout(cmd) => layout(&client, cmd).await?,
+        Command::Stats(f) => {
+            let v = client.get("/v1/stats").await?;
+            if f.json {
+                print_json(&v);
+            } else {
+                let mut rows = vec![
+                    ["TABLE", "ENTRIES", "MERKLE TODO", "GC TODO", "LOCAL WRITES"]
+                        .map(String::from)
+                        .to_vec(),
+                ];
+                for t in v["tables"].as_array().into_iter().flatten() {
+                    rows.push(vec![
+                        t["table"].as_str().unwrap_or("").into(),
+                        t["entries"].to_string(),
+                        t["merkle_todo"].to_string(),
+                        t["gc_todo"].to_string(),
+                        t["local_writes"].to_string(),
+                    ]);
+                }
+                print!("{}", format_table(&rows));
+            }
+        }
+        Command::Debug(cmd) => debug(&client, cmd).await?,
     }
     Ok(())
 }
@@ -262,6 +314,66 @@ fn human_status(v: &Value) -> String {
     }
     out.push_str(&format_table(&rows));
     out
+}
+
+fn enc(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+async fn debug(client: &AdminClient, cmd: &DebugCmd) -> Result<()> {
+    use hyper::Method;
+    match cmd {
+        DebugCmd::KvPut {
+            partition,
+            key,
+            value,
+        } => {
+            let path = format!("/v1/debug/kv/{}/{}", enc(partition), enc(key));
+            client
+                .request(Method::PUT, &path, Some(json!({ "value": value })))
+                .await?;
+        }
+        DebugCmd::KvGet { partition, key } => {
+            let v = client
+                .get(&format!("/v1/debug/kv/{}/{}", enc(partition), enc(key)))
+                .await?;
+            println!("{}", v["value"].as_str().unwrap_or(""));
+        }
+        DebugCmd::KvDelete { partition, key } => {
+            let path = format!("/v1/debug/kv/{}/{}", enc(partition), enc(key));
+            client.request(Method::DELETE, &path, None).await?;
+        }
+        DebugCmd::KvList {
+            partition,
+            start,
+            limit,
+            reverse,
+        } => {
+            let mut q = vec![];
+            if let Some(s) = start {
+                q.push(format!("start={}", enc(s)));
+            }
+            if let Some(l) = limit {
+                q.push(format!("limit={l}"));
+            }
+            if *reverse {
+                q.push("reverse=true".into());
+            }
+            let v = client
+                .get(&format!("/v1/debug/kv/{}?{}", enc(partition), q.join("&")))
+                .await?;
+            print_json(&v);
+        }
+    }
+    Ok(())
 }
 
 async fn layout(client: &AdminClient, cmd: &LayoutCmd) -> Result<()> {

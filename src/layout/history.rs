@@ -96,6 +96,11 @@ impl LayoutVersion {
         hash[0] as usize
     }
 
+    /// The partition of a hash (method form of [`LayoutVersion::partition_of`]).
+    pub fn partition_of_hash(&self, hash: &[u8; 32]) -> usize {
+        Self::partition_of(hash)
+    }
+
     /// The nodes holding `partition` (empty before the first apply).
     pub fn nodes_of(&self, partition: usize) -> Vec<NodeId> {
         let rf = self.replication_factor;

@@ -173,10 +173,7 @@ impl LayoutManager {
             if Some(peer) == except {
                 continue;
             }
-            let (msg, push) = (
-                msg.clone(),
-                Endpoint::<PushLayout>::new(&self.net, self.push.path()),
-            );
+            let (msg, push) = (msg.clone(), self.push.clone());
             tokio::spawn(async move {
                 if let Err(e) = push.call(&peer, &*msg, Prio::Normal, GOSSIP_TIMEOUT).await {
                     tracing::debug!("layout push to {} failed: {e}", peer.short());

@@ -227,6 +227,21 @@ impl System {
         self.peering.is_up(id)
     }
 
+    /// Order `nodes` nearest first: this node, then nodes up in the same zone, then other nodes up by
+    /// measured round-trip time, then nodes down. Reads ask the first ones first.
+    pub fn sort_by_proximity(&self, nodes: &mut [NodeId]) {
+        let h = self.layout.history();
+        let my_zone = h.current.roles.get(&self.id()).map(|r| r.zone.clone());
+        let me = self.id();
+        nodes.sort_by_cached_key(|n| {
+            let up = self.is_up(n);
+            let same_zone =
+                my_zone.is_some() && h.current.roles.get(n).map(|r| &r.zone) == my_zone.as_ref();
+            let rtt = self.peering.rtt(n).unwrap_or(Duration::from_secs(3600));
+            (*n != me, !up, !same_zone, rtt, *n)
+        });
+    }
+
     /// Replicas that must acknowledge a write for it to succeed, for replication factor `rf`.
     pub fn write_quorum(&self, rf: usize) -> usize {
         match self.consistency {

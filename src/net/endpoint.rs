@@ -27,6 +27,16 @@ pub struct Endpoint<M: Message> {
     _m: PhantomData<fn(M) -> M>,
 }
 
+impl<M: Message> Clone for Endpoint<M> {
+    fn clone(&self) -> Self {
+        Endpoint {
+            net: self.net.clone(),
+            path: self.path.clone(),
+            _m: PhantomData,
+        }
+    }
+}
+
 impl<M: Message> Endpoint<M> {
     pub fn new(net: &Arc<NetApp>, path: &str) -> Endpoint<M> {
         Endpoint {

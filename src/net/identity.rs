@@ -24,6 +24,11 @@ impl NodeId {
     pub fn short(&self) -> String {
         hex::encode(&self.0[..8])
     }
+    /// The first 8 bytes as a number: a compact tie-breaker for hybrid timestamps.
+    pub fn as_u64(&self) -> u64 {
+        u64::from_be_bytes(self.0[..8].try_into().expect("8 bytes"))
+    }
+
     pub fn from_hex(s: &str) -> Option<NodeId> {
         let v = hex::decode(s.trim()).ok()?;
         Some(NodeId(v.try_into().ok()?))

@@ -4,5 +4,6 @@
 pub mod config;
 pub mod encode;
 pub mod fs;
+pub mod hash;
 pub mod size;
 pub mod time;

@@ -1,0 +1,149 @@
+//! Table statistics and the test key-value table.
+//!
+//! `/v1/debug/kv/<partition>/<key>`: PUT `{"value": "..."}`, GET, DELETE; `/v1/debug/kv/<partition>` GET
+//! lists (`?start=<key>&limit=<n>&reverse=true`). Path segments are percent-decoded.
+
+use hyper::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use super::{AdminState, ApiError};
+use crate::table::kv::KvEntry;
+
+pub(super) async fn route(
+    state: &AdminState,
+    method: &Method,
+    path: &str,
+    query: Option<&str>,
+    body: Value,
+) -> Result<Value, ApiError> {
+    if path == "/v1/stats" {
+        let mut tables = vec![];
+        for t in &state.tables {
+            tables.push(json!(t.metrics()?));
+        }
+        let h = state.system.health();
+        return Ok(
+            json!({"node": state.system.id().to_hex(), "health": h.health, "tables": tables}),
+        );
+    }
+    let rest = path.strip_prefix("/v1/debug/kv/").ok_or_else(|| {
+        ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no such admin endpoint: {method} {path}"),
+        )
+    })?;
+    let (partition, key) = match rest.split_once('/') {
+        Some((p, k)) => (percent_decode(p)?, Some(percent_decode(k)?)),
+        None => (percent_decode(rest)?, None),
+    };
+    let kv = &state.kv;
+    match (method, key) {
+        (&Method::PUT, Some(key)) => {
+            let value = body
+                .get("value")
+                .and_then(Value::as_str)
+                .ok_or_else(|| ApiError::bad_request("body must be {\"value\": \"<string>\"}"))?;
+            kv.insert(&KvEntry::new_by(
+                state.system.id().as_u64(),
+                &partition,
+                &key,
+                Some(value.as_bytes().to_vec()),
+            ))
+            .await?;
+            Ok(json!({"partition": partition, "key": key, "stored": true}))
+        }
+        (&Method::DELETE, Some(key)) => {
+            kv.insert(&KvEntry::new_by(
+                state.system.id().as_u64(),
+                &partition,
+                &key,
+                None,
+            ))
+            .await?;
+            Ok(json!({"partition": partition, "key": key, "deleted": true}))
+        }
+        (&Method::GET, Some(key)) => match kv.get(&partition, &key).await? {
+            Some(e) if e.value().is_some() => Ok(entry_json(&e)),
+            _ => Err(ApiError(
+                StatusCode::NOT_FOUND,
+                format!("no entry {partition}/{key}"),
+            )),
+        },
+        (&Method::GET, None) => {
+            let params = parse_query(query);
+            let start = params
+                .iter()
+                .find(|(k, _)| k == "start")
+                .map(|(_, v)| v.clone());
+            let limit = params
+                .iter()
+                .find(|(k, _)| k == "limit")
+                .map(|(_, v)| {
+                    v.parse::<usize>()
+                        .map_err(|_| ApiError::bad_request("limit must be a number"))
+                })
+                .transpose()?
+                .unwrap_or(1000);
+            let reverse = params.iter().any(|(k, v)| k == "reverse" && v == "true");
+            let entries = kv
+                .get_range(&partition, start.as_ref(), None, limit, reverse)
+                .await?;
+            Ok(
+                json!({"partition": partition, "entries": entries.iter().map(entry_json).collect::<Vec<_>>()}),
+            )
+        }
+        _ => Err(ApiError(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{method} is not supported on {path}"),
+        )),
+    }
+}
+
+fn entry_json(e: &KvEntry) -> Value {
+    json!({"key": e.key, "value": e.value().map(|v| String::from_utf8_lossy(v).into_owned())})
+}
+
+fn parse_query(q: Option<&str>) -> Vec<(String, String)> {
+    q.unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .filter_map(|p| {
+            let p = p.replace('+', " ");
+            let (k, v) = p.split_once('=').unwrap_or((&p, ""));
+            Some((percent_decode(k).ok()?, percent_decode(v).ok()?))
+        })
+        .collect()
+}
+
+pub(super) fn percent_decode(s: &str) -> Result<String, ApiError> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let h = b
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
+            out.push(
+                h.ok_or_else(|| ApiError::bad_request(format!("bad percent-encoding in `{s}`")))?,
+            );
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out)
+        .map_err(|_| ApiError::bad_request(format!("`{s}` is not UTF-8 once decoded")))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(super::percent_decode("a%20b%2Fc").unwrap(), "a b/c");
+        assert!(super::percent_decode("%zz").is_err());
+        assert!(super::percent_decode("%ff").is_err());
+    }
+}

@@ -1,0 +1,1 @@
+//! Tombstone garbage collection (in progress).

@@ -1,0 +1,421 @@
+//! Replicated tables: one generic engine for every kind of metadata.
+//!
+//! A [`Table`] is a [`TableSchema`] (keys, a CRDT entry type, hooks) stored through [`TableData`] on each
+//! replica and replicated by a [`TableReplication`] strategy (sharded over partitions, or a full copy on
+//! every node). Writes go to every replica at once and return after a write quorum; reads ask the nearest
+//! replicas, merge their answers, return after a read quorum and repair the stale replicas they noticed.
+//!
+//! **Invariant:** `table` knows nothing about S3, buckets or objects: schemas are defined by `model`.
+
+pub mod data;
+pub mod gc;
+pub mod kv;
+pub mod queue;
+pub mod quorum;
+pub mod replication;
+pub mod schema;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+
+use crate::crdt::Crdt;
+use crate::db::Db;
+use crate::layout::System;
+use crate::net::{Endpoint, Message, NetError, NodeId};
+use crate::util::hash::Hash;
+pub use data::TableData;
+pub use replication::{FullReplication, ShardedReplication, TableReplication};
+pub use schema::{EmptyKey, Entry, PartitionKey, SortKey, TableSchema};
+
+/// Time allowed to a replica for one table request.
+const TABLE_RPC_TIMEOUT: Duration = Duration::from_secs(10);
+/// Rounds of a range read that keeps asking when filtered results run short.
+const MAX_RANGE_ROUNDS: usize = 16;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    #[error("metadata database: {0}")]
+    Db(#[from] crate::db::Error),
+    #[error("table {0}: cannot decode an entry: {1}")]
+    Decode(&'static str, String),
+    #[error("no layout applied yet, or not enough nodes in it for this operation")]
+    NoLayout,
+    #[error("could not reach a quorum of replicas ({got} of {needed} answered): {}", errors.join("; "))]
+    Quorum {
+        needed: usize,
+        got: usize,
+        errors: Vec<String>,
+    },
+    #[error("RPC: {0}")]
+    Net(String),
+}
+
+/// Requests between replicas of a table. Keys and entries travel as bytes (entries in their versioned
+/// encoding), so this message is the same for every table; the endpoint path names the table.
+#[derive(Serialize, Deserialize)]
+pub enum TableRpc {
+    ReadEntry {
+        key: ByteBuf,
+    },
+    ReadRange {
+        partition_hash: Hash,
+        begin: Option<ByteBuf>,
+        filter: Option<ByteBuf>,
+        limit: usize,
+        reverse: bool,
+    },
+    Update(Vec<ByteBuf>),
+}
+
+#[derive(Serialize, Deserialize)]
+pub enum TableRpcResponse {
+    Entry(Option<ByteBuf>),
+    Entries(Vec<ByteBuf>),
+    Ok,
+}
+
+impl Message for TableRpc {
+    type Response = TableRpcResponse;
+}
+
+pub struct Table<F: TableSchema, R: TableReplication> {
+    pub data: Arc<TableData<F>>,
+    pub replication: Arc<R>,
+    pub system: Arc<System>,
+    endpoint: Endpoint<TableRpc>,
+}
+
+impl<F: TableSchema, R: TableReplication> Table<F, R> {
+    pub fn new(
+        schema: F,
+        replication: R,
+        system: &Arc<System>,
+        db: &Db,
+    ) -> Result<Arc<Self>, TableError> {
+        let data = TableData::new(schema, db)?;
+        let endpoint = Endpoint::new(&system.net, &format!("grenier/table/{}/v1", F::TABLE_NAME));
+        let t = Arc::new(Table {
+            data,
+            replication: Arc::new(replication),
+            system: system.clone(),
+            endpoint,
+        });
+        let d = t.data.clone();
+        t.endpoint.set_simple_handler(move |_from, req: TableRpc| {
+            let d = d.clone();
+            async move {
+                Self::handle(d, req)
+                    .await
+                    .map_err(|e| NetError::Remote(e.to_string()))
+            }
+        });
+        Ok(t)
+    }
+
+    async fn handle(d: Arc<TableData<F>>, req: TableRpc) -> Result<TableRpcResponse, TableError> {
+        match req {
+            TableRpc::ReadEntry { key } => Ok(TableRpcResponse::Entry(
+                d.read_entry(&key)?.map(ByteBuf::from),
+            )),
+            TableRpc::ReadRange {
+                partition_hash,
+                begin,
+                filter,
+                limit,
+                reverse,
+            } => {
+                let filter: Option<F::Filter> = match filter {
+                    Some(f) => Some(
+                        rmp_serde::from_slice(&f)
+                            .map_err(|e| TableError::Decode(F::TABLE_NAME, e.to_string()))?,
+                    ),
+                    None => None,
+                };
+                let v = d.read_range(
+                    &partition_hash,
+                    begin.as_deref().map(|b| &b[..]),
+                    filter.as_ref(),
+                    limit,
+                    reverse,
+                )?;
+                Ok(TableRpcResponse::Entries(
+                    v.into_iter().map(ByteBuf::from).collect(),
+                ))
+            }
+            TableRpc::Update(entries) => {
+                // Durable writes block on fsync: keep them off the async workers.
+                tokio::task::spawn_blocking(move || {
+                    for e in entries {
+                        d.update_entry(&e)?;
+                    }
+                    Ok::<_, TableError>(())
+                })
+                .await
+                .map_err(|e| TableError::Net(format!("update task failed: {e}")))??;
+                Ok(TableRpcResponse::Ok)
+            }
+        }
+    }
+
+    fn hedge(&self, nodes: &[NodeId], quorum: usize) -> Duration {
+        quorum::hedge_delay(
+            nodes
+                .iter()
+                .take(quorum)
+                .map(|n| self.system.peering.rtt(n)),
+        )
+    }
+
+    /// Write an entry: merged into every replica; returns once a write quorum has it.
+    pub async fn insert(&self, entry: &F::E) -> Result<(), TableError> {
+        let hash = entry.partition_key().hash();
+        let bytes = TableData::<F>::encode(entry)?;
+        let sets = self.replication.write_sets(&hash);
+        let msg = Arc::new(TableRpc::Update(vec![ByteBuf::from(bytes)]));
+        quorum::write_quorum(
+            &self.endpoint,
+            &sets,
+            self.replication.write_quorum(),
+            msg,
+            TABLE_RPC_TIMEOUT,
+        )
+        .await
+    }
+
+    /// Read one entry: merge of a read quorum of replicas; stale replicas are repaired in the background.
+    pub async fn get(&self, p: &F::P, s: &F::S) -> Result<Option<F::E>, TableError> {
+        let hash = p.hash();
+        let key = data::tree_key(&hash, s.sort_key());
+        let nodes = self.replication.read_nodes(&hash);
+        let q = self.replication.read_quorum();
+        let msg = Arc::new(TableRpc::ReadEntry {
+            key: ByteBuf::from(key),
+        });
+        let answers = quorum::read_quorum(
+            &self.endpoint,
+            &nodes,
+            q,
+            msg,
+            TABLE_RPC_TIMEOUT,
+            self.hedge(&nodes, q),
+        )
+        .await?;
+        let mut merged: Option<F::E> = None;
+        let mut got: Vec<(NodeId, Option<ByteBuf>)> = vec![];
+        for (node, resp) in answers {
+            let TableRpcResponse::Entry(v) = resp else {
+                return Err(TableError::Net("unexpected answer".into()));
+            };
+            if let Some(b) = &v {
+                let e = TableData::<F>::decode(b)?;
+                match &mut merged {
+                    Some(m) => m.merge(&e),
+                    None => merged = Some(e),
+                }
+            }
+            got.push((node, v));
+        }
+        if let Some(m) = &merged {
+            let enc = TableData::<F>::encode(m)?;
+            let stale: Vec<NodeId> = got
+                .iter()
+                .filter(|(_, v)| v.as_deref().map(|b| &b[..]) != Some(&enc[..]))
+                .map(|(n, _)| *n)
+                .collect();
+            self.repair(stale, vec![enc]);
+        }
+        Ok(merged)
+    }
+
+    /// Entries of partition key `p` from `begin` (inclusive), in sort-key order (or reverse), that match
+    /// `filter`, at most `limit`; with the same quorum semantics as [`Table::get`].
+    pub async fn get_range(
+        &self,
+        p: &F::P,
+        begin: Option<&F::S>,
+        filter: Option<F::Filter>,
+        limit: usize,
+        reverse: bool,
+    ) -> Result<Vec<F::E>, TableError> {
+        let hash = p.hash();
+        let nodes = self.replication.read_nodes(&hash);
+        let q = self.replication.read_quorum();
+        let filter_bytes = match &filter {
+            Some(f) => {
+                Some(ByteBuf::from(rmp_serde::to_vec_named(f).map_err(|e| {
+                    TableError::Decode(F::TABLE_NAME, e.to_string())
+                })?))
+            }
+            None => None,
+        };
+        let mut out: Vec<F::E> = vec![];
+        let mut cursor: Option<Vec<u8>> = begin.map(|s| s.sort_key().to_vec());
+        let mut skip_cursor = false;
+        for _ in 0..MAX_RANGE_ROUNDS {
+            let ask = limit.saturating_sub(out.len()) + usize::from(skip_cursor);
+            let msg = Arc::new(TableRpc::ReadRange {
+                partition_hash: hash,
+                begin: cursor.clone().map(ByteBuf::from),
+                filter: filter_bytes.clone(),
+                limit: ask,
+                reverse,
+            });
+            let answers = quorum::read_quorum(
+                &self.endpoint,
+                &nodes,
+                q,
+                msg,
+                TABLE_RPC_TIMEOUT,
+                self.hedge(&nodes, q),
+            )
+            .await?;
+            // Merge by key; a replica that returned a full page only vouches for keys up to its last one.
+            let mut merged: BTreeMap<Vec<u8>, F::E> = BTreeMap::new();
+            let mut per_node: Vec<(NodeId, BTreeMap<Vec<u8>, Vec<u8>>)> = vec![];
+            let mut cutoff: Option<Vec<u8>> = None;
+            for (node, resp) in answers {
+                let TableRpcResponse::Entries(list) = resp else {
+                    return Err(TableError::Net("unexpected answer".into()));
+                };
+                let full = list.len() >= ask;
+                let mut mine = BTreeMap::new();
+                for b in list {
+                    let e = TableData::<F>::decode(&b)?;
+                    let k = e.sort_key().sort_key().to_vec();
+                    match merged.get_mut(&k) {
+                        Some(m) => m.merge(&e),
+                        None => {
+                            merged.insert(k.clone(), e);
+                        }
+                    }
+                    mine.insert(k, b.into_vec());
+                }
+                if full
+                    && let Some(last) = if reverse {
+                        mine.keys().next()
+                    } else {
+                        mine.keys().next_back()
+                    }
+                {
+                    let tighter = match &cutoff {
+                        None => true,
+                        Some(c) => {
+                            if reverse {
+                                last > c
+                            } else {
+                                last < c
+                            }
+                        }
+                    };
+                    if tighter {
+                        cutoff = Some(last.clone());
+                    }
+                }
+                per_node.push((node, mine));
+            }
+            let in_range = |k: &Vec<u8>| match &cutoff {
+                None => true,
+                Some(c) => {
+                    if reverse {
+                        k >= c
+                    } else {
+                        k <= c
+                    }
+                }
+            };
+            let mut repairs: BTreeMap<NodeId, Vec<Vec<u8>>> = BTreeMap::new();
+            let mut keys: Vec<Vec<u8>> = merged.keys().filter(|k| in_range(k)).cloned().collect();
+            if reverse {
+                keys.reverse();
+            }
+            for k in &keys {
+                let e = &merged[k];
+                let visible =
+                    !e.is_tombstone() && filter.as_ref().is_none_or(|f| F::matches_filter(e, f));
+                if visible || e.is_tombstone() {
+                    // Every replica asked should have returned this entry: repair those that did not.
+                    let enc = TableData::<F>::encode(e)?;
+                    for (node, mine) in &per_node {
+                        if mine.get(k) != Some(&enc) {
+                            repairs.entry(*node).or_default().push(enc.clone());
+                        }
+                    }
+                }
+                if skip_cursor && Some(k) == cursor.as_ref() {
+                    continue;
+                }
+                if visible && out.len() < limit {
+                    out.push(e.clone());
+                }
+            }
+            for (node, entries) in repairs {
+                self.repair(vec![node], entries);
+            }
+            match cutoff {
+                // Some replica may have more: continue after the cutoff if the page is not full yet.
+                Some(c) if out.len() < limit => {
+                    cursor = Some(c);
+                    skip_cursor = true;
+                }
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Send entries to nodes that showed a stale version (read repair), in the background.
+    fn repair(&self, nodes: Vec<NodeId>, entries: Vec<Vec<u8>>) {
+        if nodes.is_empty() || entries.is_empty() {
+            return;
+        }
+        let msg = Arc::new(TableRpc::Update(
+            entries.into_iter().map(ByteBuf::from).collect(),
+        ));
+        for node in nodes {
+            let (ep, msg) = (self.endpoint.clone(), msg.clone());
+            tokio::spawn(async move {
+                if let Err(e) = ep
+                    .call(&node, &msg, crate::net::Prio::Normal, TABLE_RPC_TIMEOUT)
+                    .await
+                {
+                    tracing::debug!("read repair of {} failed: {e}", node.short());
+                }
+            });
+        }
+    }
+
+    /// Entries stored on this node, and pending Merkle and GC work.
+    pub fn metrics(&self) -> Result<TableMetrics, TableError> {
+        Ok(TableMetrics {
+            table: F::TABLE_NAME,
+            entries: self.data.len()?,
+            merkle_todo: self.data.merkle_todo.len()?,
+            gc_todo: self.data.gc_todo.len()?,
+            local_writes: self.data.writes.load(std::sync::atomic::Ordering::Relaxed),
+        })
+    }
+}
+
+/// Table-independent view of a table, for metrics.
+pub trait TableInfo: Send + Sync {
+    fn metrics(&self) -> Result<TableMetrics, TableError>;
+}
+
+impl<F: TableSchema, R: TableReplication> TableInfo for Table<F, R> {
+    fn metrics(&self) -> Result<TableMetrics, TableError> {
+        Table::metrics(self)
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TableMetrics {
+    pub table: &'static str,
+    pub entries: usize,
+    pub merkle_todo: usize,
+    pub gc_todo: usize,
+    pub local_writes: u64,
+}

@@ -1,0 +1,1 @@
+//! Persistent queue of cascading updates (in progress).

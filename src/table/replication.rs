@@ -1,0 +1,146 @@
+//! Where a table's entries live and how many replicas must answer.
+//!
+//! - [`ShardedReplication`]: entries live on the replication-factor nodes of their partition; reads and
+//!   writes use quorums from `consistency_mode` (consistent: R = ⌈rf/2⌉, W = rf + 1 − R, so R + W > rf and
+//!   every read meets the latest acknowledged write; degraded: R = 1; dangerous: R = W = 1).
+//! - [`FullReplication`]: small global tables (buckets, keys) on every node of the layout, read locally
+//!   with no network hop, written to all with a majority quorum (a read right after a write on another
+//!   node may miss it until the write reaches it, usually milliseconds; anti-entropy guarantees it does).
+
+use std::sync::Arc;
+
+use crate::layout::System;
+use crate::layout::solver::NB_PARTITIONS;
+use crate::net::NodeId;
+use crate::util::config::ConsistencyMode;
+use crate::util::hash::Hash;
+
+/// A partition this node stores, for anti-entropy.
+#[derive(Clone, Debug)]
+pub struct SyncPartition {
+    pub partition: usize,
+    /// Keys of this partition are `[first_hash, next partition's first_hash)`.
+    pub first_hash: Hash,
+    pub storage_nodes: Vec<NodeId>,
+}
+
+pub trait TableReplication: Send + Sync + 'static {
+    /// Nodes that must store entries with this partition hash.
+    fn storage_nodes(&self, hash: &Hash) -> Vec<NodeId>;
+    /// Nodes to read from, nearest first.
+    fn read_nodes(&self, hash: &Hash) -> Vec<NodeId>;
+    fn read_quorum(&self) -> usize;
+    /// Sets of nodes a write must reach; it succeeds once each set has `write_quorum` acknowledgements.
+    fn write_sets(&self, hash: &Hash) -> Vec<Vec<NodeId>>;
+    fn write_quorum(&self) -> usize;
+    /// Partitions this node stores (for anti-entropy).
+    fn sync_partitions(&self) -> Vec<SyncPartition>;
+}
+
+pub struct ShardedReplication {
+    pub system: Arc<System>,
+    pub consistency: ConsistencyMode,
+}
+
+impl ShardedReplication {
+    fn rf(&self) -> usize {
+        self.system.layout.history().current.replication_factor
+    }
+}
+
+fn partition_first_hash(p: usize) -> Hash {
+    let mut h = [0u8; 32];
+    h[0] = p as u8;
+    h
+}
+
+impl TableReplication for ShardedReplication {
+    fn storage_nodes(&self, hash: &Hash) -> Vec<NodeId> {
+        let h = self.system.layout.history();
+        h.current.nodes_of(h.current.partition_of_hash(hash))
+    }
+    fn read_nodes(&self, hash: &Hash) -> Vec<NodeId> {
+        let mut n = self.storage_nodes(hash);
+        self.system.sort_by_proximity(&mut n);
+        n
+    }
+    fn read_quorum(&self) -> usize {
+        match self.consistency {
+            ConsistencyMode::Consistent => self.rf().div_ceil(2),
+            ConsistencyMode::Degraded | ConsistencyMode::Dangerous => 1,
+        }
+    }
+    fn write_sets(&self, hash: &Hash) -> Vec<Vec<NodeId>> {
+        vec![self.storage_nodes(hash)]
+    }
+    fn write_quorum(&self) -> usize {
+        self.system.write_quorum(self.rf())
+    }
+    fn sync_partitions(&self) -> Vec<SyncPartition> {
+        let h = self.system.layout.history();
+        let me = self.system.id();
+        (0..NB_PARTITIONS)
+            .filter_map(|p| {
+                let nodes = h.current.nodes_of(p);
+                nodes.contains(&me).then(|| SyncPartition {
+                    partition: p,
+                    first_hash: partition_first_hash(p),
+                    storage_nodes: nodes,
+                })
+            })
+            .collect()
+    }
+}
+
+pub struct FullReplication {
+    pub system: Arc<System>,
+}
+
+impl FullReplication {
+    fn all(&self) -> Vec<NodeId> {
+        self.system
+            .layout
+            .history()
+            .current
+            .roles
+            .keys()
+            .copied()
+            .collect()
+    }
+}
+
+impl TableReplication for FullReplication {
+    fn storage_nodes(&self, _hash: &Hash) -> Vec<NodeId> {
+        self.all()
+    }
+    fn read_nodes(&self, _hash: &Hash) -> Vec<NodeId> {
+        let mut n = self.all();
+        if !n.contains(&self.system.id()) {
+            n.push(self.system.id());
+        }
+        self.system.sort_by_proximity(&mut n);
+        n
+    }
+    fn read_quorum(&self) -> usize {
+        1
+    }
+    fn write_sets(&self, _hash: &Hash) -> Vec<Vec<NodeId>> {
+        vec![self.all()]
+    }
+    fn write_quorum(&self) -> usize {
+        self.all().len() / 2 + 1
+    }
+    fn sync_partitions(&self) -> Vec<SyncPartition> {
+        let all = self.all();
+        if !all.contains(&self.system.id()) {
+            return vec![];
+        }
+        (0..NB_PARTITIONS)
+            .map(|p| SyncPartition {
+                partition: p,
+                first_hash: partition_first_hash(p),
+                storage_nodes: all.clone(),
+            })
+            .collect()
+    }
+}
