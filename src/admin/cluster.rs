@@ -109,7 +109,7 @@ pub(super) async fn route(
                 }
             };
             let h = sys.layout.history();
-            let rf = h.current.replication_factor;
+            let rf = h.current().replication_factor;
             if let ZoneRedundancy::AtLeast(n) = zr
                 && (n == 0 || n > rf)
             {
@@ -233,7 +233,7 @@ fn role_json(id: &NodeId, r: &NodeRole) -> Value {
 }
 
 pub(super) fn layout_json(h: &LayoutHistory) -> Value {
-    let v = &h.current;
+    let v = h.current();
     let per_node = v.partitions_per_node();
     let mut zones: std::collections::BTreeMap<&str, (usize, u64)> = Default::default();
     let nodes_usage: Vec<Value> = per_node
@@ -258,6 +258,7 @@ pub(super) fn layout_json(h: &LayoutHistory) -> Value {
         .collect();
     json!({
         "version": v.version,
+        "transition": transition_json(h),
         "replication_factor": v.replication_factor,
         "zone_redundancy": v.parameters.zone_redundancy.to_string(),
         "effective_zone_redundancy": v.effective_zone_redundancy(),
@@ -278,17 +279,36 @@ fn history_json(h: &LayoutHistory) -> Value {
     let mut versions: Vec<Value> = h
         .previous
         .iter()
-        .map(|e| json!({"version": e.version, "applied_msec": e.applied_msec, "storage_nodes": e.storage_nodes,
-                        "gateways": e.gateways, "zones": e.zones, "usable_capacity": e.usable_capacity, "moved": e.moved,
-                        "status": "historical"}))
+        .map(|e| {
+            json!({"version": e.version, "applied_msec": e.applied_msec, "storage_nodes": e.storage_nodes,
+                   "gateways": e.gateways, "zones": e.zones, "usable_capacity": e.usable_capacity,
+                   "moved": e.moved, "status": "historical"})
+        })
         .collect();
-    let c = &h.current;
-    if c.version > 0 {
-        versions.push(json!({"version": c.version, "applied_msec": c.applied_msec, "storage_nodes": c.storage_nodes.len(),
-            "gateways": c.roles.len() - c.storage_nodes.len(), "zones": c.zones().len(),
-            "usable_capacity": c.usable_capacity(), "moved": c.moved, "status": "current"}));
+    let cur = h.current().version;
+    for v in h.versions.iter().filter(|v| v.version > 0) {
+        let status = if v.version == cur {
+            "current"
+        } else {
+            "active (transition in progress)"
+        };
+        versions.push(json!({"version": v.version, "applied_msec": v.applied_msec,
+            "storage_nodes": v.storage_nodes.len(), "gateways": v.roles.len() - v.storage_nodes.len(),
+            "zones": v.zones().len(), "usable_capacity": v.usable_capacity(), "moved": v.moved, "status": status}));
     }
-    json!({"current_version": c.version, "versions": versions})
+    json!({"current_version": cur, "versions": versions, "transition": transition_json(h)})
+}
+
+/// Progress of the transition to the current version, per node.
+fn transition_json(h: &LayoutHistory) -> Value {
+    let t = &h.trackers;
+    json!({
+        "active_versions": h.versions.iter().map(|v| v.version).collect::<Vec<_>>(),
+        "read_version": h.read_version().version,
+        "nodes": h.all_nodes().iter().map(|n| json!({
+            "id": n.to_hex(), "ack": t.ack.get(n), "sync": t.sync.get(n), "sync_ack": t.sync_ack.get(n),
+        })).collect::<Vec<_>>(),
+    })
 }
 
 pub(super) fn metrics(state: &AdminState) -> Response<Full<Bytes>> {

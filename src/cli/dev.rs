@@ -132,7 +132,7 @@ pub async fn run(args: &DevArgs) -> Result<()> {
         node.layout.version(),
         {
             let h = node.layout.history();
-            h.current
+            h.current()
                 .roles
                 .values()
                 .next()

@@ -499,10 +499,39 @@ async fn layout(client: &AdminClient, cmd: &LayoutCmd) -> Result<()> {
                     ]);
                 }
                 print!("{}", format_table(&rows));
+                print!("{}", transition_line(&v["transition"]));
             }
         }
     }
     Ok(())
+}
+
+/// One line on an unfinished layout transition, or nothing.
+fn transition_line(t: &Value) -> String {
+    let active = t["active_versions"].as_array().map(Vec::len).unwrap_or(0);
+    if active <= 1 {
+        return String::new();
+    }
+    let nodes = t["nodes"].as_array().cloned().unwrap_or_default();
+    let target = t["active_versions"]
+        .as_array()
+        .and_then(|a| a.last())
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    let count = |k: &str| {
+        nodes
+            .iter()
+            .filter(|n| n[k].as_u64() >= Some(target))
+            .count()
+    };
+    format!(
+        "Transition to version {target} in progress (reads use version {}): {}/{} nodes acknowledged, {} synced, {} switched reads.\n",
+        t["read_version"],
+        count("ack"),
+        nodes.len(),
+        count("sync"),
+        count("sync_ack")
+    )
 }
 
 fn human_layout(v: &Value) -> String {
@@ -513,6 +542,7 @@ fn human_layout(v: &Value) -> String {
         v["zone_redundancy"].as_str().unwrap_or("?"),
         v["effective_zone_redundancy"]
     );
+    out.push_str(&transition_line(&v["transition"]));
     let usage: std::collections::HashMap<&str, &Value> = v["nodes_usage"]
         .as_array()
         .into_iter()

@@ -182,6 +182,13 @@ impl Crdt for LayoutStaging {
     }
 }
 
+fn version_digest(v: &LayoutVersion) -> [u8; 32] {
+    let bytes = rmp_serde::to_vec(v).unwrap_or_default();
+    Blake2b512::digest(&bytes)[..32]
+        .try_into()
+        .expect("64-byte digest")
+}
+
 /// Summary of an applied version, for `layout history`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryEntry {
@@ -208,17 +215,104 @@ impl HistoryEntry {
     }
 }
 
+/// Per-node progress through layout versions: each node raises its own entry, merges keep the maximum.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaxMap(pub BTreeMap<NodeId, u64>);
+
+impl MaxMap {
+    pub fn get(&self, n: &NodeId) -> u64 {
+        self.0.get(n).copied().unwrap_or(0)
+    }
+    /// Raise `n`'s entry to `v`; true if it changed.
+    pub fn set_max(&mut self, n: NodeId, v: u64) -> bool {
+        let e = self.0.entry(n).or_insert(0);
+        if v > *e {
+            *e = v;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+impl Crdt for MaxMap {
+    fn merge(&mut self, other: &Self) {
+        for (n, v) in other.0.iter() {
+            self.set_max(*n, *v);
+        }
+    }
+}
+
+/// How far each node got in adopting layout versions (see `doc/layout.md`, "Transitions"):
+/// - `ack[n] = v`: node n knows version v and finished every write it started under older versions;
+/// - `sync[n] = v`: node n pushed all it holds to the replicas of every active version, after all nodes
+///   acknowledged v (so no write can be missed);
+/// - `sync_ack[n] = v`: node n has seen that every node synced v, and reads from v.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateTrackers {
+    pub ack: MaxMap,
+    pub sync: MaxMap,
+    pub sync_ack: MaxMap,
+}
+
+impl Crdt for UpdateTrackers {
+    fn merge(&mut self, other: &Self) {
+        self.ack.merge(&other.ack);
+        self.sync.merge(&other.sync);
+        self.sync_ack.merge(&other.sync_ack);
+    }
+}
+
+/// The three trackers of [`UpdateTrackers`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tracker {
+    Ack,
+    Sync,
+    SyncAck,
+}
+
 /// What gossip carries and disk keeps.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LayoutHistory {
-    pub current: LayoutVersion,
+    /// Active versions, oldest first; the last one is the current version. Never empty. Writes go to
+    /// every active version; reads to the newest one every node has synced.
+    pub versions: Vec<LayoutVersion>,
+    /// Summaries of retired versions.
     pub previous: Vec<HistoryEntry>,
+    pub trackers: UpdateTrackers,
     pub staging: LayoutStaging,
 }
 
 impl Versioned for LayoutHistory {
-    const MARKER: &'static [u8] = b"GRlayout01";
-    type Previous = NoPrevious;
+    const MARKER: &'static [u8] = b"GRlayout02";
+    type Previous = v1::LayoutHistory;
+    fn migrate(old: v1::LayoutHistory) -> Self {
+        let mut h = LayoutHistory {
+            versions: vec![old.current],
+            previous: old.previous,
+            trackers: UpdateTrackers::default(),
+            staging: old.staging,
+        };
+        h.normalize();
+        h
+    }
+}
+
+/// The first on-disk format: a single current version.
+pub mod v1 {
+    use super::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct LayoutHistory {
+        pub current: LayoutVersion,
+        pub previous: Vec<HistoryEntry>,
+        pub staging: LayoutStaging,
+    }
+
+    impl Versioned for LayoutHistory {
+        const MARKER: &'static [u8] = b"GRlayout01";
+        type Previous = NoPrevious;
+    }
 }
 
 /// What `apply` did, for the CLI to print.
@@ -236,10 +330,86 @@ pub struct ApplyReport {
 impl LayoutHistory {
     pub fn new(replication_factor: usize) -> LayoutHistory {
         LayoutHistory {
-            current: LayoutVersion::empty(replication_factor),
+            versions: vec![LayoutVersion::empty(replication_factor)],
             previous: vec![],
+            trackers: UpdateTrackers::default(),
             staging: LayoutStaging::new((0, 0)),
         }
+    }
+
+    /// The current (newest) version.
+    pub fn current(&self) -> &LayoutVersion {
+        self.versions
+            .last()
+            .expect("a layout history always has a version")
+    }
+
+    /// Every node with a role in an active version: the nodes whose progress transitions wait for.
+    pub fn all_nodes(&self) -> BTreeSet<NodeId> {
+        self.versions
+            .iter()
+            .flat_map(|v| v.roles.keys().copied())
+            .collect()
+    }
+
+    /// The lowest entry of a tracker over all nodes (the current version if there are no nodes).
+    pub fn tracker_min(&self, map: &MaxMap) -> u64 {
+        self.all_nodes()
+            .iter()
+            .map(|n| map.get(n))
+            .min()
+            .unwrap_or(self.current().version)
+    }
+
+    /// The version reads use: the newest active version every node has synced (the oldest active one
+    /// while none is).
+    pub fn read_version(&self) -> &LayoutVersion {
+        let synced = self.tracker_min(&self.trackers.sync);
+        self.versions
+            .iter()
+            .rev()
+            .find(|v| v.version <= synced)
+            .unwrap_or(&self.versions[0])
+    }
+
+    /// Record that `node` reached `v` in tracker `which`; true if anything changed (then persist/gossip).
+    pub fn advance(&mut self, which: Tracker, node: NodeId, v: u64) -> bool {
+        let map = match which {
+            Tracker::Ack => &mut self.trackers.ack,
+            Tracker::Sync => &mut self.trackers.sync,
+            Tracker::SyncAck => &mut self.trackers.sync_ack,
+        };
+        let changed = map.set_max(node, v);
+        if changed {
+            self.normalize();
+        }
+        changed
+    }
+
+    /// True while more than one version is active.
+    pub fn in_transition(&self) -> bool {
+        self.versions.len() > 1
+    }
+
+    /// Retire versions that every node stopped reading from, keep summaries, and clear obsolete staging.
+    fn normalize(&mut self) {
+        // A version without an assignment (the empty version 0) is never needed once another exists.
+        if self.versions.len() > 1 {
+            self.versions.retain(|v| !v.ring.is_empty());
+        }
+        let done = self.tracker_min(&self.trackers.sync_ack);
+        if let Some(keep_from) = self.versions.iter().rposition(|v| v.version <= done) {
+            for v in self.versions.drain(..keep_from) {
+                if v.version > 0 && !self.previous.iter().any(|e| e.version == v.version) {
+                    self.previous.push(HistoryEntry::of(&v));
+                }
+            }
+        }
+        self.previous.sort_by_key(|e| e.version);
+        while self.previous.len() > HISTORY_KEPT {
+            self.previous.remove(0);
+        }
+        self.normalize_staging();
     }
 
     /// A digest of the whole state: equal digests mean equal histories.
@@ -252,33 +422,45 @@ impl LayoutHistory {
     /// Merge another node's history; true if ours changed.
     pub fn merge(&mut self, other: &LayoutHistory) -> bool {
         let before = self.clone();
-        let take_theirs = match other.current.version.cmp(&self.current.version) {
-            std::cmp::Ordering::Greater => true,
-            std::cmp::Ordering::Equal => {
-                other.current != self.current && other.version_digest() > self.version_digest()
+        // Union of versions; two different versions with the same number (concurrent applies on two
+        // nodes) are decided by digest, so every node keeps the same one.
+        let mut all: BTreeMap<u64, LayoutVersion> = BTreeMap::new();
+        for v in self.versions.iter().chain(other.versions.iter()) {
+            match all.get(&v.version) {
+                Some(old) if old == v || version_digest(old) >= version_digest(v) => (),
+                _ => {
+                    all.insert(v.version, v.clone());
+                }
             }
-            std::cmp::Ordering::Less => false,
-        };
-        if take_theirs {
-            self.current = other.current.clone();
-            self.previous = other.previous.clone();
         }
+        // Versions the other side already retired stay retired here.
+        let retired = |n: u64| {
+            self.previous
+                .iter()
+                .chain(other.previous.iter())
+                .any(|e| e.version == n)
+        };
+        let newest = all.keys().next_back().copied().unwrap_or(0);
+        self.versions = all
+            .into_values()
+            .filter(|v| v.version == newest || !retired(v.version))
+            .collect();
+        for e in &other.previous {
+            if !self.previous.iter().any(|m| m.version == e.version) {
+                self.previous.push(e.clone());
+            }
+        }
+        self.trackers.merge(&other.trackers);
         self.staging.merge(&other.staging);
-        self.normalize_staging();
+        self.normalize();
         *self != before
-    }
-
-    fn version_digest(&self) -> [u8; 32] {
-        let bytes = rmp_serde::to_vec(&self.current).unwrap_or_default();
-        Blake2b512::digest(&bytes)[..32]
-            .try_into()
-            .expect("64-byte digest")
     }
 
     /// Staging from before the current version is obsolete.
     fn normalize_staging(&mut self) {
-        if self.staging.generation.0 < self.current.version {
-            self.staging = LayoutStaging::new((self.current.version, 0));
+        let cur = self.current().version;
+        if self.staging.generation.0 < cur {
+            self.staging = LayoutStaging::new((cur, 0));
         }
     }
 
@@ -295,7 +477,7 @@ impl LayoutHistory {
 
     pub fn revert(&mut self) {
         let (v, n) = self.staging.generation;
-        self.staging = LayoutStaging::new((v.max(self.current.version), n + 1));
+        self.staging = LayoutStaging::new((v.max(self.current().version), n + 1));
     }
 
     /// Staged role changes that differ from the current layout.
@@ -303,7 +485,7 @@ impl LayoutHistory {
         self.staging
             .roles
             .iter()
-            .filter(|(id, r)| self.current.roles.get(id) != r.as_ref())
+            .filter(|(id, r)| self.current().roles.get(id) != r.as_ref())
             .map(|(id, r)| (*id, r.clone()))
             .collect()
     }
@@ -314,12 +496,12 @@ impl LayoutHistory {
             .parameters
             .as_ref()
             .map(|l| *l.get())
-            .filter(|p| *p != self.current.parameters)
+            .filter(|p| *p != self.current().parameters)
     }
 
     /// Compute the next version from the staged changes. `expected` must be current+1 when given.
     pub fn apply(&mut self, expected: Option<u64>) -> Result<ApplyReport, LayoutError> {
-        let cur = &self.current;
+        let cur = self.current();
         let next = cur.version + 1;
         if let Some(e) = expected
             && e != next
@@ -407,7 +589,7 @@ impl LayoutHistory {
                     let zone = new
                         .roles
                         .get(&id)
-                        .or(self.current.roles.get(&id))
+                        .or(self.current().roles.get(&id))
                         .map(|r| r.zone.clone())
                         .unwrap_or_default();
                     (
@@ -419,13 +601,8 @@ impl LayoutHistory {
                 })
                 .collect(),
         };
-        self.previous.push(HistoryEntry::of(&self.current));
-        if self.previous.len() > HISTORY_KEPT {
-            self.previous.remove(0);
-        }
-        self.previous.retain(|e| e.version > 0);
-        self.current = new;
-        self.normalize_staging();
+        self.versions.push(new);
+        self.normalize();
         Ok(report)
     }
 }
@@ -462,23 +639,72 @@ mod tests {
         ));
         let r = h.apply(Some(1)).unwrap();
         assert_eq!(r.version, 1);
-        assert_eq!(h.current.version, 1);
+        assert_eq!(h.current().version, 1);
         assert!(h.staged_roles().is_empty());
         for p in 0..NB_PARTITIONS {
-            let nodes = h.current.nodes_of(p);
+            let nodes = h.current().nodes_of(p);
             let zones: BTreeSet<_> = nodes
                 .iter()
-                .map(|n| h.current.roles[n].zone.clone())
+                .map(|n| h.current().roles[n].zone.clone())
                 .collect();
             assert_eq!(zones.len(), 3, "partition {p} not spread over 3 zones");
         }
-        // Remove one node: only its replicas move.
-        let before = h.current.partitions_per_node()[&ids[0]];
+        // Remove one node: only its replicas move. Until every node has synced, both versions are
+        // active: writes go to both, reads to the old one.
+        let before = h.current().partitions_per_node()[&ids[0]];
         h.stage_role(ids[0], None);
         let r = h.apply(None).unwrap();
         assert_eq!(r.moved, before);
-        assert!(!h.current.roles.contains_key(&ids[0]));
-        assert_eq!(h.previous.len(), 1);
+        assert!(!h.current().roles.contains_key(&ids[0]));
+        assert_eq!(
+            h.versions.iter().map(|v| v.version).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
+        assert_eq!(h.read_version().version, 1);
+        // The transition: every node of both versions acknowledges, syncs, then sees everyone synced.
+        for id in &ids {
+            h.advance(Tracker::Ack, *id, 2);
+        }
+        assert_eq!(h.tracker_min(&h.trackers.ack), 2);
+        for id in &ids[..5] {
+            h.advance(Tracker::Sync, *id, 2);
+        }
+        assert_eq!(h.read_version().version, 1, "one node has not synced yet");
+        h.advance(Tracker::Sync, ids[5], 2);
+        assert_eq!(h.read_version().version, 2);
+        assert!(
+            h.in_transition(),
+            "old version kept until every node reads from the new one"
+        );
+        for id in &ids {
+            h.advance(Tracker::SyncAck, *id, 2);
+        }
+        assert!(!h.in_transition());
+        assert_eq!(h.current().version, 2);
+        assert_eq!(
+            h.previous.iter().map(|e| e.version).collect::<Vec<_>>(),
+            vec![1]
+        );
+    }
+
+    #[test]
+    fn v1_layouts_are_migrated() {
+        let ids: Vec<NodeId> = (0..3).map(|_| NodeKey::generate().id()).collect();
+        let mut h = LayoutHistory::new(3);
+        for (i, id) in ids.iter().enumerate() {
+            h.stage_role(*id, role(["a", "b", "c"][i], 10));
+        }
+        h.apply(None).unwrap();
+        let old = v1::LayoutHistory {
+            current: h.current().clone(),
+            previous: vec![],
+            staging: h.staging.clone(),
+        };
+        let bytes = old.encode().unwrap();
+        assert!(bytes.starts_with(b"GRlayout01"));
+        let migrated = LayoutHistory::decode(&bytes).unwrap();
+        assert_eq!(migrated.current(), h.current());
+        assert!(!migrated.in_transition());
     }
 
     #[test]

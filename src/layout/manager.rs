@@ -2,15 +2,18 @@
 //! gossips it. Every change is pushed to all connected peers; a peer whose status shows another digest is
 //! asked for its history (see [`super::system`]), so a node that was down catches up from any peer.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
+
+use futures::future::BoxFuture;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::LayoutError;
-use super::history::LayoutHistory;
+use super::history::{LayoutHistory, Tracker};
 use crate::net::{Endpoint, Message, NetApp, NodeId, Prio};
 use crate::util::encode::Versioned;
 
@@ -30,13 +33,41 @@ impl Message for PullLayout {
 
 pub struct LayoutManager {
     net: Arc<NetApp>,
-    history: RwLock<LayoutHistory>,
+    history: RwLock<Arc<LayoutHistory>>,
     path: PathBuf,
     fsync: bool,
     push: Endpoint<PushLayout>,
     pull: Endpoint<PullLayout>,
     changed: watch::Sender<u64>,
+    /// Writes in progress, by the layout version they started under.
+    inflight: Mutex<BTreeMap<u64, usize>>,
 }
+
+/// Held by a write for its duration, so this node acknowledges a new layout version only once every
+/// write it started under an older one has finished.
+pub struct WriteGuard {
+    manager: Arc<LayoutManager>,
+    version: u64,
+}
+
+impl Drop for WriteGuard {
+    fn drop(&mut self) {
+        let mut m = self
+            .manager
+            .inflight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = m.get_mut(&self.version) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.version);
+            }
+        }
+    }
+}
+
+/// Runs a full anti-entropy pass of every table for a layout version; true when it completed.
+pub type SyncPass = Arc<dyn Fn(u64) -> BoxFuture<'static, bool> + Send + Sync>;
 
 impl LayoutManager {
     /// Load the layout persisted in `metadata_dir`, or start an empty one with `replication_factor`.
@@ -55,22 +86,23 @@ impl LayoutManager {
             }
             Err(e) => return Err(LayoutError::Storage(format!("{}: {e}", path.display()))),
         };
-        let layout_rf = history.current.replication_factor;
-        if layout_rf != replication_factor && history.current.version > 0 {
+        let layout_rf = history.current().replication_factor;
+        if layout_rf != replication_factor && history.current().version > 0 {
             return Err(LayoutError::Invalid(format!(
                 "replication_factor is {replication_factor} in the configuration but the cluster layout uses \
                  {layout_rf}; it must be the same on every node"
             )));
         }
-        let version = history.current.version;
+        let version = history.current().version;
         let m = Arc::new(LayoutManager {
             net: net.clone(),
-            history: RwLock::new(history),
+            history: RwLock::new(Arc::new(history)),
             path,
             fsync,
             push: Endpoint::new(net, "grenier/layout/push/v1"),
             pull: Endpoint::new(net, "grenier/layout/pull/v1"),
             changed: watch::channel(version).0,
+            inflight: Mutex::new(BTreeMap::new()),
         });
         let weak = Arc::downgrade(&m);
         m.push.set_simple_handler(move |from, PushLayout(h)| {
@@ -84,13 +116,14 @@ impl LayoutManager {
         });
         let weak = Arc::downgrade(&m);
         m.pull.set_simple_handler(move |_, PullLayout {}| {
-            let h = weak.upgrade().map(|m| m.history());
+            let h = weak.upgrade().map(|m| LayoutHistory::clone(&m.history()));
             async move { h.ok_or(crate::net::NetError::Disconnected) }
         });
         Ok(m)
     }
 
-    pub fn history(&self) -> LayoutHistory {
+    /// The current history (a cheap shared snapshot).
+    pub fn history(&self) -> Arc<LayoutHistory> {
         self.history
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -108,13 +141,79 @@ impl LayoutManager {
         self.history
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .current
+            .current()
             .version
     }
 
     /// Notified with the current version each time the layout changes.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.changed.subscribe()
+    }
+
+    /// Take before computing a write's replica sets; drop when the write is acknowledged.
+    pub fn write_guard(self: &Arc<Self>) -> WriteGuard {
+        let version = self.version();
+        *self
+            .inflight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(version)
+            .or_insert(0) += 1;
+        WriteGuard {
+            manager: self.clone(),
+            version,
+        }
+    }
+
+    fn writes_older_than(&self, v: u64) -> usize {
+        self.inflight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .range(..v)
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// Drive this node through layout transitions: acknowledge new versions once older writes are done,
+    /// run `sync` (a full anti-entropy pass) once every node acknowledged, then record that it saw every
+    /// node synced. Each step is a tracker update gossiped like any layout change (see `doc/layout.md`).
+    pub fn spawn_transitions(self: &Arc<Self>, sync: SyncPass) -> tokio::task::JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut changes = me.subscribe();
+            loop {
+                me.transition_step(&sync).await;
+                tokio::select! {
+                    _ = changes.changed() => (),
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => (),
+                }
+            }
+        })
+    }
+
+    async fn transition_step(&self, sync: &SyncPass) {
+        let id = self.net.id;
+        let h = self.history();
+        let v = h.current().version;
+        if v == 0 || !h.all_nodes().contains(&id) {
+            return;
+        }
+        let t = &h.trackers;
+        let advance = |which| {
+            if let Err(e) = self.update(|h| Ok(h.advance(which, id, v))) {
+                tracing::error!("cannot record layout progress: {e}");
+            }
+        };
+        if t.ack.get(&id) < v && self.writes_older_than(v) == 0 {
+            advance(Tracker::Ack);
+        } else if h.tracker_min(&t.ack) >= v && t.sync.get(&id) < v {
+            if sync(v).await {
+                tracing::info!("synced all tables for layout version {v}");
+                advance(Tracker::Sync);
+            }
+        } else if h.tracker_min(&t.sync) >= v && t.sync_ack.get(&id) < v {
+            advance(Tracker::SyncAck);
+        }
     }
 
     /// Apply a local change, persist it, and push it to every connected peer.
@@ -124,13 +223,13 @@ impl LayoutManager {
     ) -> Result<R, LayoutError> {
         let (r, snapshot) = {
             let mut h = self.history.write().unwrap_or_else(|e| e.into_inner());
-            let mut next = h.clone();
+            let mut next = LayoutHistory::clone(&h);
             let r = f(&mut next)?;
             self.persist(&next)?;
-            *h = next;
+            *h = Arc::new(next);
             (r, h.clone())
         };
-        self.changed.send_replace(snapshot.current.version);
+        self.changed.send_replace(snapshot.current().version);
         self.broadcast(snapshot, None);
         Ok(r)
     }
@@ -146,7 +245,7 @@ impl LayoutManager {
     fn merge_remote(&self, from: NodeId, other: &LayoutHistory) {
         let snapshot = {
             let mut h = self.history.write().unwrap_or_else(|e| e.into_inner());
-            let mut next = h.clone();
+            let mut next = LayoutHistory::clone(&h);
             if !next.merge(other) {
                 return;
             }
@@ -154,21 +253,21 @@ impl LayoutManager {
                 tracing::error!("cannot save the layout received from {}: {e}", from.short());
                 return;
             }
-            *h = next;
+            *h = Arc::new(next);
             h.clone()
         };
         tracing::info!(
             "layout updated from {} (version {})",
             from.short(),
-            snapshot.current.version
+            snapshot.current().version
         );
-        self.changed.send_replace(snapshot.current.version);
+        self.changed.send_replace(snapshot.current().version);
         // Pass it on: merges are idempotent, so the flood stops once everyone has it.
         self.broadcast(snapshot, Some(from));
     }
 
-    fn broadcast(&self, h: LayoutHistory, except: Option<NodeId>) {
-        let msg = Arc::new(PushLayout(h));
+    fn broadcast(&self, h: Arc<LayoutHistory>, except: Option<NodeId>) {
+        let msg = Arc::new(PushLayout(LayoutHistory::clone(&h)));
         for peer in self.net.connected_peers() {
             if Some(peer) == except {
                 continue;

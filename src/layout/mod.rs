@@ -15,7 +15,7 @@ pub mod solver;
 pub mod system;
 
 pub use history::{
-    ApplyReport, LayoutHistory, LayoutParameters, LayoutVersion, NodeRole, ZoneRedundancy,
+    ApplyReport, LayoutHistory, LayoutParameters, LayoutVersion, NodeRole, Tracker, ZoneRedundancy,
 };
 pub use manager::LayoutManager;
 pub use system::{Health, System};

@@ -167,7 +167,7 @@ impl System {
         NodeStatus {
             hostname: self.hostname.clone(),
             release: env!("CARGO_PKG_VERSION").to_string(),
-            layout_version: h.current.version,
+            layout_version: h.current().version,
             layout_digest: h.digest(),
             meta_disk: DiskSpace::of(&self.metadata_dir),
             data_disk: self.data_dir.as_deref().and_then(DiskSpace::of),
@@ -231,12 +231,12 @@ impl System {
     /// measured round-trip time, then nodes down. Reads ask the first ones first.
     pub fn sort_by_proximity(&self, nodes: &mut [NodeId]) {
         let h = self.layout.history();
-        let my_zone = h.current.roles.get(&self.id()).map(|r| r.zone.clone());
+        let my_zone = h.current().roles.get(&self.id()).map(|r| r.zone.clone());
         let me = self.id();
         nodes.sort_by_cached_key(|n| {
             let up = self.is_up(n);
             let same_zone =
-                my_zone.is_some() && h.current.roles.get(n).map(|r| &r.zone) == my_zone.as_ref();
+                my_zone.is_some() && h.current().roles.get(n).map(|r| &r.zone) == my_zone.as_ref();
             let rtt = self.peering.rtt(n).unwrap_or(Duration::from_secs(3600));
             (*n != me, !up, !same_zone, rtt, *n)
         });
@@ -252,7 +252,7 @@ impl System {
 
     pub fn health(&self) -> HealthReport {
         let h = self.layout.history();
-        let v = &h.current;
+        let v = h.current();
         let rf = v.replication_factor;
         let quorum = self.write_quorum(rf);
         let up: HashMap<NodeId, bool> = v
@@ -334,7 +334,7 @@ impl System {
                 statuses_into(&mut out, *id, st);
             }
         }
-        for (id, role) in h.current.roles.iter() {
+        for (id, role) in h.current().roles.iter() {
             let v = out.entry(*id).or_insert_with(|| blank(*id));
             v.zone = Some(role.zone.clone());
             v.capacity = role.capacity;

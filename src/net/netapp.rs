@@ -357,30 +357,52 @@ impl NetApp {
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let (conn, queues) = Conn::new(peer, remote, outgoing);
-        {
+        // Keep one connection per pair: the one dialed by the smaller node id, so both ends agree. The
+        // other one is retired, not cut: it keeps serving what is in flight and closes once idle, so a
+        // call that raced onto it (e.g. during simultaneous dials) still completes.
+        let (kept, retired) = {
             let mut conns = self.conns.write().unwrap_or_else(|e| e.into_inner());
-            if let Some(old) = conns.get(&peer) {
-                // Keep one connection per pair: the one dialed by the smaller node id, so both ends agree.
-                let preferred = self.id.min(peer);
-                let dialer = if outgoing { self.id } else { peer };
-                if dialer != preferred && !old.is_closed() {
-                    return;
+            match conns.get(&peer).cloned() {
+                Some(old) if !old.is_closed() => {
+                    let preferred = self.id.min(peer);
+                    let dialer = if outgoing { self.id } else { peer };
+                    if dialer == preferred {
+                        conns.insert(peer, conn.clone());
+                        (true, Some(old))
+                    } else {
+                        (false, Some(conn.clone()))
+                    }
                 }
-                old.close();
+                _ => {
+                    conns.insert(peer, conn.clone());
+                    (true, None)
+                }
             }
-            conns.insert(peer, conn.clone());
+        };
+        if let Some(r) = retired {
+            tokio::spawn(async move {
+                // Grace period for calls the peer routed to it before it saw the switch, then wait idle.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+                while r.in_flight() != (0, 0) && tokio::time::Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                r.close();
+            });
         }
-        tracing::info!(
-            "connected to {} at {remote} ({})",
-            peer.short(),
-            if outgoing { "dialed" } else { "accepted" }
-        );
-        let _ = self.events.send(NetEvent::Connected {
-            id: peer,
-            public_addr: hello.public_addr,
-            remote,
-            outgoing,
-        });
+        if kept {
+            tracing::info!(
+                "connected to {} at {remote} ({})",
+                peer.short(),
+                if outgoing { "dialed" } else { "accepted" }
+            );
+            let _ = self.events.send(NetEvent::Connected {
+                id: peer,
+                public_addr: hello.public_addr,
+                remote,
+                outgoing,
+            });
+        }
         let me = self.clone();
         tokio::spawn(async move {
             let dispatch: Arc<dyn Dispatch> = me.clone();

@@ -172,6 +172,9 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
 
     /// Write an entry: merged into every replica; returns once a write quorum has it.
     pub async fn insert(&self, entry: &F::E) -> Result<(), TableError> {
+        // Held until the write is acknowledged: this node acknowledges a new layout version only after
+        // writes started under older ones are done.
+        let _guard = self.system.layout.write_guard();
         let hash = entry.partition_key().hash();
         let bytes = TableData::<F>::encode(entry)?;
         let sets = self.replication.write_sets(&hash);

@@ -9,8 +9,8 @@
 
 use std::sync::Arc;
 
-use crate::layout::System;
 use crate::layout::solver::NB_PARTITIONS;
+use crate::layout::{LayoutVersion, System};
 use crate::net::NodeId;
 use crate::util::config::ConsistencyMode;
 use crate::util::hash::Hash;
@@ -44,7 +44,7 @@ pub struct ShardedReplication {
 
 impl ShardedReplication {
     fn rf(&self) -> usize {
-        self.system.layout.history().current.replication_factor
+        self.system.layout.history().current().replication_factor
     }
 }
 
@@ -54,13 +54,30 @@ fn partition_first_hash(p: usize) -> Hash {
     h
 }
 
+/// Union of a partition's nodes over every active layout version, in first-seen order.
+fn union_nodes<'a>(sets: impl Iterator<Item = Vec<NodeId>> + 'a) -> Vec<NodeId> {
+    let mut out: Vec<NodeId> = vec![];
+    for s in sets {
+        for n in s {
+            if !out.contains(&n) {
+                out.push(n);
+            }
+        }
+    }
+    out
+}
+
 impl TableReplication for ShardedReplication {
+    /// During a layout transition: the nodes of every active version.
     fn storage_nodes(&self, hash: &Hash) -> Vec<NodeId> {
         let h = self.system.layout.history();
-        h.current.nodes_of(h.current.partition_of_hash(hash))
+        let p = LayoutVersion::partition_of(hash);
+        union_nodes(h.versions.iter().map(|v| v.nodes_of(p)))
     }
+    /// The replicas of the newest version every node has synced, nearest first.
     fn read_nodes(&self, hash: &Hash) -> Vec<NodeId> {
-        let mut n = self.storage_nodes(hash);
+        let h = self.system.layout.history();
+        let mut n = h.read_version().nodes_of(LayoutVersion::partition_of(hash));
         self.system.sort_by_proximity(&mut n);
         n
     }
@@ -70,8 +87,16 @@ impl TableReplication for ShardedReplication {
             ConsistencyMode::Degraded | ConsistencyMode::Dangerous => 1,
         }
     }
+    /// One set per active version: a write needs a quorum in each, so whichever version reads use
+    /// (before, during or after a transition) holds every acknowledged write.
     fn write_sets(&self, hash: &Hash) -> Vec<Vec<NodeId>> {
-        vec![self.storage_nodes(hash)]
+        let h = self.system.layout.history();
+        let p = LayoutVersion::partition_of(hash);
+        h.versions
+            .iter()
+            .filter(|v| !v.ring.is_empty())
+            .map(|v| v.nodes_of(p))
+            .collect()
     }
     fn write_quorum(&self) -> usize {
         self.system.write_quorum(self.rf())
@@ -81,7 +106,7 @@ impl TableReplication for ShardedReplication {
         let me = self.system.id();
         (0..NB_PARTITIONS)
             .filter_map(|p| {
-                let nodes = h.current.nodes_of(p);
+                let nodes = union_nodes(h.versions.iter().map(|v| v.nodes_of(p)));
                 nodes.contains(&me).then(|| SyncPartition {
                     partition: p,
                     first_hash: partition_first_hash(p),
@@ -97,14 +122,13 @@ pub struct FullReplication {
 }
 
 impl FullReplication {
+    /// Every node with a role in an active layout version.
     fn all(&self) -> Vec<NodeId> {
         self.system
             .layout
             .history()
-            .current
-            .roles
-            .keys()
-            .copied()
+            .all_nodes()
+            .into_iter()
             .collect()
     }
 }

@@ -165,3 +165,102 @@ fn kv_table_read_after_write_through_zone_outage_and_convergence() {
     });
     assert_eq!(list(&procs[1], &[]).len(), 75);
 }
+
+/// A layout change under load: a checker writes keys and reads each back through another node while a
+/// node joins zone c and the old zone-c node leaves. No read-after-write violation, every acknowledged
+/// write readable at the end, and the transition completes (one active version left).
+#[test]
+fn layout_change_under_load_keeps_read_after_write() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let mut procs = three_zone_cluster();
+    // A fourth node, known to the cluster but without a role yet.
+    let spec = {
+        let base = procs[0].spec.ip.rsplit_once('.').unwrap().0.to_string();
+        let root = procs[0].spec.dir.parent().unwrap().to_path_buf();
+        let mut s = node_spec(&root, &format!("{base}.4"), 3, SECRET, 3);
+        s.bootstrap = vec![procs[0].spec.peer_string()];
+        s
+    };
+    procs.push(Proc::start(spec));
+    wait_for("4 nodes up", Duration::from_secs(60), || {
+        procs
+            .iter()
+            .all(|p| p.status().is_some_and(|s| up_ids(&s).len() == 4))
+            .then_some(())
+    });
+    let urls: Vec<String> = procs.iter().map(|p| p.spec.admin_url()).collect();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let checker = {
+        let (stop, urls) = (stop.clone(), urls.clone());
+        std::thread::spawn(move || {
+            let mut acked: Vec<String> = vec![];
+            let mut violations: Vec<String> = vec![];
+            let mut i = 0usize;
+            while !stop.load(Ordering::SeqCst) || i < 40 {
+                let k = format!("load{i:05}");
+                let v = format!("value{i}");
+                let w = &urls[i % urls.len()];
+                let r = &urls[(i + 1) % urls.len()];
+                if cli_raw(w, &["debug", "kv-put", "bucket", &k, &v]).is_ok() {
+                    acked.push(k.clone());
+                    match cli_raw(r, &["debug", "kv-get", "bucket", &k]) {
+                        Ok(got) if got.trim() == v => (),
+                        other => {
+                            violations.push(format!("{k} written via {w}, read via {r}: {other:?}"))
+                        }
+                    }
+                } else {
+                    violations.push(format!("write of {k} via {w} failed"));
+                }
+                i += 1;
+            }
+            (acked, violations)
+        })
+    };
+
+    // Wait for some load, then change the layout: node 3 joins zone c, node 2 leaves.
+    std::thread::sleep(Duration::from_millis(500));
+    procs[0]
+        .cli(&[
+            "layout",
+            "assign",
+            &procs[3].spec.id[..12],
+            "-z",
+            "c",
+            "-c",
+            "10G",
+        ])
+        .unwrap();
+    procs[0]
+        .cli(&["layout", "remove", &procs[2].spec.id[..12]])
+        .unwrap();
+    procs[0].cli(&["layout", "apply"]).unwrap();
+    for p in &procs {
+        wait_for(
+            "transition to version 2 completes",
+            Duration::from_secs(120),
+            || {
+                let l = p.cli_json(&["layout", "show"]);
+                (l["transition"]["active_versions"] == serde_json::json!([2])).then_some(())
+            },
+        );
+    }
+    stop.store(true, Ordering::SeqCst);
+    let (acked, violations) = checker.join().unwrap();
+    assert!(
+        violations.is_empty(),
+        "{} violations, e.g. {:?}",
+        violations.len(),
+        &violations[..violations.len().min(5)]
+    );
+    assert!(acked.len() >= 40, "checker made {} writes", acked.len());
+    // Every acknowledged write is readable through the new layout (node 2 no longer holds data).
+    let all = list(&procs[3], &["--limit", "100000"]);
+    let keys: std::collections::HashSet<&str> = all.iter().map(|e| e.0.as_str()).collect();
+    for k in &acked {
+        assert!(keys.contains(k.as_str()), "acknowledged write {k} lost");
+    }
+}
