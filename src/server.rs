@@ -9,9 +9,11 @@ use std::sync::Arc;
 
 use crate::admin;
 use crate::db::Db;
+use crate::layout::manager::SyncPass;
 use crate::layout::{LayoutManager, System};
 use crate::net::peering::Peering;
 use crate::net::{NetApp, NodeId, NodeKey};
+use crate::table::gc::{GcConfig, TableGc};
 use crate::table::kv::KvSchema;
 use crate::table::{ShardedReplication, Table, TableInfo};
 use crate::util::config::Config;
@@ -101,7 +103,31 @@ impl Node {
             &system,
             &db,
         )?;
+        tasks.extend(kv.spawn_workers());
+        let gc_delay = std::time::Duration::from_secs(config.tombstone_gc_delay_secs);
+        let kv_gc = TableGc::new(
+            kv.data.clone(),
+            kv.replication.clone(),
+            system.clone(),
+            GcConfig::with_delay(gc_delay),
+        );
+        tasks.push(kv_gc.spawn());
         let tables: Vec<Arc<dyn TableInfo>> = vec![kv.clone()];
+
+        // Layout transitions: a version counts as synced on this node once every table completed a full
+        // anti-entropy pass with the replicas of all active versions.
+        let sync_tables = tables.clone();
+        let sync_pass: SyncPass = Arc::new(move |_version| {
+            let tables = sync_tables.clone();
+            Box::pin(async move {
+                let mut ok = true;
+                for t in &tables {
+                    ok &= t.sync_now().await;
+                }
+                ok
+            })
+        });
+        tasks.push(layout.spawn_transitions(sync_pass));
         let node_kv = kv.clone();
 
         let admin_state = Arc::new(admin::AdminState {

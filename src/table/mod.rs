@@ -10,10 +10,12 @@
 pub mod data;
 pub mod gc;
 pub mod kv;
+pub mod merkle;
 pub mod queue;
 pub mod quorum;
 pub mod replication;
 pub mod schema;
+pub mod sync;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -30,6 +32,9 @@ use crate::util::hash::Hash;
 pub use data::TableData;
 pub use replication::{FullReplication, ShardedReplication, TableReplication};
 pub use schema::{EmptyKey, Entry, PartitionKey, SortKey, TableSchema};
+
+/// Entries as one replica returned them: sort key → encoded entry.
+type EncodedEntries = BTreeMap<Vec<u8>, Vec<u8>>;
 
 /// Time allowed to a replica for one table request.
 const TABLE_RPC_TIMEOUT: Duration = Duration::from_secs(10);
@@ -87,6 +92,10 @@ pub struct Table<F: TableSchema, R: TableReplication> {
     pub replication: Arc<R>,
     pub system: Arc<System>,
     endpoint: Endpoint<TableRpc>,
+    /// Merkle trees of this node's entries (anti-entropy).
+    pub merkle: Arc<merkle::MerkleUpdater<F>>,
+    /// Compares the Merkle trees with the other replicas and pushes differences.
+    pub syncer: Arc<sync::TableSyncer<F, R>>,
 }
 
 impl<F: TableSchema, R: TableReplication> Table<F, R> {
@@ -98,11 +107,16 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
     ) -> Result<Arc<Self>, TableError> {
         let data = TableData::new(schema, db)?;
         let endpoint = Endpoint::new(&system.net, &format!("grenier/table/{}/v1", F::TABLE_NAME));
+        let replication = Arc::new(replication);
+        let merkle = merkle::MerkleUpdater::new(&data)?;
+        let syncer = sync::TableSyncer::new(&data, &merkle, &replication, system, endpoint.clone());
         let t = Arc::new(Table {
             data,
-            replication: Arc::new(replication),
+            replication,
             system: system.clone(),
             endpoint,
+            merkle,
+            syncer,
         });
         let d = t.data.clone();
         t.endpoint.set_simple_handler(move |_from, req: TableRpc| {
@@ -114,6 +128,19 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
             }
         });
         Ok(t)
+    }
+
+    /// Start the table's background workers: the Merkle updater and anti-entropy (see [`sync`]).
+    pub fn spawn_workers(self: &Arc<Self>) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut tasks = vec![self.merkle.spawn()];
+        tasks.extend(self.syncer.spawn());
+        tasks
+    }
+
+    /// Run a full anti-entropy pass now and wait for it: true if every other replica of every partition
+    /// stored here was synced.
+    pub async fn sync_now(&self) -> bool {
+        self.syncer.sync_now().await
     }
 
     async fn handle(d: Arc<TableData<F>>, req: TableRpc) -> Result<TableRpcResponse, TableError> {
@@ -278,7 +305,7 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
             .await?;
             // Merge by key; a replica that returned a full page only vouches for keys up to its last one.
             let mut merged: BTreeMap<Vec<u8>, F::E> = BTreeMap::new();
-            let mut per_node: Vec<(NodeId, BTreeMap<Vec<u8>, Vec<u8>>)> = vec![];
+            let mut per_node: Vec<(NodeId, EncodedEntries)> = vec![];
             let mut cutoff: Option<Vec<u8>> = None;
             for (node, resp) in answers {
                 let TableRpcResponse::Entries(list) = resp else {
@@ -403,14 +430,19 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
     }
 }
 
-/// Table-independent view of a table, for metrics.
+/// Table-independent view of a table, for metrics and whole-node operations.
 pub trait TableInfo: Send + Sync {
     fn metrics(&self) -> Result<TableMetrics, TableError>;
+    /// A full anti-entropy pass; true if every replica of every partition stored here was synced.
+    fn sync_now(&self) -> futures::future::BoxFuture<'_, bool>;
 }
 
 impl<F: TableSchema, R: TableReplication> TableInfo for Table<F, R> {
     fn metrics(&self) -> Result<TableMetrics, TableError> {
         Table::metrics(self)
+    }
+    fn sync_now(&self) -> futures::future::BoxFuture<'_, bool> {
+        Box::pin(Table::sync_now(self))
     }
 }
 

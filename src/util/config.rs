@@ -49,6 +49,8 @@ pub const MIN_COMPRESSION_LEVEL: i32 = -7;
 pub const MAX_COMPRESSION_LEVEL: i32 = 22;
 /// Default `rpc_bind_addr`.
 pub const DEFAULT_RPC_BIND_ADDR: &str = "[::]:3901";
+/// Default `tombstone_gc_delay_secs`: 24 hours.
+pub const DEFAULT_TOMBSTONE_GC_DELAY_SECS: u64 = 86_400;
 /// Default `[s3_api] api_bind_addr`.
 pub const DEFAULT_S3_API_BIND_ADDR: &str = "[::]:3900";
 /// Default `[s3_api] s3_region`.
@@ -80,6 +82,9 @@ pub struct Config {
     pub metadata_fsync: bool,
     /// Default `false`.
     pub data_fsync: bool,
+    /// Seconds a deletion marker (tombstone) is kept before it may be collected, once every replica has
+    /// it; default [`DEFAULT_TOMBSTONE_GC_DELAY_SECS`] (24 h). Longer than any expected outage is safe.
+    pub tombstone_gc_delay_secs: u64,
     /// Block size in bytes, [`MIN_BLOCK_SIZE`]..=[`MAX_BLOCK_SIZE`]; default [`DEFAULT_BLOCK_SIZE`].
     pub block_size: u64,
     /// zstd level in [`MIN_COMPRESSION_LEVEL`]..=[`MAX_COMPRESSION_LEVEL`], or `None` when the file
@@ -254,6 +259,7 @@ impl fmt::Debug for Config {
             .field("db_engine", &self.db_engine)
             .field("metadata_fsync", &self.metadata_fsync)
             .field("data_fsync", &self.data_fsync)
+            .field("tombstone_gc_delay_secs", &self.tombstone_gc_delay_secs)
             .field("block_size", &self.block_size)
             .field("compression_level", &self.compression_level)
             .field("rpc_bind_addr", &self.rpc_bind_addr)
@@ -460,6 +466,7 @@ struct RawConfig {
     db_engine: Field,
     metadata_fsync: Field,
     data_fsync: Field,
+    tombstone_gc_delay_secs: Field,
     block_size: Field,
     compression_level: Field,
     rpc_bind_addr: Field,
@@ -971,6 +978,19 @@ impl<'a> Ctx<'a> {
 
         let metadata_fsync = self.boolean("metadata_fsync", &raw.metadata_fsync, true)?;
         let data_fsync = self.boolean("data_fsync", &raw.data_fsync, false)?;
+        let tombstone_gc_delay_secs = match &raw.tombstone_gc_delay_secs {
+            None => DEFAULT_TOMBSTONE_GC_DELAY_SECS,
+            Some(v) => match v.get_ref() {
+                Value::Integer(i) if *i >= 0 => *i as u64,
+                _ => {
+                    return Err(self.type_error(
+                        "tombstone_gc_delay_secs",
+                        v,
+                        "a number of seconds (default 86400 = 24 h)",
+                    ));
+                }
+            },
+        };
 
         let block_size = match &raw.block_size {
             None => DEFAULT_BLOCK_SIZE,
@@ -1135,6 +1155,7 @@ impl<'a> Ctx<'a> {
             db_engine,
             metadata_fsync,
             data_fsync,
+            tombstone_gc_delay_secs,
             block_size,
             compression_level,
             rpc_bind_addr,
