@@ -116,48 +116,68 @@ impl<F: TableSchema> TableData<F> {
 
     /// Merge an encoded entry into local storage. Returns the stored entry if it changed.
     pub fn update_entry(&self, encoded: &[u8]) -> Result<Option<F::E>, TableError> {
-        let incoming = Self::decode(encoded)?;
-        let key = Self::key_of(&incoming);
+        Ok(self.update_many(&[encoded])?.pop().flatten())
+    }
+
+    /// Merge several encoded entries in ONE transaction (one commit, one fsync): all or nothing.
+    /// Returns, per entry, the stored entry if it changed.
+    pub fn update_many(&self, encoded: &[&[u8]]) -> Result<Vec<Option<F::E>>, TableError> {
+        let incoming: Vec<F::E> = encoded
+            .iter()
+            .map(|b| Self::decode(b))
+            .collect::<Result<_, _>>()?;
         let res = self.db.transaction(|tx| {
-            let old = match tx.get(&self.store, &key)? {
-                Some(b) => Some(Self::decode(&b).map_err(TxError::Abort)?),
-                None => None,
-            };
-            let new = match &old {
-                Some(o) => {
-                    let mut m = o.clone();
-                    m.merge(&incoming);
-                    m
-                }
-                None => incoming.clone(),
-            };
-            if old.as_ref() == Some(&new) {
-                return Ok(None);
+            let mut out = Vec::with_capacity(incoming.len());
+            for inc in &incoming {
+                out.push(self.merge_in_tx(tx, inc)?);
             }
-            let bytes = Self::encode(&new).map_err(TxError::Abort)?;
-            let vhash = blake2sum(&bytes);
-            tx.insert(&self.store, &key, &bytes)?;
-            tx.insert(&self.merkle_todo, &key, vhash)?;
-            if new.is_tombstone() {
-                let mut gk = key.clone();
-                gk.extend_from_slice(&vhash);
-                tx.insert(
-                    &self.gc_todo,
-                    gk,
-                    crate::util::time::now_msec().to_be_bytes(),
-                )?;
-            }
-            self.schema.updated(tx, old.as_ref(), Some(&new))?;
-            Ok(Some(new))
+            Ok(out)
         });
         let changed = res.map_err(|e| match e {
             TxError::Abort(e) => e,
             TxError::Db(e) => TableError::Db(e),
         })?;
-        if changed.is_some() {
-            self.writes.fetch_add(1, Ordering::Relaxed);
-        }
+        let n = changed.iter().filter(|c| c.is_some()).count() as u64;
+        self.writes.fetch_add(n, Ordering::Relaxed);
         Ok(changed)
+    }
+
+    fn merge_in_tx(
+        &self,
+        tx: &mut crate::db::Tx<'_>,
+        incoming: &F::E,
+    ) -> crate::db::TxResult<Option<F::E>, TableError> {
+        let key = Self::key_of(incoming);
+        let old = match tx.get(&self.store, &key)? {
+            Some(b) => Some(Self::decode(&b).map_err(TxError::Abort)?),
+            None => None,
+        };
+        let new = match &old {
+            Some(o) => {
+                let mut m = o.clone();
+                m.merge(incoming);
+                m
+            }
+            None => incoming.clone(),
+        };
+        if old.as_ref() == Some(&new) {
+            return Ok(None);
+        }
+        let bytes = Self::encode(&new).map_err(TxError::Abort)?;
+        let vhash = blake2sum(&bytes);
+        tx.insert(&self.store, &key, &bytes)?;
+        tx.insert(&self.merkle_todo, &key, vhash)?;
+        if new.is_tombstone() {
+            let mut gk = key.clone();
+            gk.extend_from_slice(&vhash);
+            tx.insert(
+                &self.gc_todo,
+                gk,
+                crate::util::time::now_msec().to_be_bytes(),
+            )?;
+        }
+        self.schema.updated(tx, old.as_ref(), Some(&new))?;
+        Ok(Some(new))
     }
 
     /// Remove an entry if it still has exactly this encoding (used after a safe hand-off or GC).

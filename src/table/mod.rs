@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::crdt::Crdt;
 use crate::db::Db;
@@ -32,6 +33,64 @@ use crate::util::hash::Hash;
 pub use data::TableData;
 pub use replication::{FullReplication, ShardedReplication, TableReplication};
 pub use schema::{EmptyKey, Entry, PartitionKey, SortKey, TableSchema};
+
+/// Entries committed together at most (one transaction, one fsync).
+const GROUP_COMMIT_MAX: usize = 1024;
+
+/// Updates waiting for the committer, with whom to tell.
+struct Commit {
+    entries: Vec<ByteBuf>,
+    done: oneshot::Sender<Result<(), String>>,
+}
+
+/// Group commit: updates that arrive while a commit is in progress (each costs an fsync) are merged in
+/// the next single transaction. Under load this turns N fsyncs into one; idle, it adds nothing.
+fn spawn_committer<F: TableSchema>(data: Arc<TableData<F>>) -> mpsc::Sender<Commit> {
+    let (tx, mut rx) = mpsc::channel::<Commit>(4096);
+    tokio::spawn(async move {
+        while let Some(first) = rx.recv().await {
+            let mut n = first.entries.len();
+            let mut batch = vec![first];
+            while n < GROUP_COMMIT_MAX {
+                match rx.try_recv() {
+                    Ok(c) => {
+                        n += c.entries.len();
+                        batch.push(c);
+                    }
+                    Err(_) => break,
+                }
+            }
+            let d = data.clone();
+            let res = tokio::task::spawn_blocking(move || {
+                let all: Vec<&[u8]> = batch
+                    .iter()
+                    .flat_map(|c| c.entries.iter().map(|e| &e[..]))
+                    .collect();
+                match d.update_many(&all) {
+                    Ok(_) => {
+                        for c in batch {
+                            let _ = c.done.send(Ok(()));
+                        }
+                    }
+                    // One bad request must not fail the others: commit each on its own.
+                    Err(_) => {
+                        for c in batch {
+                            let own: Vec<&[u8]> = c.entries.iter().map(|e| &e[..]).collect();
+                            let _ = c
+                                .done
+                                .send(d.update_many(&own).map(|_| ()).map_err(|e| e.to_string()));
+                        }
+                    }
+                }
+            })
+            .await;
+            if let Err(e) = res {
+                tracing::error!("table {}: commit task failed: {e}", F::TABLE_NAME);
+            }
+        }
+    });
+    tx
+}
 
 /// Entries as one replica returned them: sort key → encoded entry.
 type EncodedEntries = BTreeMap<Vec<u8>, Vec<u8>>;
@@ -119,10 +178,11 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
             syncer,
         });
         let d = t.data.clone();
+        let committer = spawn_committer(t.data.clone());
         t.endpoint.set_simple_handler(move |_from, req: TableRpc| {
-            let d = d.clone();
+            let (d, committer) = (d.clone(), committer.clone());
             async move {
-                Self::handle(d, req)
+                Self::handle(d, &committer, req)
                     .await
                     .map_err(|e| NetError::Remote(e.to_string()))
             }
@@ -143,7 +203,11 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
         self.syncer.sync_now().await
     }
 
-    async fn handle(d: Arc<TableData<F>>, req: TableRpc) -> Result<TableRpcResponse, TableError> {
+    async fn handle(
+        d: Arc<TableData<F>>,
+        committer: &mpsc::Sender<Commit>,
+        req: TableRpc,
+    ) -> Result<TableRpcResponse, TableError> {
         match req {
             TableRpc::ReadEntry { key } => Ok(TableRpcResponse::Entry(
                 d.read_entry(&key)?.map(ByteBuf::from),
@@ -174,15 +238,15 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
                 ))
             }
             TableRpc::Update(entries) => {
-                // Durable writes block on fsync: keep them off the async workers.
-                tokio::task::spawn_blocking(move || {
-                    for e in entries {
-                        d.update_entry(&e)?;
-                    }
-                    Ok::<_, TableError>(())
-                })
-                .await
-                .map_err(|e| TableError::Net(format!("update task failed: {e}")))??;
+                let (done, result) = oneshot::channel();
+                committer
+                    .send(Commit { entries, done })
+                    .await
+                    .map_err(|_| TableError::Net("the table's committer stopped".into()))?;
+                result
+                    .await
+                    .map_err(|_| TableError::Net("the table's committer stopped".into()))?
+                    .map_err(TableError::Net)?;
                 Ok(TableRpcResponse::Ok)
             }
         }
