@@ -16,6 +16,15 @@ pub(super) async fn route(
     query: Option<&str>,
     body: Value,
 ) -> Result<Value, ApiError> {
+    if path == "/v1/repair/tables" && method == Method::POST {
+        let mut tables = vec![];
+        for t in &state.tables {
+            let m = t.metrics()?;
+            let synced = t.sync_now().await;
+            tables.push(json!({"table": m.table, "synced": synced}));
+        }
+        return Ok(json!({"tables": tables}));
+    }
     if path == "/v1/stats" {
         let mut tables = vec![];
         for t in &state.tables {

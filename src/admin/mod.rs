@@ -187,11 +187,12 @@ async fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Byt
             }
         }
     };
-    let res = if path.starts_with("/v1/debug/") || path == "/v1/stats" {
-        debug::route(state, &method, &path, req_query.as_deref(), body).await
-    } else {
-        cluster::route(state, &method, &path, body).await
-    };
+    let res =
+        if path.starts_with("/v1/debug/") || path == "/v1/stats" || path == "/v1/repair/tables" {
+            debug::route(state, &method, &path, req_query.as_deref(), body).await
+        } else {
+            cluster::route(state, &method, &path, body).await
+        };
     match res {
         Ok(v) => json_response(StatusCode::OK, &v),
         Err(ApiError(status, msg)) => json_response(status, &json!({"error": msg})),

@@ -63,9 +63,26 @@ pub enum Command {
     Layout(LayoutCmd),
     /// Metadata tables on this node: entries, pending Merkle updates, tombstones waiting for GC.
     Stats(JsonFlag),
+    /// Repair work: `tables` runs a full anti-entropy pass of every metadata table now.
+    Repair {
+        what: RepairWhat,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Low-level tools for testing the replicated metadata engine.
     #[command(subcommand, hide = true)]
     Debug(DebugCmd),
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum RepairWhat {
+    /// Compare every metadata table with the other replicas and push differences.
+    Tables,
+    /// Verify every local block (needs the block store).
+    Scrub,
+    /// Make this node hold exactly the blocks it should (needs the block store).
+    Blocks,
 }
 
 #[derive(Subcommand, Debug)]
@@ -198,6 +215,31 @@ pub async fn run_client(cli: &Cli) -> Result<()> {
             }
         }
         Command::Debug(cmd) => debug(&client, cmd).await?,
+        Command::Repair { what, yes: _ } => match what {
+            RepairWhat::Tables => {
+                let v = client.post("/v1/repair/tables", json!({})).await?;
+                let mut failed = vec![];
+                for t in v["tables"].as_array().into_iter().flatten() {
+                    let name = t["table"].as_str().unwrap_or("?");
+                    if t["synced"].as_bool() == Some(true) {
+                        println!("table {name}: in sync with every other replica");
+                    } else {
+                        failed.push(name.to_string());
+                    }
+                }
+                if !failed.is_empty() {
+                    bail!(
+                        "tables {} could not reach every replica; see `grenier status` and retry",
+                        failed.join(", ")
+                    );
+                }
+            }
+            RepairWhat::Scrub | RepairWhat::Blocks => {
+                bail!(
+                    "this build has no block store yet (the data milestone); only `repair tables` is available"
+                )
+            }
+        },
     }
     Ok(())
 }

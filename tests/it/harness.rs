@@ -44,6 +44,8 @@ pub struct NodeSpec {
     pub secret: String,
     pub bootstrap: Vec<String>,
     pub rf: usize,
+    /// Extra top-level configuration lines.
+    pub extra: String,
 }
 
 impl NodeSpec {
@@ -70,6 +72,7 @@ rpc_public_addr = "{ip}:3901"
 rpc_bind_outgoing = true
 rpc_secret = "{secret}"
 bootstrap_peers = [{boot}]
+{extra}
 
 [s3_api]
 api_bind_addr = "{ip}:3900"
@@ -82,6 +85,7 @@ admin_token = "{token}"
             ip = self.ip,
             secret = self.secret,
             boot = boot.join(", "),
+            extra = self.extra,
             token = ADMIN_TOKEN
         );
         std::fs::write(self.config_path(), text).unwrap();
@@ -252,6 +256,7 @@ pub fn node_spec(root: &Path, ip: &str, rf: usize, secret: &str, i: usize) -> No
         secret: secret.to_string(),
         bootstrap: vec![],
         rf,
+        extra: String::new(),
     }
 }
 
