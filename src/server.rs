@@ -104,6 +104,7 @@ impl Node {
             &db,
         )?;
         tasks.extend(kv.spawn_workers());
+        tasks.push(kv.spawn_handoff());
         let gc_delay = std::time::Duration::from_secs(config.tombstone_gc_delay_secs);
         let kv_gc = TableGc::new(
             kv.data.clone(),

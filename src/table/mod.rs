@@ -9,6 +9,7 @@
 
 pub mod data;
 pub mod gc;
+pub mod handoff;
 pub mod kv;
 pub mod merkle;
 pub mod queue;

@@ -272,6 +272,19 @@ fn layout_change_under_load_keeps_read_after_write() {
     for k in &acked {
         assert!(keys.contains(k.as_str()), "acknowledged write {k} lost");
     }
+    // The node that left hands its entries off and drops them; the others keep everything.
+    wait_for(
+        "the removed node drops its entries",
+        Duration::from_secs(60),
+        || (kv_entries(&procs[2]) == Some(0)).then_some(()),
+    );
+    let n = kv_entries(&procs[0]).unwrap();
+    assert!(
+        n as usize >= acked.len(),
+        "node 0 holds {n} entries for {} acknowledged writes",
+        acked.len()
+    );
+    assert_eq!(kv_entries(&procs[3]), Some(n));
 }
 
 /// Tombstones are collected only once every replica holds them: delete while a replica is down, wait well
