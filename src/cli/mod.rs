@@ -198,9 +198,16 @@ pub async fn run_client(cli: &Cli) -> Result<()> {
                 print_json(&v);
             } else {
                 let mut rows = vec![
-                    ["TABLE", "ENTRIES", "MERKLE TODO", "GC TODO", "LOCAL WRITES"]
-                        .map(String::from)
-                        .to_vec(),
+                    [
+                        "TABLE",
+                        "ENTRIES",
+                        "MERKLE TODO",
+                        "GC TODO",
+                        "LOCAL WRITES",
+                        "LAST FULL SYNC",
+                    ]
+                    .map(String::from)
+                    .to_vec(),
                 ];
                 for t in v["tables"].as_array().into_iter().flatten() {
                     rows.push(vec![
@@ -209,6 +216,18 @@ pub async fn run_client(cli: &Cli) -> Result<()> {
                         t["merkle_todo"].to_string(),
                         t["gc_todo"].to_string(),
                         t["local_writes"].to_string(),
+                        match &t["last_full_sync"] {
+                            Value::Null => "not yet".into(),
+                            l => format!(
+                                "{}, {}",
+                                ago(&l["at_msec"]),
+                                if l["complete"].as_bool() == Some(true) {
+                                    "complete"
+                                } else {
+                                    "some replicas unreachable"
+                                }
+                            ),
+                        },
                     ]);
                 }
                 print!("{}", format_table(&rows));

@@ -253,6 +253,25 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
         }
     }
 
+    /// Ask a read quorum of `nodes` (nearest first), hedging to the next ones when a replica is slow.
+    async fn read_from(
+        &self,
+        nodes: &[NodeId],
+        msg: TableRpc,
+    ) -> Result<Vec<(NodeId, TableRpcResponse)>, TableError> {
+        let q = self.replication.read_quorum();
+        let hedge = self.hedge(nodes, q);
+        quorum::read_quorum(
+            &self.endpoint,
+            nodes,
+            q,
+            Arc::new(msg),
+            TABLE_RPC_TIMEOUT,
+            hedge,
+        )
+        .await
+    }
+
     fn hedge(&self, nodes: &[NodeId], quorum: usize) -> Duration {
         quorum::hedge_delay(
             nodes
@@ -286,19 +305,10 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
         let hash = p.hash();
         let key = data::tree_key(&hash, s.sort_key());
         let nodes = self.replication.read_nodes(&hash);
-        let q = self.replication.read_quorum();
-        let msg = Arc::new(TableRpc::ReadEntry {
+        let msg = TableRpc::ReadEntry {
             key: ByteBuf::from(key),
-        });
-        let answers = quorum::read_quorum(
-            &self.endpoint,
-            &nodes,
-            q,
-            msg,
-            TABLE_RPC_TIMEOUT,
-            self.hedge(&nodes, q),
-        )
-        .await?;
+        };
+        let answers = self.read_from(&nodes, msg).await?;
         let mut merged: Option<F::E> = None;
         let mut got: Vec<(NodeId, Option<ByteBuf>)> = vec![];
         for (node, resp) in answers {
@@ -338,7 +348,6 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
     ) -> Result<Vec<F::E>, TableError> {
         let hash = p.hash();
         let nodes = self.replication.read_nodes(&hash);
-        let q = self.replication.read_quorum();
         let filter_bytes = match &filter {
             Some(f) => {
                 Some(ByteBuf::from(rmp_serde::to_vec_named(f).map_err(|e| {
@@ -352,22 +361,14 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
         let mut skip_cursor = false;
         for _ in 0..MAX_RANGE_ROUNDS {
             let ask = limit.saturating_sub(out.len()) + usize::from(skip_cursor);
-            let msg = Arc::new(TableRpc::ReadRange {
+            let msg = TableRpc::ReadRange {
                 partition_hash: hash,
                 begin: cursor.clone().map(ByteBuf::from),
                 filter: filter_bytes.clone(),
                 limit: ask,
                 reverse,
-            });
-            let answers = quorum::read_quorum(
-                &self.endpoint,
-                &nodes,
-                q,
-                msg,
-                TABLE_RPC_TIMEOUT,
-                self.hedge(&nodes, q),
-            )
-            .await?;
+            };
+            let answers = self.read_from(&nodes, msg).await?;
             // Merge by key; a replica that returned a full page only vouches for keys up to its last one.
             let mut merged: BTreeMap<Vec<u8>, F::E> = BTreeMap::new();
             let mut per_node: Vec<(NodeId, EncodedEntries)> = vec![];
@@ -491,6 +492,7 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
             merkle_todo: self.data.merkle_todo.len()?,
             gc_todo: self.data.gc_todo.len()?,
             local_writes: self.data.writes.load(std::sync::atomic::Ordering::Relaxed),
+            last_full_sync: self.syncer.last_full_sync(),
         })
     }
 }
@@ -518,4 +520,6 @@ pub struct TableMetrics {
     pub merkle_todo: usize,
     pub gc_todo: usize,
     pub local_writes: u64,
+    /// How the last full anti-entropy pass went (None before the first one).
+    pub last_full_sync: Option<sync::LastFullSync>,
 }

@@ -169,6 +169,21 @@ pub struct TableSyncer<F: TableSchema, R: TableReplication> {
     /// One sync at a time with each peer (connection, full pass, layout transition): a second one then
     /// finds the first one's pushes merged instead of sending the same entries again.
     peer_locks: Mutex<HashMap<NodeId, Arc<tokio::sync::Mutex<()>>>>,
+    /// Outcome of the last full pass, for metrics.
+    last_full: Mutex<Option<LastFullSync>>,
+}
+
+/// How the last full anti-entropy pass went.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct LastFullSync {
+    /// When it ended, milliseconds since the epoch.
+    pub at_msec: u64,
+    /// Every other replica of every partition stored here was reached.
+    pub complete: bool,
+    /// Partitions whose Merkle roots differed from some replica's (and were repaired if reached).
+    pub partitions_differing: usize,
+    /// Entries pushed to other replicas.
+    pub entries_pushed: usize,
 }
 
 impl<F: TableSchema, R: TableReplication> TableSyncer<F, R> {
@@ -206,6 +221,7 @@ impl<F: TableSchema, R: TableReplication> TableSyncer<F, R> {
             full: Notify::new(),
             connecting: Mutex::new(HashSet::new()),
             peer_locks: Mutex::new(HashMap::new()),
+            last_full: Mutex::new(None),
         })
     }
 
@@ -418,6 +434,26 @@ impl<F: TableSchema, R: TableReplication> TableSyncer<F, R> {
     /// Compare every partition this node stores with every other replica of it, and push the
     /// differences. Fails if some peer could not be synced (the others still were).
     pub async fn full_sync(self: &Arc<Self>) -> Result<SyncStats, TableError> {
+        let (res, stats) = self.full_sync_inner().await;
+        let last = LastFullSync {
+            at_msec: crate::util::time::now_msec(),
+            complete: res.is_ok(),
+            partitions_differing: stats.differing,
+            entries_pushed: stats.pushed,
+        };
+        *self.last_full.lock().unwrap_or_else(|e| e.into_inner()) = Some(last);
+        res.map(|()| stats)
+    }
+
+    /// The last full pass, if any ran.
+    pub fn last_full_sync(&self) -> Option<LastFullSync> {
+        self.last_full
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    async fn full_sync_inner(self: &Arc<Self>) -> (Result<(), TableError>, SyncStats) {
         let me = self.system.id();
         let mut by_peer: BTreeMap<NodeId, Vec<u8>> = BTreeMap::new();
         for sp in self.replication.sync_partitions() {
@@ -443,7 +479,7 @@ impl<F: TableSchema, R: TableReplication> TableSyncer<F, R> {
                 Err(e) => errors.push(format!("{}: {e}", peer.short())),
             }
         }
-        if !errors.is_empty() {
+        let res = if !errors.is_empty() {
             Err(TableError::Net(format!(
                 "sync with {} peer(s) failed: {}",
                 errors.len(),
@@ -456,8 +492,9 @@ impl<F: TableSchema, R: TableReplication> TableSyncer<F, R> {
                 ids.join(", ")
             )))
         } else {
-            Ok(stats)
-        }
+            Ok(())
+        };
+        (res, stats)
     }
 
     /// Apply our pending Merkle to-do (all of it, unless writes keep coming faster).

@@ -346,4 +346,13 @@ fn deleted_entry_never_comes_back_from_a_node_that_was_offline() {
     assert_eq!(list(&procs[2], &[]).len(), 1);
     let out = procs[1].cli(&["repair", "tables"]).unwrap();
     assert!(out.contains("table kv: in sync"), "{out}");
+    let stats = procs[1].cli_json(&["stats"]);
+    let kv = stats["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == "kv")
+        .unwrap();
+    assert_eq!(kv["last_full_sync"]["complete"], true, "{kv}");
+    assert_eq!(kv["gc_todo"], 0);
 }
