@@ -179,3 +179,199 @@ impl Node {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Whole nodes in one process: tests that need every layer, so they live at the top one.
+
+    use std::time::{Duration, Instant};
+
+    use serde_bytes::ByteBuf;
+
+    use super::Node;
+    use crate::crdt::Lww;
+    use crate::db::Db;
+    use crate::table::TableData;
+    use crate::table::kv::{KvEntry, KvSchema};
+    use crate::util::hash::blake2sum;
+
+    fn entry(key: &str, ts: u64, value: Option<&[u8]>) -> KvEntry {
+        KvEntry {
+            partition: "p".into(),
+            key: key.into(),
+            value: Lww::raw(ts, value.map(|v| ByteBuf::from(v.to_vec()))),
+        }
+    }
+
+    fn put(d: &TableData<KvSchema>, e: &KvEntry) {
+        d.update_entry(&TableData::<KvSchema>::encode(e).unwrap())
+            .unwrap();
+    }
+
+    /// Three nodes in this process on loopback (real TLS mesh, real redb), rf 3 over three zones. Node 2
+    /// holds an old live value and is down while the entry is deleted: GC must wait for it, and once it is
+    /// back, remove the tombstone everywhere without the old value coming back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn collects_only_once_every_replica_has_the_tombstone() {
+        use crate::layout::NodeRole;
+        use crate::net::{NodeId, NodeKey};
+        use crate::table::gc::{GcConfig, TableGc, current_tombstone};
+        use crate::util::config::Config;
+
+        const SECRET: &str = "5b1c1e7a9f4d2c6b8a0e5f7d9c1b3a5e7f9d1c3b5a7e9f1d3c5b7a9e1f3d5c7b";
+        let root = tempfile::tempdir().unwrap();
+        let a = 10 + (std::process::id() % 200) as u8;
+        let ips: Vec<String> = (1..=3).map(|i| format!("127.{a}.253.{i}")).collect();
+        let config = |i: usize, boot: Option<&str>| {
+            let dir = root.path().join(format!("n{i}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            let boot = boot
+                .map(|b| format!("bootstrap_peers = [\"{b}\"]"))
+                .unwrap_or_default();
+            let ip = &ips[i];
+            let text = format!(
+                "metadata_dir = \"meta\"\ndata_dir = \"data\"\nreplication_factor = 3\n\
+                 rpc_bind_addr = \"{ip}:3901\"\nrpc_public_addr = \"{ip}:3901\"\n\
+                 rpc_bind_outgoing = true\nrpc_secret = \"{SECRET}\"\n{boot}\n\
+                 [admin]\napi_bind_addr = \"{ip}:3903\"\nadmin_token = \"t\"\n"
+            );
+            let path = dir.join("grenier.toml");
+            std::fs::write(&path, &text).unwrap();
+            Config::load(&path).unwrap()
+        };
+        async fn wait(what: &str, mut f: impl FnMut() -> bool) {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !f() {
+                assert!(Instant::now() < deadline, "timed out: {what}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        let meta = |i: usize| root.path().join(format!("n{i}/meta"));
+        let ids: Vec<NodeId> = (0..3)
+            .map(|i| NodeKey::load_or_create(&meta(i)).unwrap().id())
+            .collect();
+        let boot = format!("{}@{}:3901", ids[0], ips[0]);
+        let gc_config = GcConfig {
+            min_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(200),
+            rpc_timeout: Duration::from_secs(5),
+            ..GcConfig::with_delay(Duration::from_millis(200))
+        };
+        let gc_of = |n: &Node| {
+            TableGc::new(
+                n.kv.data.clone(),
+                n.kv.replication.clone(),
+                n.system.clone(),
+                gc_config.clone(),
+            )
+        };
+
+        // Node 2 stored a live value before going down.
+        let live = entry("doomed", 10, Some(b"old"));
+        let key = TableData::<KvSchema>::key_of(&live);
+        {
+            let db = Db::open_redb(&meta(2).join("db.redb"), false).unwrap();
+            let d = TableData::new(KvSchema, &db).unwrap();
+            put(&d, &live);
+            db.flush().unwrap();
+        }
+        let n0 = Node::start(config(0, None)).await.unwrap();
+        let n1 = Node::start(config(1, Some(&boot))).await.unwrap();
+        let (gc0, gc1) = (gc_of(&n0), gc_of(&n1));
+        n0.layout
+            .update(|h| {
+                for (id, z) in ids.iter().zip(["a", "b", "c"]) {
+                    h.stage_role(
+                        *id,
+                        Some(NodeRole {
+                            zone: z.into(),
+                            capacity: Some(10 << 30),
+                            tags: vec![],
+                        }),
+                    );
+                }
+                h.apply(None)
+            })
+            .unwrap();
+        wait("layout on node 1", || {
+            n1.layout.version() == 1 && n0.system.is_up(&ids[1])
+        })
+        .await;
+
+        // Deleted while node 2 is down: a quorum (nodes 0 and 1) has the tombstone.
+        n0.kv.insert(&entry("doomed", 20, None)).await.unwrap();
+        for n in [&n0, &n1] {
+            assert!(
+                current_tombstone(
+                    &n.kv.data,
+                    &key,
+                    &blake2sum(&n.kv.data.read_entry(&key).unwrap().unwrap())
+                )
+                .unwrap()
+                .is_some()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let r = gc0.round(&mut None).await.unwrap();
+        assert_eq!((r.due, r.collected, r.deferred), (1, 0, 1), "{r:?}");
+        assert!(
+            n0.kv.data.read_entry(&key).unwrap().is_some(),
+            "tombstone kept"
+        );
+        assert!(
+            n1.kv.data.read_entry(&key).unwrap().is_some(),
+            "tombstone kept"
+        );
+        assert_eq!(n0.kv.data.gc_todo.len().unwrap(), 1);
+        let m = gc0.metrics().unwrap();
+        assert_eq!((m.pending, m.failed_batches, m.nodes_backed_off), (1, 1, 1));
+        // In backoff: the next round does not even try.
+        let r = gc0.round(&mut None).await.unwrap();
+        assert_eq!((r.collected, r.deferred), (0, 1));
+        assert_eq!(gc0.metrics().unwrap().failed_batches, 1);
+
+        // Node 2 comes back with its old value; once it is reachable and the backoff expired, GC pushes
+        // the tombstone to it and removes it everywhere.
+        let n2 = Node::start(config(2, Some(&boot))).await.unwrap();
+        let gc2 = gc_of(&n2);
+        wait("node 2 up", || n0.system.is_up(&ids[2])).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let r = gc0.round(&mut None).await.unwrap();
+        assert_eq!((r.collected, r.deferred), (1, 0), "{r:?}");
+        for n in [&n0, &n1, &n2] {
+            assert!(
+                n.kv.data.read_entry(&key).unwrap().is_none(),
+                "removed everywhere"
+            );
+        }
+        assert!(n0.kv.data.gc_todo.is_empty().unwrap());
+        assert_eq!(
+            n0.kv
+                .get(&"p".to_string(), &"doomed".to_string())
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(gc0.metrics().unwrap().collected, 1);
+
+        // The other replicas' to-dos for the same tombstone are dropped as stale by their own workers.
+        let tasks = [gc1.spawn(), gc2.spawn()];
+        wait("other to-dos dropped", || {
+            n1.kv.data.gc_todo.is_empty().unwrap() && n2.kv.data.gc_todo.is_empty().unwrap()
+        })
+        .await;
+        assert_eq!(gc1.metrics().unwrap().stale_dropped, 1);
+        for n in [&n0, &n1, &n2] {
+            assert!(
+                n.kv.data.read_entry(&key).unwrap().is_none(),
+                "never came back"
+            );
+        }
+        for t in tasks {
+            t.abort();
+        }
+        for n in [n0, n1, n2] {
+            n.stop();
+        }
+    }
+}
