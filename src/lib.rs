@@ -5,6 +5,7 @@
 //! with [`server`] wiring them into a running node. See `doc/ARCHITECTURE.md`.
 
 pub mod admin;
+pub mod block;
 pub mod cli;
 pub mod crdt;
 pub mod db;

@@ -1,0 +1,39 @@
+//! Object data: content-addressed blocks, replicated across zones.
+//!
+//! Key types: [`data::DataBlock`] (a block as stored and sent: plain or zstd-compressed, verified against
+//! its BLAKE2b hash on every read), [`store::BlockStore`] (block files in one or several data directories,
+//! spread in proportion to their capacities).
+//!
+//! **Invariant:** `block` never reads object metadata; a block is bytes and a hash, and its users are
+//! opaque ids in the block-reference table.
+
+pub mod data;
+pub mod store;
+
+/// Errors of the block layer.
+#[derive(Debug, thiserror::Error)]
+pub enum BlockError {
+    #[error("block {0} not found")]
+    NotFound(String),
+    #[error("block {0} is corrupted: {1}")]
+    Corrupted(String, String),
+    #[error("data directory {0}: {1}")]
+    Io(String, std::io::Error),
+    #[error("no data directory accepts new blocks (all read-only?)")]
+    NoWritableDir,
+    #[error("{0}")]
+    Net(String),
+    #[error("{0}")]
+    Db(#[from] crate::db::Error),
+    #[error("{0}")]
+    Table(#[from] crate::table::TableError),
+    #[error("block {hash}: {got} of {needed} replicas acknowledged ({errors:?})")]
+    Quorum {
+        hash: String,
+        needed: usize,
+        got: usize,
+        errors: Vec<String>,
+    },
+    #[error("no layout: the cluster has no storage nodes yet")]
+    NoLayout,
+}
