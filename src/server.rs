@@ -8,6 +8,12 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::admin;
+use crate::block::rc::BlockRc;
+use crate::block::refs::BlockRefSchema;
+use crate::block::resync::{MAX_WORKERS, Resync, ResyncQueue};
+use crate::block::scrub::Scrub;
+use crate::block::store::BlockStore;
+use crate::block::{BlockError, BlockManager};
 use crate::db::Db;
 use crate::layout::manager::SyncPass;
 use crate::layout::{LayoutManager, System};
@@ -16,6 +22,7 @@ use crate::net::{NetApp, NodeId, NodeKey};
 use crate::table::gc::{GcConfig, TableGc};
 use crate::table::kv::KvSchema;
 use crate::table::{ShardedReplication, Table, TableInfo};
+use crate::util::background::{Registry, Tunable};
 use crate::util::config::Config;
 
 /// Errors that stop a node from starting.
@@ -31,6 +38,8 @@ pub enum ServerError {
     Table(#[from] crate::table::TableError),
     #[error("admin API: {0}")]
     Admin(#[from] admin::AdminError),
+    #[error("{0}")]
+    Block(#[from] BlockError),
     #[error("{0}: {1}")]
     Io(String, std::io::Error),
 }
@@ -44,6 +53,9 @@ pub struct Node {
     pub layout: Arc<LayoutManager>,
     pub system: Arc<System>,
     pub kv: Arc<Table<KvSchema, ShardedReplication>>,
+    pub block: Arc<BlockManager>,
+    pub block_ref: Arc<Table<BlockRefSchema, ShardedReplication>>,
+    pub workers: Arc<Registry>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -94,26 +106,97 @@ impl Node {
         );
         tasks.push(system.spawn());
 
-        let kv = Table::new(
-            KvSchema,
-            ShardedReplication {
-                system: system.clone(),
-                consistency: config.consistency_mode,
-            },
-            &system,
-            &db,
-        )?;
+        let sharded = || ShardedReplication {
+            system: system.clone(),
+            consistency: config.consistency_mode,
+        };
+        let gc_config = GcConfig::with_delay(std::time::Duration::from_secs(
+            config.tombstone_gc_delay_secs,
+        ));
+        let kv = Table::new(KvSchema, sharded(), &system, &db)?;
         tasks.extend(kv.spawn_workers());
         tasks.push(kv.spawn_handoff());
-        let gc_delay = std::time::Duration::from_secs(config.tombstone_gc_delay_secs);
         let kv_gc = TableGc::new(
             kv.data.clone(),
             kv.replication.clone(),
             system.clone(),
-            GcConfig::with_delay(gc_delay),
+            gc_config.clone(),
         );
         tasks.push(kv_gc.spawn());
-        let tables: Vec<Arc<dyn TableInfo>> = vec![kv.clone()];
+
+        // Blocks: the reference table's hook keeps local reference counts, which feed the resync queue.
+        let workers = Registry::new();
+        let resync_queue = ResyncQueue::open(&db)?;
+        let rc = BlockRc::open(
+            &db,
+            resync_queue.clone(),
+            std::time::Duration::from_secs(config.block_gc_delay_secs),
+        )?;
+        let block_ref = Table::new(BlockRefSchema { rc: rc.clone() }, sharded(), &system, &db)?;
+        tasks.extend(block_ref.spawn_workers());
+        tasks.push(block_ref.spawn_handoff());
+        let block_ref_gc = TableGc::new(
+            block_ref.data.clone(),
+            block_ref.replication.clone(),
+            system.clone(),
+            gc_config,
+        );
+        tasks.push(block_ref_gc.spawn());
+        let store = {
+            let (dirs, fsync) = (config.data_dir.clone(), config.data_fsync);
+            tokio::task::spawn_blocking(move || BlockStore::open(&dirs, fsync))
+                .await
+                .map_err(|e| ServerError::Io("opening the data directories".into(), e.into()))??
+        };
+        let block = BlockManager::new(
+            &system,
+            Arc::new(store),
+            rc,
+            resync_queue,
+            Arc::new(sharded()),
+            config.compression_level,
+            config.block_ram_buffer_max,
+        );
+        let vars = db.open_tree("worker_vars")?;
+        let resync = Resync::new(
+            block.clone(),
+            persisted_tunable(
+                &vars,
+                "resync-worker-count",
+                2,
+                1,
+                MAX_WORKERS,
+                "parallel resync workers (fetch, hand over, delete blocks)",
+            ),
+            persisted_tunable(
+                &vars,
+                "resync-tranquility",
+                2,
+                0,
+                100,
+                "resync sleeps this many times the duration of each step (0 = full speed)",
+            ),
+        );
+        tasks.extend(resync.spawn());
+        let scrub = Scrub::new(
+            block.clone(),
+            &db,
+            persisted_tunable(
+                &vars,
+                "scrub-tranquility",
+                4,
+                0,
+                100,
+                "scrub sleeps this many times the duration of each block check",
+            ),
+        )?;
+        tasks.push(scrub.spawn());
+        workers.add_tunable("resync-worker-count", resync.workers.clone());
+        workers.add_tunable("resync-tranquility", resync.tranquility.clone());
+        workers.add_tunable("scrub-tranquility", scrub.tranquility.clone());
+        workers.add_worker(resync.clone());
+        workers.add_worker(scrub.clone());
+        let tables: Vec<Arc<dyn TableInfo>> = vec![kv.clone(), block_ref.clone()];
 
         // Layout transitions: a version counts as synced on this node once every table completed a full
         // anti-entropy pass with the replicas of all active versions.
@@ -130,11 +213,18 @@ impl Node {
         });
         tasks.push(layout.spawn_transitions(sync_pass));
         let node_kv = kv.clone();
+        let node_block_ref = block_ref.clone();
 
         let admin_state = Arc::new(admin::AdminState {
             system: system.clone(),
             kv,
             tables,
+            block: block.clone(),
+            block_ref,
+            resync,
+            scrub,
+            workers: workers.clone(),
+            block_size: config.block_size,
             admin_token: config.admin.admin_token.clone(),
             metrics_token: config.admin.metrics_token.clone(),
         });
@@ -154,6 +244,9 @@ impl Node {
             layout,
             system,
             kv: node_kv,
+            block,
+            block_ref: node_block_ref,
+            workers,
             tasks,
         })
     }
@@ -178,6 +271,27 @@ impl Node {
             tracing::error!("flushing the metadata database: {e}");
         }
     }
+}
+
+/// A tunable whose value survives restarts (tree `worker_vars`, big-endian u64 per name).
+fn persisted_tunable(
+    tree: &crate::db::Tree,
+    name: &'static str,
+    default: u64,
+    min: u64,
+    max: u64,
+    description: &'static str,
+) -> Arc<Tunable> {
+    let value = match tree.get(name) {
+        Ok(Some(v)) if v.len() == 8 => u64::from_be_bytes(v[..].try_into().expect("8 bytes")),
+        _ => default,
+    };
+    let tree = tree.clone();
+    Tunable::new(value, min, max, description, move |v| {
+        if let Err(e) = tree.insert(name, v.to_be_bytes()) {
+            tracing::error!("saving {name}: {e}");
+        }
+    })
 }
 
 #[cfg(test)]

@@ -31,8 +31,10 @@ pub(super) async fn route(
             tables.push(json!(t.metrics()?));
         }
         let h = state.system.health();
+        let blocks = super::blocks::stats(state)?;
         return Ok(
-            json!({"node": state.system.id().to_hex(), "health": h.health, "tables": tables}),
+            json!({"node": state.system.id().to_hex(), "health": h.health,
+                         "tables": tables, "blocks": blocks}),
         );
     }
     let rest = path.strip_prefix("/v1/debug/kv/").ok_or_else(|| {

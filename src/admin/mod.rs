@@ -7,6 +7,7 @@
 //!
 //! **Invariant:** `admin` never talks RPC itself; it calls the layers' public APIs (`layout::System`, ...).
 
+mod blocks;
 mod cluster;
 mod debug;
 
@@ -72,6 +73,15 @@ pub struct AdminState {
     /// The test key-value table (`/v1/debug/kv/...`).
     pub kv: Arc<crate::table::Table<crate::table::kv::KvSchema, crate::table::ShardedReplication>>,
     pub tables: Vec<Arc<dyn crate::table::TableInfo>>,
+    pub block: Arc<crate::block::BlockManager>,
+    /// The block-reference table (debug tools add and delete references).
+    pub block_ref: Arc<
+        crate::table::Table<crate::block::refs::BlockRefSchema, crate::table::ShardedReplication>,
+    >,
+    pub resync: Arc<crate::block::resync::Resync>,
+    pub scrub: Arc<crate::block::scrub::Scrub>,
+    pub workers: Arc<crate::util::background::Registry>,
+    pub block_size: u64,
     pub admin_token: Option<String>,
     pub metrics_token: Option<String>,
 }
@@ -187,12 +197,17 @@ async fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Byt
             }
         }
     };
-    let res =
-        if path.starts_with("/v1/debug/") || path == "/v1/stats" || path == "/v1/repair/tables" {
-            debug::route(state, &method, &path, req_query.as_deref(), body).await
-        } else {
-            cluster::route(state, &method, &path, body).await
-        };
+    let res = if path.starts_with("/v1/debug/blocks/")
+        || path.starts_with("/v1/workers")
+        || path == "/v1/repair/scrub"
+        || path == "/v1/repair/blocks"
+    {
+        blocks::route(state, &method, &path, body).await
+    } else if path.starts_with("/v1/debug/") || path == "/v1/stats" || path == "/v1/repair/tables" {
+        debug::route(state, &method, &path, req_query.as_deref(), body).await
+    } else {
+        cluster::route(state, &method, &path, body).await
+    };
     match res {
         Ok(v) => json_response(StatusCode::OK, &v),
         Err(ApiError(status, msg)) => json_response(status, &json!({"error": msg})),

@@ -2,13 +2,23 @@
 //!
 //! Key types: [`data::DataBlock`] (a block as stored and sent: plain or zstd-compressed, verified against
 //! its BLAKE2b hash on every read), [`store::BlockStore`] (block files in one or several data directories,
-//! spread in proportion to their capacities).
+//! spread in proportion to their capacities), [`BlockManager`] (replicated writes, nearest-first hedged
+//! reads, the block RPC), [`refs::BlockRefSchema`] (the block-reference table) and [`rc::BlockRc`] (local
+//! reference counts), [`resync::Resync`] (make each node hold exactly its blocks) and [`scrub::Scrub`]
+//! (find and repair bit rot). The data path with its costs per MiB is in `doc/blocks.md`.
 //!
 //! **Invariant:** `block` never reads object metadata; a block is bytes and a hash, and its users are
 //! opaque ids in the block-reference table.
 
 pub mod data;
+pub mod manager;
+pub mod rc;
+pub mod refs;
+pub mod resync;
+pub mod scrub;
 pub mod store;
+
+pub use manager::BlockManager;
 
 /// Errors of the block layer.
 #[derive(Debug, thiserror::Error)]

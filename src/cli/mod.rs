@@ -1,6 +1,7 @@
 //! The `grenier` command line: `server` and `dev` run a node; every other command is a thin client of the
 //! admin API of a running node (see [`crate::admin`]). `anyhow` is used here and in `main` only.
 
+mod blocks;
 mod client;
 pub mod dev;
 mod table;
@@ -63,14 +64,21 @@ pub enum Command {
     Layout(LayoutCmd),
     /// Metadata tables on this node: entries, pending Merkle updates, tombstones waiting for GC.
     Stats(JsonFlag),
-    /// Repair work: `tables` runs a full anti-entropy pass of every metadata table now.
+    /// Repair work: `tables` runs a full anti-entropy pass of every metadata table now; `blocks` checks
+    /// that this node holds exactly the blocks it should; `scrub` verifies every local block.
     Repair {
         what: RepairWhat,
+        /// For `scrub`: start (default), pause, resume or cancel.
+        #[arg(value_enum)]
+        action: Option<blocks::ScrubAction>,
         /// Do not ask for confirmation.
         #[arg(long)]
         yes: bool,
     },
-    /// Low-level tools for testing the replicated metadata engine.
+    /// Background workers (resync, scrub) and their tunables.
+    #[command(subcommand)]
+    Worker(blocks::WorkerCmd),
+    /// Low-level tools for testing the replicated metadata engine and the block store.
     #[command(subcommand, hide = true)]
     Debug(DebugCmd),
 }
@@ -79,9 +87,10 @@ pub enum Command {
 pub enum RepairWhat {
     /// Compare every metadata table with the other replicas and push differences.
     Tables,
-    /// Verify every local block (needs the block store).
+    /// Verify every local block against its hash; corrupted ones are moved aside and refetched.
     Scrub,
-    /// Make this node hold exactly the blocks it should (needs the block store).
+    /// Queue a check of every block this node references or holds: fetch missing ones, hand over and
+    /// delete ones it no longer stores.
     Blocks,
 }
 
@@ -107,6 +116,8 @@ pub enum DebugCmd {
         #[arg(long)]
         reverse: bool,
     },
+    #[command(flatten)]
+    Block(blocks::BlockDebugCmd),
 }
 
 #[derive(Args, Debug)]
@@ -234,7 +245,12 @@ pub async fn run_client(cli: &Cli) -> Result<()> {
             }
         }
         Command::Debug(cmd) => debug(&client, cmd).await?,
-        Command::Repair { what, yes: _ } => match what {
+        Command::Worker(cmd) => blocks::worker(&client, cmd).await?,
+        Command::Repair {
+            what,
+            action,
+            yes: _,
+        } => match what {
             RepairWhat::Tables => {
                 let v = client.post("/v1/repair/tables", json!({})).await?;
                 let mut failed = vec![];
@@ -253,11 +269,8 @@ pub async fn run_client(cli: &Cli) -> Result<()> {
                     );
                 }
             }
-            RepairWhat::Scrub | RepairWhat::Blocks => {
-                bail!(
-                    "this build has no block store yet (the data milestone); only `repair tables` is available"
-                )
-            }
+            RepairWhat::Scrub => blocks::repair_scrub(&client, action.unwrap_or_default()).await?,
+            RepairWhat::Blocks => blocks::repair_blocks(&client).await?,
         },
     }
     Ok(())
@@ -433,6 +446,7 @@ async fn debug(client: &AdminClient, cmd: &DebugCmd) -> Result<()> {
                 .await?;
             print_json(&v);
         }
+        DebugCmd::Block(cmd) => blocks::debug(client, cmd).await?,
     }
     Ok(())
 }

@@ -114,6 +114,9 @@ pub enum Error {
     /// The snapshot target already exists.
     #[error("snapshot target {0} already exists")]
     SnapshotExists(PathBuf),
+    /// A value stored by a higher layer could not be decoded (written by a newer release, or damaged).
+    #[error("undecodable stored value: {0}")]
+    Corrupt(String),
 }
 
 impl Error {

@@ -7,6 +7,7 @@
 //! again one round trip to the nearest other zone. A replica that fails, or is slower than a deadline
 //! derived from the measured round-trip times, makes the read ask the next replica instead of waiting.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +26,25 @@ pub async fn write_quorum<M: Message>(
     msg: Arc<M>,
     timeout: Duration,
 ) -> Result<(), TableError> {
+    write_quorum_with(sets, quorum, |node| {
+        let (ep, msg) = (ep.clone(), msg.clone());
+        async move { ep.call(&node, &msg, Prio::Normal, timeout).await.map(drop) }
+    })
+    .await
+}
+
+/// The quorum logic of [`write_quorum`] for any call: `call(node)` is started for every node of every
+/// set at once; succeeds once each set has `quorum` successes, fails as soon as one set cannot reach it.
+/// Calls still running then finish in the background.
+pub async fn write_quorum_with<C, Fut>(
+    sets: &[Vec<NodeId>],
+    quorum: usize,
+    call: C,
+) -> Result<(), TableError>
+where
+    C: Fn(NodeId) -> Fut,
+    Fut: Future<Output = Result<(), NetError>> + Send + 'static,
+{
     let mut nodes: Vec<NodeId> = sets.iter().flatten().copied().collect();
     nodes.sort();
     nodes.dedup();
@@ -34,8 +54,8 @@ pub async fn write_quorum<M: Message>(
     let mut futs: FuturesUnordered<_> = nodes
         .into_iter()
         .map(|node| {
-            let (ep, msg) = (ep.clone(), msg.clone());
-            async move { (node, ep.call(&node, &msg, Prio::Normal, timeout).await) }
+            let fut = call(node);
+            async move { (node, fut.await) }
         })
         .collect();
     let mut acks = vec![0usize; sets.len()];

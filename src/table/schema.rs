@@ -36,6 +36,12 @@ impl SortKey for String {
     }
 }
 
+impl SortKey for Hash {
+    fn sort_key(&self) -> &[u8] {
+        &self[..]
+    }
+}
+
 /// Tables whose partition key is the whole key use an empty sort key.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EmptyKey;

@@ -51,6 +51,12 @@ pub const MAX_COMPRESSION_LEVEL: i32 = 22;
 pub const DEFAULT_RPC_BIND_ADDR: &str = "[::]:3901";
 /// Default `tombstone_gc_delay_secs`: 24 hours.
 pub const DEFAULT_TOMBSTONE_GC_DELAY_SECS: u64 = 86_400;
+/// Default `block_gc_delay_secs`: 10 minutes.
+pub const DEFAULT_BLOCK_GC_DELAY_SECS: u64 = 600;
+/// Default `block_ram_buffer_max`: 256 MiB.
+pub const DEFAULT_BLOCK_RAM_BUFFER_MAX: u64 = 256 << 20;
+/// Smallest accepted `block_ram_buffer_max`: 1 MiB.
+pub const MIN_BLOCK_RAM_BUFFER_MAX: u64 = 1 << 20;
 /// Default `[s3_api] api_bind_addr`.
 pub const DEFAULT_S3_API_BIND_ADDR: &str = "[::]:3900";
 /// Default `[s3_api] s3_region`.
@@ -85,6 +91,12 @@ pub struct Config {
     /// Seconds a deletion marker (tombstone) is kept before it may be collected, once every replica has
     /// it; default [`DEFAULT_TOMBSTONE_GC_DELAY_SECS`] (24 h). Longer than any expected outage is safe.
     pub tombstone_gc_delay_secs: u64,
+    /// Seconds an unreferenced block is kept before it is deleted; default
+    /// [`DEFAULT_BLOCK_GC_DELAY_SECS`] (10 min). Covers a block written just before its first reference.
+    pub block_gc_delay_secs: u64,
+    /// Most block bytes held in memory for sending to other nodes (writes and reads served) at once;
+    /// further transfers wait. Default [`DEFAULT_BLOCK_RAM_BUFFER_MAX`] (256 MiB).
+    pub block_ram_buffer_max: u64,
     /// Block size in bytes, [`MIN_BLOCK_SIZE`]..=[`MAX_BLOCK_SIZE`]; default [`DEFAULT_BLOCK_SIZE`].
     pub block_size: u64,
     /// zstd level in [`MIN_COMPRESSION_LEVEL`]..=[`MAX_COMPRESSION_LEVEL`], or `None` when the file
@@ -260,6 +272,8 @@ impl fmt::Debug for Config {
             .field("metadata_fsync", &self.metadata_fsync)
             .field("data_fsync", &self.data_fsync)
             .field("tombstone_gc_delay_secs", &self.tombstone_gc_delay_secs)
+            .field("block_gc_delay_secs", &self.block_gc_delay_secs)
+            .field("block_ram_buffer_max", &self.block_ram_buffer_max)
             .field("block_size", &self.block_size)
             .field("compression_level", &self.compression_level)
             .field("rpc_bind_addr", &self.rpc_bind_addr)
@@ -467,6 +481,8 @@ struct RawConfig {
     metadata_fsync: Field,
     data_fsync: Field,
     tombstone_gc_delay_secs: Field,
+    block_gc_delay_secs: Field,
+    block_ram_buffer_max: Field,
     block_size: Field,
     compression_level: Field,
     rpc_bind_addr: Field,
@@ -754,6 +770,16 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    fn seconds(&self, field: &str, v: &Field, default: u64, expected: &str) -> Result<u64> {
+        match v {
+            None => Ok(default),
+            Some(v) => match v.get_ref() {
+                Value::Integer(i) if *i >= 0 => Ok(*i as u64),
+                _ => Err(self.type_error(field, v, expected)),
+            },
+        }
+    }
+
     fn path_value(&self, field: &str, v: &Spanned<Value>) -> Result<PathBuf> {
         let s = self.string(field, v, "a directory path")?;
         Ok(self.resolve(&s))
@@ -978,18 +1004,33 @@ impl<'a> Ctx<'a> {
 
         let metadata_fsync = self.boolean("metadata_fsync", &raw.metadata_fsync, true)?;
         let data_fsync = self.boolean("data_fsync", &raw.data_fsync, false)?;
-        let tombstone_gc_delay_secs = match &raw.tombstone_gc_delay_secs {
-            None => DEFAULT_TOMBSTONE_GC_DELAY_SECS,
-            Some(v) => match v.get_ref() {
-                Value::Integer(i) if *i >= 0 => *i as u64,
-                _ => {
-                    return Err(self.type_error(
-                        "tombstone_gc_delay_secs",
-                        v,
-                        "a number of seconds (default 86400 = 24 h)",
+        let tombstone_gc_delay_secs = self.seconds(
+            "tombstone_gc_delay_secs",
+            &raw.tombstone_gc_delay_secs,
+            DEFAULT_TOMBSTONE_GC_DELAY_SECS,
+            "a number of seconds (default 86400 = 24 h)",
+        )?;
+        let block_gc_delay_secs = self.seconds(
+            "block_gc_delay_secs",
+            &raw.block_gc_delay_secs,
+            DEFAULT_BLOCK_GC_DELAY_SECS,
+            "a number of seconds (default 600 = 10 min)",
+        )?;
+        let block_ram_buffer_max = match &raw.block_ram_buffer_max {
+            None => DEFAULT_BLOCK_RAM_BUFFER_MAX,
+            Some(v) => {
+                let size = self.size("block_ram_buffer_max", v)?;
+                if size < MIN_BLOCK_RAM_BUFFER_MAX {
+                    return Err(self.err(
+                        "block_ram_buffer_max",
+                        Some(v.span()),
+                        format!(
+                            "must be at least 1MiB, found {size} bytes; \"256MiB\" is the default"
+                        ),
                     ));
                 }
-            },
+                size
+            }
         };
 
         let block_size = match &raw.block_size {
@@ -1156,6 +1197,8 @@ impl<'a> Ctx<'a> {
             metadata_fsync,
             data_fsync,
             tombstone_gc_delay_secs,
+            block_gc_delay_secs,
+            block_ram_buffer_max,
             block_size,
             compression_level,
             rpc_bind_addr,

@@ -1,6 +1,7 @@
 //! Small shared helpers: configuration, human sizes, time, versioned encoding.
 //! **Invariant:** `util` depends on no other Grenier module.
 
+pub mod background;
 pub mod config;
 pub mod encode;
 pub mod fs;

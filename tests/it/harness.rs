@@ -272,3 +272,59 @@ pub fn up_ids(status: &Value) -> Vec<String> {
         .map(|n| n["id"].as_str().unwrap().to_string())
         .collect()
 }
+
+/// Start `n` nodes (the others bootstrap from the first) with `extra` configuration lines, and wait
+/// until each sees all of them up. No layout yet.
+pub fn start_cluster(n: usize, extra: &str) -> Vec<Proc> {
+    let mut plan = plan(n, 3, SECRET);
+    let boot = plan.specs[0].peer_string();
+    for s in plan.specs.iter_mut() {
+        s.extra = extra.to_string();
+    }
+    for s in plan.specs.iter_mut().skip(1) {
+        s.bootstrap = vec![boot.clone()];
+    }
+    let root = plan.root;
+    let procs: Vec<Proc> = plan.specs.drain(..).map(Proc::start).collect();
+    std::mem::forget(root); // the temp dir must outlive the processes; the OS cleans /tmp
+    wait_for(&format!("{n} nodes up"), Duration::from_secs(60), || {
+        procs
+            .iter()
+            .all(|p| p.status().is_some_and(|s| up_ids(&s).len() == n))
+            .then_some(())
+    });
+    procs
+}
+
+/// Give node `i` a role for each `(i, role)` of `roles`, apply, and wait until every node of `procs`
+/// reports a healthy cluster. A role is `"zone"` (10G in that zone), `"zone:CAPACITY"`, or `"gateway"`.
+pub fn assign_and_apply(procs: &[Proc], roles: &[(usize, &str)]) {
+    for (i, role) in roles {
+        let id = &procs[*i].spec.id[..12];
+        let (zone, capacity) = role.split_once(':').unwrap_or((role, "10G"));
+        let args: Vec<&str> = match *role {
+            "gateway" => vec!["layout", "assign", id, "-z", "gw", "--gateway"],
+            _ => vec!["layout", "assign", id, "-z", zone, "-c", capacity],
+        };
+        procs[0].cli(&args).unwrap();
+    }
+    procs[0].cli(&["layout", "apply"]).unwrap();
+    for p in procs {
+        wait_for(
+            "layout everywhere, healthy",
+            Duration::from_secs(30),
+            || {
+                p.status()
+                    .is_some_and(|s| s["health"] == "healthy")
+                    .then_some(())
+            },
+        );
+    }
+}
+
+/// Three nodes, one per zone (a, b, c), replication factor 3, layout applied.
+pub fn three_zone_cluster_with(extra: &str) -> Vec<Proc> {
+    let procs = start_cluster(3, extra);
+    assign_and_apply(&procs, &[(0, "a"), (1, "b"), (2, "c")]);
+    procs
+}

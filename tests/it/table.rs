@@ -18,44 +18,6 @@ fn three_zone_cluster() -> Vec<Proc> {
     three_zone_cluster_with("")
 }
 
-fn three_zone_cluster_with(extra_config: &str) -> Vec<Proc> {
-    let mut plan = plan(3, 3, SECRET);
-    let boot = plan.specs[0].peer_string();
-    for s in plan.specs.iter_mut() {
-        s.extra = extra_config.to_string();
-    }
-    for s in plan.specs.iter_mut().skip(1) {
-        s.bootstrap = vec![boot.clone()];
-    }
-    let root = plan.root;
-    let procs: Vec<Proc> = plan.specs.drain(..).map(Proc::start).collect();
-    std::mem::forget(root); // the temp dir must outlive the processes; the OS cleans /tmp
-    wait_for("3 nodes up", Duration::from_secs(60), || {
-        procs
-            .iter()
-            .all(|p| p.status().is_some_and(|s| up_ids(&s).len() == 3))
-            .then_some(())
-    });
-    for (p, z) in procs.iter().zip(["a", "b", "c"]) {
-        procs[0]
-            .cli(&["layout", "assign", &p.spec.id[..12], "-z", z, "-c", "10G"])
-            .unwrap();
-    }
-    procs[0].cli(&["layout", "apply"]).unwrap();
-    for p in &procs {
-        wait_for(
-            "layout everywhere, healthy",
-            Duration::from_secs(30),
-            || {
-                p.status()
-                    .is_some_and(|s| s["health"] == "healthy")
-                    .then_some(())
-            },
-        );
-    }
-    procs
-}
-
 fn put(p: &Proc, k: &str, v: &str) {
     p.cli(&["debug", "kv-put", "bucket", k, v])
         .unwrap_or_else(|e| panic!("put {k} via {}: {e}", p.spec.ip));

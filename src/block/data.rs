@@ -1,0 +1,313 @@
+//! A block as stored on disk and sent between nodes: plain or zstd-compressed bytes behind an 8-byte header.
+//!
+//! The same encoding is used for block files and on the wire so that a block read from disk can be sent
+//! (and a received block written) without re-encoding, and so that the receiver verifies exactly what the
+//! sender stored. A block is always checked against its BLAKE2b hash before its content is used.
+
+use std::fmt;
+use std::io::Read;
+
+use bytes::Bytes;
+
+use super::BlockError;
+use crate::util::hash::{Hash, blake2sum};
+
+/// Length of the header that precedes the payload in files and messages.
+pub const HEADER_LEN: usize = 8;
+
+/// Largest plain block we accept to decompress: bounds memory on a hostile or corrupt zstd frame.
+pub const MAX_BLOCK_PLAIN: usize = crate::util::config::MAX_BLOCK_SIZE as usize;
+
+/// Magic at the start of every encoded block, so a stray file is never mistaken for a block.
+const MAGIC: &[u8; 5] = b"GRblk";
+/// Format version of the header; a change of the encoding needs a new value.
+const VERSION: u8 = 1;
+/// Kind byte of an uncompressed payload.
+pub const KIND_PLAIN: u8 = 0;
+/// Kind byte of a zstd-compressed payload.
+pub const KIND_ZSTD: u8 = 1;
+
+/// The content of a block, as stored and sent.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DataBlock {
+    /// The block's bytes as the client sent them.
+    Plain(Bytes),
+    /// One zstd frame whose decompression is the block's bytes.
+    Compressed(Bytes),
+}
+
+impl fmt::Debug for DataBlock {
+    /// Kind and length only: blocks are up to 64 MiB, never dump them into logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DataBlock::Plain(b) => write!(f, "DataBlock::Plain({} bytes)", b.len()),
+            DataBlock::Compressed(b) => write!(f, "DataBlock::Compressed({} bytes)", b.len()),
+        }
+    }
+}
+
+impl DataBlock {
+    /// Compress `plain` with zstd at `level` (`None` = never compress), keeping the compressed form only if
+    /// it saves at least 1/16 of the size: below that, decompressing on every read costs more than the
+    /// space saved. CPU-heavy: callers run it in `spawn_blocking`.
+    pub fn from_plain(plain: Bytes, level: Option<i32>) -> DataBlock {
+        let Some(level) = level else {
+            return DataBlock::Plain(plain);
+        };
+        match zstd::bulk::compress(&plain, level) {
+            Ok(c) if c.len() <= plain.len() - plain.len() / 16 && !plain.is_empty() => {
+                DataBlock::Compressed(Bytes::from(c))
+            }
+            _ => DataBlock::Plain(plain),
+        }
+    }
+
+    /// Header of the encoding: `GRblk`, version, kind, a reserved zero byte. Kept apart from the payload so
+    /// callers write or send both without copying the payload.
+    pub fn header(&self) -> [u8; HEADER_LEN] {
+        let mut h = [0u8; HEADER_LEN];
+        h[..MAGIC.len()].copy_from_slice(MAGIC);
+        h[5] = VERSION;
+        h[6] = self.kind_byte();
+        h
+    }
+
+    /// The stored bytes after the header (compressed or not).
+    pub fn payload(&self) -> &Bytes {
+        match self {
+            DataBlock::Plain(b) | DataBlock::Compressed(b) => b,
+        }
+    }
+
+    /// [`KIND_PLAIN`] or [`KIND_ZSTD`].
+    pub fn kind_byte(&self) -> u8 {
+        match self {
+            DataBlock::Plain(_) => KIND_PLAIN,
+            DataBlock::Compressed(_) => KIND_ZSTD,
+        }
+    }
+
+    /// Whether the payload is zstd-compressed.
+    pub fn is_compressed(&self) -> bool {
+        matches!(self, DataBlock::Compressed(_))
+    }
+
+    /// Size of the encoding (header + payload): what a file or message holds.
+    pub fn stored_len(&self) -> usize {
+        HEADER_LEN + self.payload().len()
+    }
+
+    /// Parse an encoded block (e.g. a file's content). The payload is a zero-copy slice of `bytes`. The hash
+    /// is unknown here, so a [`BlockError::Corrupted`] names the block `?`; callers that know it re-label.
+    pub fn decode(bytes: Bytes) -> Result<DataBlock, BlockError> {
+        let corrupted = |why: String| BlockError::Corrupted("?".into(), why);
+        if bytes.len() < HEADER_LEN {
+            return Err(corrupted(format!(
+                "{} bytes, shorter than the header",
+                bytes.len()
+            )));
+        }
+        if &bytes[..MAGIC.len()] != MAGIC {
+            return Err(corrupted("not a block (bad magic)".into()));
+        }
+        if bytes[5] != VERSION {
+            return Err(corrupted(format!(
+                "unknown block format version {}",
+                bytes[5]
+            )));
+        }
+        if bytes[7] != 0 {
+            return Err(corrupted(format!("reserved header byte is {}", bytes[7])));
+        }
+        DataBlock::from_parts(bytes[6], bytes.slice(HEADER_LEN..))
+    }
+
+    /// Build a block from a kind byte and its payload (e.g. received as two message fields).
+    pub fn from_parts(kind: u8, payload: Bytes) -> Result<DataBlock, BlockError> {
+        match kind {
+            KIND_PLAIN => Ok(DataBlock::Plain(payload)),
+            KIND_ZSTD => Ok(DataBlock::Compressed(payload)),
+            k => Err(BlockError::Corrupted(
+                "?".into(),
+                format!("unknown block kind {k}"),
+            )),
+        }
+    }
+
+    /// Decompress if needed and check that BLAKE2b(plain) is `hash`; returns the plain bytes. A mismatch,
+    /// a zstd error or a plain size above [`MAX_BLOCK_PLAIN`] is [`BlockError::Corrupted`]. CPU-heavy.
+    pub fn verify(self, hash: &Hash) -> Result<Bytes, BlockError> {
+        let corrupted = |why: String| BlockError::Corrupted(hex::encode(hash), why);
+        let plain = match self {
+            DataBlock::Plain(b) => b,
+            DataBlock::Compressed(c) => Bytes::from(decompress_bounded(&c).map_err(corrupted)?),
+        };
+        if plain.len() > MAX_BLOCK_PLAIN {
+            return Err(corrupted(format!(
+                "{} bytes, above the maximum block size",
+                plain.len()
+            )));
+        }
+        if blake2sum(&plain) != *hash {
+            return Err(corrupted("content does not match its hash".into()));
+        }
+        Ok(plain)
+    }
+}
+
+/// Decompress a zstd payload, reading at most one byte more than [`MAX_BLOCK_PLAIN`] so that a frame that
+/// expands without bound (a "zip bomb", or garbage) fails without exhausting memory.
+fn decompress_bounded(compressed: &[u8]) -> Result<Vec<u8>, String> {
+    let decoder =
+        zstd::stream::read::Decoder::with_buffer(compressed).map_err(|e| format!("zstd: {e}"))?;
+    let mut out = Vec::with_capacity(size_hint(compressed));
+    decoder
+        .take(MAX_BLOCK_PLAIN as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("zstd: {e}"))?;
+    if out.len() > MAX_BLOCK_PLAIN {
+        return Err(format!("decompresses to more than {MAX_BLOCK_PLAIN} bytes"));
+    }
+    Ok(out)
+}
+
+/// Initial output capacity: the frame's declared content size when it has one, capped so that a lying
+/// header cannot make us allocate more than the bound.
+fn size_hint(compressed: &[u8]) -> usize {
+    match zstd::zstd_safe::get_frame_content_size(compressed) {
+        Ok(Some(n)) => n.min(MAX_BLOCK_PLAIN as u64 + 1) as usize,
+        _ => compressed.len().saturating_mul(4).min(MAX_BLOCK_PLAIN + 1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::RngCore;
+
+    fn random(n: usize) -> Bytes {
+        let mut v = vec![0u8; n];
+        rand::thread_rng().fill_bytes(&mut v);
+        Bytes::from(v)
+    }
+
+    fn compressible(n: usize) -> Bytes {
+        Bytes::from((0..n).map(|i| (i % 7) as u8 + b'a').collect::<Vec<u8>>())
+    }
+
+    /// Encode as a file would hold it.
+    fn encode(b: &DataBlock) -> Bytes {
+        let mut v = b.header().to_vec();
+        v.extend_from_slice(b.payload());
+        Bytes::from(v)
+    }
+
+    #[test]
+    fn compressible_data_is_compressed_and_roundtrips() {
+        let plain = compressible(100_000);
+        let hash = blake2sum(&plain);
+        let b = DataBlock::from_plain(plain.clone(), Some(1));
+        assert!(b.is_compressed());
+        assert!(b.payload().len() < plain.len() / 2);
+        assert_eq!(b.stored_len(), HEADER_LEN + b.payload().len());
+        let decoded = DataBlock::decode(encode(&b)).unwrap();
+        assert_eq!(decoded, b);
+        assert_eq!(decoded.verify(&hash).unwrap(), plain);
+    }
+
+    #[test]
+    fn random_data_and_level_none_stay_plain() {
+        let plain = random(50_000);
+        let hash = blake2sum(&plain);
+        let b = DataBlock::from_plain(plain.clone(), Some(3));
+        assert_eq!(b, DataBlock::Plain(plain.clone()));
+        assert_eq!(
+            DataBlock::decode(encode(&b))
+                .unwrap()
+                .verify(&hash)
+                .unwrap(),
+            plain
+        );
+
+        let c = compressible(50_000);
+        assert!(!DataBlock::from_plain(c.clone(), None).is_compressed());
+        assert!(!DataBlock::from_plain(Bytes::new(), Some(1)).is_compressed());
+        let empty = DataBlock::from_plain(Bytes::new(), Some(1));
+        assert_eq!(empty.verify(&blake2sum(b"")).unwrap(), Bytes::new());
+    }
+
+    #[test]
+    fn header_layout_is_the_documented_one() {
+        let b = DataBlock::Compressed(Bytes::from_static(b"x"));
+        assert_eq!(&b.header(), b"GRblk\x01\x01\x00");
+        assert_eq!(
+            &DataBlock::Plain(Bytes::new()).header(),
+            b"GRblk\x01\x00\x00"
+        );
+    }
+
+    #[test]
+    fn verify_detects_a_flipped_byte() {
+        let plain = compressible(10_000);
+        let hash = blake2sum(&plain);
+        let mut v = plain.to_vec();
+        v[1234] ^= 1;
+        let err = DataBlock::Plain(Bytes::from(v)).verify(&hash).unwrap_err();
+        assert!(matches!(err, BlockError::Corrupted(h, _) if h == hex::encode(hash)));
+
+        let b = DataBlock::from_plain(plain, Some(1));
+        let mut c = b.payload().to_vec();
+        let mid = c.len() / 2;
+        c[mid] ^= 0x40;
+        let err = DataBlock::Compressed(Bytes::from(c))
+            .verify(&hash)
+            .unwrap_err();
+        assert!(matches!(err, BlockError::Corrupted(..)), "{err}");
+    }
+
+    #[test]
+    fn verify_rejects_a_wrong_hash() {
+        let plain = random(100);
+        let err = DataBlock::Plain(plain).verify(&[0u8; 32]).unwrap_err();
+        assert!(matches!(err, BlockError::Corrupted(..)));
+    }
+
+    #[test]
+    fn decode_rejects_garbage() {
+        for bad in [
+            &b""[..],
+            b"GRblk\x01",
+            b"GRblX\x01\x00\x00payload",
+            b"GRblk\x02\x00\x00payload",
+            b"GRblk\x01\x07\x00payload",
+            b"GRblk\x01\x00\x01payload",
+        ] {
+            let err = DataBlock::decode(Bytes::copy_from_slice(bad)).unwrap_err();
+            assert!(matches!(err, BlockError::Corrupted(..)), "{bad:?}");
+        }
+        assert!(DataBlock::from_parts(9, Bytes::new()).is_err());
+        let ok = DataBlock::decode(Bytes::from_static(b"GRblk\x01\x00\x00")).unwrap();
+        assert_eq!(ok, DataBlock::Plain(Bytes::new()));
+    }
+
+    #[test]
+    fn garbage_compressed_payload_is_corrupted() {
+        let err = DataBlock::Compressed(random(1000))
+            .verify(&[0u8; 32])
+            .unwrap_err();
+        assert!(matches!(err, BlockError::Corrupted(..)));
+    }
+
+    #[test]
+    fn decompression_bomb_is_rejected() {
+        let bomb = zstd::bulk::compress(&vec![0u8; MAX_BLOCK_PLAIN + 4096], 1).unwrap();
+        assert!(bomb.len() < 100_000);
+        let err = DataBlock::Compressed(Bytes::from(bomb))
+            .verify(&[0u8; 32])
+            .unwrap_err();
+        match err {
+            BlockError::Corrupted(_, why) => assert!(why.contains("more than"), "{why}"),
+            e => panic!("{e}"),
+        }
+    }
+}

@@ -1,0 +1,502 @@
+//! The block manager: writes blocks to their replicas, reads them from the nearest one, and answers the
+//! other nodes' block requests.
+//!
+//! # Write path (`put_block`)
+//! The caller hashes the block (BLAKE2b) on its own thread. The manager reserves the block's size in the
+//! send buffer (`block_ram_buffer_max`: when it is full, writers wait, which slows the client's upload
+//! instead of growing memory), compresses the block once (zstd, kept only if it saves space), and sends
+//! the same bytes to every replica of the block's partition at once, as an attached RPC stream at bulk
+//! priority (metadata traffic overtakes it frame by frame). It returns after a write quorum; the other
+//! copies complete in the background and hold their share of the buffer until they do.
+//!
+//! # Read path (`get_block`)
+//! Local copy first (no network). Otherwise replicas nearest first (same zone, then by measured RTT):
+//! the first is asked; if it fails, or has not started answering within a deadline of a few times its
+//! RTT (bounded to [`HEDGE_MIN`]..[`HEDGE_MAX`]), the next one is asked too, and the first complete,
+//! verified answer wins. A frozen replica therefore costs at most [`HEDGE_MAX`]; a replica that stops in
+//! the middle of a transfer costs at most [`STALL_TIMEOUT`]. Every read is verified against the hash; a
+//! corrupt local copy is moved aside and queued for refetch, and the read goes on with a replica.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::BlockError;
+use super::data::DataBlock;
+use super::rc::BlockRc;
+use super::resync::ResyncQueue;
+use super::store::BlockStore;
+use crate::layout::System;
+use crate::net::{ByteStream, Endpoint, Message, NetError, NodeId, Prio};
+use crate::table::quorum::write_quorum_with;
+use crate::table::{ShardedReplication, TableReplication};
+use crate::util::config::MAX_BLOCK_SIZE;
+use crate::util::hash::Hash;
+use crate::util::time::now_msec;
+
+/// Shortest wait for a replica before also asking the next one.
+pub const HEDGE_MIN: Duration = Duration::from_millis(50);
+/// Longest wait for a replica before also asking the next one.
+pub const HEDGE_MAX: Duration = Duration::from_millis(1000);
+/// A transfer that makes no progress for this long is abandoned for another replica.
+pub const STALL_TIMEOUT: Duration = Duration::from_millis(2000);
+/// Bound on one block write to a replica (a 64 MiB block over a slow link).
+const PUT_TIMEOUT: Duration = Duration::from_secs(300);
+/// Bound on the wait for a replica's first answer to a read, before hedging makes it moot.
+const GET_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bound on small queries (does a node need a block?).
+const QUERY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Block RPC (`grenier/block/v1`). Block bytes travel in the attached stream.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum BlockRpc {
+    /// Store this block; the stream carries `len` payload bytes of the given kind.
+    Put { hash: Hash, kind: u8, len: u64 },
+    /// Send this block if stored here.
+    Get { hash: Hash },
+    /// Does the node hold the block, and does it need it?
+    Need { hash: Hash },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum BlockRpcResponse {
+    Ok,
+    /// The block follows in the stream.
+    Block {
+        kind: u8,
+        len: u64,
+    },
+    Need {
+        have: bool,
+        needed: bool,
+    },
+}
+
+impl Message for BlockRpc {
+    type Response = BlockRpcResponse;
+}
+
+/// Counters for `grenier stats`.
+#[derive(Default)]
+pub struct BlockMetrics {
+    pub blocks_written: AtomicU64,
+    pub bytes_written: AtomicU64,
+    pub blocks_read_local: AtomicU64,
+    pub blocks_read_remote: AtomicU64,
+    pub blocks_served: AtomicU64,
+    pub corrupted_found: AtomicU64,
+    pub hedged_reads: AtomicU64,
+}
+
+pub struct BlockManager {
+    pub system: Arc<System>,
+    pub store: Arc<BlockStore>,
+    pub rc: BlockRc,
+    pub resync: ResyncQueue,
+    pub replication: Arc<ShardedReplication>,
+    pub metrics: BlockMetrics,
+    endpoint: Endpoint<BlockRpc>,
+    compression: Option<i32>,
+    buffer: Arc<Semaphore>,
+    buffer_kib: u32,
+}
+
+impl BlockManager {
+    pub fn new(
+        system: &Arc<System>,
+        store: Arc<BlockStore>,
+        rc: BlockRc,
+        resync: ResyncQueue,
+        replication: Arc<ShardedReplication>,
+        compression: Option<i32>,
+        buffer_max: u64,
+    ) -> Arc<BlockManager> {
+        let buffer_kib = (buffer_max / 1024).clamp(1024, u32::MAX as u64 / 2) as u32;
+        let m = Arc::new(BlockManager {
+            system: system.clone(),
+            store,
+            rc,
+            resync,
+            replication,
+            metrics: BlockMetrics::default(),
+            endpoint: Endpoint::new(&system.net, "grenier/block/v1"),
+            compression,
+            buffer: Arc::new(Semaphore::new(buffer_kib as usize)),
+            buffer_kib,
+        });
+        let weak = Arc::downgrade(&m);
+        m.endpoint.set_handler(move |from, msg, stream| {
+            let m = weak.upgrade();
+            async move {
+                let m = m.ok_or(NetError::Disconnected)?;
+                m.handle(from, msg, stream)
+                    .await
+                    .map_err(|e| NetError::Remote(e.to_string()))
+            }
+        });
+        m
+    }
+
+    /// Nodes that must store the block: its partition's nodes in every active layout version.
+    pub fn storage_nodes(&self, hash: &Hash) -> Vec<NodeId> {
+        self.replication.storage_nodes(hash)
+    }
+
+    /// Bytes currently reserved in the send buffer.
+    pub fn buffer_used(&self) -> u64 {
+        (self.buffer_kib as u64 - self.buffer.available_permits() as u64) * 1024
+    }
+
+    /// Reserve `len` bytes of the send buffer (waits while it is full). A block larger than the whole
+    /// buffer takes all of it.
+    async fn reserve(&self, len: usize) -> OwnedSemaphorePermit {
+        let kib = (len.div_ceil(1024) as u32).clamp(1, self.buffer_kib);
+        self.buffer
+            .clone()
+            .acquire_many_owned(kib)
+            .await
+            .expect("the block buffer semaphore is never closed")
+    }
+
+    // ---- write ----------------------------------------------------------------------------------
+
+    /// Store a block (plain bytes, `hash` = BLAKE2b of them) on its replicas; returns after a write quorum.
+    pub async fn put_block(&self, hash: Hash, plain: Bytes) -> Result<(), BlockError> {
+        let permit = Arc::new(self.reserve(plain.len()).await);
+        let level = self.compression;
+        let block = tokio::task::spawn_blocking(move || DataBlock::from_plain(plain, level))
+            .await
+            .map_err(|e| BlockError::Net(format!("compression task: {e}")))?;
+        let _guard = self.system.layout.write_guard();
+        let sets = self.replication.write_sets(&hash);
+        let quorum = self.replication.write_quorum();
+        let res = write_quorum_with(&sets, quorum, |node| {
+            let (ep, block, permit) = (self.endpoint.clone(), block.clone(), permit.clone());
+            async move {
+                let r = send_block(&ep, &node, hash, &block).await;
+                drop(permit);
+                r
+            }
+        })
+        .await;
+        res.map_err(|e| quorum_error(&hash, e))?;
+        self.metrics.blocks_written.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Send a stored block to one node (resync offload).
+    pub async fn put_to(
+        &self,
+        node: &NodeId,
+        hash: Hash,
+        block: &DataBlock,
+    ) -> Result<(), NetError> {
+        let _permit = self.reserve(block.stored_len()).await;
+        send_block(&self.endpoint, node, hash, block).await
+    }
+
+    /// Ask a node whether it holds and needs a block: `(have, needed)`.
+    pub async fn need_query(&self, node: &NodeId, hash: Hash) -> Result<(bool, bool), NetError> {
+        match self
+            .endpoint
+            .call(node, &BlockRpc::Need { hash }, Prio::Normal, QUERY_TIMEOUT)
+            .await?
+        {
+            BlockRpcResponse::Need { have, needed } => Ok((have, needed)),
+            r => Err(NetError::Protocol(format!("unexpected answer {r:?}"))),
+        }
+    }
+
+    // ---- read -----------------------------------------------------------------------------------
+
+    /// Read a block (plain bytes, verified).
+    pub async fn get_block(&self, hash: &Hash) -> Result<Bytes, BlockError> {
+        Ok(self.get_block_traced(hash).await?.0)
+    }
+
+    /// Read a block and say which node served it.
+    pub async fn get_block_traced(&self, hash: &Hash) -> Result<(Bytes, NodeId), BlockError> {
+        if let Some(block) = self.read_local(hash).await? {
+            let h = *hash;
+            let verified = tokio::task::spawn_blocking(move || block.verify(&h))
+                .await
+                .map_err(|e| BlockError::Net(format!("verify task: {e}")))?;
+            match verified {
+                Ok(plain) => {
+                    self.metrics
+                        .blocks_read_local
+                        .fetch_add(1, Ordering::Relaxed);
+                    return Ok((plain, self.system.id()));
+                }
+                Err(e) => self.on_corrupt(hash, &e).await,
+            }
+        }
+        let (block, node) = self.fetch_remote(hash).await?;
+        let h = *hash;
+        let plain = tokio::task::spawn_blocking(move || block.verify(&h))
+            .await
+            .map_err(|e| BlockError::Net(format!("verify task: {e}")))??;
+        self.metrics
+            .blocks_read_remote
+            .fetch_add(1, Ordering::Relaxed);
+        Ok((plain, node))
+    }
+
+    /// The local copy, unverified (None if absent).
+    pub async fn read_local(&self, hash: &Hash) -> Result<Option<DataBlock>, BlockError> {
+        let (store, h) = (self.store.clone(), *hash);
+        tokio::task::spawn_blocking(move || store.read(&h))
+            .await
+            .map_err(|e| BlockError::Net(format!("read task: {e}")))?
+    }
+
+    /// A local copy failed verification: move it aside and fetch it again from a replica.
+    pub async fn on_corrupt(&self, hash: &Hash, e: &BlockError) {
+        tracing::error!("{e}; moving it aside and refetching it from a replica");
+        self.metrics.corrupted_found.fetch_add(1, Ordering::Relaxed);
+        let (store, h) = (self.store.clone(), *hash);
+        match tokio::task::spawn_blocking(move || store.quarantine(&h)).await {
+            Ok(Ok(_)) => (),
+            Ok(Err(e)) => tracing::error!("moving a corrupted block aside: {e}"),
+            Err(e) => tracing::error!("moving a corrupted block aside: {e}"),
+        }
+        if let Err(e) = self.resync.enqueue(hash, now_msec()) {
+            tracing::error!("queueing a corrupted block for refetch: {e}");
+        }
+    }
+
+    /// Fetch a block (stored form, verified) from the other replicas, nearest first, hedging to the next
+    /// one when a replica fails or is slow to start answering.
+    pub async fn fetch_remote(&self, hash: &Hash) -> Result<(DataBlock, NodeId), BlockError> {
+        let me = self.system.id();
+        let mut nodes = self.storage_nodes(hash);
+        nodes.retain(|n| *n != me);
+        self.system.sort_by_proximity(&mut nodes);
+        if nodes.is_empty() {
+            return Err(BlockError::NotFound(hex::encode(hash)));
+        }
+        let answering = Arc::new(AtomicBool::new(false));
+        let attempt = |node: NodeId| {
+            let (ep, answering, h) = (self.endpoint.clone(), answering.clone(), *hash);
+            async move {
+                let r = fetch_from(&ep, &node, h, &answering).await;
+                (node, r)
+            }
+        };
+        let mut futs = FuturesUnordered::new();
+        let mut next = 0;
+        let mut errors = vec![];
+        futs.push(attempt(nodes[next]));
+        next += 1;
+        loop {
+            let deadline = self.hedge_deadline(&nodes[next - 1]);
+            tokio::select! {
+                r = futs.next() => match r {
+                    Some((node, Ok(block))) => return Ok((block, node)),
+                    Some((node, Err(e))) => {
+                        errors.push(format!("{}: {e}", node.short()));
+                        if next < nodes.len() {
+                            futs.push(attempt(nodes[next]));
+                            next += 1;
+                        } else if futs.is_empty() {
+                            return Err(BlockError::NotFound(format!(
+                                "{} on any replica ({})", hex::encode(hash), errors.join("; "))));
+                        }
+                    }
+                    None => unreachable!("an attempt is always running here"),
+                },
+                _ = tokio::time::sleep(deadline), if next < nodes.len() => {
+                    if !answering.load(Ordering::Relaxed) {
+                        self.metrics.hedged_reads.fetch_add(1, Ordering::Relaxed);
+                        futs.push(attempt(nodes[next]));
+                        next += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    /// How long to wait for `node` to start answering before also asking the next replica.
+    fn hedge_deadline(&self, node: &NodeId) -> Duration {
+        match self.system.peering.rtt(node) {
+            Some(rtt) => (rtt * 4 + HEDGE_MIN).clamp(HEDGE_MIN, HEDGE_MAX),
+            None => HEDGE_MAX / 2,
+        }
+    }
+
+    // ---- serving other nodes ---------------------------------------------------------------------
+
+    async fn handle(
+        &self,
+        _from: NodeId,
+        msg: BlockRpc,
+        stream: Option<ByteStream>,
+    ) -> Result<(BlockRpcResponse, Option<ByteStream>), BlockError> {
+        match msg {
+            BlockRpc::Put { hash, kind, len } => {
+                let stream =
+                    stream.ok_or_else(|| BlockError::Net("block put without data".into()))?;
+                let payload = collect(stream, len).await?;
+                let block = DataBlock::from_parts(kind, payload)?;
+                self.write_local(hash, block).await?;
+                Ok((BlockRpcResponse::Ok, None))
+            }
+            BlockRpc::Get { hash } => {
+                let block = self
+                    .read_local(&hash)
+                    .await?
+                    .ok_or_else(|| BlockError::NotFound(hex::encode(hash)))?;
+                let permit = self.reserve(block.stored_len()).await;
+                self.metrics.blocks_served.fetch_add(1, Ordering::Relaxed);
+                let resp = BlockRpcResponse::Block {
+                    kind: block.kind_byte(),
+                    len: block.payload().len() as u64,
+                };
+                Ok((
+                    resp,
+                    Some(stream_with_permit(block.payload().clone(), permit)),
+                ))
+            }
+            BlockRpc::Need { hash } => {
+                let have = self.store.contains(&hash);
+                let needed = !have && self.rc.get(&hash)?.is_some_and(|v| v.is_needed());
+                Ok((BlockRpcResponse::Need { have, needed }, None))
+            }
+        }
+    }
+
+    /// Write a block into the local store (atomically); a new, unreferenced block becomes deletable after
+    /// the safety delay unless a reference claims it.
+    pub async fn write_local(&self, hash: Hash, block: DataBlock) -> Result<(), BlockError> {
+        let len = block.stored_len() as u64;
+        let store = self.store.clone();
+        let written = tokio::task::spawn_blocking(move || store.write(&hash, &block))
+            .await
+            .map_err(|e| BlockError::Net(format!("write task: {e}")))??;
+        if written {
+            self.metrics.bytes_written.fetch_add(len, Ordering::Relaxed);
+            self.rc.on_block_written(&hash)?;
+        }
+        Ok(())
+    }
+}
+
+/// Send one block to one node as an attached stream at bulk priority.
+async fn send_block(
+    ep: &Endpoint<BlockRpc>,
+    node: &NodeId,
+    hash: Hash,
+    block: &DataBlock,
+) -> Result<(), NetError> {
+    let payload = block.payload().clone();
+    let msg = BlockRpc::Put {
+        hash,
+        kind: block.kind_byte(),
+        len: payload.len() as u64,
+    };
+    let stream: ByteStream = Box::pin(futures::stream::once(async move { Ok(payload) }));
+    match ep
+        .call_streaming(node, &msg, Some(stream), Prio::Bulk, PUT_TIMEOUT)
+        .await?
+        .0
+    {
+        BlockRpcResponse::Ok => Ok(()),
+        r => Err(NetError::Protocol(format!("unexpected answer {r:?}"))),
+    }
+}
+
+/// Ask one node for a block; mark `answering` once it started sending; verify before returning.
+async fn fetch_from(
+    ep: &Endpoint<BlockRpc>,
+    node: &NodeId,
+    hash: Hash,
+    answering: &AtomicBool,
+) -> Result<DataBlock, BlockError> {
+    let (resp, stream) = ep
+        .call_streaming(
+            node,
+            &BlockRpc::Get { hash },
+            None,
+            Prio::Bulk,
+            GET_HEADER_TIMEOUT,
+        )
+        .await
+        .map_err(|e| BlockError::Net(e.to_string()))?;
+    let (kind, len) = match resp {
+        BlockRpcResponse::Block { kind, len } => (kind, len),
+        r => return Err(BlockError::Net(format!("unexpected answer {r:?}"))),
+    };
+    answering.store(true, Ordering::Relaxed);
+    let stream = stream.ok_or_else(|| BlockError::Net("block answer without data".into()))?;
+    let payload = collect(stream, len).await;
+    answering.store(false, Ordering::Relaxed);
+    let block = DataBlock::from_parts(kind, payload?)?;
+    let check = block.clone();
+    tokio::task::spawn_blocking(move || check.verify(&hash))
+        .await
+        .map_err(|e| BlockError::Net(format!("verify task: {e}")))??;
+    Ok(block)
+}
+
+/// Read exactly `len` bytes from a stream, giving up when it stalls for [`STALL_TIMEOUT`]. A stream that
+/// ends early (the sender died) is an error: a truncated block is never stored.
+async fn collect(mut stream: ByteStream, len: u64) -> Result<Bytes, BlockError> {
+    let max = MAX_BLOCK_SIZE + MAX_BLOCK_SIZE / 16 + 1024;
+    if len > max {
+        return Err(BlockError::Net(format!(
+            "block of {len} bytes exceeds {max}"
+        )));
+    }
+    let mut buf = BytesMut::with_capacity(len as usize);
+    loop {
+        match tokio::time::timeout(STALL_TIMEOUT, stream.next()).await {
+            Err(_) => return Err(BlockError::Net("block transfer stalled".into())),
+            Ok(None) => break,
+            Ok(Some(Err(e))) => return Err(BlockError::Net(format!("block transfer: {e}"))),
+            Ok(Some(Ok(chunk))) => {
+                if buf.len() + chunk.len() > len as usize {
+                    return Err(BlockError::Net("block longer than announced".into()));
+                }
+                buf.extend_from_slice(&chunk);
+            }
+        }
+    }
+    if buf.len() as u64 != len {
+        return Err(BlockError::Net(format!(
+            "block transfer ended after {} of {len} bytes",
+            buf.len()
+        )));
+    }
+    Ok(buf.freeze())
+}
+
+/// A one-chunk stream that holds a send-buffer reservation until it is consumed or dropped.
+fn stream_with_permit(payload: Bytes, permit: OwnedSemaphorePermit) -> ByteStream {
+    Box::pin(futures::stream::once(async move {
+        let _permit = permit;
+        Ok(payload)
+    }))
+}
+
+fn quorum_error(hash: &Hash, e: crate::table::TableError) -> BlockError {
+    match e {
+        crate::table::TableError::Quorum {
+            needed,
+            got,
+            errors,
+        } => BlockError::Quorum {
+            hash: hex::encode(hash),
+            needed,
+            got,
+            errors,
+        },
+        crate::table::TableError::NoLayout => BlockError::NoLayout,
+        e => BlockError::Table(e),
+    }
+}
