@@ -99,3 +99,86 @@ impl TableSchema for BlockRefSchema {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::block::resync::ResyncQueue;
+    use crate::db::Db;
+    use crate::table::TableData;
+    use crate::util::time::now_msec;
+
+    fn setup() -> (
+        std::sync::Arc<TableData<BlockRefSchema>>,
+        BlockRc,
+        ResyncQueue,
+    ) {
+        let db = Db::open_mem();
+        let q = ResyncQueue::open(&db).unwrap();
+        let rc = BlockRc::open(&db, q.clone(), Duration::from_secs(600)).unwrap();
+        let data = TableData::new(BlockRefSchema { rc: rc.clone() }, &db).unwrap();
+        (data, rc, q)
+    }
+
+    fn apply(d: &TableData<BlockRefSchema>, r: &BlockRef) {
+        d.update_entry(&TableData::<BlockRefSchema>::encode(r).unwrap())
+            .unwrap();
+    }
+
+    #[test]
+    fn counts_follow_live_references_in_the_same_transaction() {
+        let (d, rc, q) = setup();
+        let (b, u1, u2) = ([1u8; 32], [2u8; 32], [3u8; 32]);
+        apply(&d, &BlockRef::new(b, u1));
+        apply(&d, &BlockRef::new(b, u1)); // the same reference again: merged, not counted twice
+        apply(&d, &BlockRef::new(b, u2));
+        assert_eq!(rc.get(&b).unwrap().unwrap().count, 2);
+        assert!(rc.get(&b).unwrap().unwrap().is_needed());
+        // First reference queued one check (a little later, to let the block arrive).
+        assert_eq!(q.len().unwrap(), 1);
+
+        apply(&d, &BlockRef::deleted(b, u1));
+        apply(&d, &BlockRef::deleted(b, u1));
+        assert_eq!(rc.get(&b).unwrap().unwrap().count, 1);
+        // A deleted reference never comes back by merging an older live copy.
+        apply(&d, &BlockRef::new(b, u1));
+        assert_eq!(rc.get(&b).unwrap().unwrap().count, 1);
+
+        apply(&d, &BlockRef::deleted(b, u2));
+        let v = rc.get(&b).unwrap().unwrap();
+        assert_eq!(v.count, 0);
+        assert!(!v.is_deletable(now_msec()), "kept during the safety delay");
+        assert!(v.is_deletable(now_msec() + 601_000));
+        assert_eq!(
+            q.len().unwrap(),
+            2,
+            "a check is queued for the deletion time"
+        );
+    }
+
+    #[test]
+    fn a_reference_leaving_the_node_decrements() {
+        let (d, rc, _q) = setup();
+        let r = BlockRef::new([7u8; 32], [8u8; 32]);
+        apply(&d, &r);
+        let key = TableData::<BlockRefSchema>::key_of(&r);
+        let bytes = TableData::<BlockRefSchema>::encode(&r).unwrap();
+        assert!(d.delete_if_equal(&key, &bytes).unwrap());
+        assert_eq!(rc.get(&r.block).unwrap().unwrap().count, 0);
+    }
+
+    #[test]
+    fn new_unreferenced_blocks_wait_for_the_delay() {
+        let (_d, rc, q) = setup();
+        let b = [9u8; 32];
+        rc.on_block_written(&b).unwrap();
+        let v = rc.get(&b).unwrap().unwrap();
+        assert!(!v.is_needed() && !v.is_deletable(now_msec()));
+        assert_eq!(q.len().unwrap(), 1);
+        // Writing it again does not push the deadline.
+        rc.on_block_written(&b).unwrap();
+        assert_eq!(rc.get(&b).unwrap().unwrap(), v);
+    }
+}

@@ -114,6 +114,14 @@ impl ResyncQueue {
         self.queue.is_empty()
     }
 
+    /// When the first queued check is due (ms), if any.
+    pub fn next_due(&self) -> Result<Option<u64>, db::Error> {
+        Ok(self
+            .queue
+            .first()?
+            .map(|(k, _)| u64::from_be_bytes(k[..8].try_into().expect("8 bytes"))))
+    }
+
     /// Blocks whose last check failed.
     pub fn errors_len(&self) -> Result<usize, db::Error> {
         self.errors.len()
@@ -480,9 +488,16 @@ impl Worker for Resync {
     fn status(&self) -> Vec<WorkerStatus> {
         let queue = self.manager.resync.len().unwrap_or(0) as u64;
         let busy = self.busy.load(Ordering::Relaxed);
+        let due = self
+            .manager
+            .resync
+            .next_due()
+            .ok()
+            .flatten()
+            .is_some_and(|t| t <= now_msec());
         let state = if busy > 0 {
             WorkerState::Busy
-        } else if queue > 0 {
+        } else if due {
             WorkerState::Throttled
         } else {
             WorkerState::Idle
@@ -542,4 +557,31 @@ pub(super) async fn spawn_blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| BlockError::Net(format!("blocking task: {e}")))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_pops_due_entries_in_time_order_and_backs_off() {
+        let db = Db::open_mem();
+        let q = ResyncQueue::open(&db).unwrap();
+        let (a, b) = ([1u8; 32], [2u8; 32]);
+        q.enqueue(&a, 2_000).unwrap();
+        q.enqueue(&b, 1_000).unwrap();
+        assert_eq!(q.pop_due(500).unwrap(), Err(Some(1_000)));
+        assert_eq!(q.pop_due(1_500).unwrap(), Ok(b));
+        assert_eq!(q.pop_due(1_500).unwrap(), Err(Some(2_000)));
+        assert_eq!(q.pop_due(5_000).unwrap(), Ok(a));
+        assert_eq!(q.pop_due(5_000).unwrap(), Err(None));
+
+        let t1 = q.failed(&a).unwrap();
+        let t2 = q.failed(&a).unwrap();
+        assert!(t2 - t1 >= MIN_BACKOFF_MS, "the retry delay doubles");
+        assert_eq!(q.errors_len().unwrap(), 1);
+        assert_eq!(q.len().unwrap(), 2);
+        q.succeeded(&a).unwrap();
+        assert_eq!(q.errors_len().unwrap(), 0);
+    }
 }

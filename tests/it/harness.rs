@@ -63,9 +63,15 @@ impl NodeSpec {
     }
     pub fn write_config(&self) {
         let boot: Vec<String> = self.bootstrap.iter().map(|b| format!("\"{b}\"")).collect();
+        // `extra` may bring its own `[[data_dir]]` entries (they must come last among top-level keys).
+        let data_dir = if self.extra.contains("data_dir") {
+            ""
+        } else {
+            "data_dir = \"data\""
+        };
         let text = format!(
             r#"metadata_dir = "meta"
-data_dir = "data"
+{data_dir}
 replication_factor = {rf}
 rpc_bind_addr = "{ip}:3901"
 rpc_public_addr = "{ip}:3901"
