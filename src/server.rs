@@ -21,7 +21,7 @@ use crate::net::peering::Peering;
 use crate::net::{NetApp, NodeId, NodeKey};
 use crate::table::gc::{GcConfig, TableGc};
 use crate::table::kv::KvSchema;
-use crate::table::{ShardedReplication, Table, TableInfo};
+use crate::table::{ShardedReplication, Table, TableInfo, TableWorkers};
 use crate::util::background::{Registry, Tunable};
 use crate::util::config::Config;
 
@@ -132,6 +132,7 @@ impl Node {
             resync_queue.clone(),
             std::time::Duration::from_secs(config.block_gc_delay_secs),
         )?;
+        tasks.push(rc.spawn_recorder());
         let block_ref = Table::new(BlockRefSchema { rc: rc.clone() }, sharded(), &system, &db)?;
         tasks.extend(block_ref.spawn_workers());
         tasks.push(block_ref.spawn_handoff());
@@ -197,6 +198,7 @@ impl Node {
         workers.add_worker(resync.clone());
         workers.add_worker(scrub.clone());
         let tables: Vec<Arc<dyn TableInfo>> = vec![kv.clone(), block_ref.clone()];
+        workers.add_worker(Arc::new(TableWorkers(tables.clone())));
 
         // Layout transitions: a version counts as synced on this node once every table completed a full
         // anti-entropy pass with the replicas of all active versions.

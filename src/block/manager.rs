@@ -237,11 +237,7 @@ impl BlockManager {
                 Err(e) => self.on_corrupt(hash, &e).await,
             }
         }
-        let (block, node) = self.fetch_remote(hash).await?;
-        let h = *hash;
-        let plain = tokio::task::spawn_blocking(move || block.verify(&h))
-            .await
-            .map_err(|e| BlockError::Net(format!("verify task: {e}")))??;
+        let (_block, plain, node) = self.fetch_remote(hash).await?;
         self.metrics
             .blocks_read_remote
             .fetch_add(1, Ordering::Relaxed);
@@ -271,9 +267,13 @@ impl BlockManager {
         }
     }
 
-    /// Fetch a block (stored form, verified) from the other replicas, nearest first, hedging to the next
-    /// one when a replica fails or is slow to start answering.
-    pub async fn fetch_remote(&self, hash: &Hash) -> Result<(DataBlock, NodeId), BlockError> {
+    /// Fetch a block from the other replicas, nearest first, hedging to the next one when a replica fails
+    /// or is slow to start answering. Returns the stored form and the plain bytes (verified), and who
+    /// served it.
+    pub async fn fetch_remote(
+        &self,
+        hash: &Hash,
+    ) -> Result<(DataBlock, Bytes, NodeId), BlockError> {
         let me = self.system.id();
         let mut nodes = self.storage_nodes(hash);
         nodes.retain(|n| *n != me);
@@ -298,7 +298,7 @@ impl BlockManager {
             let deadline = self.hedge_deadline(&nodes[next - 1]);
             tokio::select! {
                 r = futs.next() => match r {
-                    Some((node, Ok(block))) => return Ok((block, node)),
+                    Some((node, Ok((block, plain)))) => return Ok((block, plain, node)),
                     Some((node, Err(e))) => {
                         errors.push(format!("{}: {e}", node.short()));
                         if next < nodes.len() {
@@ -381,7 +381,7 @@ impl BlockManager {
             .map_err(|e| BlockError::Net(format!("write task: {e}")))??;
         if written {
             self.metrics.bytes_written.fetch_add(len, Ordering::Relaxed);
-            self.rc.on_block_written(&hash)?;
+            self.rc.on_block_written(&hash);
         }
         Ok(())
     }
@@ -417,7 +417,7 @@ async fn fetch_from(
     node: &NodeId,
     hash: Hash,
     answering: &AtomicBool,
-) -> Result<DataBlock, BlockError> {
+) -> Result<(DataBlock, Bytes), BlockError> {
     let (resp, stream) = ep
         .call_streaming(
             node,
@@ -438,10 +438,10 @@ async fn fetch_from(
     answering.store(false, Ordering::Relaxed);
     let block = DataBlock::from_parts(kind, payload?)?;
     let check = block.clone();
-    tokio::task::spawn_blocking(move || check.verify(&hash))
+    let plain = tokio::task::spawn_blocking(move || check.verify(&hash))
         .await
         .map_err(|e| BlockError::Net(format!("verify task: {e}")))??;
-    Ok(block)
+    Ok((block, plain))
 }
 
 /// Read exactly `len` bytes from a stream, giving up when it stalls for [`STALL_TIMEOUT`]. A stream that

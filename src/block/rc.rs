@@ -11,9 +11,11 @@
 //! a block written just before its first reference arrives (every new local block starts as "deletable
 //! after the delay" until a reference claims it, so blocks of an interrupted upload are collected too).
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
 
 use super::resync::ResyncQueue;
 use crate::db::{self, Db, Tree, Tx};
@@ -51,6 +53,9 @@ pub struct BlockRc {
     tree: Tree,
     resync: ResyncQueue,
     gc_delay: Duration,
+    /// New block files not yet recorded (see [`BlockRc::on_block_written`]).
+    written: Arc<Mutex<Vec<Hash>>>,
+    written_notify: Arc<Notify>,
 }
 
 impl BlockRc {
@@ -59,6 +64,8 @@ impl BlockRc {
             tree: db.open_tree("block_rc")?,
             resync,
             gc_delay,
+            written: Arc::new(Mutex::new(vec![])),
+            written_notify: Arc::new(Notify::new()),
         })
     }
 
@@ -100,16 +107,49 @@ impl BlockRc {
 
     /// A block file was just written here: if nothing references it yet, it is deletable only after the
     /// safety delay (its references are on their way), and checked again then.
-    pub fn on_block_written(&self, hash: &Hash) -> Result<(), db::Error> {
+    ///
+    /// Recorded in the background, many blocks per transaction, so a block write does not wait for a
+    /// metadata commit (and its fsync). Losing the record in a crash is harmless: the startup scan finds
+    /// the file without a count and records it then.
+    pub fn on_block_written(&self, hash: &Hash) {
+        self.written
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(*hash);
+        self.written_notify.notify_one();
+    }
+
+    /// Record the blocks reported by [`BlockRc::on_block_written`], in batches, until aborted.
+    pub fn spawn_recorder(&self) -> tokio::task::JoinHandle<()> {
+        let rc = self.clone();
+        tokio::spawn(async move {
+            loop {
+                rc.written_notify.notified().await;
+                let batch =
+                    std::mem::take(&mut *rc.written.lock().unwrap_or_else(|e| e.into_inner()));
+                if let Err(e) = rc.record_written(&batch) {
+                    tracing::error!("recording {} new blocks: {e}", batch.len());
+                }
+            }
+        })
+    }
+
+    /// Mark unreferenced new blocks as deletable after the delay (one transaction).
+    pub fn record_written(&self, hashes: &[Hash]) -> Result<(), db::Error> {
+        if hashes.is_empty() {
+            return Ok(());
+        }
+        let at = now_msec() + self.gc_delay.as_millis() as u64;
         let r = self.tree.db().transaction(|tx| {
-            if self.get_tx(tx, hash)?.is_none() {
-                let at = now_msec() + self.gc_delay.as_millis() as u64;
-                let v = RcValue {
-                    count: 0,
-                    deletable_at: Some(at),
-                };
-                self.put_tx(tx, hash, &v)?;
-                self.resync.enqueue_tx(tx, hash, at)?;
+            for hash in hashes {
+                if self.get_tx(tx, hash)?.is_none() {
+                    let v = RcValue {
+                        count: 0,
+                        deletable_at: Some(at),
+                    };
+                    self.put_tx(tx, hash, &v)?;
+                    self.resync.enqueue_tx(tx, hash, at)?;
+                }
             }
             Ok::<(), db::TxError<db::Error>>(())
         });

@@ -173,12 +173,12 @@ mod tests {
     fn new_unreferenced_blocks_wait_for_the_delay() {
         let (_d, rc, q) = setup();
         let b = [9u8; 32];
-        rc.on_block_written(&b).unwrap();
+        rc.record_written(&[b]).unwrap();
         let v = rc.get(&b).unwrap().unwrap();
         assert!(!v.is_needed() && !v.is_deletable(now_msec()));
         assert_eq!(q.len().unwrap(), 1);
         // Writing it again does not push the deadline.
-        rc.on_block_written(&b).unwrap();
+        rc.record_written(&[b]).unwrap();
         assert_eq!(rc.get(&b).unwrap().unwrap(), v);
     }
 }

@@ -343,7 +343,7 @@ impl Resync {
         };
         match (have, mine) {
             (false, true) if rc.is_some_and(|v| v.is_needed()) => {
-                let (block, from) = m.fetch_remote(hash).await?;
+                let (block, _plain, from) = m.fetch_remote(hash).await?;
                 m.write_local(*hash, block).await?;
                 tracing::debug!(
                     "resync: fetched {} from {}",
@@ -355,7 +355,7 @@ impl Resync {
             (true, false) => self.offload(hash).await,
             (true, true) => match rc {
                 None => {
-                    m.rc.on_block_written(hash)?;
+                    m.rc.record_written(&[*hash])?;
                     Ok(Outcome::Nothing)
                 }
                 Some(v) if v.is_deletable(now) => {

@@ -190,6 +190,49 @@ pub async fn debug(client: &AdminClient, cmd: &BlockDebugCmd) -> Result<()> {
     Ok(())
 }
 
+/// The block part of `grenier stats`.
+pub fn human_stats(b: &Value) -> String {
+    use crate::util::size::format_size;
+    let n = |k: &str| b[k].as_u64().unwrap_or(0);
+    let mut out = format!(
+        "\nblocks: {} referenced here, resync queue {} ({} awaiting retry), send buffer {} in use\n\
+         since start: {} written ({}), {} read locally, {} from replicas ({} hedged), {} served, {} corrupted found\n",
+        n("referenced_blocks"),
+        n("resync_queue"),
+        n("resync_errors"),
+        format_size(n("buffer_used")),
+        n("blocks_written"),
+        format_size(n("bytes_written")),
+        n("blocks_read_local"),
+        n("blocks_read_remote"),
+        n("hedged_reads"),
+        n("blocks_served"),
+        n("corrupted_found"),
+    );
+    let mut rows = vec![
+        ["DATA DIR", "CAPACITY", "FREE", "MODE"]
+            .map(String::from)
+            .to_vec(),
+    ];
+    for d in b["data_dirs"].as_array().into_iter().flatten() {
+        rows.push(vec![
+            str_of(&d["path"]),
+            d["capacity"]
+                .as_u64()
+                .map(format_size)
+                .unwrap_or("-".into()),
+            d["avail"].as_u64().map(format_size).unwrap_or("-".into()),
+            if d["read_only"].as_bool() == Some(true) {
+                "read-only (draining)".into()
+            } else {
+                "read-write".into()
+            },
+        ]);
+    }
+    out.push_str(&format_table(&rows));
+    out
+}
+
 fn str_of(v: &Value) -> String {
     v.as_str().unwrap_or("").to_string()
 }

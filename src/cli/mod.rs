@@ -242,6 +242,7 @@ pub async fn run_client(cli: &Cli) -> Result<()> {
                     ]);
                 }
                 print!("{}", format_table(&rows));
+                print!("{}", blocks::human_stats(&v["blocks"]));
             }
         }
         Command::Debug(cmd) => debug(&client, cmd).await?,

@@ -523,3 +523,47 @@ pub struct TableMetrics {
     /// How the last full anti-entropy pass went (None before the first one).
     pub last_full_sync: Option<sync::LastFullSync>,
 }
+
+/// The tables' background work (Merkle updates, anti-entropy, tombstone GC) as rows of
+/// `grenier worker list`.
+pub struct TableWorkers(pub Vec<Arc<dyn TableInfo>>);
+
+impl crate::util::background::Worker for TableWorkers {
+    fn status(&self) -> Vec<crate::util::background::WorkerStatus> {
+        use crate::util::background::{WorkerState, WorkerStatus};
+        self.0
+            .iter()
+            .filter_map(|t| t.metrics().ok())
+            .map(|m| {
+                let sync = match &m.last_full_sync {
+                    None => "no full anti-entropy pass yet".to_string(),
+                    Some(s) => format!(
+                        "last full anti-entropy pass {} s ago{}",
+                        crate::util::time::now_msec().saturating_sub(s.at_msec) / 1000,
+                        if s.complete {
+                            ""
+                        } else {
+                            " (some replicas unreachable)"
+                        }
+                    ),
+                };
+                WorkerStatus {
+                    name: format!("table {}", m.table),
+                    state: if m.merkle_todo > 0 {
+                        WorkerState::Busy
+                    } else {
+                        WorkerState::Idle
+                    },
+                    progress: Some(format!(
+                        "{} entries, {} tombstones awaiting GC; {sync}",
+                        m.entries, m.gc_todo
+                    )),
+                    queue_length: Some(m.merkle_todo as u64),
+                    done: m.local_writes,
+                    errors: 0,
+                    last_error: None,
+                }
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,182 @@
+//! Block store benchmark: BLAKE2b and zstd speed on this machine, then three nodes in one process on
+//! 127.0.0.x (real TLS mesh, real files, data_fsync off), rf 3 over three zones: replicated writes of
+//! 1 MiB blocks (hashing included), reads from the local copy, and reads from a remote replica.
+//! Run: `cargo bench --bench block` (or `script/bench block`).
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use grenier::layout::NodeRole;
+use grenier::net::NodeKey;
+use grenier::server::Node;
+use grenier::util::config::Config;
+use grenier::util::hash::blake2sum;
+use rand::RngCore;
+
+const SECRET: &str = "5b1c1e7a9f4d2c6b8a0e5f7d9c1b3a5e7f9d1c3b5a7e9f1d3c5b7a9e1f3d5c7b";
+const MIB: usize = 1 << 20;
+
+fn config(root: &std::path::Path, i: usize, ip: &str, bootstrap: Option<String>) -> Config {
+    let dir = root.join(format!("n{i}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let boot = bootstrap
+        .map(|b| format!("bootstrap_peers = [\"{b}\"]"))
+        .unwrap_or_default();
+    let text = format!(
+        "metadata_dir = \"meta\"\ndata_dir = \"data\"\nreplication_factor = 3\nrpc_bind_addr = \"{ip}:3901\"\n\
+         rpc_public_addr = \"{ip}:3901\"\nrpc_bind_outgoing = true\nrpc_secret = \"{SECRET}\"\n{boot}\n\
+         [admin]\napi_bind_addr = \"{ip}:3903\"\nadmin_token = \"bench\"\n"
+    );
+    let path = dir.join("grenier.toml");
+    std::fs::write(&path, text).unwrap();
+    Config::load(&path).unwrap()
+}
+
+async fn wait(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// MB/s of `f` over 1 MiB inputs, run for about a second on one core.
+fn speed(what: &str, data: &[u8], mut f: impl FnMut(&[u8])) {
+    let t = Instant::now();
+    let mut n = 0;
+    while t.elapsed() < Duration::from_secs(1) {
+        f(data);
+        n += 1;
+    }
+    let mbs = (n * data.len()) as f64 / t.elapsed().as_secs_f64() / 1e6;
+    println!("{what}: {mbs:.0} MB/s (one core)");
+}
+
+/// The disk's own speed for what a replica does per block: create a new 1 MiB file (and read it back),
+/// in the directory the nodes use, one thread. Three nodes on one disk write three copies per block.
+fn disk_ceiling(data: &[u8]) {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 256;
+    let t = Instant::now();
+    for i in 0..n {
+        std::fs::write(dir.path().join(format!("f{i}")), data).unwrap();
+    }
+    let w = (n * data.len()) as f64 / t.elapsed().as_secs_f64() / 1e6;
+    let t = Instant::now();
+    for i in 0..n {
+        std::hint::black_box(std::fs::read(dir.path().join(format!("f{i}"))).unwrap());
+    }
+    let r = (n * data.len()) as f64 / t.elapsed().as_secs_f64() / 1e6;
+    println!(
+        "this disk, one thread: new 1 MiB files written at {w:.0} MB/s, read back at {r:.0} MB/s"
+    );
+}
+
+fn main() {
+    let mut random = vec![0u8; MIB];
+    rand::thread_rng().fill_bytes(&mut random);
+    let text: Vec<u8> = (0..MIB)
+        .map(|i| b"grenier block store "[i % 20] ^ (i / 4096) as u8)
+        .collect();
+    speed("BLAKE2b, 1 MiB", &random, |d| {
+        std::hint::black_box(blake2sum(d));
+    });
+    speed("zstd level 1 compress, random 1 MiB", &random, |d| {
+        std::hint::black_box(zstd::bulk::compress(d, 1).unwrap());
+    });
+    speed("zstd level 1 compress, repetitive 1 MiB", &text, |d| {
+        std::hint::black_box(zstd::bulk::compress(d, 1).unwrap());
+    });
+
+    disk_ceiling(&random);
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let root = tempfile::tempdir().unwrap();
+        let base = format!("127.0.{}", 100 + std::process::id() % 100);
+        let ips: Vec<String> = (1..=3).map(|i| format!("{base}.{i}")).collect();
+        let ids: Vec<_> = (0..3)
+            .map(|i| NodeKey::load_or_create(&root.path().join(format!("n{i}/meta"))).unwrap().id())
+            .collect();
+        let boot = format!("{}@{}:3901", ids[0], ips[0]);
+        let mut nodes = vec![Node::start(config(root.path(), 0, &ips[0], None)).await.unwrap()];
+        for (i, ip) in ips.iter().enumerate().skip(1) {
+            nodes.push(Node::start(config(root.path(), i, ip, Some(boot.clone()))).await.unwrap());
+        }
+        nodes[0]
+            .layout
+            .update(|h| {
+                for (id, z) in ids.iter().zip(["a", "b", "c"]) {
+                    h.stage_role(*id, Some(NodeRole { zone: z.into(), capacity: Some(10 << 30), tags: vec![] }));
+                }
+                h.apply(None)
+            })
+            .unwrap();
+        wait("layout and mesh everywhere", || {
+            nodes.iter().all(|n| n.layout.version() == 1 && ids.iter().all(|i| n.system.is_up(i)))
+        })
+        .await;
+
+        let count = 512;
+        let blocks: Vec<Bytes> = (0..count)
+            .map(|_| {
+                let mut b = vec![0u8; MIB];
+                rand::thread_rng().fill_bytes(&mut b);
+                Bytes::from(b)
+            })
+            .collect();
+        for in_flight in [1, 8] {
+            let t = Instant::now();
+            let hashes: Vec<_> = futures::stream::iter(blocks.iter().cloned())
+                .map(|b| {
+                    let m = nodes[0].block.clone();
+                    async move {
+                        let h = tokio::task::spawn_blocking({
+                            let b = b.clone();
+                            move || blake2sum(&b)
+                        })
+                        .await
+                        .unwrap();
+                        m.put_block(h, b).await.unwrap();
+                        h
+                    }
+                })
+                .buffered(in_flight)
+                .collect()
+                .await;
+            let el = t.elapsed().as_secs_f64();
+            println!(
+                "replicated writes, 1 MiB random blocks, rf 3, W=2, {in_flight} in flight: {:.0} MB/s ({count} blocks in {el:.2} s)",
+                (count * MIB) as f64 / el / 1e6
+            );
+            for (what, remote) in [("from the local copy", false), ("from a remote replica", true)] {
+                let t = Instant::now();
+                let m = nodes[1].block.clone();
+                futures::stream::iter(hashes.iter().copied())
+                    .for_each_concurrent(in_flight, |h| {
+                        let m = m.clone();
+                        async move {
+                            if remote {
+                                m.fetch_remote(&h).await.unwrap();
+                            } else {
+                                m.get_block(&h).await.unwrap();
+                            }
+                        }
+                    })
+                    .await;
+                let el = t.elapsed().as_secs_f64();
+                println!(
+                    "verified reads {what}, {in_flight} in flight: {:.0} MB/s",
+                    (count * MIB) as f64 / el / 1e6
+                );
+            }
+        }
+        for n in nodes {
+            n.stop();
+        }
+    });
+}
