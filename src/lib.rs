@@ -11,6 +11,7 @@ pub mod crdt;
 pub mod db;
 pub mod layout;
 pub mod net;
+pub mod s3;
 pub mod server;
 pub mod table;
 pub mod util;

@@ -1,0 +1,172 @@
+//! S3 errors: every failure a client sees is one of these codes, with its HTTP status, rendered as S3's
+//! XML error document (`<Error><Code>…</Code><Message>…</Message><Resource>…</Resource>
+//! <RequestId>…</RequestId></Error>`).
+
+use hyper::StatusCode;
+
+/// S3 error codes used by Grenier (names exactly as AWS spells them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum S3ErrorCode {
+    AccessDenied,
+    AuthorizationHeaderMalformed,
+    BadDigest,
+    BucketAlreadyExists,
+    BucketAlreadyOwnedByYou,
+    BucketNotEmpty,
+    EntityTooLarge,
+    EntityTooSmall,
+    IncompleteBody,
+    InternalError,
+    InvalidAccessKeyId,
+    InvalidArgument,
+    InvalidBucketName,
+    InvalidDigest,
+    InvalidObjectState,
+    InvalidPart,
+    InvalidPartOrder,
+    InvalidRange,
+    InvalidRequest,
+    KeyTooLongError,
+    MalformedXML,
+    MaxMessageLengthExceeded,
+    MetadataTooLarge,
+    MethodNotAllowed,
+    MissingContentLength,
+    MissingSecurityHeader,
+    NoSuchBucket,
+    NoSuchKey,
+    NoSuchUpload,
+    NotImplemented,
+    NotModified,
+    PreconditionFailed,
+    RequestHeaderSectionTooLarge,
+    RequestTimeTooSkewed,
+    ServiceUnavailable,
+    SignatureDoesNotMatch,
+    SlowDown,
+    TooManyParts,
+    XAmzContentSHA256Mismatch,
+}
+
+impl S3ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        use S3ErrorCode::*;
+        match self {
+            AccessDenied => "AccessDenied",
+            AuthorizationHeaderMalformed => "AuthorizationHeaderMalformed",
+            BadDigest => "BadDigest",
+            BucketAlreadyExists => "BucketAlreadyExists",
+            BucketAlreadyOwnedByYou => "BucketAlreadyOwnedByYou",
+            BucketNotEmpty => "BucketNotEmpty",
+            EntityTooLarge => "EntityTooLarge",
+            EntityTooSmall => "EntityTooSmall",
+            IncompleteBody => "IncompleteBody",
+            InternalError => "InternalError",
+            InvalidAccessKeyId => "InvalidAccessKeyId",
+            InvalidArgument => "InvalidArgument",
+            InvalidBucketName => "InvalidBucketName",
+            InvalidDigest => "InvalidDigest",
+            InvalidObjectState => "InvalidObjectState",
+            InvalidPart => "InvalidPart",
+            InvalidPartOrder => "InvalidPartOrder",
+            InvalidRange => "InvalidRange",
+            InvalidRequest => "InvalidRequest",
+            KeyTooLongError => "KeyTooLongError",
+            MalformedXML => "MalformedXML",
+            MaxMessageLengthExceeded => "MaxMessageLengthExceeded",
+            MetadataTooLarge => "MetadataTooLarge",
+            MethodNotAllowed => "MethodNotAllowed",
+            MissingContentLength => "MissingContentLength",
+            MissingSecurityHeader => "MissingSecurityHeader",
+            NoSuchBucket => "NoSuchBucket",
+            NoSuchKey => "NoSuchKey",
+            NoSuchUpload => "NoSuchUpload",
+            NotImplemented => "NotImplemented",
+            NotModified => "NotModified",
+            PreconditionFailed => "PreconditionFailed",
+            RequestHeaderSectionTooLarge => "RequestHeaderSectionTooLarge",
+            RequestTimeTooSkewed => "RequestTimeTooSkewed",
+            ServiceUnavailable => "ServiceUnavailable",
+            SignatureDoesNotMatch => "SignatureDoesNotMatch",
+            SlowDown => "SlowDown",
+            TooManyParts => "TooManyParts",
+            XAmzContentSHA256Mismatch => "XAmzContentSHA256Mismatch",
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        use S3ErrorCode::*;
+        match self {
+            AccessDenied | InvalidAccessKeyId | RequestTimeTooSkewed | SignatureDoesNotMatch => {
+                StatusCode::FORBIDDEN
+            }
+            NoSuchBucket | NoSuchKey | NoSuchUpload => StatusCode::NOT_FOUND,
+            BucketAlreadyExists | BucketAlreadyOwnedByYou | BucketNotEmpty | InvalidObjectState => {
+                StatusCode::CONFLICT
+            }
+            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            MissingContentLength => StatusCode::LENGTH_REQUIRED,
+            PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+            InvalidRange => StatusCode::RANGE_NOT_SATISFIABLE,
+            NotModified => StatusCode::NOT_MODIFIED,
+            InternalError => StatusCode::INTERNAL_SERVER_ERROR,
+            NotImplemented => StatusCode::NOT_IMPLEMENTED,
+            ServiceUnavailable | SlowDown => StatusCode::SERVICE_UNAVAILABLE,
+            RequestHeaderSectionTooLarge => StatusCode::BAD_REQUEST,
+            AuthorizationHeaderMalformed
+            | BadDigest
+            | EntityTooLarge
+            | EntityTooSmall
+            | IncompleteBody
+            | InvalidArgument
+            | InvalidBucketName
+            | InvalidDigest
+            | InvalidPart
+            | InvalidPartOrder
+            | InvalidRequest
+            | KeyTooLongError
+            | MalformedXML
+            | MaxMessageLengthExceeded
+            | MetadataTooLarge
+            | MissingSecurityHeader
+            | TooManyParts
+            | XAmzContentSHA256Mismatch => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+/// An S3 error answer.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {message}", code.as_str())]
+pub struct S3Error {
+    pub code: S3ErrorCode,
+    /// Human message, as AWS would word it.
+    pub message: String,
+    /// Extra XML elements some errors carry (e.g. `("Region", "garage")` for
+    /// AuthorizationHeaderMalformed, `("ActualObjectSize", "…")` for InvalidRange).
+    pub extra: Vec<(&'static str, String)>,
+}
+
+impl S3Error {
+    pub fn new(code: S3ErrorCode, message: impl Into<String>) -> S3Error {
+        S3Error {
+            code,
+            message: message.into(),
+            extra: vec![],
+        }
+    }
+
+    pub fn with(mut self, element: &'static str, value: impl Into<String>) -> S3Error {
+        self.extra.push((element, value.into()));
+        self
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.code.status()
+    }
+}
+
+/// Shorthand: `err(S3ErrorCode::NoSuchKey, "The specified key does not exist.")`.
+pub fn err(code: S3ErrorCode, message: impl Into<String>) -> S3Error {
+    S3Error::new(code, message)
+}
