@@ -25,7 +25,7 @@ fn config(root: &std::path::Path, i: usize, ip: &str, bootstrap: Option<String>)
     let text = format!(
         "metadata_dir = \"meta\"\ndata_dir = \"data\"\nreplication_factor = 3\nrpc_bind_addr = \"{ip}:3901\"\n\
          rpc_public_addr = \"{ip}:3901\"\nrpc_bind_outgoing = true\nrpc_secret = \"{SECRET}\"\n{boot}\n\
-         [admin]\napi_bind_addr = \"{ip}:3903\"\nadmin_token = \"bench\"\n"
+         [s3_api]\napi_bind_addr = \"{ip}:3900\"\n[admin]\napi_bind_addr = \"{ip}:3903\"\nadmin_token = \"bench\"\n"
     );
     let path = dir.join("grenier.toml");
     std::fs::write(&path, text).unwrap();

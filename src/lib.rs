@@ -10,6 +10,7 @@ pub mod cli;
 pub mod crdt;
 pub mod db;
 pub mod layout;
+pub mod model;
 pub mod net;
 pub mod s3;
 pub mod server;

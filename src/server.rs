@@ -17,9 +17,10 @@ use crate::block::{BlockError, BlockManager};
 use crate::db::Db;
 use crate::layout::manager::SyncPass;
 use crate::layout::{LayoutManager, System};
+use crate::model::Model;
 use crate::net::peering::Peering;
 use crate::net::{NetApp, NodeId, NodeKey};
-use crate::table::gc::{GcConfig, TableGc};
+use crate::table::gc::GcConfig;
 use crate::table::kv::KvSchema;
 use crate::table::{ShardedReplication, Table, TableInfo, TableWorkers};
 use crate::util::background::{Registry, Tunable};
@@ -40,6 +41,8 @@ pub enum ServerError {
     Admin(#[from] admin::AdminError),
     #[error("{0}")]
     Block(#[from] BlockError),
+    #[error("{0}")]
+    Model(#[from] crate::model::ModelError),
     #[error("{0}: {1}")]
     Io(String, std::io::Error),
 }
@@ -56,6 +59,7 @@ pub struct Node {
     pub block: Arc<BlockManager>,
     pub block_ref: Arc<Table<BlockRefSchema, ShardedReplication>>,
     pub workers: Arc<Registry>,
+    pub model: Arc<Model>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -114,15 +118,7 @@ impl Node {
             config.tombstone_gc_delay_secs,
         ));
         let kv = Table::new(KvSchema, sharded(), &system, &db)?;
-        tasks.extend(kv.spawn_workers());
-        tasks.push(kv.spawn_handoff());
-        let kv_gc = TableGc::new(
-            kv.data.clone(),
-            kv.replication.clone(),
-            system.clone(),
-            gc_config.clone(),
-        );
-        tasks.push(kv_gc.spawn());
+        tasks.extend(kv.spawn_all(gc_config.clone()));
 
         // Blocks: the reference table's hook keeps local reference counts, which feed the resync queue.
         let workers = Registry::new();
@@ -134,15 +130,7 @@ impl Node {
         )?;
         tasks.push(rc.spawn_recorder());
         let block_ref = Table::new(BlockRefSchema { rc: rc.clone() }, sharded(), &system, &db)?;
-        tasks.extend(block_ref.spawn_workers());
-        tasks.push(block_ref.spawn_handoff());
-        let block_ref_gc = TableGc::new(
-            block_ref.data.clone(),
-            block_ref.replication.clone(),
-            system.clone(),
-            gc_config,
-        );
-        tasks.push(block_ref_gc.spawn());
+        tasks.extend(block_ref.spawn_all(gc_config.clone()));
         let store = {
             let (dirs, fsync) = (config.data_dir.clone(), config.data_fsync);
             tokio::task::spawn_blocking(move || BlockStore::open(&dirs, fsync))
@@ -197,7 +185,17 @@ impl Node {
         workers.add_tunable("scrub-tranquility", scrub.tranquility.clone());
         workers.add_worker(resync.clone());
         workers.add_worker(scrub.clone());
-        let tables: Vec<Arc<dyn TableInfo>> = vec![kv.clone(), block_ref.clone()];
+        let (model, model_tasks) = Model::start(
+            &system,
+            &db,
+            &config,
+            block.clone(),
+            block_ref.clone(),
+            gc_config,
+        )?;
+        tasks.extend(model_tasks);
+        let mut tables: Vec<Arc<dyn TableInfo>> = vec![kv.clone(), block_ref.clone()];
+        tables.extend(model.tables());
         workers.add_worker(Arc::new(TableWorkers(tables.clone())));
 
         // Layout transitions: a version counts as synced on this node once every table completed a full
@@ -226,16 +224,29 @@ impl Node {
             resync,
             scrub,
             workers: workers.clone(),
+            model: model.clone(),
             block_size: config.block_size,
             admin_token: config.admin.admin_token.clone(),
             metrics_token: config.admin.metrics_token.clone(),
         });
         tasks.push(admin::serve(config.admin.api_bind_addr, admin_state).await?);
+        let s3_state = Arc::new(crate::s3::server::S3State {
+            model: model.clone(),
+            region: config.s3_api.s3_region.clone(),
+            root_domain: config.s3_api.root_domain.clone(),
+        });
+        let s3_addr = config.s3_api.api_bind_addr;
+        tasks.push(
+            crate::s3::server::serve(s3_addr, s3_state)
+                .await
+                .map_err(|e| ServerError::Io(format!("S3 API on {s3_addr}"), e))?,
+        );
 
         tracing::info!(
-            "node {} started: rpc {}, admin http://{}",
+            "node {} started: rpc {}, S3 http://{}, admin http://{}",
             net.id.short(),
             config.rpc_bind_addr,
+            config.s3_api.api_bind_addr,
             config.admin.api_bind_addr
         );
         Ok(Node {
@@ -249,6 +260,7 @@ impl Node {
             block,
             block_ref: node_block_ref,
             workers,
+            model,
             tasks,
         })
     }
@@ -349,7 +361,7 @@ mod tests {
                 "metadata_dir = \"meta\"\ndata_dir = \"data\"\nreplication_factor = 3\n\
                  rpc_bind_addr = \"{ip}:3901\"\nrpc_public_addr = \"{ip}:3901\"\n\
                  rpc_bind_outgoing = true\nrpc_secret = \"{SECRET}\"\n{boot}\n\
-                 [admin]\napi_bind_addr = \"{ip}:3903\"\nadmin_token = \"t\"\n"
+                 [s3_api]\napi_bind_addr = \"{ip}:3900\"\n[admin]\napi_bind_addr = \"{ip}:3903\"\nadmin_token = \"t\"\n"
             );
             let path = dir.join("grenier.toml");
             std::fs::write(&path, &text).unwrap();

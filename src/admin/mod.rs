@@ -10,6 +10,7 @@
 mod blocks;
 mod cluster;
 mod debug;
+mod keys;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -81,6 +82,7 @@ pub struct AdminState {
     pub resync: Arc<crate::block::resync::Resync>,
     pub scrub: Arc<crate::block::scrub::Scrub>,
     pub workers: Arc<crate::util::background::Registry>,
+    pub model: Arc<crate::model::Model>,
     pub block_size: u64,
     pub admin_token: Option<String>,
     pub metrics_token: Option<String>,
@@ -197,7 +199,9 @@ async fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Byt
             }
         }
     };
-    let res = if path.starts_with("/v1/debug/blocks/")
+    let res = if path.starts_with("/v1/keys") || path.starts_with("/v1/buckets") {
+        keys::route(state, &method, &path, req_query.as_deref(), body).await
+    } else if path.starts_with("/v1/debug/blocks/")
         || path.starts_with("/v1/workers")
         || path == "/v1/repair/scrub"
         || path == "/v1/repair/blocks"

@@ -73,6 +73,34 @@ fn write_private(path: &Path, text: &str) -> Result<()> {
     Ok(())
 }
 
+/// The dev key (named `dev`) and bucket (`dev`), created on first start and reused afterwards.
+async fn dev_key_and_bucket(node: &Node) -> Result<(String, String)> {
+    use crate::model::key::Permissions;
+    let m = &node.model;
+    let key = match m.find_key("dev").await {
+        Ok(k) => k,
+        Err(_) => m.create_key("dev").await.context("creating the dev key")?,
+    };
+    m.set_key_permissions(&key.id, None, Some(true)).await?;
+    let bucket = match m.bucket_by_name("dev").await? {
+        Some(b) => b,
+        None => m
+            .create_bucket("dev", None)
+            .await
+            .context("creating the dev bucket")?,
+    };
+    m.set_key_permissions(&key.id, Some((bucket.id, Permissions::ALL)), None)
+        .await?;
+    let secret = key.params().map(|p| p.secret.clone()).unwrap_or_default();
+    Ok((key.id, secret))
+}
+
+/// Write a private file (0600), replacing it.
+fn write_private_replace(path: &Path, text: &str) -> Result<()> {
+    let _ = std::fs::remove_file(path);
+    write_private(path, text)
+}
+
 pub async fn run(args: &DevArgs) -> Result<()> {
     let cfg_path = args.dir.join("grenier.toml");
     let fresh = !cfg_path.exists();
@@ -105,22 +133,28 @@ pub async fn run(args: &DevArgs) -> Result<()> {
         })?;
     }
     let admin = config.admin.api_bind_addr;
+    let (key_id, secret) = dev_key_and_bucket(&node).await?;
+    let endpoint = format!("http://{}", config.s3_api.api_bind_addr);
+    let region = &config.s3_api.s3_region;
+    let creds = args.dir.join("credentials.env");
+    let creds_text = format!(
+        "export AWS_ACCESS_KEY_ID={key_id}\nexport AWS_SECRET_ACCESS_KEY={secret}\n\
+         export AWS_ENDPOINT_URL={endpoint}\nexport AWS_REGION={region}\n"
+    );
+    write_private_replace(&creds, &creds_text)?;
     println!(
         "Grenier dev node is running{} (Ctrl-C to stop).",
         if fresh { "" } else { ", reusing its directory" }
     );
     println!();
+    println!("  S3 endpoint    {endpoint}  (region {region})");
+    println!("  Bucket         dev");
+    println!("  Access key     {key_id}");
+    println!("  Secret key     {secret}");
     println!(
-        "  S3 endpoint    http://{}  (region {})",
-        config.s3_api.api_bind_addr, config.s3_api.s3_region
+        "  Credentials    {}  (source it for the aws CLI and SDKs)",
+        creds.display()
     );
-    println!(
-        "                 NOT SERVED YET: this build has the cluster core (RPC mesh, layout, admin API);"
-    );
-    println!(
-        "                 the S3 API, buckets and access keys arrive with the S3 milestone. No bucket or key"
-    );
-    println!("                 is created and no credentials.env is written until then.");
     println!("  Admin API      http://{admin}");
     println!(
         "  Node           {}@{}",
@@ -143,10 +177,10 @@ pub async fn run(args: &DevArgs) -> Result<()> {
     );
     println!("  Config         {}", cfg_path.display());
     println!();
-    println!(
-        "Try: cargo run --release -- -c {} status",
-        cfg_path.display()
-    );
+    println!("Try:");
+    println!("  . {}", creds.display());
+    println!("  echo hello > hello.txt && aws s3 cp hello.txt s3://dev/ && aws s3 ls s3://dev/");
+    println!("  cargo run --release -- -c {} status", cfg_path.display());
     node.run_until_signal().await;
     Ok(())
 }

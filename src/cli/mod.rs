@@ -4,6 +4,7 @@
 mod blocks;
 mod client;
 pub mod dev;
+mod keys;
 mod table;
 
 use std::path::PathBuf;
@@ -75,6 +76,12 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// S3 access keys.
+    #[command(subcommand)]
+    Key(keys::KeyCmd),
+    /// Buckets and who may use them.
+    #[command(subcommand)]
+    Bucket(keys::BucketCmd),
     /// Background workers (resync, scrub) and their tunables.
     #[command(subcommand)]
     Worker(blocks::WorkerCmd),
@@ -247,6 +254,8 @@ pub async fn run_client(cli: &Cli) -> Result<()> {
         }
         Command::Debug(cmd) => debug(&client, cmd).await?,
         Command::Worker(cmd) => blocks::worker(&client, cmd).await?,
+        Command::Key(cmd) => keys::key(&client, cmd).await?,
+        Command::Bucket(cmd) => keys::bucket(&client, cmd).await?,
         Command::Repair {
             what,
             action,
@@ -305,7 +314,7 @@ fn admin_client(cli: &Cli) -> Result<AdminClient> {
     AdminClient::new(url.as_deref().unwrap_or_default(), token)
 }
 
-fn print_json(v: &Value) {
+pub(crate) fn print_json(v: &Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
@@ -391,7 +400,7 @@ fn human_status(v: &Value) -> String {
     out
 }
 
-fn enc(s: &str) -> String {
+pub(crate) fn enc(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {

@@ -1,9 +1,18 @@
-//! The S3 HTTP API (our own code on hyper 1 and quick-xml).
+//! The S3 HTTP API (our own code on hyper 1 and quick-xml): routing (`router`), SigV4 (`sigv4`,
+//! `streaming` for aws-chunked bodies), checksums (`checksum`), request bodies and their digests
+//! (`body`), XML documents (`xml`), the server and request lifecycle (`server`), and the operations
+//! (`bucket`, `list`, `object`). Request paths and their round trips: `doc/s3.md`.
 //!
 //! **Invariant:** `s3` never talks RPC or touches tables directly; it goes through `model`.
 
+pub mod body;
+pub mod bucket;
 pub mod checksum;
 pub mod error;
+pub mod list;
+pub mod object;
+pub mod router;
+pub mod server;
 pub mod sigv4;
 pub mod streaming;
 pub mod xml;

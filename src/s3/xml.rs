@@ -1,1 +1,2269 @@
-//! (being written)
+//! Every XML document the S3 API reads or writes.
+//!
+//! **Responses** are plain structs with one `to_xml()` each (or a free function for the trivial ones),
+//! written by hand so that element names and order follow what Amazon S3 itself sends (its documented
+//! examples): a `<?xml version="1.0" encoding="UTF-8"?>` declaration, a newline, then the root element
+//! carrying `xmlns="http://s3.amazonaws.com/doc/2006-03-01/"` (except `<Error>`, which S3 sends without
+//! a namespace). Booleans are `true`/`false`, timestamps ISO 8601 with milliseconds
+//! ([`iso8601`]), ETags quoted (the quotes written as `&quot;`).
+//!
+//! Text is escaped with [`xml_escape`]: `& < > " '` as entities, TAB/LF/CR as character references (so
+//! that no parser normalizes them away), and the characters XML 1.0 cannot carry at all (most C0
+//! controls, U+FFFE, U+FFFF) replaced by U+FFFD — the document always stays well-formed, and a client
+//! that needs such keys exactly asks for `encoding-type=url` ([`url_encode_key`]).
+//!
+//! **Requests** (`CompleteMultipartUpload`, `Delete`, `CreateBucketConfiguration`) are parsed from bytes
+//! with quick-xml into a small element tree and validated; anything malformed or unexpected is an
+//! [`S3ErrorCode::MalformedXML`] error. Namespaces are ignored (elements match on their local name), so
+//! documents with or without `xmlns` are accepted. Key text is kept exactly as sent: entities and
+//! character references are decoded, nothing is trimmed and line ends are not normalized.
+
+use std::fmt::Write as _;
+
+use quick_xml::events::Event;
+use quick_xml::reader::Reader;
+
+use crate::s3::error::{S3Error, S3ErrorCode};
+
+/// The namespace of every S3 response root element.
+pub const S3_XMLNS: &str = "http://s3.amazonaws.com/doc/2006-03-01/";
+
+/// The declaration that starts every document we send.
+const XML_DECL: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
+
+/// AWS's limit on the number of keys in one DeleteObjects request.
+pub const MAX_DELETE_OBJECTS: usize = 1000;
+
+/// Deepest element nesting accepted in a request document (ours need 3).
+const MAX_DEPTH: usize = 16;
+
+/// The only storage class Grenier reports.
+const STORAGE_CLASS: &str = "STANDARD";
+
+// ---------------------------------------------------------------------------------------------------
+// Escaping, encoding, dates
+// ---------------------------------------------------------------------------------------------------
+
+/// Whether `c` may appear in an XML 1.0 document at all (production `Char`).
+fn is_xml10_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
+}
+
+fn push_escaped(out: &mut String, s: &str) {
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            '\t' => out.push_str("&#9;"),
+            '\n' => out.push_str("&#10;"),
+            '\r' => out.push_str("&#13;"),
+            c if is_xml10_char(c) => out.push(c),
+            _ => out.push('\u{FFFD}'),
+        }
+    }
+}
+
+/// Escapes `s` for XML 1.0 text or attribute content. Never produces an ill-formed document:
+/// characters XML 1.0 cannot represent (even as references) become U+FFFD.
+pub fn xml_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    push_escaped(&mut out, s);
+    out
+}
+
+/// Percent-encodes a key (or prefix, delimiter, marker) for `encoding-type=url` listings: every byte
+/// of the UTF-8 form except the unreserved `A-Z a-z 0-9 - _ . ~` and `/` becomes `%XX` (upper-case
+/// hex); a space is `%20` and a `+` is `%2B`, so both `unquote` and `unquote_plus` (boto3) decode it.
+pub fn url_encode_key(s: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(s.len());
+    for &b in s.as_bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
+            out.push(b as char);
+        } else {
+            out.push('%');
+            out.push(HEX[(b >> 4) as usize] as char);
+            out.push(HEX[(b & 15) as usize] as char);
+        }
+    }
+    out
+}
+
+/// Latest instant we format (9999-12-31T23:59:59.999Z); later ones are clamped to it.
+const MAX_MSEC: u64 = 253_402_300_799_999;
+
+struct Civil {
+    year: u64,
+    month: u32,
+    day: u32,
+    hour: u32,
+    min: u32,
+    sec: u32,
+    msec: u32,
+    /// 0 = Sunday.
+    weekday: u32,
+}
+
+fn civil(msec: u64) -> Civil {
+    let msec = msec.min(MAX_MSEC);
+    let secs = msec / 1000;
+    let days = secs / 86_400;
+    let sod = secs % 86_400;
+    // Howard Hinnant's civil_from_days, for days >= 0.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    Civil {
+        year,
+        month,
+        day,
+        hour: (sod / 3600) as u32,
+        min: (sod / 60 % 60) as u32,
+        sec: (sod % 60) as u32,
+        msec: (msec % 1000) as u32,
+        weekday: ((days + 4) % 7) as u32,
+    }
+}
+
+/// ISO 8601 as S3 writes it in XML: `2009-10-12T17:50:30.000Z` (UTC, milliseconds).
+pub fn iso8601(msec_since_epoch: u64) -> String {
+    let c = civil(msec_since_epoch);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        c.year, c.month, c.day, c.hour, c.min, c.sec, c.msec
+    )
+}
+
+/// RFC 7231 IMF-fixdate, for `Last-Modified` and friends: `Mon, 12 Oct 2009 17:50:30 GMT`
+/// (milliseconds are dropped).
+pub fn http_date(msec: u64) -> String {
+    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let c = civil(msec);
+    format!(
+        "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
+        DAYS[c.weekday as usize],
+        c.day,
+        MONTHS[c.month as usize - 1],
+        c.year,
+        c.hour,
+        c.min,
+        c.sec
+    )
+}
+
+/// An ETag as S3 shows it: in double quotes (added unless already there).
+fn quoted_etag(etag: &str) -> String {
+    if etag.len() >= 2 && etag.starts_with('"') && etag.ends_with('"') {
+        etag.to_string()
+    } else {
+        format!("\"{etag}\"")
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Writer
+// ---------------------------------------------------------------------------------------------------
+
+/// A minimal XML writer: compact output, escaped text, element names trusted (they are ours).
+struct XmlWriter {
+    out: String,
+}
+
+impl XmlWriter {
+    /// Starts a document whose root element is `root` (with the S3 namespace when `ns`).
+    fn document(root: &str, ns: bool) -> XmlWriter {
+        let mut out = String::with_capacity(512);
+        out.push_str(XML_DECL);
+        out.push('<');
+        out.push_str(root);
+        if ns {
+            out.push_str(" xmlns=\"");
+            out.push_str(S3_XMLNS);
+            out.push('"');
+        }
+        out.push('>');
+        XmlWriter { out }
+    }
+
+    fn open(&mut self, name: &str) {
+        debug_assert!(is_valid_name(name), "bad element name {name:?}");
+        self.out.push('<');
+        self.out.push_str(name);
+        self.out.push('>');
+    }
+
+    fn close(&mut self, name: &str) {
+        self.out.push_str("</");
+        self.out.push_str(name);
+        self.out.push('>');
+    }
+
+    /// `<name>escaped value</name>`.
+    fn elem(&mut self, name: &str, value: &str) {
+        self.open(name);
+        push_escaped(&mut self.out, value);
+        self.close(name);
+    }
+
+    fn elem_opt(&mut self, name: &str, value: Option<&str>) {
+        if let Some(v) = value {
+            self.elem(name, v);
+        }
+    }
+
+    fn elem_display(&mut self, name: &str, value: impl std::fmt::Display) {
+        self.open(name);
+        let _ = write!(self.out, "{value}");
+        self.close(name);
+    }
+
+    fn elem_bool(&mut self, name: &str, value: bool) {
+        self.elem(name, if value { "true" } else { "false" });
+    }
+
+    /// A key-like value: percent-encoded first when the listing asked for `encoding-type=url`.
+    fn elem_key(&mut self, name: &str, value: &str, url: bool) {
+        if url {
+            self.elem(name, &url_encode_key(value));
+        } else {
+            self.elem(name, value);
+        }
+    }
+
+    fn elem_time(&mut self, name: &str, msec: u64) {
+        self.elem(name, &iso8601(msec));
+    }
+
+    fn elem_etag(&mut self, name: &str, etag: &str) {
+        self.elem(name, &quoted_etag(etag));
+    }
+
+    fn owner(&mut self, name: &str, owner: &Owner) {
+        self.open(name);
+        self.elem("ID", &owner.id);
+        self.elem("DisplayName", &owner.display_name);
+        self.close(name);
+    }
+
+    fn extra(&mut self, elements: &[(String, String)]) {
+        for (name, value) in elements {
+            self.elem(name, value);
+        }
+    }
+
+    fn common_prefixes(&mut self, prefixes: &[String], url: bool) {
+        for p in prefixes {
+            self.open("CommonPrefixes");
+            self.elem_key("Prefix", p, url);
+            self.close("CommonPrefixes");
+        }
+    }
+
+    fn finish(mut self, root: &str) -> String {
+        self.close(root);
+        self.out
+    }
+}
+
+/// A conservative check of element names given by callers (ASCII letters, digits, `-_.`).
+fn is_valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// A root element that is empty or holds only text: `<Root xmlns="…"/>` or `<Root xmlns="…">text</Root>`.
+fn simple_document(root: &str, text: &str) -> String {
+    if text.is_empty() {
+        format!("{XML_DECL}<{root} xmlns=\"{S3_XMLNS}\"/>")
+    } else {
+        format!(
+            "{XML_DECL}<{root} xmlns=\"{S3_XMLNS}\">{}</{root}>",
+            xml_escape(text)
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Responses
+// ---------------------------------------------------------------------------------------------------
+
+/// S3's error document: `<Error><Code/><Message/>{extra elements}<Resource/><RequestId/></Error>`
+/// (no namespace, like S3).
+pub fn error_xml(e: &S3Error, resource: &str, request_id: &str) -> String {
+    let mut w = XmlWriter::document("Error", false);
+    w.elem("Code", e.code.as_str());
+    w.elem("Message", &e.message);
+    for (name, value) in &e.extra {
+        w.elem(name, value);
+    }
+    w.elem("Resource", resource);
+    w.elem("RequestId", request_id);
+    w.finish("Error")
+}
+
+/// `Owner` / `Initiator`: `<ID/><DisplayName/>`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Owner {
+    pub id: String,
+    pub display_name: String,
+}
+
+/// One bucket in [`ListAllMyBucketsResult`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BucketSummary {
+    pub name: String,
+    /// Milliseconds since the Unix epoch.
+    pub creation_date_msec: u64,
+}
+
+/// ListBuckets: `<ListAllMyBucketsResult><Owner/><Buckets><Bucket><Name/><CreationDate/></Bucket>…
+/// </Buckets></ListAllMyBucketsResult>`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListAllMyBucketsResult {
+    pub owner: Owner,
+    pub buckets: Vec<BucketSummary>,
+}
+
+impl ListAllMyBucketsResult {
+    pub fn to_xml(&self) -> String {
+        let mut w = XmlWriter::document("ListAllMyBucketsResult", true);
+        w.owner("Owner", &self.owner);
+        w.open("Buckets");
+        for b in &self.buckets {
+            w.open("Bucket");
+            w.elem("Name", &b.name);
+            w.elem_time("CreationDate", b.creation_date_msec);
+            w.close("Bucket");
+        }
+        w.close("Buckets");
+        w.finish("ListAllMyBucketsResult")
+    }
+}
+
+/// One `<Contents>` entry of a listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectSummary {
+    pub key: String,
+    /// Milliseconds since the Unix epoch.
+    pub last_modified_msec: u64,
+    /// With or without the surrounding quotes (they are added when missing).
+    pub etag: String,
+    pub size: u64,
+    /// Written when set: always for ListObjects (v1), only with `fetch-owner=true` for v2.
+    pub owner: Option<Owner>,
+    /// `ChecksumAlgorithm`, e.g. `CRC64NVME`, when the object has a full checksum.
+    pub checksum_algorithm: Option<String>,
+    /// `ChecksumType`: `FULL_OBJECT` or `COMPOSITE`.
+    pub checksum_type: Option<String>,
+}
+
+impl XmlWriter {
+    /// `<Contents><Key/><LastModified/><ETag/>[<ChecksumAlgorithm/><ChecksumType/>]<Size/>[<Owner/>]
+    /// <StorageClass/></Contents>` (the order S3 sends).
+    fn contents(&mut self, o: &ObjectSummary, url: bool) {
+        self.open("Contents");
+        self.elem_key("Key", &o.key, url);
+        self.elem_time("LastModified", o.last_modified_msec);
+        self.elem_etag("ETag", &o.etag);
+        self.elem_opt("ChecksumAlgorithm", o.checksum_algorithm.as_deref());
+        self.elem_opt("ChecksumType", o.checksum_type.as_deref());
+        self.elem_display("Size", o.size);
+        if let Some(owner) = &o.owner {
+            self.owner("Owner", owner);
+        }
+        self.elem("StorageClass", STORAGE_CLASS);
+        self.close("Contents");
+    }
+}
+
+/// ListObjects (v1) answer. Values are written as given (the caller decides them); with
+/// `url_encoding`, `<EncodingType>url</EncodingType>` is added and Prefix, Marker, NextMarker,
+/// Delimiter, every Key and every CommonPrefixes/Prefix are percent-encoded ([`url_encode_key`]).
+///
+/// Order: Name, Prefix, Marker, NextMarker?, MaxKeys, Delimiter?, EncodingType?, IsTruncated,
+/// Contents*, CommonPrefixes*. S3 sends NextMarker only when the listing is truncated and a
+/// delimiter was given; `Marker` is always present (empty when none was sent).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListBucketResultV1 {
+    pub name: String,
+    pub prefix: String,
+    pub marker: String,
+    pub next_marker: Option<String>,
+    pub max_keys: u32,
+    pub delimiter: Option<String>,
+    pub url_encoding: bool,
+    pub is_truncated: bool,
+    pub contents: Vec<ObjectSummary>,
+    pub common_prefixes: Vec<String>,
+}
+
+impl ListBucketResultV1 {
+    pub fn to_xml(&self) -> String {
+        let url = self.url_encoding;
+        let mut w = XmlWriter::document("ListBucketResult", true);
+        w.elem("Name", &self.name);
+        w.elem_key("Prefix", &self.prefix, url);
+        w.elem_key("Marker", &self.marker, url);
+        if let Some(m) = &self.next_marker {
+            w.elem_key("NextMarker", m, url);
+        }
+        w.elem_display("MaxKeys", self.max_keys);
+        if let Some(d) = &self.delimiter {
+            w.elem_key("Delimiter", d, url);
+        }
+        if url {
+            w.elem("EncodingType", "url");
+        }
+        w.elem_bool("IsTruncated", self.is_truncated);
+        for o in &self.contents {
+            w.contents(o, url);
+        }
+        w.common_prefixes(&self.common_prefixes, url);
+        w.finish("ListBucketResult")
+    }
+}
+
+/// ListObjectsV2 answer. `KeyCount` is computed (contents + common prefixes). With `url_encoding`,
+/// `<EncodingType>url</EncodingType>` is added and Prefix, StartAfter, Delimiter, every Key and every
+/// CommonPrefixes/Prefix are percent-encoded; continuation tokens are opaque and written as they are.
+///
+/// Order (as in S3's examples): Name, Prefix, StartAfter?, ContinuationToken?, NextContinuationToken?,
+/// KeyCount, MaxKeys, Delimiter?, EncodingType?, IsTruncated, Contents*, CommonPrefixes*.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListBucketResultV2 {
+    pub name: String,
+    pub prefix: String,
+    pub start_after: Option<String>,
+    pub continuation_token: Option<String>,
+    pub next_continuation_token: Option<String>,
+    pub max_keys: u32,
+    pub delimiter: Option<String>,
+    pub url_encoding: bool,
+    pub is_truncated: bool,
+    pub contents: Vec<ObjectSummary>,
+    pub common_prefixes: Vec<String>,
+}
+
+impl ListBucketResultV2 {
+    pub fn to_xml(&self) -> String {
+        let url = self.url_encoding;
+        let mut w = XmlWriter::document("ListBucketResult", true);
+        w.elem("Name", &self.name);
+        w.elem_key("Prefix", &self.prefix, url);
+        if let Some(s) = &self.start_after {
+            w.elem_key("StartAfter", s, url);
+        }
+        w.elem_opt("ContinuationToken", self.continuation_token.as_deref());
+        w.elem_opt(
+            "NextContinuationToken",
+            self.next_continuation_token.as_deref(),
+        );
+        w.elem_display("KeyCount", self.contents.len() + self.common_prefixes.len());
+        w.elem_display("MaxKeys", self.max_keys);
+        if let Some(d) = &self.delimiter {
+            w.elem_key("Delimiter", d, url);
+        }
+        if url {
+            w.elem("EncodingType", "url");
+        }
+        w.elem_bool("IsTruncated", self.is_truncated);
+        for o in &self.contents {
+            w.contents(o, url);
+        }
+        w.common_prefixes(&self.common_prefixes, url);
+        w.finish("ListBucketResult")
+    }
+}
+
+/// One `<Upload>` of [`ListMultipartUploadsResult`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UploadSummary {
+    pub key: String,
+    pub upload_id: String,
+    pub initiator: Owner,
+    pub owner: Owner,
+    /// Milliseconds since the Unix epoch.
+    pub initiated_msec: u64,
+}
+
+/// ListMultipartUploads answer. With `url_encoding`, `<EncodingType>url</EncodingType>` is added and
+/// KeyMarker, NextKeyMarker, Prefix, Delimiter, every Key and every CommonPrefixes/Prefix are
+/// percent-encoded.
+///
+/// Order (as in S3's examples): Bucket, KeyMarker, UploadIdMarker, NextKeyMarker?,
+/// NextUploadIdMarker?, Delimiter?, Prefix, EncodingType?, MaxUploads, IsTruncated, Upload*,
+/// CommonPrefixes*.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListMultipartUploadsResult {
+    pub bucket: String,
+    pub key_marker: String,
+    pub upload_id_marker: String,
+    pub next_key_marker: Option<String>,
+    pub next_upload_id_marker: Option<String>,
+    pub delimiter: Option<String>,
+    pub prefix: String,
+    pub max_uploads: u32,
+    pub url_encoding: bool,
+    pub is_truncated: bool,
+    pub uploads: Vec<UploadSummary>,
+    pub common_prefixes: Vec<String>,
+}
+
+impl ListMultipartUploadsResult {
+    pub fn to_xml(&self) -> String {
+        let url = self.url_encoding;
+        let mut w = XmlWriter::document("ListMultipartUploadsResult", true);
+        w.elem("Bucket", &self.bucket);
+        w.elem_key("KeyMarker", &self.key_marker, url);
+        w.elem("UploadIdMarker", &self.upload_id_marker);
+        if let Some(m) = &self.next_key_marker {
+            w.elem_key("NextKeyMarker", m, url);
+        }
+        w.elem_opt("NextUploadIdMarker", self.next_upload_id_marker.as_deref());
+        if let Some(d) = &self.delimiter {
+            w.elem_key("Delimiter", d, url);
+        }
+        w.elem_key("Prefix", &self.prefix, url);
+        if url {
+            w.elem("EncodingType", "url");
+        }
+        w.elem_display("MaxUploads", self.max_uploads);
+        w.elem_bool("IsTruncated", self.is_truncated);
+        for u in &self.uploads {
+            w.open("Upload");
+            w.elem_key("Key", &u.key, url);
+            w.elem("UploadId", &u.upload_id);
+            w.owner("Initiator", &u.initiator);
+            w.owner("Owner", &u.owner);
+            w.elem("StorageClass", STORAGE_CLASS);
+            w.elem_time("Initiated", u.initiated_msec);
+            w.close("Upload");
+        }
+        w.common_prefixes(&self.common_prefixes, url);
+        w.finish("ListMultipartUploadsResult")
+    }
+}
+
+/// One `<Part>` of [`ListPartsResult`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartSummary {
+    pub part_number: u32,
+    /// Milliseconds since the Unix epoch.
+    pub last_modified_msec: u64,
+    /// With or without the surrounding quotes (they are added when missing).
+    pub etag: String,
+    pub size: u64,
+    /// `(element, value)` pairs written after Size, e.g. `("ChecksumCRC32", "AAAAAA==")`.
+    pub checksums: Vec<(String, String)>,
+}
+
+/// ListParts answer.
+///
+/// Order (as in S3's example): Bucket, Key, UploadId, Initiator, Owner, StorageClass,
+/// ChecksumAlgorithm?, ChecksumType?, PartNumberMarker, NextPartNumberMarker?, MaxParts,
+/// IsTruncated, Part*.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListPartsResult {
+    pub bucket: String,
+    pub key: String,
+    pub upload_id: String,
+    pub initiator: Owner,
+    pub owner: Owner,
+    pub checksum_algorithm: Option<String>,
+    pub checksum_type: Option<String>,
+    pub part_number_marker: u32,
+    pub next_part_number_marker: Option<u32>,
+    pub max_parts: u32,
+    pub is_truncated: bool,
+    pub parts: Vec<PartSummary>,
+}
+
+impl ListPartsResult {
+    pub fn to_xml(&self) -> String {
+        let mut w = XmlWriter::document("ListPartsResult", true);
+        w.elem("Bucket", &self.bucket);
+        w.elem("Key", &self.key);
+        w.elem("UploadId", &self.upload_id);
+        w.owner("Initiator", &self.initiator);
+        w.owner("Owner", &self.owner);
+        w.elem("StorageClass", STORAGE_CLASS);
+        w.elem_opt("ChecksumAlgorithm", self.checksum_algorithm.as_deref());
+        w.elem_opt("ChecksumType", self.checksum_type.as_deref());
+        w.elem_display("PartNumberMarker", self.part_number_marker);
+        if let Some(n) = self.next_part_number_marker {
+            w.elem_display("NextPartNumberMarker", n);
+        }
+        w.elem_display("MaxParts", self.max_parts);
+        w.elem_bool("IsTruncated", self.is_truncated);
+        for p in &self.parts {
+            w.open("Part");
+            w.elem_display("PartNumber", p.part_number);
+            w.elem_time("LastModified", p.last_modified_msec);
+            w.elem_etag("ETag", &p.etag);
+            w.elem_display("Size", p.size);
+            w.extra(&p.checksums);
+            w.close("Part");
+        }
+        w.finish("ListPartsResult")
+    }
+}
+
+/// CreateMultipartUpload answer: Bucket, Key, UploadId.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InitiateMultipartUploadResult {
+    pub bucket: String,
+    pub key: String,
+    pub upload_id: String,
+}
+
+impl InitiateMultipartUploadResult {
+    pub fn to_xml(&self) -> String {
+        let mut w = XmlWriter::document("InitiateMultipartUploadResult", true);
+        w.elem("Bucket", &self.bucket);
+        w.elem("Key", &self.key);
+        w.elem("UploadId", &self.upload_id);
+        w.finish("InitiateMultipartUploadResult")
+    }
+}
+
+/// CompleteMultipartUpload answer: Location, Bucket, Key, ETag, then the `checksums` pairs (e.g.
+/// `("ChecksumCRC32", "…-3")`, `("ChecksumType", "COMPOSITE")`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompleteMultipartUploadResult {
+    pub location: String,
+    pub bucket: String,
+    pub key: String,
+    /// With or without the surrounding quotes (they are added when missing).
+    pub etag: String,
+    pub checksums: Vec<(String, String)>,
+}
+
+impl CompleteMultipartUploadResult {
+    pub fn to_xml(&self) -> String {
+        let mut w = XmlWriter::document("CompleteMultipartUploadResult", true);
+        w.elem("Location", &self.location);
+        w.elem("Bucket", &self.bucket);
+        w.elem("Key", &self.key);
+        w.elem_etag("ETag", &self.etag);
+        w.extra(&self.checksums);
+        w.finish("CompleteMultipartUploadResult")
+    }
+}
+
+/// CopyObject answer: `<CopyObjectResult><LastModified/><ETag/>{checksums}</CopyObjectResult>`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CopyObjectResult {
+    /// With or without the surrounding quotes (they are added when missing).
+    pub etag: String,
+    /// Milliseconds since the Unix epoch.
+    pub last_modified_msec: u64,
+    pub checksums: Vec<(String, String)>,
+}
+
+impl CopyObjectResult {
+    pub fn to_xml(&self) -> String {
+        copy_result(
+            "CopyObjectResult",
+            self.last_modified_msec,
+            &self.etag,
+            &self.checksums,
+        )
+    }
+}
+
+/// UploadPartCopy answer: `<CopyPartResult><LastModified/><ETag/>{checksums}</CopyPartResult>`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CopyPartResult {
+    /// With or without the surrounding quotes (they are added when missing).
+    pub etag: String,
+    /// Milliseconds since the Unix epoch.
+    pub last_modified_msec: u64,
+    pub checksums: Vec<(String, String)>,
+}
+
+impl CopyPartResult {
+    pub fn to_xml(&self) -> String {
+        copy_result(
+            "CopyPartResult",
+            self.last_modified_msec,
+            &self.etag,
+            &self.checksums,
+        )
+    }
+}
+
+fn copy_result(
+    root: &str,
+    last_modified: u64,
+    etag: &str,
+    checksums: &[(String, String)],
+) -> String {
+    let mut w = XmlWriter::document(root, true);
+    w.elem_time("LastModified", last_modified);
+    w.elem_etag("ETag", etag);
+    w.extra(checksums);
+    w.finish(root)
+}
+
+/// A `<Deleted>` entry of [`DeleteResult`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeletedObject {
+    pub key: String,
+    pub version_id: Option<String>,
+    pub delete_marker: Option<bool>,
+    pub delete_marker_version_id: Option<String>,
+}
+
+/// An `<Error>` entry of [`DeleteResult`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeleteError {
+    pub key: String,
+    pub version_id: Option<String>,
+    pub code: S3ErrorCode,
+    pub message: String,
+}
+
+/// DeleteObjects answer: every `<Deleted>` (none in quiet mode), then every `<Error>`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeleteResult {
+    pub deleted: Vec<DeletedObject>,
+    pub errors: Vec<DeleteError>,
+}
+
+impl DeleteResult {
+    pub fn to_xml(&self) -> String {
+        let mut w = XmlWriter::document("DeleteResult", true);
+        for d in &self.deleted {
+            w.open("Deleted");
+            w.elem("Key", &d.key);
+            w.elem_opt("VersionId", d.version_id.as_deref());
+            if let Some(m) = d.delete_marker {
+                w.elem_bool("DeleteMarker", m);
+            }
+            w.elem_opt(
+                "DeleteMarkerVersionId",
+                d.delete_marker_version_id.as_deref(),
+            );
+            w.close("Deleted");
+        }
+        for e in &self.errors {
+            w.open("Error");
+            w.elem("Key", &e.key);
+            w.elem_opt("VersionId", e.version_id.as_deref());
+            w.elem("Code", e.code.as_str());
+            w.elem("Message", &e.message);
+            w.close("Error");
+        }
+        w.finish("DeleteResult")
+    }
+}
+
+/// GetBucketLocation answer: `<LocationConstraint xmlns="…">region</LocationConstraint>`; empty for
+/// `us-east-1` (and for an empty region), as S3 does.
+pub fn location_constraint_xml(region: &str) -> String {
+    let region = if region == "us-east-1" { "" } else { region };
+    simple_document("LocationConstraint", region)
+}
+
+/// GetBucketVersioning answer for a bucket that never had versioning: an empty
+/// `<VersioningConfiguration xmlns="…"/>`.
+pub fn versioning_configuration_xml() -> String {
+    simple_document("VersioningConfiguration", "")
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Request parsing
+// ---------------------------------------------------------------------------------------------------
+
+fn malformed() -> S3Error {
+    S3Error::new(
+        S3ErrorCode::MalformedXML,
+        "The XML you provided was not well-formed or did not validate against our published schema",
+    )
+}
+
+fn is_xml_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\r' | '\n')
+}
+
+/// An element of a parsed request: local name, concatenated character data, child elements.
+#[derive(Debug)]
+struct Node {
+    name: String,
+    text: String,
+    children: Vec<Node>,
+}
+
+impl Node {
+    /// The element only holds child elements (and whitespace between them).
+    fn container(&self) -> Result<&[Node], S3Error> {
+        if self.text.chars().all(is_xml_space) {
+            Ok(&self.children)
+        } else {
+            Err(malformed())
+        }
+    }
+
+    /// The element only holds text (returned exactly, entities decoded).
+    fn leaf(&self) -> Result<&str, S3Error> {
+        if self.children.is_empty() {
+            Ok(&self.text)
+        } else {
+            Err(malformed())
+        }
+    }
+}
+
+/// Decodes a general reference (`amp`, `#10`, `#x1F600`…) met in character data.
+fn resolve_ref(name: &str) -> Result<char, S3Error> {
+    if let Some(num) = name.strip_prefix('#') {
+        let code = match num.strip_prefix('x') {
+            Some(hex) if !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                u32::from_str_radix(hex, 16).ok()
+            }
+            Some(_) => None,
+            None if !num.is_empty() && num.bytes().all(|b| b.is_ascii_digit()) => num.parse().ok(),
+            None => None,
+        };
+        // Any scalar value but NUL: clients encode control characters of keys as references.
+        return code
+            .filter(|&c| c != 0)
+            .and_then(char::from_u32)
+            .ok_or_else(malformed);
+    }
+    match name {
+        "amp" => Ok('&'),
+        "lt" => Ok('<'),
+        "gt" => Ok('>'),
+        "quot" => Ok('"'),
+        "apos" => Ok('\''),
+        _ => Err(malformed()),
+    }
+}
+
+/// Parses a whole document into its root element; `Ok(None)` when there is no element at all (empty
+/// or whitespace-only body). DTDs are refused; comments, processing instructions and the declaration
+/// are skipped; attributes (namespace declarations included) are checked for syntax and ignored.
+fn parse_document(body: &[u8]) -> Result<Option<Node>, S3Error> {
+    let text = std::str::from_utf8(body).map_err(|_| malformed())?;
+    let text = text.strip_prefix('\u{FEFF}').unwrap_or(text);
+    let mut reader = Reader::from_str(text);
+    let mut stack: Vec<Node> = Vec::new();
+    let mut root: Option<Node> = None;
+
+    fn start(
+        stack: &mut Vec<Node>,
+        root: &Option<Node>,
+        e: &quick_xml::events::BytesStart,
+    ) -> Result<(), S3Error> {
+        if root.is_some() || stack.len() >= MAX_DEPTH {
+            return Err(malformed());
+        }
+        for attr in e.attributes() {
+            attr.map_err(|_| malformed())?;
+        }
+        let name = e.local_name();
+        let name: &str = name.as_ref();
+        if name.is_empty() {
+            return Err(malformed());
+        }
+        stack.push(Node {
+            name: name.to_string(),
+            text: String::new(),
+            children: Vec::new(),
+        });
+        Ok(())
+    }
+
+    fn end(stack: &mut Vec<Node>, root: &mut Option<Node>) -> Result<(), S3Error> {
+        let node = stack.pop().ok_or_else(malformed)?;
+        match stack.last_mut() {
+            Some(parent) => parent.children.push(node),
+            None => *root = Some(node),
+        }
+        Ok(())
+    }
+
+    loop {
+        match reader.read_event().map_err(|_| malformed())? {
+            Event::Start(e) => start(&mut stack, &root, &e)?,
+            Event::Empty(e) => {
+                start(&mut stack, &root, &e)?;
+                end(&mut stack, &mut root)?;
+            }
+            Event::End(_) => end(&mut stack, &mut root)?,
+            Event::Text(t) => match stack.last_mut() {
+                Some(top) => top.text.push_str(&t),
+                None if t.chars().all(is_xml_space) => {}
+                None => return Err(malformed()),
+            },
+            Event::CData(t) => match stack.last_mut() {
+                Some(top) => top.text.push_str(&t),
+                None => return Err(malformed()),
+            },
+            Event::GeneralRef(r) => match stack.last_mut() {
+                Some(top) => top.text.push(resolve_ref(&r)?),
+                None => return Err(malformed()),
+            },
+            Event::Comment(_) | Event::PI(_) | Event::Decl(_) => {}
+            Event::DocType(_) => return Err(malformed()),
+            Event::Eof => break,
+        }
+    }
+    if !stack.is_empty() {
+        return Err(malformed());
+    }
+    Ok(root)
+}
+
+/// Parses a request body that must be one `root` element.
+fn parse_root(body: &[u8], root: &str) -> Result<Node, S3Error> {
+    match parse_document(body)? {
+        Some(node) if node.name == root => Ok(node),
+        _ => Err(malformed()),
+    }
+}
+
+/// Stores the text of a leaf element that may appear at most once.
+fn set_once(slot: &mut Option<String>, node: &Node) -> Result<(), S3Error> {
+    if slot.is_some() {
+        return Err(malformed());
+    }
+    *slot = Some(node.leaf()?.to_string());
+    Ok(())
+}
+
+/// A `<Part>` of a CompleteMultipartUpload request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompletedPart {
+    pub part_number: u32,
+    /// As sent, surrounding whitespace and double quotes removed.
+    pub etag: String,
+    /// `(element, value)` for each `ChecksumCRC32`, `ChecksumCRC32C`, `ChecksumCRC64NVME`,
+    /// `ChecksumSHA1`, `ChecksumSHA256` sent, in document order, values trimmed.
+    pub checksums: Vec<(String, String)>,
+}
+
+const CHECKSUM_ELEMENTS: [&str; 5] = [
+    "ChecksumCRC32",
+    "ChecksumCRC32C",
+    "ChecksumCRC64NVME",
+    "ChecksumSHA1",
+    "ChecksumSHA256",
+];
+
+/// Parses `<CompleteMultipartUpload><Part><PartNumber/><ETag/>[Checksum…]</Part>…
+/// </CompleteMultipartUpload>`. At least one part; every part has exactly one PartNumber (decimal)
+/// and one ETag. Part numbers and their order are the caller's to validate.
+pub fn parse_complete_multipart_upload(body: &[u8]) -> Result<Vec<CompletedPart>, S3Error> {
+    let root = parse_root(body, "CompleteMultipartUpload")?;
+    let mut parts = Vec::new();
+    for part in root.container()? {
+        if part.name != "Part" {
+            return Err(malformed());
+        }
+        let mut number: Option<String> = None;
+        let mut etag: Option<String> = None;
+        let mut checksums: Vec<(String, String)> = Vec::new();
+        for field in part.container()? {
+            match field.name.as_str() {
+                "PartNumber" => set_once(&mut number, field)?,
+                "ETag" => set_once(&mut etag, field)?,
+                name if CHECKSUM_ELEMENTS.contains(&name) => {
+                    if checksums.iter().any(|(n, _)| n == name) {
+                        return Err(malformed());
+                    }
+                    let value = field.leaf()?.trim_matches(is_xml_space);
+                    checksums.push((name.to_string(), value.to_string()));
+                }
+                _ => return Err(malformed()),
+            }
+        }
+        let number = number.ok_or_else(malformed)?;
+        let number = number.trim_matches(is_xml_space);
+        if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(malformed());
+        }
+        let part_number: u32 = number.parse().map_err(|_| malformed())?;
+        let etag = etag.ok_or_else(malformed)?;
+        let etag = etag.trim_matches(is_xml_space);
+        let etag = etag.strip_prefix('"').unwrap_or(etag);
+        let etag = etag.strip_suffix('"').unwrap_or(etag);
+        parts.push(CompletedPart {
+            part_number,
+            etag: etag.to_string(),
+            checksums,
+        });
+    }
+    if parts.is_empty() {
+        return Err(malformed());
+    }
+    Ok(parts)
+}
+
+/// An `<Object>` of a DeleteObjects request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectIdentifier {
+    /// Exactly as sent (entities decoded, nothing trimmed); may be empty (the caller reports it).
+    pub key: String,
+    /// `None` when absent or empty.
+    pub version_id: Option<String>,
+}
+
+/// A parsed DeleteObjects request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeleteRequest {
+    pub quiet: bool,
+    pub objects: Vec<ObjectIdentifier>,
+}
+
+/// Parses `<Delete>[<Quiet>true|false</Quiet>]<Object><Key/>[<VersionId/>]</Object>…</Delete>`:
+/// 1 to [`MAX_DELETE_OBJECTS`] objects, each with exactly one Key. Conditional deletes (`ETag`,
+/// `LastModifiedTime`, `Size` in an Object) are answered `NotImplemented` rather than ignored.
+pub fn parse_delete(body: &[u8]) -> Result<DeleteRequest, S3Error> {
+    let root = parse_root(body, "Delete")?;
+    let mut quiet: Option<String> = None;
+    let mut objects = Vec::new();
+    for child in root.container()? {
+        match child.name.as_str() {
+            "Quiet" => set_once(&mut quiet, child)?,
+            "Object" => {
+                if objects.len() >= MAX_DELETE_OBJECTS {
+                    return Err(malformed());
+                }
+                objects.push(parse_object_identifier(child)?);
+            }
+            _ => return Err(malformed()),
+        }
+    }
+    let quiet = match quiet.as_deref().map(|q| q.trim_matches(is_xml_space)) {
+        None => false,
+        Some(q) if q.eq_ignore_ascii_case("true") => true,
+        Some(q) if q.eq_ignore_ascii_case("false") => false,
+        Some(_) => return Err(malformed()),
+    };
+    if objects.is_empty() {
+        return Err(malformed());
+    }
+    Ok(DeleteRequest { quiet, objects })
+}
+
+fn parse_object_identifier(object: &Node) -> Result<ObjectIdentifier, S3Error> {
+    let mut key: Option<String> = None;
+    let mut version_id: Option<String> = None;
+    for field in object.container()? {
+        match field.name.as_str() {
+            "Key" => set_once(&mut key, field)?,
+            "VersionId" => set_once(&mut version_id, field)?,
+            "ETag" | "LastModifiedTime" | "Size" => {
+                return Err(S3Error::new(
+                    S3ErrorCode::NotImplemented,
+                    "Conditional deletes (ETag, LastModifiedTime, Size) in DeleteObjects are not implemented",
+                ));
+            }
+            _ => return Err(malformed()),
+        }
+    }
+    Ok(ObjectIdentifier {
+        key: key.ok_or_else(malformed)?,
+        version_id: version_id.filter(|v| !v.is_empty()),
+    })
+}
+
+/// Parses a CreateBucket body: `None` for an empty body, an empty `<CreateBucketConfiguration/>` or
+/// an empty `<LocationConstraint/>`; otherwise the (trimmed) location constraint.
+pub fn parse_create_bucket_configuration(body: &[u8]) -> Result<Option<String>, S3Error> {
+    let Some(root) = parse_document(body)? else {
+        return Ok(None);
+    };
+    if root.name != "CreateBucketConfiguration" {
+        return Err(malformed());
+    }
+    let mut location: Option<String> = None;
+    for child in root.container()? {
+        match child.name.as_str() {
+            "LocationConstraint" => set_once(&mut location, child)?,
+            _ => return Err(malformed()),
+        }
+    }
+    Ok(location
+        .map(|l| l.trim_matches(is_xml_space).to_string())
+        .filter(|l| !l.is_empty()))
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------------------------
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const DECL: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
+    const NS: &str = "xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"";
+
+    /// 2009-10-12T17:50:30.000Z, the date of S3's documentation examples.
+    const T: u64 = 1_255_369_830_000;
+
+    fn owner() -> Owner {
+        Owner {
+            id: "75aa57f09aa0c8caeab4f8c24e99d10f8e7faeebf76c078efc7c6caea54ba06a".into(),
+            display_name: "mtd@amazon.com".into(),
+        }
+    }
+
+    /// Strips the layout whitespace of a hand-written expected document.
+    fn compact(s: &str) -> String {
+        s.lines().map(str::trim).collect()
+    }
+
+    fn doc(body: &str) -> String {
+        format!("{DECL}{}", compact(body))
+    }
+
+    fn code(r: Result<impl std::fmt::Debug, S3Error>) -> S3ErrorCode {
+        r.expect_err("expected an error").code
+    }
+
+    /// Every response must be well-formed: re-read it with quick-xml down to EOF.
+    fn assert_well_formed(xml: &str) {
+        let root = parse_document(xml.as_bytes())
+            .expect("well-formed")
+            .expect("a root");
+        assert!(!root.name.is_empty());
+    }
+
+    // ----- dates, escaping, encoding ----------------------------------------------------------------
+
+    #[test]
+    fn dates() {
+        assert_eq!(iso8601(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(iso8601(T), "2009-10-12T17:50:30.000Z");
+        assert_eq!(iso8601(T + 7), "2009-10-12T17:50:30.007Z");
+        assert_eq!(iso8601(951_782_400_123), "2000-02-29T00:00:00.123Z");
+        assert_eq!(iso8601(u64::MAX), "9999-12-31T23:59:59.999Z");
+        assert_eq!(http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(http_date(T + 999), "Mon, 12 Oct 2009 17:50:30 GMT");
+        assert_eq!(http_date(784_111_777_000), "Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(http_date(u64::MAX), "Fri, 31 Dec 9999 23:59:59 GMT");
+        // Agrees with httpdate over a spread of instants.
+        for s in (0..4_000_000_000u64).step_by(86_400 * 37 + 3_607) {
+            let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(s);
+            assert_eq!(http_date(s * 1000), httpdate::fmt_http_date(t));
+        }
+    }
+
+    #[test]
+    fn escaping() {
+        assert_eq!(xml_escape("a<b>&\"c'd"), "a&lt;b&gt;&amp;&quot;c&apos;d");
+        assert_eq!(xml_escape("été 日本 😀"), "été 日本 😀");
+        assert_eq!(xml_escape("a\tb\nc\rd"), "a&#9;b&#10;c&#13;d");
+        assert_eq!(
+            xml_escape("\u{0}\u{1}x\u{1F}\u{FFFE}\u{FFFF}"),
+            "\u{FFFD}\u{FFFD}x\u{FFFD}\u{FFFD}\u{FFFD}"
+        );
+    }
+
+    #[test]
+    fn url_encoding() {
+        assert_eq!(
+            url_encode_key("photos/2006/a b+c.jpg"),
+            "photos/2006/a%20b%2Bc.jpg"
+        );
+        assert_eq!(url_encode_key("AZaz09-_.~/"), "AZaz09-_.~/");
+        assert_eq!(url_encode_key("100%"), "100%25");
+        assert_eq!(url_encode_key("\u{1}\n&<"), "%01%0A%26%3C");
+        assert_eq!(
+            url_encode_key("été/한글"),
+            "%C3%A9t%C3%A9/%ED%95%9C%EA%B8%80"
+        );
+    }
+
+    // ----- responses --------------------------------------------------------------------------------
+
+    #[test]
+    fn error_document() {
+        let e = S3Error::new(
+            S3ErrorCode::NoSuchKey,
+            "The resource you requested does not exist",
+        )
+        .with("Key", "my<foto>.jpg");
+        assert_eq!(
+            error_xml(&e, "/mybucket/my<foto>.jpg", "4442587FB7D0A2F9"),
+            doc("<Error>
+                   <Code>NoSuchKey</Code>
+                   <Message>The resource you requested does not exist</Message>
+                   <Key>my&lt;foto&gt;.jpg</Key>
+                   <Resource>/mybucket/my&lt;foto&gt;.jpg</Resource>
+                   <RequestId>4442587FB7D0A2F9</RequestId>
+                 </Error>")
+        );
+        let e = S3Error::new(S3ErrorCode::AuthorizationHeaderMalformed, "bad region")
+            .with("Region", "garage")
+            .with("HostId", "x&y");
+        let xml = error_xml(&e, "", "");
+        assert!(xml.contains("<Message>bad region</Message><Region>garage</Region><HostId>x&amp;y</HostId><Resource></Resource>"));
+        assert_well_formed(&xml);
+    }
+
+    #[test]
+    fn list_buckets() {
+        let r = ListAllMyBucketsResult {
+            owner: Owner {
+                id: "bcaf1ffd86f461ca5fb16fd081034f".into(),
+                display_name: "webfile".into(),
+            },
+            buckets: vec![
+                BucketSummary {
+                    name: "quotes".into(),
+                    creation_date_msec: 1_139_253_713_000,
+                },
+                BucketSummary {
+                    name: "samples".into(),
+                    creation_date_msec: 1_139_253_713_000,
+                },
+            ],
+        };
+        assert_eq!(
+            r.to_xml(),
+            doc(&format!(
+                "<ListAllMyBucketsResult {NS}>
+                   <Owner><ID>bcaf1ffd86f461ca5fb16fd081034f</ID><DisplayName>webfile</DisplayName></Owner>
+                   <Buckets>
+                     <Bucket><Name>quotes</Name><CreationDate>2006-02-06T19:21:53.000Z</CreationDate></Bucket>
+                     <Bucket><Name>samples</Name><CreationDate>2006-02-06T19:21:53.000Z</CreationDate></Bucket>
+                   </Buckets>
+                 </ListAllMyBucketsResult>"
+            ))
+        );
+        let empty = ListAllMyBucketsResult {
+            owner: Owner::default(),
+            buckets: vec![],
+        };
+        assert!(
+            empty
+                .to_xml()
+                .ends_with("</Owner><Buckets></Buckets></ListAllMyBucketsResult>")
+        );
+    }
+
+    fn object(key: &str, owner: Option<Owner>) -> ObjectSummary {
+        ObjectSummary {
+            key: key.into(),
+            last_modified_msec: T,
+            etag: "fba9dede5f27731c9771645a39863328".into(),
+            size: 434_234,
+            owner,
+            checksum_algorithm: None,
+            checksum_type: None,
+        }
+    }
+
+    #[test]
+    fn list_objects_v1() {
+        let r = ListBucketResultV1 {
+            name: "bucket".into(),
+            max_keys: 1000,
+            contents: vec![object("my-image.jpg", Some(owner()))],
+            ..Default::default()
+        };
+        assert_eq!(
+            r.to_xml(),
+            doc(&format!(
+                "<ListBucketResult {NS}>
+                   <Name>bucket</Name>
+                   <Prefix></Prefix>
+                   <Marker></Marker>
+                   <MaxKeys>1000</MaxKeys>
+                   <IsTruncated>false</IsTruncated>
+                   <Contents>
+                     <Key>my-image.jpg</Key>
+                     <LastModified>2009-10-12T17:50:30.000Z</LastModified>
+                     <ETag>&quot;fba9dede5f27731c9771645a39863328&quot;</ETag>
+                     <Size>434234</Size>
+                     <Owner>
+                       <ID>75aa57f09aa0c8caeab4f8c24e99d10f8e7faeebf76c078efc7c6caea54ba06a</ID>
+                       <DisplayName>mtd@amazon.com</DisplayName>
+                     </Owner>
+                     <StorageClass>STANDARD</StorageClass>
+                   </Contents>
+                 </ListBucketResult>"
+            ))
+        );
+
+        // Delimiter, truncation, common prefixes, already-quoted ETag, checksum fields.
+        let mut o = object("photos/a\"b", Some(owner()));
+        o.etag = "\"abc-2\"".into();
+        o.checksum_algorithm = Some("CRC64NVME".into());
+        o.checksum_type = Some("FULL_OBJECT".into());
+        let r = ListBucketResultV1 {
+            name: "example-bucket".into(),
+            prefix: "photos/".into(),
+            marker: "photos/0".into(),
+            next_marker: Some("photos/2006/".into()),
+            max_keys: 2,
+            delimiter: Some("/".into()),
+            is_truncated: true,
+            contents: vec![o],
+            common_prefixes: vec!["photos/2006/".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            r.to_xml(),
+            doc(&format!(
+                "<ListBucketResult {NS}>
+                   <Name>example-bucket</Name>
+                   <Prefix>photos/</Prefix>
+                   <Marker>photos/0</Marker>
+                   <NextMarker>photos/2006/</NextMarker>
+                   <MaxKeys>2</MaxKeys>
+                   <Delimiter>/</Delimiter>
+                   <IsTruncated>true</IsTruncated>
+                   <Contents>
+                     <Key>photos/a&quot;b</Key>
+                     <LastModified>2009-10-12T17:50:30.000Z</LastModified>
+                     <ETag>&quot;abc-2&quot;</ETag>
+                     <ChecksumAlgorithm>CRC64NVME</ChecksumAlgorithm>
+                     <ChecksumType>FULL_OBJECT</ChecksumType>
+                     <Size>434234</Size>
+                     <Owner>
+                       <ID>75aa57f09aa0c8caeab4f8c24e99d10f8e7faeebf76c078efc7c6caea54ba06a</ID>
+                       <DisplayName>mtd@amazon.com</DisplayName>
+                     </Owner>
+                     <StorageClass>STANDARD</StorageClass>
+                   </Contents>
+                   <CommonPrefixes><Prefix>photos/2006/</Prefix></CommonPrefixes>
+                 </ListBucketResult>"
+            ))
+        );
+    }
+
+    #[test]
+    fn list_objects_v1_url_encoding() {
+        let r = ListBucketResultV1 {
+            name: "b".into(),
+            prefix: "a b/".into(),
+            marker: "a b/+".into(),
+            next_marker: Some("a b/c\u{1}".into()),
+            max_keys: 1000,
+            delimiter: Some("&".into()),
+            url_encoding: true,
+            is_truncated: true,
+            contents: vec![object("a b/\u{1}<x>", None)],
+            common_prefixes: vec!["a b/é&".into()],
+        };
+        let xml = r.to_xml();
+        assert!(xml.contains(
+            "<Prefix>a%20b/</Prefix><Marker>a%20b/%2B</Marker><NextMarker>a%20b/c%01</NextMarker>\
+             <MaxKeys>1000</MaxKeys><Delimiter>%26</Delimiter><EncodingType>url</EncodingType>\
+             <IsTruncated>true</IsTruncated><Contents><Key>a%20b/%01%3Cx%3E</Key>"
+        ), "{xml}");
+        assert!(xml.contains("<CommonPrefixes><Prefix>a%20b/%C3%A9%26</Prefix></CommonPrefixes>"));
+        assert!(!xml.contains("<Owner>"));
+        assert_well_formed(&xml);
+    }
+
+    #[test]
+    fn list_objects_v2() {
+        let r = ListBucketResultV2 {
+            name: "quotes".into(),
+            prefix: "E".into(),
+            start_after: Some("ExampleGuide.pdf".into()),
+            max_keys: 3,
+            contents: vec![ObjectSummary {
+                key: "ExampleObject.txt".into(),
+                last_modified_msec: 1_484_668_812_000,
+                etag: "599bab3ed2c697f1d26842727561fd94".into(),
+                size: 857,
+                owner: None,
+                checksum_algorithm: None,
+                checksum_type: None,
+            }],
+            ..Default::default()
+        };
+        assert_eq!(
+            r.to_xml(),
+            doc(&format!(
+                "<ListBucketResult {NS}>
+                   <Name>quotes</Name>
+                   <Prefix>E</Prefix>
+                   <StartAfter>ExampleGuide.pdf</StartAfter>
+                   <KeyCount>1</KeyCount>
+                   <MaxKeys>3</MaxKeys>
+                   <IsTruncated>false</IsTruncated>
+                   <Contents>
+                     <Key>ExampleObject.txt</Key>
+                     <LastModified>2017-01-17T16:00:12.000Z</LastModified>
+                     <ETag>&quot;599bab3ed2c697f1d26842727561fd94&quot;</ETag>
+                     <Size>857</Size>
+                     <StorageClass>STANDARD</StorageClass>
+                   </Contents>
+                 </ListBucketResult>"
+            ))
+        );
+
+        let r = ListBucketResultV2 {
+            name: "bucket".into(),
+            prefix: "".into(),
+            continuation_token: Some("1ueGcxLPRx1Tr/XYExHnhbYLgveDs2J/wm36Hy4vbOwM=".into()),
+            next_continuation_token: Some("tok&2".into()),
+            max_keys: 2,
+            delimiter: Some("/".into()),
+            is_truncated: true,
+            contents: vec![object("sample.jpg", Some(owner()))],
+            common_prefixes: vec!["photos/".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            r.to_xml(),
+            doc(&format!(
+                "<ListBucketResult {NS}>
+                   <Name>bucket</Name>
+                   <Prefix></Prefix>
+                   <ContinuationToken>1ueGcxLPRx1Tr/XYExHnhbYLgveDs2J/wm36Hy4vbOwM=</ContinuationToken>
+                   <NextContinuationToken>tok&amp;2</NextContinuationToken>
+                   <KeyCount>2</KeyCount>
+                   <MaxKeys>2</MaxKeys>
+                   <Delimiter>/</Delimiter>
+                   <IsTruncated>true</IsTruncated>
+                   <Contents>
+                     <Key>sample.jpg</Key>
+                     <LastModified>2009-10-12T17:50:30.000Z</LastModified>
+                     <ETag>&quot;fba9dede5f27731c9771645a39863328&quot;</ETag>
+                     <Size>434234</Size>
+                     <Owner>
+                       <ID>75aa57f09aa0c8caeab4f8c24e99d10f8e7faeebf76c078efc7c6caea54ba06a</ID>
+                       <DisplayName>mtd@amazon.com</DisplayName>
+                     </Owner>
+                     <StorageClass>STANDARD</StorageClass>
+                   </Contents>
+                   <CommonPrefixes><Prefix>photos/</Prefix></CommonPrefixes>
+                 </ListBucketResult>"
+            ))
+        );
+    }
+
+    #[test]
+    fn list_objects_v2_url_encoding() {
+        let r = ListBucketResultV2 {
+            name: "b".into(),
+            prefix: "quux ab/".into(),
+            start_after: Some("foo+1/".into()),
+            continuation_token: Some("a+b=".into()),
+            max_keys: 1000,
+            delimiter: Some("/".into()),
+            url_encoding: true,
+            contents: vec![object("asdf+b", None)],
+            common_prefixes: vec!["foo+1/".into(), "quux ab/".into()],
+            ..Default::default()
+        };
+        let xml = r.to_xml();
+        assert!(
+            xml.contains(
+                "<Prefix>quux%20ab/</Prefix><StartAfter>foo%2B1/</StartAfter>\
+             <ContinuationToken>a+b=</ContinuationToken><KeyCount>3</KeyCount>\
+             <MaxKeys>1000</MaxKeys><Delimiter>/</Delimiter><EncodingType>url</EncodingType>"
+            ),
+            "{xml}"
+        );
+        assert!(xml.contains("<Key>asdf%2Bb</Key>"));
+        assert!(xml.contains(
+            "<CommonPrefixes><Prefix>foo%2B1/</Prefix></CommonPrefixes>\
+             <CommonPrefixes><Prefix>quux%20ab/</Prefix></CommonPrefixes>"
+        ));
+    }
+
+    #[test]
+    fn list_multipart_uploads() {
+        let initiator = Owner {
+            id: "arn:aws:iam::111122223333:user/user1".into(),
+            display_name: "user1".into(),
+        };
+        let r = ListMultipartUploadsResult {
+            bucket: "bucket".into(),
+            next_key_marker: Some("my-movie.m2ts".into()),
+            next_upload_id_marker: Some("YW55IGlkZWEgd2h5".into()),
+            max_uploads: 3,
+            is_truncated: true,
+            uploads: vec![UploadSummary {
+                key: "my-divisor".into(),
+                upload_id: "XMgbGlrZSBlbHZpbmcncyBub3QgaGF2aW5nIG11Y2ggbHVjaw".into(),
+                initiator: initiator.clone(),
+                owner: owner(),
+                initiated_msec: 1_289_422_113_000,
+            }],
+            ..Default::default()
+        };
+        assert_eq!(
+            r.to_xml(),
+            doc(&format!(
+                "<ListMultipartUploadsResult {NS}>
+                   <Bucket>bucket</Bucket>
+                   <KeyMarker></KeyMarker>
+                   <UploadIdMarker></UploadIdMarker>
+                   <NextKeyMarker>my-movie.m2ts</NextKeyMarker>
+                   <NextUploadIdMarker>YW55IGlkZWEgd2h5</NextUploadIdMarker>
+                   <Prefix></Prefix>
+                   <MaxUploads>3</MaxUploads>
+                   <IsTruncated>true</IsTruncated>
+                   <Upload>
+                     <Key>my-divisor</Key>
+                     <UploadId>XMgbGlrZSBlbHZpbmcncyBub3QgaGF2aW5nIG11Y2ggbHVjaw</UploadId>
+                     <Initiator>
+                       <ID>arn:aws:iam::111122223333:user/user1</ID>
+                       <DisplayName>user1</DisplayName>
+                     </Initiator>
+                     <Owner>
+                       <ID>75aa57f09aa0c8caeab4f8c24e99d10f8e7faeebf76c078efc7c6caea54ba06a</ID>
+                       <DisplayName>mtd@amazon.com</DisplayName>
+                     </Owner>
+                     <StorageClass>STANDARD</StorageClass>
+                     <Initiated>2010-11-10T20:48:33.000Z</Initiated>
+                   </Upload>
+                 </ListMultipartUploadsResult>"
+            ))
+        );
+
+        let r = ListMultipartUploadsResult {
+            bucket: "example-bucket".into(),
+            key_marker: "a b".into(),
+            upload_id_marker: "u+1".into(),
+            delimiter: Some("/".into()),
+            prefix: "photos/".into(),
+            max_uploads: 1000,
+            url_encoding: true,
+            common_prefixes: vec!["photos/2006 x/".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            r.to_xml(),
+            doc(&format!(
+                "<ListMultipartUploadsResult {NS}>
+                   <Bucket>example-bucket</Bucket>
+                   <KeyMarker>a%20b</KeyMarker>
+                   <UploadIdMarker>u+1</UploadIdMarker>
+                   <Delimiter>/</Delimiter>
+                   <Prefix>photos/</Prefix>
+                   <EncodingType>url</EncodingType>
+                   <MaxUploads>1000</MaxUploads>
+                   <IsTruncated>false</IsTruncated>
+                   <CommonPrefixes><Prefix>photos/2006%20x/</Prefix></CommonPrefixes>
+                 </ListMultipartUploadsResult>"
+            ))
+        );
+    }
+
+    #[test]
+    fn list_parts() {
+        let r = ListPartsResult {
+            bucket: "example-bucket".into(),
+            key: "example-object".into(),
+            upload_id: "XXBsb2FkIElEIGZvciBlbHZpbmcncyVcdS1tb3ZpZS5tMnRzEEEwbG9hZA".into(),
+            initiator: Owner {
+                id: "arn:aws:iam::111122223333:user/some-user".into(),
+                display_name: "umat-user".into(),
+            },
+            owner: Owner {
+                id: "75aa57f09aa0c8caeab4f8c24e99d10f8e7faeebf76c078efc7c6caea54ba06a".into(),
+                display_name: "someName".into(),
+            },
+            checksum_algorithm: None,
+            checksum_type: None,
+            part_number_marker: 1,
+            next_part_number_marker: Some(3),
+            max_parts: 2,
+            is_truncated: true,
+            parts: vec![
+                PartSummary {
+                    part_number: 2,
+                    last_modified_msec: 1_289_422_114_000,
+                    etag: "7778aef83f66abc1fa1e8477f296d394".into(),
+                    size: 10_485_760,
+                    checksums: vec![],
+                },
+                PartSummary {
+                    part_number: 3,
+                    last_modified_msec: 1_289_422_115_000,
+                    etag: "aaaa18db4cc2f85cedef654fccc4a4x8".into(),
+                    size: 10_485_760,
+                    checksums: vec![("ChecksumCRC32".into(), "AAAAAA==".into())],
+                },
+            ],
+        };
+        assert_eq!(
+            r.to_xml(),
+            doc(&format!(
+                "<ListPartsResult {NS}>
+                   <Bucket>example-bucket</Bucket>
+                   <Key>example-object</Key>
+                   <UploadId>XXBsb2FkIElEIGZvciBlbHZpbmcncyVcdS1tb3ZpZS5tMnRzEEEwbG9hZA</UploadId>
+                   <Initiator>
+                     <ID>arn:aws:iam::111122223333:user/some-user</ID>
+                     <DisplayName>umat-user</DisplayName>
+                   </Initiator>
+                   <Owner>
+                     <ID>75aa57f09aa0c8caeab4f8c24e99d10f8e7faeebf76c078efc7c6caea54ba06a</ID>
+                     <DisplayName>someName</DisplayName>
+                   </Owner>
+                   <StorageClass>STANDARD</StorageClass>
+                   <PartNumberMarker>1</PartNumberMarker>
+                   <NextPartNumberMarker>3</NextPartNumberMarker>
+                   <MaxParts>2</MaxParts>
+                   <IsTruncated>true</IsTruncated>
+                   <Part>
+                     <PartNumber>2</PartNumber>
+                     <LastModified>2010-11-10T20:48:34.000Z</LastModified>
+                     <ETag>&quot;7778aef83f66abc1fa1e8477f296d394&quot;</ETag>
+                     <Size>10485760</Size>
+                   </Part>
+                   <Part>
+                     <PartNumber>3</PartNumber>
+                     <LastModified>2010-11-10T20:48:35.000Z</LastModified>
+                     <ETag>&quot;aaaa18db4cc2f85cedef654fccc4a4x8&quot;</ETag>
+                     <Size>10485760</Size>
+                     <ChecksumCRC32>AAAAAA==</ChecksumCRC32>
+                   </Part>
+                 </ListPartsResult>"
+            ))
+        );
+    }
+
+    #[test]
+    fn small_results() {
+        let r = InitiateMultipartUploadResult {
+            bucket: "example-bucket".into(),
+            key: "example-object".into(),
+            upload_id: "VXBsb2FkIElEIGZvciA2aWWpbmcncyBteS1tb3ZpZS5tMnRzIHVwbG9hZA".into(),
+        };
+        assert_eq!(
+            r.to_xml(),
+            doc(&format!(
+                "<InitiateMultipartUploadResult {NS}>
+                   <Bucket>example-bucket</Bucket>
+                   <Key>example-object</Key>
+                   <UploadId>VXBsb2FkIElEIGZvciA2aWWpbmcncyBteS1tb3ZpZS5tMnRzIHVwbG9hZA</UploadId>
+                 </InitiateMultipartUploadResult>"
+            ))
+        );
+
+        let r = CompleteMultipartUploadResult {
+            location: "http://Example-Bucket.s3.region.amazonaws.com/Example-Object".into(),
+            bucket: "Example-Bucket".into(),
+            key: "Example-Object".into(),
+            etag: "3858f62230ac3c915f300c664312c11f-9".into(),
+            checksums: vec![
+                ("ChecksumCRC32".into(), "ZXhhbXBsZQ==-9".into()),
+                ("ChecksumType".into(), "COMPOSITE".into()),
+            ],
+        };
+        assert_eq!(
+            r.to_xml(),
+            doc(&format!(
+                "<CompleteMultipartUploadResult {NS}>
+                   <Location>http://Example-Bucket.s3.region.amazonaws.com/Example-Object</Location>
+                   <Bucket>Example-Bucket</Bucket>
+                   <Key>Example-Object</Key>
+                   <ETag>&quot;3858f62230ac3c915f300c664312c11f-9&quot;</ETag>
+                   <ChecksumCRC32>ZXhhbXBsZQ==-9</ChecksumCRC32>
+                   <ChecksumType>COMPOSITE</ChecksumType>
+                 </CompleteMultipartUploadResult>"
+            ))
+        );
+
+        let r = CopyObjectResult {
+            etag: "9b2cf535f27731c974343645a3985328".into(),
+            last_modified_msec: T,
+            checksums: vec![],
+        };
+        assert_eq!(
+            r.to_xml(),
+            doc(&format!(
+                "<CopyObjectResult {NS}>
+                   <LastModified>2009-10-12T17:50:30.000Z</LastModified>
+                   <ETag>&quot;9b2cf535f27731c974343645a3985328&quot;</ETag>
+                 </CopyObjectResult>"
+            ))
+        );
+        let r = CopyPartResult {
+            etag: "\"9b2cf535f27731c974343645a3985328\"".into(),
+            last_modified_msec: 1_302_554_096_000,
+            checksums: vec![("ChecksumSHA256".into(), "x+y/=".into())],
+        };
+        assert_eq!(
+            r.to_xml(),
+            doc(&format!(
+                "<CopyPartResult {NS}>
+                   <LastModified>2011-04-11T20:34:56.000Z</LastModified>
+                   <ETag>&quot;9b2cf535f27731c974343645a3985328&quot;</ETag>
+                   <ChecksumSHA256>x+y/=</ChecksumSHA256>
+                 </CopyPartResult>"
+            ))
+        );
+
+        assert_eq!(
+            location_constraint_xml("us-east-1"),
+            format!("{DECL}<LocationConstraint {NS}/>")
+        );
+        assert_eq!(
+            location_constraint_xml(""),
+            format!("{DECL}<LocationConstraint {NS}/>")
+        );
+        assert_eq!(
+            location_constraint_xml("garage"),
+            format!("{DECL}<LocationConstraint {NS}>garage</LocationConstraint>")
+        );
+        assert_eq!(
+            versioning_configuration_xml(),
+            format!("{DECL}<VersioningConfiguration {NS}/>")
+        );
+        for xml in [
+            location_constraint_xml("eu-west-1"),
+            versioning_configuration_xml(),
+        ] {
+            assert_well_formed(&xml);
+        }
+    }
+
+    #[test]
+    fn delete_result() {
+        let r = DeleteResult {
+            deleted: vec![
+                DeletedObject {
+                    key: "sample1.txt".into(),
+                    version_id: None,
+                    delete_marker: None,
+                    delete_marker_version_id: None,
+                },
+                DeletedObject {
+                    key: "a&b".into(),
+                    version_id: Some("v1".into()),
+                    delete_marker: Some(true),
+                    delete_marker_version_id: Some("v2".into()),
+                },
+            ],
+            errors: vec![DeleteError {
+                key: "sample2.txt".into(),
+                version_id: None,
+                code: S3ErrorCode::AccessDenied,
+                message: "Access Denied".into(),
+            }],
+        };
+        assert_eq!(
+            r.to_xml(),
+            doc(&format!(
+                "<DeleteResult {NS}>
+                   <Deleted><Key>sample1.txt</Key></Deleted>
+                   <Deleted>
+                     <Key>a&amp;b</Key>
+                     <VersionId>v1</VersionId>
+                     <DeleteMarker>true</DeleteMarker>
+                     <DeleteMarkerVersionId>v2</DeleteMarkerVersionId>
+                   </Deleted>
+                   <Error>
+                     <Key>sample2.txt</Key>
+                     <Code>AccessDenied</Code>
+                     <Message>Access Denied</Message>
+                   </Error>
+                 </DeleteResult>"
+            ))
+        );
+        assert_eq!(
+            DeleteResult::default().to_xml(),
+            format!("{DECL}<DeleteResult {NS}></DeleteResult>")
+        );
+    }
+
+    #[test]
+    fn keys_are_escaped_everywhere() {
+        let nasty = "<a>&\"b'\r\n\t\u{1}é😀";
+        let r = ListBucketResultV2 {
+            name: "b".into(),
+            prefix: nasty.into(),
+            contents: vec![object(nasty, Some(owner()))],
+            common_prefixes: vec![nasty.into()],
+            ..Default::default()
+        };
+        let xml = r.to_xml();
+        assert_well_formed(&xml);
+        assert!(xml.contains("<Key>&lt;a&gt;&amp;&quot;b&apos;&#13;&#10;&#9;\u{FFFD}é😀</Key>"));
+        // Re-parse: the key comes back exactly, except the unrepresentable U+0001.
+        let root = parse_document(xml.as_bytes()).unwrap().unwrap();
+        let contents = root.children.iter().find(|n| n.name == "Contents").unwrap();
+        let key = contents.children.iter().find(|n| n.name == "Key").unwrap();
+        assert_eq!(key.text, "<a>&\"b'\r\n\t\u{FFFD}é😀");
+        for xml in [
+            ListAllMyBucketsResult {
+                owner: Owner {
+                    id: nasty.into(),
+                    display_name: nasty.into(),
+                },
+                buckets: vec![],
+            }
+            .to_xml(),
+            InitiateMultipartUploadResult {
+                bucket: "b".into(),
+                key: nasty.into(),
+                upload_id: "u".into(),
+            }
+            .to_xml(),
+            error_xml(
+                &S3Error::new(S3ErrorCode::InvalidArgument, nasty),
+                nasty,
+                nasty,
+            ),
+        ] {
+            assert_well_formed(&xml);
+        }
+    }
+
+    // ----- requests ---------------------------------------------------------------------------------
+
+    #[test]
+    fn complete_multipart_upload() {
+        let body = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>
+             <CompleteMultipartUpload {NS}>
+               <Part>
+                 <PartNumber>1</PartNumber>
+                 <ETag>\"a54357aff0632cce46d942af68356b38\"</ETag>
+               </Part>
+               <Part>
+                 <ETag>&quot;0c78aef83f66abc1fa1e8477f296d394&quot;</ETag>
+                 <PartNumber> 2 </PartNumber>
+                 <ChecksumCRC32>AAAAAA==</ChecksumCRC32>
+                 <ChecksumSHA256>\n  abc=  \n</ChecksumSHA256>
+               </Part>
+               <Part><PartNumber>3</PartNumber><ETag>acbd18db4cc2f85cedef654fccc4a4d8</ETag></Part>
+             </CompleteMultipartUpload>"
+        );
+        let parts = parse_complete_multipart_upload(body.as_bytes()).unwrap();
+        assert_eq!(
+            parts,
+            vec![
+                CompletedPart {
+                    part_number: 1,
+                    etag: "a54357aff0632cce46d942af68356b38".into(),
+                    checksums: vec![],
+                },
+                CompletedPart {
+                    part_number: 2,
+                    etag: "0c78aef83f66abc1fa1e8477f296d394".into(),
+                    checksums: vec![
+                        ("ChecksumCRC32".into(), "AAAAAA==".into()),
+                        ("ChecksumSHA256".into(), "abc=".into()),
+                    ],
+                },
+                CompletedPart {
+                    part_number: 3,
+                    etag: "acbd18db4cc2f85cedef654fccc4a4d8".into(),
+                    checksums: vec![],
+                },
+            ]
+        );
+        // Without namespace, with a prefixed one, with comments, CDATA and a BOM.
+        for body in [
+            "<CompleteMultipartUpload><Part><PartNumber>7</PartNumber><ETag>e</ETag></Part></CompleteMultipartUpload>",
+            "<s3:CompleteMultipartUpload xmlns:s3=\"http://s3.amazonaws.com/doc/2006-03-01/\"><s3:Part><s3:PartNumber>7</s3:PartNumber><s3:ETag>e</s3:ETag></s3:Part></s3:CompleteMultipartUpload>",
+            "\u{FEFF}<!-- c --><CompleteMultipartUpload><Part><!-- x --><PartNumber>7</PartNumber><ETag><![CDATA[\"e\"]]></ETag></Part></CompleteMultipartUpload>",
+        ] {
+            let parts = parse_complete_multipart_upload(body.as_bytes()).unwrap();
+            assert_eq!(
+                parts,
+                vec![CompletedPart {
+                    part_number: 7,
+                    etag: "e".into(),
+                    checksums: vec![]
+                }],
+                "{body}"
+            );
+        }
+        // Part number 0 and out-of-order parts are the caller's business.
+        let parts = parse_complete_multipart_upload(
+            b"<CompleteMultipartUpload><Part><PartNumber>0</PartNumber><ETag>x</ETag></Part></CompleteMultipartUpload>",
+        )
+        .unwrap();
+        assert_eq!(parts[0].part_number, 0);
+    }
+
+    #[test]
+    fn complete_multipart_upload_malformed() {
+        let bad: &[&[u8]] = &[
+            b"",
+            b"   ",
+            b"<CompleteMultipartUpload></CompleteMultipartUpload>",
+            b"<CompleteMultipartUpload/>",
+            b"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>x</ETag></Part>",
+            b"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>x</ETag></Part></CompleteMultipartUploa",
+            b"<Complete><Part><PartNumber>1</PartNumber><ETag>x</ETag></Part></Complete>",
+            b"<CompleteMultipartUpload><Part><PartNumber>one</PartNumber><ETag>x</ETag></Part></CompleteMultipartUpload>",
+            b"<CompleteMultipartUpload><Part><PartNumber>-1</PartNumber><ETag>x</ETag></Part></CompleteMultipartUpload>",
+            b"<CompleteMultipartUpload><Part><PartNumber>+1</PartNumber><ETag>x</ETag></Part></CompleteMultipartUpload>",
+            b"<CompleteMultipartUpload><Part><PartNumber></PartNumber><ETag>x</ETag></Part></CompleteMultipartUpload>",
+            b"<CompleteMultipartUpload><Part><PartNumber>99999999999</PartNumber><ETag>x</ETag></Part></CompleteMultipartUpload>",
+            b"<CompleteMultipartUpload><Part><ETag>x</ETag></Part></CompleteMultipartUpload>",
+            b"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber></Part></CompleteMultipartUpload>",
+            b"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><PartNumber>1</PartNumber><ETag>x</ETag></Part></CompleteMultipartUpload>",
+            b"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>x</ETag><Foo/></Part></CompleteMultipartUpload>",
+            b"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>x</ETag><ChecksumCRC32>a</ChecksumCRC32><ChecksumCRC32>a</ChecksumCRC32></Part></CompleteMultipartUpload>",
+            b"<CompleteMultipartUpload><Part><PartNumber><X>1</X></PartNumber><ETag>x</ETag></Part></CompleteMultipartUpload>",
+            b"<CompleteMultipartUpload>text<Part><PartNumber>1</PartNumber><ETag>x</ETag></Part></CompleteMultipartUpload>",
+            b"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>x</ETag></Part></CompleteMultipartUpload><X/>",
+            b"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>x</ETag></Part></CompleteMultipartUpload>junk",
+            b"<CompleteMultipartUpload><Other/></CompleteMultipartUpload>",
+            b"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>&bogus;</ETag></Part></CompleteMultipartUpload>",
+            b"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>a & b</ETag></Part></CompleteMultipartUpload>",
+            b"<!DOCTYPE x [<!ENTITY e \"x\">]><CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>&e;</ETag></Part></CompleteMultipartUpload>",
+            b"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>\xff</ETag></Part></CompleteMultipartUpload>",
+            b"<CompleteMultipartUpload a=><Part><PartNumber>1</PartNumber><ETag>x</ETag></Part></CompleteMultipartUpload>",
+            b"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>x</ETag></Part></Wrong>",
+        ];
+        for body in bad {
+            assert_eq!(
+                code(parse_complete_multipart_upload(body)),
+                S3ErrorCode::MalformedXML,
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn delete_request() {
+        let body = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>
+             <Delete {NS}>
+               <Quiet>true</Quiet>
+               <Object><Key>sample1.txt</Key></Object>
+               <Object><Key>sample2.txt</Key><VersionId>OYcLXagmS.WaD..oyH4KRguB95_YhLs7</VersionId></Object>
+               <Object><Key> spaced key \n</Key></Object>
+               <Object><Key>a&amp;b&lt;c&gt;&quot;d&apos;&#10;&#x1F600;&#13;&#x1;</Key><VersionId></VersionId></Object>
+               <Object><Key><![CDATA[<raw>&amp;]]></Key></Object>
+               <Object><Key></Key></Object>
+               <Object><Key>line1\r\nline2</Key></Object>
+             </Delete>"
+        );
+        let d = parse_delete(body.as_bytes()).unwrap();
+        assert!(d.quiet);
+        let keys: Vec<&str> = d.objects.iter().map(|o| o.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "sample1.txt",
+                "sample2.txt",
+                " spaced key \n",
+                "a&b<c>\"d'\n😀\r\u{1}",
+                "<raw>&amp;",
+                "",
+                "line1\r\nline2",
+            ]
+        );
+        assert_eq!(d.objects[0].version_id, None);
+        assert_eq!(
+            d.objects[1].version_id.as_deref(),
+            Some("OYcLXagmS.WaD..oyH4KRguB95_YhLs7")
+        );
+        assert_eq!(d.objects[3].version_id, None);
+
+        let d = parse_delete(b"<Delete><Object><Key>k</Key></Object></Delete>").unwrap();
+        assert!(!d.quiet);
+        assert_eq!(
+            d.objects,
+            vec![ObjectIdentifier {
+                key: "k".into(),
+                version_id: None
+            }]
+        );
+        let d =
+            parse_delete(b"<Delete><Object><Key>k</Key></Object><Quiet> False </Quiet></Delete>")
+                .unwrap();
+        assert!(!d.quiet);
+
+        // 1000 objects are fine, 1001 are not.
+        let many = |n: usize| {
+            let mut s = String::from("<Delete>");
+            for i in 0..n {
+                s.push_str(&format!("<Object><Key>k{i}</Key></Object>"));
+            }
+            s.push_str("</Delete>");
+            s
+        };
+        assert_eq!(
+            parse_delete(many(1000).as_bytes()).unwrap().objects.len(),
+            1000
+        );
+        assert_eq!(
+            code(parse_delete(many(1001).as_bytes())),
+            S3ErrorCode::MalformedXML
+        );
+
+        // Raw control characters (what some clients send, although XML 1.0 forbids them) are
+        // taken as they are, like whitespace-only keys.
+        let d = parse_delete(
+            "<Delete><Object><Key>\u{1}a\u{1F}</Key></Object><Object><Key>\n</Key></Object></Delete>"
+                .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(d.objects[0].key, "\u{1}a\u{1F}");
+        assert_eq!(d.objects[1].key, "\n");
+
+        // Conditional deletes are refused, not ignored.
+        assert_eq!(
+            code(parse_delete(
+                b"<Delete><Object><Key>k</Key><ETag>\"x\"</ETag></Object></Delete>"
+            )),
+            S3ErrorCode::NotImplemented
+        );
+    }
+
+    #[test]
+    fn delete_request_malformed() {
+        let bad: &[&[u8]] = &[
+            b"",
+            b"<Delete></Delete>",
+            b"<Delete><Quiet>true</Quiet></Delete>",
+            b"<Delete><Object></Object></Delete>",
+            b"<Delete><Object><VersionId>v</VersionId></Object></Delete>",
+            b"<Delete><Object><Key>a</Key><Key>b</Key></Object></Delete>",
+            b"<Delete><Object><Key>a</Key></Object><Quiet>yes</Quiet></Delete>",
+            b"<Delete><Object><Key>a</Key></Object><Quiet>true</Quiet><Quiet>true</Quiet></Delete>",
+            b"<Delete><Object><Key>a</Key><Other/></Object></Delete>",
+            b"<Delete><Object><Key>a<b/></Key></Object></Delete>",
+            b"<Delete><Object><Key>a</Key></Object>",
+            b"<Delete><Object><Key>a</Key></Object></Delete",
+            b"<Delete><Object><Key>a</Object></Delete>",
+            b"<Remove><Object><Key>a</Key></Object></Remove>",
+            b"<Delete><Object><Key>&#0;</Key></Object></Delete>",
+            b"<Delete><Object><Key>&#xD800;</Key></Object></Delete>",
+            b"<Delete><Object><Key>&#x;</Key></Object></Delete>",
+            b"<Delete><Object><Key>&#12a;</Key></Object></Delete>",
+            b"<Delete><Object><Key>&nbsp;</Key></Object></Delete>",
+            b"<Delete><Object>x<Key>a</Key></Object></Delete>",
+            b"<Delete><Object><Key>a</Key></Object></Delete><Delete><Object><Key>a</Key></Object></Delete>",
+            b"x<Delete><Object><Key>a</Key></Object></Delete>",
+        ];
+        for body in bad {
+            assert_eq!(
+                code(parse_delete(body)),
+                S3ErrorCode::MalformedXML,
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        // Deep nesting is refused before it costs anything.
+        let deep = format!(
+            "<Delete>{}{}</Delete>",
+            "<a>".repeat(100_000),
+            "</a>".repeat(100_000)
+        );
+        assert_eq!(
+            code(parse_delete(deep.as_bytes())),
+            S3ErrorCode::MalformedXML
+        );
+    }
+
+    #[test]
+    fn create_bucket_configuration() {
+        assert_eq!(parse_create_bucket_configuration(b"").unwrap(), None);
+        assert_eq!(parse_create_bucket_configuration(b" \r\n ").unwrap(), None);
+        assert_eq!(
+            parse_create_bucket_configuration(
+                b"<?xml version=\"1.0\"?><CreateBucketConfiguration/>"
+            )
+            .unwrap(),
+            None
+        );
+        assert_eq!(
+            parse_create_bucket_configuration(
+                format!("<CreateBucketConfiguration {NS}><LocationConstraint>eu-west-1</LocationConstraint></CreateBucketConfiguration>").as_bytes()
+            )
+            .unwrap()
+            .as_deref(),
+            Some("eu-west-1")
+        );
+        assert_eq!(
+            parse_create_bucket_configuration(
+                b"<CreateBucketConfiguration>\n  <LocationConstraint> garage </LocationConstraint>\n</CreateBucketConfiguration>\n"
+            )
+            .unwrap()
+            .as_deref(),
+            Some("garage")
+        );
+        assert_eq!(
+            parse_create_bucket_configuration(
+                b"<CreateBucketConfiguration><LocationConstraint/></CreateBucketConfiguration>"
+            )
+            .unwrap(),
+            None
+        );
+        for body in [
+            &b"<CreateBucketConfiguration>"[..],
+            b"<LocationConstraint>x</LocationConstraint>",
+            b"<CreateBucketConfiguration><Location><Name>x</Name></Location></CreateBucketConfiguration>",
+            b"<CreateBucketConfiguration><LocationConstraint>a</LocationConstraint><LocationConstraint>b</LocationConstraint></CreateBucketConfiguration>",
+            b"not xml",
+        ] {
+            assert_eq!(
+                code(parse_create_bucket_configuration(body)),
+                S3ErrorCode::MalformedXML,
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    /// Builds a Delete request the way a client would, with our escaping.
+    fn delete_doc(keys: &[String], escape: fn(&str) -> String) -> String {
+        let mut s = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Delete {NS}><Quiet>false</Quiet>"
+        );
+        for k in keys {
+            s.push_str(&format!("<Object><Key>{}</Key></Object>", escape(k)));
+        }
+        s.push_str("</Delete>");
+        s
+    }
+
+    /// What SDKs do for characters XML 1.0 cannot carry: character references (XML 1.1 style).
+    fn escape_with_char_refs(s: &str) -> String {
+        let mut out = String::new();
+        for c in s.chars() {
+            if is_xml10_char(c) {
+                push_escaped(&mut out, c.encode_utf8(&mut [0; 4]));
+            } else {
+                out.push_str(&format!("&#x{:X};", c as u32));
+            }
+        }
+        out
+    }
+
+    fn xmlish() -> impl Strategy<Value = Vec<u8>> {
+        let atoms = prop::sample::select(vec![
+            "<",
+            ">",
+            "</",
+            "/>",
+            "&",
+            ";",
+            "&amp;",
+            "&#",
+            "&#x",
+            "<![CDATA[",
+            "]]>",
+            "<!--",
+            "-->",
+            "<?",
+            "?>",
+            "<!DOCTYPE",
+            "=",
+            "\"",
+            "'",
+            " ",
+            "\n",
+            "Delete",
+            "Object",
+            "Key",
+            "Quiet",
+            "VersionId",
+            "CompleteMultipartUpload",
+            "Part",
+            "PartNumber",
+            "ETag",
+            "ChecksumCRC32",
+            "CreateBucketConfiguration",
+            "LocationConstraint",
+            "xmlns",
+            "s3:",
+            "true",
+            "1",
+            "x",
+            "\u{1}",
+            "é",
+            "\u{FEFF}",
+        ]);
+        prop::collection::vec(atoms, 0..64).prop_map(|v| v.concat().into_bytes())
+    }
+
+    proptest! {
+        #[test]
+        fn parsers_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+            let _ = parse_delete(&bytes);
+            let _ = parse_complete_multipart_upload(&bytes);
+            let _ = parse_create_bucket_configuration(&bytes);
+        }
+
+        #[test]
+        fn parsers_never_panic_on_xmlish(bytes in xmlish()) {
+            let _ = parse_delete(&bytes);
+            let _ = parse_complete_multipart_upload(&bytes);
+            let _ = parse_create_bucket_configuration(&bytes);
+        }
+
+        /// Any key made of characters XML 1.0 allows round-trips through our escaping, exactly.
+        #[test]
+        fn delete_keys_round_trip(keys in prop::collection::vec(
+            "[^\u{0}-\u{8}\u{B}\u{C}\u{E}-\u{1F}\u{FFFE}\u{FFFF}]{0,40}", 1..8)
+        ) {
+            let body = delete_doc(&keys, xml_escape);
+            let d = parse_delete(body.as_bytes()).unwrap();
+            let got: Vec<String> = d.objects.into_iter().map(|o| o.key).collect();
+            prop_assert_eq!(got, keys);
+        }
+
+        /// Any key at all (but NUL) round-trips when the client writes forbidden characters as
+        /// character references, as SDKs do.
+        #[test]
+        fn delete_any_keys_round_trip(keys in prop::collection::vec("[^\u{0}]{0,40}", 1..8)) {
+            let body = delete_doc(&keys, escape_with_char_refs);
+            let d = parse_delete(body.as_bytes()).unwrap();
+            let got: Vec<String> = d.objects.into_iter().map(|o| o.key).collect();
+            prop_assert_eq!(got, keys);
+        }
+
+        /// Listings stay well-formed whatever the keys, and with encoding-type=url they are exact.
+        #[test]
+        fn listings_always_well_formed(keys in prop::collection::vec(any::<String>(), 0..6), url in any::<bool>()) {
+            let r = ListBucketResultV2 {
+                name: "b".into(),
+                prefix: keys.first().cloned().unwrap_or_default(),
+                url_encoding: url,
+                contents: keys.iter().map(|k| object(k, None)).collect(),
+                common_prefixes: keys.clone(),
+                ..Default::default()
+            };
+            let xml = r.to_xml();
+            let root = parse_document(xml.as_bytes()).unwrap().unwrap();
+            let got: Vec<String> = root
+                .children
+                .iter()
+                .filter(|n| n.name == "Contents")
+                .map(|c| c.children.iter().find(|n| n.name == "Key").unwrap().text.clone())
+                .collect();
+            let expected: Vec<String> = keys
+                .iter()
+                .map(|k| if url { url_encode_key(k) } else { xml_escape_roundtrip(k) })
+                .collect();
+            prop_assert_eq!(got, expected);
+        }
+    }
+
+    /// What a key becomes after escaping and parsing (unrepresentable characters → U+FFFD).
+    fn xml_escape_roundtrip(k: &str) -> String {
+        k.chars()
+            .map(|c| if is_xml10_char(c) { c } else { '\u{FFFD}' })
+            .collect()
+    }
+}

@@ -202,10 +202,22 @@ impl<F: TableSchema> TableData<F> {
         Ok(self.store.len()?)
     }
 
+    /// Every local entry (encoded), in key order. For small full-copy tables (keys, buckets).
+    pub fn iter_local(&self) -> Result<Vec<EncodedPair>, TableError> {
+        let mut out = vec![];
+        for item in self.store.iter()? {
+            out.push(item?);
+        }
+        Ok(out)
+    }
+
     pub fn is_empty(&self) -> Result<bool, TableError> {
         Ok(self.store.is_empty()?)
     }
 }
+
+/// A stored (key, encoded entry) pair.
+pub type EncodedPair = (Vec<u8>, Vec<u8>);
 
 /// First key after every key of this partition key: the hash incremented as a 32-byte number
 /// (None for the all-0xff hash, whose range is open-ended).

@@ -121,7 +121,7 @@ pub enum TableError {
 
 /// Requests between replicas of a table. Keys and entries travel as bytes (entries in their versioned
 /// encoding), so this message is the same for every table; the endpoint path names the table.
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub enum TableRpc {
     ReadEntry {
         key: ByteBuf,
@@ -308,7 +308,23 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
         let msg = TableRpc::ReadEntry {
             key: ByteBuf::from(key),
         };
-        let answers = self.read_from(&nodes, msg).await?;
+        let mut answers = self.read_from(&nodes, msg.clone()).await?;
+        if answers
+            .iter()
+            .all(|(_, r)| matches!(r, TableRpcResponse::Entry(None)))
+            && let Some(q) = self.replication.read_quorum_on_miss()
+        {
+            let hedge = self.hedge(&nodes, q);
+            answers = quorum::read_quorum(
+                &self.endpoint,
+                &nodes,
+                q,
+                Arc::new(msg),
+                TABLE_RPC_TIMEOUT,
+                hedge,
+            )
+            .await?;
+        }
         let mut merged: Option<F::E> = None;
         let mut got: Vec<(NodeId, Option<ByteBuf>)> = vec![];
         for (node, resp) in answers {
@@ -565,5 +581,22 @@ impl crate::util::background::Worker for TableWorkers {
                 }
             })
             .collect()
+    }
+}
+
+impl<F: TableSchema, R: TableReplication> Table<F, R> {
+    /// Start everything a table runs in the background: Merkle updates and anti-entropy, hand-off of
+    /// partitions after layout changes, and tombstone GC.
+    pub fn spawn_all(self: &Arc<Self>, gc: gc::GcConfig) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut tasks = self.spawn_workers();
+        tasks.push(self.spawn_handoff());
+        let collector = gc::TableGc::new(
+            self.data.clone(),
+            self.replication.clone(),
+            self.system.clone(),
+            gc,
+        );
+        tasks.push(collector.spawn());
+        tasks
     }
 }

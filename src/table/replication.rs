@@ -30,6 +30,12 @@ pub trait TableReplication: Send + Sync + 'static {
     /// Nodes to read from, nearest first.
     fn read_nodes(&self, hash: &Hash) -> Vec<NodeId>;
     fn read_quorum(&self) -> usize;
+    /// A larger read quorum to retry with when a read found nothing (None: do not retry). Full-copy
+    /// tables read one local copy, which may not have an entry written a moment ago through another
+    /// node; asking a majority then meets the majority that acknowledged the write.
+    fn read_quorum_on_miss(&self) -> Option<usize> {
+        None
+    }
     /// Sets of nodes a write must reach; it succeeds once each set has `write_quorum` acknowledgements.
     fn write_sets(&self, hash: &Hash) -> Vec<Vec<NodeId>>;
     fn write_quorum(&self) -> usize;
@@ -147,6 +153,10 @@ impl TableReplication for FullReplication {
     }
     fn read_quorum(&self) -> usize {
         1
+    }
+    fn read_quorum_on_miss(&self) -> Option<usize> {
+        let n = self.all().len();
+        (n > 1).then_some(n / 2 + 1)
     }
     fn write_sets(&self, _hash: &Hash) -> Vec<Vec<NodeId>> {
         vec![self.all()]

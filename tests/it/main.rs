@@ -3,4 +3,5 @@
 mod block;
 mod cluster;
 mod harness;
+mod s3;
 mod table;

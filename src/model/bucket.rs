@@ -1,0 +1,160 @@
+//! Buckets (`bucket` table) and their global names (`bucket_alias` table), both a full copy on every
+//! node so that resolving a name and checking a permission never leave the node.
+//!
+//! A bucket has a random 32-byte id; objects are stored under the id, so a bucket can be renamed
+//! (aliased) without moving anything. A name points to at most one bucket (last writer wins).
+
+use serde::{Deserialize, Serialize};
+
+use crate::crdt::{Crdt, Deletable, Lww};
+use crate::table::schema::{EmptyKey, Entry, TableSchema};
+use crate::util::encode::{NoPrevious, Versioned};
+use crate::util::hash::Hash;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketParams {
+    /// Milliseconds since the epoch.
+    pub created: u64,
+    /// The bucket's global name (also recorded in `bucket_alias`).
+    pub name: Lww<String>,
+}
+
+impl Crdt for BucketParams {
+    fn merge(&mut self, other: &Self) {
+        self.created = self.created.min(other.created);
+        self.name.merge(&other.name);
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bucket {
+    pub id: Hash,
+    pub state: Deletable<BucketParams>,
+}
+
+impl Bucket {
+    pub fn params(&self) -> Option<&BucketParams> {
+        self.state.get()
+    }
+}
+
+impl Crdt for Bucket {
+    fn merge(&mut self, other: &Self) {
+        self.state.merge(&other.state);
+    }
+}
+
+impl Versioned for Bucket {
+    const MARKER: &'static [u8] = b"GRbucket01";
+    type Previous = NoPrevious;
+}
+
+impl Entry<Hash, EmptyKey> for Bucket {
+    fn partition_key(&self) -> &Hash {
+        &self.id
+    }
+    fn sort_key(&self) -> &EmptyKey {
+        &EmptyKey
+    }
+    fn is_tombstone(&self) -> bool {
+        self.state.is_deleted()
+    }
+}
+
+pub struct BucketSchema;
+
+impl TableSchema for BucketSchema {
+    const TABLE_NAME: &'static str = "bucket";
+    type P = Hash;
+    type S = EmptyKey;
+    type E = Bucket;
+    type Filter = ();
+    fn matches_filter(_: &Bucket, _: &()) -> bool {
+        true
+    }
+}
+
+/// A global bucket name → bucket id (None: the name is free).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketAlias {
+    pub name: String,
+    pub bucket: Lww<Option<Hash>>,
+}
+
+impl Crdt for BucketAlias {
+    fn merge(&mut self, other: &Self) {
+        self.bucket.merge(&other.bucket);
+    }
+}
+
+impl Versioned for BucketAlias {
+    const MARKER: &'static [u8] = b"GRbalias01";
+    type Previous = NoPrevious;
+}
+
+impl Entry<String, EmptyKey> for BucketAlias {
+    fn partition_key(&self) -> &String {
+        &self.name
+    }
+    fn sort_key(&self) -> &EmptyKey {
+        &EmptyKey
+    }
+    fn is_tombstone(&self) -> bool {
+        self.bucket.get().is_none()
+    }
+}
+
+pub struct BucketAliasSchema;
+
+impl TableSchema for BucketAliasSchema {
+    const TABLE_NAME: &'static str = "bucket_alias";
+    type P = String;
+    type S = EmptyKey;
+    type E = BucketAlias;
+    type Filter = ();
+    fn matches_filter(_: &BucketAlias, _: &()) -> bool {
+        true
+    }
+}
+
+/// S3 bucket naming rules: 3–63 characters of lowercase letters, digits, '-' and '.', starting and
+/// ending with a letter or digit, no "..", not an IP address, no reserved prefixes/suffixes.
+pub fn valid_bucket_name(n: &str) -> bool {
+    let b = n.as_bytes();
+    (3..=63).contains(&b.len())
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-' || *c == b'.')
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && !n.contains("..")
+        && n.parse::<std::net::Ipv4Addr>().is_err()
+        && !n.starts_with("xn--")
+        && !n.starts_with("sthree-")
+        && !n.ends_with("-s3alias")
+        && !n.ends_with("--ol-s3")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_bucket_name;
+
+    #[test]
+    fn bucket_names() {
+        for ok in ["abc", "my-bucket.1", "a1b", &"a".repeat(63)] {
+            assert!(valid_bucket_name(ok), "{ok}");
+        }
+        for bad in [
+            "ab",
+            "Abc",
+            "-abc",
+            "abc-",
+            "a..b",
+            "192.168.1.1",
+            "a_b",
+            "xn--abc",
+            &"a".repeat(64),
+        ] {
+            assert!(!valid_bucket_name(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,374 @@
+//! What S3 stores, on the table engine and the block store: access keys, buckets and their names,
+//! objects with their versions, the block lists of versions, and multipart uploads.
+//!
+//! Tables: `key`, `bucket`, `bucket_alias` (full copy on every node: checked on every request, read
+//! locally), `object` (sharded by bucket), `version` (sharded by version uuid). Cascades: dropping or
+//! aborting an object version queues the deletion of its `version` entry; a `version` entry queues its
+//! block references (live or deleted). Both queues are persistent and filled in the same transaction
+//! as the change that causes them (see `table::queue`).
+//!
+//! **Invariant:** `model` knows nothing about HTTP, XML or signatures; `s3` calls it.
+
+pub mod bucket;
+pub mod key;
+pub mod object;
+pub mod ops;
+pub mod version;
+
+use std::sync::Arc;
+
+use rand::RngCore;
+
+use crate::block::BlockManager;
+use crate::block::refs::BlockRefSchema;
+use crate::crdt::Lww;
+use crate::db::Db;
+use crate::layout::System;
+use crate::table::gc::GcConfig;
+use crate::table::queue::{InsertQueue, InsertQueueWorker, table_inserter};
+use crate::table::schema::EmptyKey;
+use crate::table::{FullReplication, ShardedReplication, Table, TableError, TableInfo};
+use crate::util::config::Config;
+use crate::util::hash::Hash;
+use bucket::{Bucket, BucketAlias, BucketAliasSchema, BucketParams, BucketSchema};
+use key::{Key, KeySchema, Permissions};
+use object::{ObjectFilter, ObjectSchema};
+use version::VersionSchema;
+
+/// Errors of the model layer.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("{0}")]
+    Table(#[from] TableError),
+    #[error("{0}")]
+    Block(#[from] crate::block::BlockError),
+    #[error("{0}")]
+    Db(#[from] crate::db::Error),
+    #[error("no such bucket: {0}")]
+    NoSuchBucket(String),
+    #[error("no such key: {0}")]
+    NoSuchAccessKey(String),
+    #[error("bucket name {0:?} is already taken")]
+    BucketExists(String),
+    #[error("invalid bucket name {0:?}: 3-63 lowercase letters, digits, '-' and '.'")]
+    InvalidBucketName(String),
+    #[error("bucket {0} is not empty")]
+    BucketNotEmpty(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("several keys are named {0:?}; use the key id")]
+    AmbiguousKey(String),
+}
+
+pub type KeyTable = Table<KeySchema, FullReplication>;
+pub type BucketTable = Table<BucketSchema, FullReplication>;
+pub type AliasTable = Table<BucketAliasSchema, FullReplication>;
+pub type ObjectTable = Table<ObjectSchema, ShardedReplication>;
+pub type VersionTable = Table<VersionSchema, ShardedReplication>;
+
+pub struct Model {
+    pub system: Arc<System>,
+    pub block: Arc<BlockManager>,
+    pub keys: Arc<KeyTable>,
+    pub buckets: Arc<BucketTable>,
+    pub aliases: Arc<AliasTable>,
+    pub objects: Arc<ObjectTable>,
+    pub versions: Arc<VersionTable>,
+    pub block_size: usize,
+    /// This node's id as the HLC node number of timestamps it issues.
+    pub node: u64,
+}
+
+impl Model {
+    /// Build the tables and start their background work (anti-entropy, GC, cascading queues).
+    pub fn start(
+        system: &Arc<System>,
+        db: &Db,
+        config: &Config,
+        block: Arc<BlockManager>,
+        block_ref: Arc<Table<BlockRefSchema, ShardedReplication>>,
+        gc: GcConfig,
+    ) -> Result<(Arc<Model>, Vec<tokio::task::JoinHandle<()>>), ModelError> {
+        let full = || FullReplication {
+            system: system.clone(),
+        };
+        let sharded = || ShardedReplication {
+            system: system.clone(),
+            consistency: config.consistency_mode,
+        };
+        let block_ref_queue = InsertQueue::<BlockRefSchema>::open(db)?;
+        let version_queue = InsertQueue::<VersionSchema>::open(db)?;
+        let keys = Table::new(KeySchema, full(), system, db)?;
+        let buckets = Table::new(BucketSchema, full(), system, db)?;
+        let aliases = Table::new(BucketAliasSchema, full(), system, db)?;
+        let versions = Table::new(
+            VersionSchema {
+                block_ref_queue: block_ref_queue.clone(),
+            },
+            sharded(),
+            system,
+            db,
+        )?;
+        let objects = Table::new(
+            ObjectSchema {
+                version_queue: version_queue.clone(),
+            },
+            sharded(),
+            system,
+            db,
+        )?;
+        let mut tasks = vec![];
+        tasks.extend(keys.spawn_all(gc.clone()));
+        tasks.extend(buckets.spawn_all(gc.clone()));
+        tasks.extend(aliases.spawn_all(gc.clone()));
+        tasks.extend(versions.spawn_all(gc.clone()));
+        tasks.extend(objects.spawn_all(gc));
+        tasks.push(InsertQueueWorker::new(block_ref_queue, table_inserter(block_ref)).spawn());
+        tasks.push(InsertQueueWorker::new(version_queue, table_inserter(versions.clone())).spawn());
+        let model = Arc::new(Model {
+            system: system.clone(),
+            block,
+            keys,
+            buckets,
+            aliases,
+            objects,
+            versions,
+            block_size: config.block_size as usize,
+            node: system.id().as_u64(),
+        });
+        Ok((model, tasks))
+    }
+
+    /// The model's tables, for statistics and anti-entropy passes.
+    pub fn tables(&self) -> Vec<Arc<dyn TableInfo>> {
+        vec![
+            self.keys.clone(),
+            self.buckets.clone(),
+            self.aliases.clone(),
+            self.objects.clone(),
+            self.versions.clone(),
+        ]
+    }
+
+    // ---- keys -----------------------------------------------------------------------------------
+
+    /// Create a key with a fresh id (`GK` + 24 hex digits) and secret (64 hex digits).
+    pub async fn create_key(&self, name: &str) -> Result<Key, ModelError> {
+        let id = format!("GK{}", hex::encode(random_bytes::<12>()));
+        let secret = hex::encode(random_bytes::<32>());
+        self.import_key(&id, &secret, name).await
+    }
+
+    /// Add a key with a given id and secret (keys kept from another S3 store).
+    pub async fn import_key(&self, id: &str, secret: &str, name: &str) -> Result<Key, ModelError> {
+        let id_ok = (3..=128).contains(&id.len()) && id.bytes().all(|c| c.is_ascii_alphanumeric());
+        let secret_ok = (8..=128).contains(&secret.len())
+            && secret.bytes().all(|c| c.is_ascii_graphic() && c != b'"');
+        if !id_ok || !secret_ok {
+            return Err(ModelError::Invalid(
+                "a key id is 3-128 letters and digits; a secret is 8-128 printable characters"
+                    .into(),
+            ));
+        }
+        if self.keys.get(&id.to_string(), &EmptyKey).await?.is_some() {
+            return Err(ModelError::Invalid(format!("key {id} already exists")));
+        }
+        let k = Key::new(self.node, id.into(), secret.into(), name.into());
+        self.keys.insert(&k).await?;
+        Ok(k)
+    }
+
+    /// A live key by exact id.
+    pub async fn key_by_id(&self, id: &str) -> Result<Option<Key>, ModelError> {
+        Ok(self
+            .keys
+            .get(&id.to_string(), &EmptyKey)
+            .await?
+            .filter(|k| !k.state.is_deleted()))
+    }
+
+    /// Every live key (the table is small and a full copy is local).
+    pub fn list_keys(&self) -> Result<Vec<Key>, ModelError> {
+        let mut out = vec![];
+        for (_, v) in self.keys.data.iter_local()? {
+            let k: Key = crate::table::TableData::<KeySchema>::decode(&v)?;
+            if !k.state.is_deleted() {
+                out.push(k);
+            }
+        }
+        Ok(out)
+    }
+
+    /// A key by id, or by name if unique.
+    pub async fn find_key(&self, pattern: &str) -> Result<Key, ModelError> {
+        if let Some(k) = self.key_by_id(pattern).await? {
+            return Ok(k);
+        }
+        let mut named: Vec<Key> = self
+            .list_keys()?
+            .into_iter()
+            .filter(|k| k.params().is_some_and(|p| p.name.get() == pattern))
+            .collect();
+        match named.len() {
+            0 => Err(ModelError::NoSuchAccessKey(pattern.into())),
+            1 => Ok(named.remove(0)),
+            _ => Err(ModelError::AmbiguousKey(pattern.into())),
+        }
+    }
+
+    pub async fn delete_key(&self, pattern: &str) -> Result<Key, ModelError> {
+        let mut k = self.find_key(pattern).await?;
+        k.state.delete();
+        self.keys.insert(&k).await?;
+        Ok(k)
+    }
+
+    /// Change what a key may do: on a bucket (`perms` replaces the previous set), and/or creating buckets.
+    pub async fn set_key_permissions(
+        &self,
+        pattern: &str,
+        bucket: Option<(Hash, Permissions)>,
+        allow_create_bucket: Option<bool>,
+    ) -> Result<Key, ModelError> {
+        let mut k = self.find_key(pattern).await?;
+        let node = self.node;
+        let p = k
+            .state
+            .get_mut()
+            .ok_or_else(|| ModelError::NoSuchAccessKey(pattern.into()))?;
+        if let Some((b, perms)) = bucket {
+            p.buckets.update_by(node, b, perms);
+        }
+        if let Some(c) = allow_create_bucket {
+            p.allow_create_bucket.update_by(node, c);
+        }
+        self.keys.insert(&k).await?;
+        Ok(k)
+    }
+
+    // ---- buckets --------------------------------------------------------------------------------
+
+    /// The live bucket a global name points to.
+    pub async fn bucket_by_name(&self, name: &str) -> Result<Option<Bucket>, ModelError> {
+        let Some(alias) = self.aliases.get(&name.to_string(), &EmptyKey).await? else {
+            return Ok(None);
+        };
+        let Some(id) = *alias.bucket.get() else {
+            return Ok(None);
+        };
+        Ok(self
+            .buckets
+            .get(&id, &EmptyKey)
+            .await?
+            .filter(|b| !b.state.is_deleted()))
+    }
+
+    pub async fn bucket_by_name_or_id(&self, pattern: &str) -> Result<Bucket, ModelError> {
+        if let Some(b) = self.bucket_by_name(pattern).await? {
+            return Ok(b);
+        }
+        if let Ok(v) = hex::decode(pattern)
+            && let Ok(id) = Hash::try_from(&v[..])
+            && let Some(b) = self.buckets.get(&id, &EmptyKey).await?
+            && !b.state.is_deleted()
+        {
+            return Ok(b);
+        }
+        Err(ModelError::NoSuchBucket(pattern.into()))
+    }
+
+    /// Every live bucket (local full copy).
+    pub fn list_buckets(&self) -> Result<Vec<Bucket>, ModelError> {
+        let mut out = vec![];
+        for (_, v) in self.buckets.data.iter_local()? {
+            let b: Bucket = crate::table::TableData::<BucketSchema>::decode(&v)?;
+            if !b.state.is_deleted() {
+                out.push(b);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Create a bucket named `name`; its creator (if any) gets every permission on it.
+    pub async fn create_bucket(
+        &self,
+        name: &str,
+        owner: Option<&str>,
+    ) -> Result<Bucket, ModelError> {
+        if !bucket::valid_bucket_name(name) {
+            return Err(ModelError::InvalidBucketName(name.into()));
+        }
+        if self.bucket_by_name(name).await?.is_some() {
+            return Err(ModelError::BucketExists(name.into()));
+        }
+        let b = Bucket {
+            id: random_bytes::<32>(),
+            state: crate::crdt::Deletable::Present(BucketParams {
+                created: crate::util::time::now_msec(),
+                name: Lww::new_by(self.node, name.into()),
+            }),
+        };
+        self.buckets.insert(&b).await?;
+        self.aliases
+            .insert(&BucketAlias {
+                name: name.into(),
+                bucket: Lww::new_by(self.node, Some(b.id)),
+            })
+            .await?;
+        if let Some(k) = owner {
+            self.set_key_permissions(k, Some((b.id, Permissions::ALL)), None)
+                .await?;
+        }
+        Ok(b)
+    }
+
+    /// Delete an empty bucket (and free its name).
+    pub async fn delete_bucket(&self, b: &Bucket) -> Result<(), ModelError> {
+        let name = b.params().map(|p| p.name.get().clone()).unwrap_or_default();
+        let any = self
+            .objects
+            .get_range(&b.id, None, Some(ObjectFilter::IsData), 1, false)
+            .await?;
+        let uploads = self
+            .objects
+            .get_range(
+                &b.id,
+                None,
+                Some(ObjectFilter::IsUploadingMultipart),
+                1,
+                false,
+            )
+            .await?;
+        if !any.is_empty() || !uploads.is_empty() {
+            return Err(ModelError::BucketNotEmpty(name));
+        }
+        let mut d = b.clone();
+        d.state.delete();
+        self.buckets.insert(&d).await?;
+        self.aliases
+            .insert(&BucketAlias {
+                name,
+                bucket: Lww::new_by(self.node, None),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Keys with some permission on a bucket.
+    pub fn bucket_keys(&self, bucket: &Hash) -> Result<Vec<(Key, Permissions)>, ModelError> {
+        Ok(self
+            .list_keys()?
+            .into_iter()
+            .filter_map(|k| {
+                let p = k.permissions(bucket);
+                (!p.is_none()).then_some((k, p))
+            })
+            .collect())
+    }
+}
+
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    rand::thread_rng().fill_bytes(&mut b);
+    b
+}

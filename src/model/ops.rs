@@ -1,0 +1,365 @@
+//! Object operations, designed for the round-trip budget of SPEC §5 (see `doc/s3.md`):
+//!
+//! - **small PUT** (body ≤ [`INLINE_MAX`]): one quorum write of the object entry with the data inline;
+//! - **large PUT**: the object entry is written as "uploading" while the first block is received; each
+//!   block is hashed, written to its replicas and added to the version's block list as the body
+//!   arrives (several blocks in flight); after the last byte: the last block's quorum write, then one
+//!   quorum write of the complete object entry (2 round trips);
+//! - **GET/HEAD**: one quorum read of the object entry; for blocks, the version's block list is read in
+//!   parallel with the first block, then blocks stream in order with read-ahead;
+//! - **DELETE**: one quorum write (a delete marker), no read before.
+//!
+//! Interrupted uploads never become visible (the version stays "uploading" until committed) and are
+//! aborted on error, which releases their blocks through the cascading queues.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use futures::stream::{FuturesOrdered, StreamExt};
+use futures::{Stream, TryStreamExt};
+use serde_bytes::ByteBuf;
+
+use super::object::{
+    INLINE_MAX, Object, ObjectData, ObjectFilter, ObjectMeta, ObjectVersion, VersionState,
+};
+use super::version::{Version, VersionBlock};
+use super::{Model, ModelError, random_bytes};
+use crate::crdt::Timestamp;
+use crate::table::schema::EmptyKey;
+use crate::util::hash::{Hash, blake2sum};
+
+/// Blocks of one upload written concurrently (each also holds its share of the send buffer).
+const PUT_BLOCKS_IN_FLIGHT: usize = 4;
+/// Blocks fetched ahead of the one being sent to a client.
+const GET_READ_AHEAD: usize = 4;
+
+/// A body as stored, before the object entry is committed.
+pub enum StoredBody {
+    Inline(Bytes),
+    Blocks { size: u64, first_block: Hash },
+}
+
+impl StoredBody {
+    pub fn size(&self) -> u64 {
+        match self {
+            StoredBody::Inline(b) => b.len() as u64,
+            StoredBody::Blocks { size, .. } => *size,
+        }
+    }
+}
+
+/// An upload in progress (a simple PUT): write the body, then commit or abort.
+pub struct PutUpload {
+    model: Arc<Model>,
+    pub bucket: Hash,
+    pub key: String,
+    pub uuid: Hash,
+    pub timestamp: Timestamp,
+    headers: Vec<(String, String)>,
+}
+
+impl Model {
+    /// Start a simple PUT of `key` in `bucket`, with the response headers to store.
+    pub fn start_put(
+        self: &Arc<Self>,
+        bucket: Hash,
+        key: String,
+        headers: Vec<(String, String)>,
+    ) -> PutUpload {
+        PutUpload {
+            model: self.clone(),
+            bucket,
+            key,
+            uuid: random_bytes::<32>(),
+            timestamp: Timestamp::after(None, self.node),
+            headers,
+        }
+    }
+
+    /// The object entry of a key (None if absent).
+    pub async fn get_object(&self, bucket: &Hash, key: &str) -> Result<Option<Object>, ModelError> {
+        Ok(self.objects.get(bucket, &key.to_string()).await?)
+    }
+
+    /// Delete a key: a delete marker newer than every version (one quorum write, no read).
+    pub async fn delete_object(&self, bucket: &Hash, key: &str) -> Result<(), ModelError> {
+        let v = ObjectVersion {
+            uuid: random_bytes::<32>(),
+            timestamp: Timestamp::after(None, self.node),
+            state: VersionState::Complete(ObjectData::DeleteMarker),
+        };
+        self.objects
+            .insert(&Object::new(*bucket, key.to_string(), vec![v]))
+            .await?;
+        Ok(())
+    }
+
+    /// Objects with data, in key order from `start` (inclusive), at most `limit`.
+    pub async fn list_objects(
+        &self,
+        bucket: &Hash,
+        start: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Object>, ModelError> {
+        let start = start.map(str::to_string);
+        Ok(self
+            .objects
+            .get_range(
+                bucket,
+                start.as_ref(),
+                Some(ObjectFilter::IsData),
+                limit,
+                false,
+            )
+            .await?)
+    }
+
+    /// Objects and bytes in a bucket, by reading its whole listing (one page of 1,000 per quorum read).
+    pub async fn bucket_usage(&self, bucket: &Hash) -> Result<(u64, u64), ModelError> {
+        let (mut objects, mut bytes) = (0u64, 0u64);
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = self.list_objects(bucket, cursor.as_deref(), 1000).await?;
+            for o in &page {
+                if let Some(m) = o.current().and_then(meta_of) {
+                    objects += 1;
+                    bytes += m.size;
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() >= 1000 => cursor = Some(format!("{}\u{0}", last.key)),
+                _ => return Ok((objects, bytes)),
+            }
+        }
+    }
+
+    /// The bytes `[begin, end)` of a complete version, as a stream of chunks, in order.
+    pub async fn read_object(
+        self: &Arc<Self>,
+        version: &ObjectVersion,
+        begin: u64,
+        end: u64,
+    ) -> Result<impl Stream<Item = Result<Bytes, ModelError>> + Send + 'static, ModelError> {
+        let data = version
+            .data()
+            .ok_or_else(|| ModelError::Invalid("version has no data".into()))?;
+        let (blocks, first) = match data {
+            ObjectData::Inline { bytes, .. } => {
+                let b = Bytes::copy_from_slice(&bytes[begin as usize..end as usize]);
+                return Ok(futures::stream::once(async move { Ok(b) }).boxed());
+            }
+            ObjectData::Blocks { first_block, .. } => {
+                // The block list and the first block in parallel: the first byte does not wait for
+                // the second read.
+                let prefetch = begin == 0;
+                let (list, first) =
+                    tokio::join!(self.versions.get(&version.uuid, &EmptyKey), async {
+                        if prefetch {
+                            Some(self.block.get_block(first_block).await)
+                        } else {
+                            None
+                        }
+                    });
+                let list = list?.filter(|v| !v.deleted.get()).ok_or_else(|| {
+                    ModelError::Invalid("the version's block list is missing".into())
+                })?;
+                (list.block_list(), first.map(|f| (*first_block, f)))
+            }
+            ObjectData::DeleteMarker => unreachable!("data() excludes delete markers"),
+        };
+        Ok(self.stream_blocks(blocks, first, begin, end).boxed())
+    }
+
+    /// Stream the slices of `blocks` that intersect `[begin, end)`, fetching ahead.
+    fn stream_blocks(
+        self: &Arc<Self>,
+        blocks: Vec<((u32, u64), VersionBlock)>,
+        mut first: Option<(Hash, Result<Bytes, crate::block::BlockError>)>,
+        begin: u64,
+        end: u64,
+    ) -> impl Stream<Item = Result<Bytes, ModelError>> + Send + 'static {
+        let mut offset = 0u64;
+        let mut wanted = vec![];
+        for (_, b) in blocks {
+            let (lo, hi) = (offset, offset + b.size);
+            offset = hi;
+            if hi <= begin || lo >= end {
+                continue;
+            }
+            let from = begin.saturating_sub(lo) as usize;
+            let to = (end.min(hi) - lo) as usize;
+            let pre = match &first {
+                Some((h, _)) if *h == b.hash && lo == 0 => first.take().map(|(_, r)| r),
+                _ => None,
+            };
+            wanted.push((b.hash, from, to, pre));
+        }
+        let model = self.clone();
+        futures::stream::iter(wanted)
+            .map(move |(hash, from, to, pre)| {
+                let model = model.clone();
+                async move {
+                    let data = match pre {
+                        Some(r) => r?,
+                        None => model.block.get_block(&hash).await?,
+                    };
+                    if to > data.len() {
+                        return Err(ModelError::Invalid(format!(
+                            "block {} is shorter than its version says",
+                            hex::encode(hash)
+                        )));
+                    }
+                    Ok(data.slice(from..to))
+                }
+            })
+            .buffered(GET_READ_AHEAD)
+    }
+}
+
+impl PutUpload {
+    /// Store the body. Small bodies stay in memory (they go inline in the object entry); larger ones
+    /// are cut into blocks written as they arrive.
+    pub async fn write<S, E>(&self, body: S) -> Result<StoredBody, ModelError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send + Unpin,
+        E: Into<ModelError>,
+    {
+        let mut body = body.map_err(Into::into);
+        let bs = self.model.block_size;
+        let mut buf = BytesMut::new();
+        // Inline if the whole body fits.
+        while buf.len() <= INLINE_MAX {
+            match body.next().await {
+                Some(chunk) => buf.extend_from_slice(&chunk?),
+                None => return Ok(StoredBody::Inline(buf.freeze())),
+            }
+        }
+        self.mark_uploading().await?;
+        let mut in_flight = FuturesOrdered::new();
+        let (mut offset, mut first_block) = (0u64, None);
+        let mut ended = false;
+        while !ended || !buf.is_empty() {
+            while !ended && buf.len() < bs {
+                match body.next().await {
+                    Some(chunk) => buf.extend_from_slice(&chunk?),
+                    None => ended = true,
+                }
+            }
+            if buf.is_empty() {
+                break;
+            }
+            let block = buf.split_to(buf.len().min(bs)).freeze();
+            let len = block.len() as u64;
+            in_flight.push_back(self.store_block(offset, block));
+            offset += len;
+            if in_flight.len() >= PUT_BLOCKS_IN_FLIGHT {
+                let h = in_flight.next().await.expect("non-empty")?;
+                first_block.get_or_insert(h);
+            }
+        }
+        while let Some(h) = in_flight.next().await {
+            first_block.get_or_insert(h?);
+        }
+        Ok(StoredBody::Blocks {
+            size: offset,
+            first_block: first_block.expect("at least one block above INLINE_MAX"),
+        })
+    }
+
+    /// Record the version as uploading before any block is listed under it, so an interrupted upload
+    /// is always reachable (and collectable) from the object entry.
+    async fn mark_uploading(&self) -> Result<(), ModelError> {
+        let v = ObjectVersion {
+            uuid: self.uuid,
+            timestamp: self.timestamp,
+            state: VersionState::Uploading {
+                multipart: false,
+                headers: self.headers.clone(),
+            },
+        };
+        self.model
+            .objects
+            .insert(&Object::new(self.bucket, self.key.clone(), vec![v]))
+            .await?;
+        Ok(())
+    }
+
+    /// Hash a block off the async threads, then write it and list it in the version, in parallel.
+    fn store_block(
+        &self,
+        offset: u64,
+        block: Bytes,
+    ) -> impl std::future::Future<Output = Result<Hash, ModelError>> + Send + 'static {
+        let model = self.model.clone();
+        let (uuid, bucket, key) = (self.uuid, self.bucket, self.key.clone());
+        async move {
+            let b = block.clone();
+            let hash = tokio::task::spawn_blocking(move || blake2sum(&b))
+                .await
+                .map_err(|e| ModelError::Invalid(format!("hashing task: {e}")))?;
+            let mut v = Version::new(uuid, bucket, key);
+            v.blocks.put(
+                (0, offset),
+                VersionBlock {
+                    hash,
+                    size: block.len() as u64,
+                },
+            );
+            let (stored, listed) = tokio::join!(
+                model.block.put_block(hash, block),
+                model.versions.insert(&v)
+            );
+            stored?;
+            listed?;
+            Ok(hash)
+        }
+    }
+
+    /// Make the version visible: one quorum write of the complete object entry.
+    pub async fn commit(
+        &self,
+        body: StoredBody,
+        meta: ObjectMeta,
+    ) -> Result<ObjectVersion, ModelError> {
+        let data = match body {
+            StoredBody::Inline(bytes) => ObjectData::Inline {
+                meta,
+                bytes: ByteBuf::from(bytes.to_vec()),
+            },
+            StoredBody::Blocks { first_block, .. } => ObjectData::Blocks { meta, first_block },
+        };
+        let v = ObjectVersion {
+            uuid: self.uuid,
+            timestamp: self.timestamp,
+            state: VersionState::Complete(data),
+        };
+        self.model
+            .objects
+            .insert(&Object::new(self.bucket, self.key.clone(), vec![v.clone()]))
+            .await?;
+        Ok(v)
+    }
+
+    /// Give up: the version is marked aborted (its blocks are released). Nothing to do for a body that
+    /// never left memory.
+    pub async fn abort(&self, body: Option<&StoredBody>) -> Result<(), ModelError> {
+        if matches!(body, Some(StoredBody::Inline(_))) {
+            return Ok(());
+        }
+        let v = ObjectVersion {
+            uuid: self.uuid,
+            timestamp: self.timestamp,
+            state: VersionState::Aborted,
+        };
+        self.model
+            .objects
+            .insert(&Object::new(self.bucket, self.key.clone(), vec![v]))
+            .await?;
+        Ok(())
+    }
+}
+
+/// The response headers of a version (content-type etc. and user metadata).
+pub fn meta_of(v: &ObjectVersion) -> Option<&ObjectMeta> {
+    v.data().and_then(ObjectData::meta)
+}

@@ -1,0 +1,116 @@
+//! ListBuckets, CreateBucket, DeleteBucket, GetBucketLocation, GetBucketVersioning.
+
+use hyper::{Response, StatusCode};
+
+use super::error::{S3Error, S3ErrorCode, err};
+use super::server::{Ctx, ResBody, empty, internal, small_body, xml_response};
+use super::xml::{self, BucketSummary, ListAllMyBucketsResult, Owner};
+use crate::model::ModelError;
+
+/// Largest CreateBucket body accepted.
+const MAX_CONFIG_BODY: usize = 64 << 10;
+
+pub fn owner_of(ctx: &Ctx) -> Owner {
+    Owner {
+        id: ctx.key.id.clone(),
+        display_name: ctx
+            .key
+            .params()
+            .map(|p| p.name.get().clone())
+            .unwrap_or_default(),
+    }
+}
+
+pub async fn list_buckets(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
+    let mut buckets: Vec<BucketSummary> = ctx
+        .model()
+        .list_buckets()
+        .map_err(internal)?
+        .into_iter()
+        .filter(|b| !ctx.key.permissions(&b.id).is_none())
+        .filter_map(|b| {
+            b.params().map(|p| BucketSummary {
+                name: p.name.get().clone(),
+                creation_date_msec: p.created,
+            })
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.name.cmp(&b.name));
+    let doc = ListAllMyBucketsResult {
+        owner: owner_of(ctx),
+        buckets,
+    };
+    Ok(xml_response(doc.to_xml()))
+}
+
+pub async fn create_bucket(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
+    let body = small_body(ctx, MAX_CONFIG_BODY).await?;
+    if let Some(loc) = xml::parse_create_bucket_configuration(&body)?
+        && loc != ctx.state.region
+    {
+        return Err(err(
+            S3ErrorCode::InvalidArgument,
+            format!(
+                "The location constraint {loc:?} is not this service's region ({}).",
+                ctx.state.region
+            ),
+        )
+        .with("ArgumentName", "LocationConstraint"));
+    }
+    let name = ctx.bucket_name().to_string();
+    if let Some(b) = &ctx.bucket {
+        return Err(if ctx.key.permissions(&b.id).owner {
+            err(
+                S3ErrorCode::BucketAlreadyOwnedByYou,
+                "Your previous request to create the named bucket succeeded and you already own it.",
+            )
+        } else {
+            err(
+                S3ErrorCode::BucketAlreadyExists,
+                "The requested bucket name is not available.",
+            )
+        }
+        .with("BucketName", name));
+    }
+    match ctx.model().create_bucket(&name, Some(&ctx.key.id)).await {
+        Ok(_) => Ok(Response::builder()
+            .status(StatusCode::OK)
+            .header("location", format!("/{name}"))
+            .body(super::server::full(bytes::Bytes::new()))
+            .expect("valid headers")),
+        Err(ModelError::InvalidBucketName(_)) => Err(err(
+            S3ErrorCode::InvalidBucketName,
+            "The specified bucket is not valid.",
+        )
+        .with("BucketName", name)),
+        Err(ModelError::BucketExists(_)) => Err(err(
+            S3ErrorCode::BucketAlreadyExists,
+            "The requested bucket name is not available.",
+        )
+        .with("BucketName", name)),
+        Err(e) => Err(internal(e)),
+    }
+}
+
+pub async fn delete_bucket(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
+    let b = ctx.bucket().clone();
+    match ctx.model().delete_bucket(&b).await {
+        Ok(()) => Ok(empty(StatusCode::NO_CONTENT)),
+        Err(ModelError::BucketNotEmpty(_)) => Err(err(
+            S3ErrorCode::BucketNotEmpty,
+            "The bucket you tried to delete is not empty",
+        )
+        .with("BucketName", ctx.bucket_name())),
+        Err(e) => Err(internal(e)),
+    }
+}
+
+pub fn location(ctx: &Ctx) -> Result<Response<ResBody>, S3Error> {
+    Ok(xml_response(xml::location_constraint_xml(
+        &ctx.state.region,
+    )))
+}
+
+pub fn versioning() -> Result<Response<ResBody>, S3Error> {
+    Ok(xml_response(xml::versioning_configuration_xml()))
+}

@@ -1,0 +1,444 @@
+//! GetObject, HeadObject, PutObject, DeleteObject.
+
+use bytes::Bytes;
+use futures::StreamExt;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use hyper::{Response, StatusCode};
+
+use super::body::{Digester, ErrorSlot, Wanted, digesting};
+use super::checksum::{content_md5, request_checksum};
+use super::error::{S3Error, S3ErrorCode, err};
+use super::server::{Ctx, ResBody, empty, full, internal};
+use super::sigv4::ContentSha256;
+use super::xml;
+use crate::model::object::{ObjectData, ObjectMeta, ObjectVersion};
+
+/// Largest single PUT (as AWS: 5 GiB; larger objects use multipart uploads).
+pub const MAX_PUT_SIZE: u64 = 5 << 30;
+/// Largest total size of user metadata (`x-amz-meta-*` names and values), as AWS.
+pub const MAX_USER_META: usize = 2048;
+
+/// Headers stored with an object and returned by GET/HEAD.
+const STORED_HEADERS: [&str; 6] = [
+    "content-type",
+    "cache-control",
+    "content-disposition",
+    "content-encoding",
+    "content-language",
+    "expires",
+];
+
+/// The response headers to store from a PUT (or CreateMultipartUpload) request.
+pub fn headers_to_store(ctx: &Ctx) -> Result<Vec<(String, String)>, S3Error> {
+    let mut out = vec![];
+    let mut user = 0;
+    for (name, value) in ctx.headers.iter() {
+        let n = name.as_str();
+        let Ok(v) = value.to_str() else { continue };
+        if n == "content-encoding" {
+            // aws-chunked is transport framing, not the object's encoding.
+            let rest: Vec<&str> = v
+                .split(',')
+                .map(str::trim)
+                .filter(|e| !e.is_empty() && *e != "aws-chunked")
+                .collect();
+            if !rest.is_empty() {
+                out.push((n.to_string(), rest.join(", ")));
+            }
+        } else if STORED_HEADERS.contains(&n) {
+            out.push((n.to_string(), v.to_string()));
+        } else if let Some(m) = n.strip_prefix("x-amz-meta-") {
+            user += m.len() + v.len();
+            out.push((n.to_string(), v.to_string()));
+        }
+    }
+    if user > MAX_USER_META {
+        return Err(err(
+            S3ErrorCode::MetadataTooLarge,
+            "Your metadata headers exceed the maximum allowed metadata size (2 KB).",
+        ));
+    }
+    Ok(out)
+}
+
+fn no_such_key(ctx: &Ctx) -> S3Error {
+    err(S3ErrorCode::NoSuchKey, "The specified key does not exist.").with("Key", ctx.object_key())
+}
+
+pub async fn put_object(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
+    let headers = headers_to_store(ctx)?;
+    let declared = ctx
+        .header("x-amz-decoded-content-length")
+        .or(ctx.header("content-length"))
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|l| l > MAX_PUT_SIZE) {
+        return Err(err(
+            S3ErrorCode::EntityTooLarge,
+            "Your proposed upload exceeds the maximum allowed size.",
+        ));
+    }
+    let md5_expected = content_md5(&ctx.headers)?;
+    let checksum = request_checksum(&ctx.headers)?;
+    let wanted = Wanted {
+        sha256: matches!(ctx.content_sha256, ContentSha256::Literal(_)),
+        checksum: checksum.as_ref().map(|c| c.algorithm),
+    };
+    let digester = Digester::start(wanted);
+    let slot = ErrorSlot::default();
+    let body = digesting(
+        ctx.take_body(),
+        digester.sender(),
+        MAX_PUT_SIZE,
+        slot.clone(),
+    );
+    let model = ctx.model().clone();
+    let upload = model.start_put(
+        ctx.bucket().id,
+        ctx.object_key().to_string(),
+        headers.clone(),
+    );
+    let stored = match upload.write(body).await {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = upload.abort(None).await;
+            let precise = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+            return Err(precise.unwrap_or_else(|| internal(e)));
+        }
+    };
+    let d = digester.finish().await?;
+    let verdict = (|| {
+        if declared.is_some_and(|l| l != d.len) {
+            return Err(err(
+                S3ErrorCode::IncompleteBody,
+                "You did not provide the number of bytes specified by the Content-Length HTTP header.",
+            ));
+        }
+        if md5_expected.is_some_and(|m| m != d.md5) {
+            return Err(err(
+                S3ErrorCode::BadDigest,
+                "The Content-MD5 you specified did not match what we received.",
+            ));
+        }
+        if let (ContentSha256::Literal(exp), Some(got)) = (&ctx.content_sha256, d.sha256)
+            && *exp != got
+        {
+            return Err(err(
+                S3ErrorCode::XAmzContentSHA256Mismatch,
+                "The provided 'x-amz-content-sha256' header does not match what was computed.",
+            ));
+        }
+        Ok(())
+    })();
+    if let Err(e) = verdict {
+        let _ = upload.abort(Some(&stored)).await;
+        return Err(e);
+    }
+    let checksum_value = match (&checksum, &d.checksum) {
+        (Some(req), Some(got)) => {
+            let expected = match &req.expected {
+                Some(e) => Some(e.clone()),
+                None if req.in_trailer => match &ctx.trailers {
+                    Some(t) => t.checksum(req.algorithm)?,
+                    None => None,
+                },
+                None => None,
+            };
+            if expected.as_ref().is_some_and(|e| e != got) {
+                let _ = upload.abort(Some(&stored)).await;
+                return Err(err(
+                    S3ErrorCode::BadDigest,
+                    format!(
+                        "The {} you specified did not match the calculated checksum.",
+                        got.algorithm.as_str()
+                    ),
+                ));
+            }
+            Some(got.clone())
+        }
+        _ => None,
+    };
+    let etag = hex::encode(d.md5);
+    let meta = ObjectMeta {
+        size: d.len,
+        etag: etag.clone(),
+        headers,
+        checksum: checksum_value
+            .as_ref()
+            .map(|c| (c.algorithm.as_str().to_string(), c.to_base64())),
+        parts: None,
+    };
+    upload.commit(stored, meta).await.map_err(internal)?;
+    let mut r = Response::builder()
+        .status(StatusCode::OK)
+        .header("etag", format!("\"{etag}\""));
+    if let Some(c) = &checksum_value {
+        r = r.header(c.algorithm.header_name(), c.to_base64());
+    }
+    Ok(r.body(full(Bytes::new())).expect("valid headers"))
+}
+
+pub async fn delete_object(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
+    ctx.model()
+        .delete_object(&ctx.bucket().id, ctx.object_key())
+        .await
+        .map_err(internal)?;
+    Ok(empty(StatusCode::NO_CONTENT))
+}
+
+/// The byte range a GET asks for, validated against the object size.
+fn parse_range(h: Option<&str>, size: u64) -> Result<Option<(u64, u64)>, S3Error> {
+    let Some(spec) = h.and_then(|h| h.trim().strip_prefix("bytes=")) else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        return Ok(None); // several ranges: S3 answers with the whole object
+    }
+    let (a, b) = spec.split_once('-').unwrap_or((spec, ""));
+    let (a, b) = (a.trim(), b.trim());
+    let unsatisfiable = || {
+        err(
+            S3ErrorCode::InvalidRange,
+            "The requested range is not satisfiable",
+        )
+        .with("RangeRequested", format!("bytes={spec}"))
+        .with("ActualObjectSize", size.to_string())
+    };
+    let range = match (a.parse::<u64>(), b.parse::<u64>()) {
+        (Ok(start), Ok(end)) if start <= end => (start, end.saturating_add(1).min(size)),
+        (Ok(start), _) if b.is_empty() => (start, size),
+        (Err(_), Ok(n)) if a.is_empty() && n > 0 => (size.saturating_sub(n), size),
+        _ => return Ok(None), // not a valid range header: ignored, as HTTP says
+    };
+    if range.0 >= size {
+        return Err(unsatisfiable());
+    }
+    Ok(Some(range))
+}
+
+/// `If-*` preconditions (RFC 7232 order, as S3 applies them).
+fn check_preconditions(ctx: &Ctx, etag: &str, modified_msec: u64) -> Result<(), S3Error> {
+    let matches = |h: &str| {
+        h.split(',')
+            .map(|t| t.trim().trim_start_matches("W/").trim_matches('"'))
+            .any(|t| t == "*" || t == etag)
+    };
+    let modified_secs = modified_msec / 1000;
+    let since = |h: &str| {
+        httpdate::parse_http_date(h)
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs())
+    };
+    let failed = || {
+        err(
+            S3ErrorCode::PreconditionFailed,
+            "At least one of the pre-conditions you specified did not hold",
+        )
+    };
+    let not_modified = || err(S3ErrorCode::NotModified, "Not Modified");
+    if let Some(h) = ctx.header("if-match") {
+        if !matches(h) {
+            return Err(failed());
+        }
+    } else if let Some(t) = ctx.header("if-unmodified-since").and_then(since)
+        && modified_secs > t
+    {
+        return Err(failed());
+    }
+    if let Some(h) = ctx.header("if-none-match") {
+        if matches(h) {
+            return Err(not_modified());
+        }
+    } else if let Some(t) = ctx.header("if-modified-since").and_then(since)
+        && modified_secs <= t
+    {
+        return Err(not_modified());
+    }
+    Ok(())
+}
+
+pub async fn get_object(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
+    let model = ctx.model().clone();
+    let object = model
+        .get_object(&ctx.bucket().id, ctx.object_key())
+        .await
+        .map_err(internal)?;
+    let version: ObjectVersion = object
+        .as_ref()
+        .and_then(|o| o.current())
+        .cloned()
+        .ok_or_else(|| no_such_key(ctx))?;
+    let meta = version
+        .data()
+        .and_then(ObjectData::meta)
+        .cloned()
+        .expect("current() has data");
+    let last_modified = version.timestamp.msec;
+    check_preconditions(ctx, &meta.etag, last_modified).map_err(|e| {
+        if e.code == S3ErrorCode::NotModified {
+            // 304 carries the validators.
+            e.with("ETag", format!("\"{}\"", meta.etag))
+        } else {
+            e
+        }
+    })?;
+    if let Some(p) = ctx.route.query.get("partNumber") {
+        let n: u32 = p.parse().map_err(|_| {
+            err(
+                S3ErrorCode::InvalidArgument,
+                "Part number must be an integer between 1 and 10000, inclusive",
+            )
+        })?;
+        if n != 1 || meta.parts.is_some() {
+            return Err(err(
+                S3ErrorCode::InvalidPart,
+                "The requested partnumber is not satisfiable",
+            ));
+        }
+    }
+    let range = parse_range(ctx.header("range"), meta.size)?;
+    let (begin, end) = range.unwrap_or((0, meta.size));
+    let mut r = Response::builder()
+        .status(if range.is_some() {
+            StatusCode::PARTIAL_CONTENT
+        } else {
+            StatusCode::OK
+        })
+        .header("etag", format!("\"{}\"", meta.etag))
+        .header("last-modified", xml::http_date(last_modified))
+        .header("accept-ranges", "bytes")
+        .header("content-length", (end - begin).to_string());
+    if range.is_some() {
+        r = r.header(
+            "content-range",
+            format!("bytes {begin}-{}/{}", end.saturating_sub(1), meta.size),
+        );
+    }
+    let mut has_type = false;
+    for (n, v) in &meta.headers {
+        has_type |= n == "content-type";
+        r = r.header(n.as_str(), v.as_str());
+    }
+    if !has_type {
+        r = r.header("content-type", "binary/octet-stream");
+    }
+    if let Some(parts) = meta.parts {
+        r = r.header("x-amz-mp-parts-count", parts.to_string());
+    }
+    // A checksum describes the whole object: not sent with a range (as S3).
+    if range.is_none()
+        && ctx
+            .header("x-amz-checksum-mode")
+            .is_some_and(|m| m.eq_ignore_ascii_case("enabled"))
+        && let Some((alg, value)) = &meta.checksum
+        && let Some(a) = super::checksum::ChecksumAlgorithm::parse(alg)
+    {
+        r = r.header(a.header_name(), value.as_str());
+    }
+    for (q, h) in [
+        ("response-content-type", "content-type"),
+        ("response-content-language", "content-language"),
+        ("response-expires", "expires"),
+        ("response-cache-control", "cache-control"),
+        ("response-content-disposition", "content-disposition"),
+        ("response-content-encoding", "content-encoding"),
+    ] {
+        if let Some(v) = ctx.route.query.get(q) {
+            if let Some(hs) = r.headers_mut() {
+                hs.remove(h);
+            }
+            r = r.header(h, v.as_str());
+        }
+    }
+    if ctx.method == hyper::Method::HEAD || begin == end {
+        return Ok(r.body(full(Bytes::new())).expect("valid headers"));
+    }
+    let stream = model
+        .read_object(&version, begin, end)
+        .await
+        .map_err(internal)?;
+    let body = StreamBody::new(stream.map(|c| {
+        c.map(Frame::data)
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    }));
+    Ok(r.body(BodyExt::boxed_unsync(body)).expect("valid headers"))
+}
+
+/// Largest DeleteObjects body (1000 keys of up to 1024 bytes, escaped, with markup).
+const MAX_DELETE_BODY: usize = 8 << 20;
+/// Deletions of one DeleteObjects request run this many at a time.
+const DELETE_CONCURRENCY: usize = 32;
+
+pub async fn delete_objects(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
+    let body = super::server::small_body(ctx, MAX_DELETE_BODY).await?;
+    if let Some(expected) = content_md5(&ctx.headers)? {
+        let got: [u8; 16] = <md5::Md5 as md5::Digest>::digest(&body[..]).into();
+        if got != expected {
+            return Err(err(
+                S3ErrorCode::BadDigest,
+                "The Content-MD5 you specified did not match what we received.",
+            ));
+        }
+    }
+    let req = xml::parse_delete(&body)?;
+    let model = ctx.model().clone();
+    let bucket = ctx.bucket().id;
+    let results: Vec<_> = futures::stream::iter(req.objects)
+        .map(|o| {
+            let model = model.clone();
+            async move {
+                let r = if o.key.is_empty() || o.key.len() > super::router::MAX_KEY_LEN {
+                    Err((S3ErrorCode::InvalidArgument, "Invalid key".to_string()))
+                } else {
+                    model.delete_object(&bucket, &o.key).await.map_err(|e| {
+                        let s = internal(e);
+                        (s.code, s.message)
+                    })
+                };
+                (o, r)
+            }
+        })
+        .buffered(DELETE_CONCURRENCY)
+        .collect()
+        .await;
+    let mut doc = xml::DeleteResult::default();
+    for (o, r) in results {
+        match r {
+            Ok(()) if req.quiet => (),
+            Ok(()) => doc.deleted.push(xml::DeletedObject {
+                key: o.key,
+                version_id: o.version_id,
+                delete_marker: None,
+                delete_marker_version_id: None,
+            }),
+            Err((code, message)) => doc.errors.push(xml::DeleteError {
+                key: o.key,
+                version_id: o.version_id,
+                code,
+                message,
+            }),
+        }
+    }
+    Ok(super::server::xml_response(doc.to_xml()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range(Some("bytes=0-0"), 10).unwrap(), Some((0, 1)));
+        assert_eq!(parse_range(Some("bytes=2-"), 10).unwrap(), Some((2, 10)));
+        assert_eq!(parse_range(Some("bytes=-3"), 10).unwrap(), Some((7, 10)));
+        assert_eq!(parse_range(Some("bytes=-30"), 10).unwrap(), Some((0, 10)));
+        assert_eq!(parse_range(Some("bytes=5-100"), 10).unwrap(), Some((5, 10)));
+        assert_eq!(parse_range(Some("bytes=0-1,3-4"), 10).unwrap(), None);
+        assert_eq!(parse_range(Some("items=0-1"), 10).unwrap(), None);
+        assert_eq!(parse_range(None, 10).unwrap(), None);
+        let e = parse_range(Some("bytes=10-"), 10).unwrap_err();
+        assert_eq!(e.code, S3ErrorCode::InvalidRange);
+        assert!(parse_range(Some("bytes=0-"), 0).is_err());
+    }
+}

@@ -1,0 +1,389 @@
+//! Which S3 operation a request is: from the host (virtual-hosted-style when `root_domain` is set), the
+//! path (path-style), the method, the query parameters and a few headers.
+
+use std::collections::BTreeMap;
+
+use hyper::{HeaderMap, Method};
+
+use super::error::{S3Error, S3ErrorCode, err};
+
+/// Longest object key, in bytes.
+pub const MAX_KEY_LEN: usize = 1024;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    ListBuckets,
+    CreateBucket,
+    HeadBucket,
+    DeleteBucket,
+    GetBucketLocation,
+    GetBucketVersioning,
+    ListObjects,
+    ListObjectsV2,
+    ListMultipartUploads,
+    DeleteObjects,
+    HeadObject,
+    GetObject,
+    PutObject,
+    CopyObject,
+    DeleteObject,
+    CreateMultipartUpload,
+    UploadPart,
+    UploadPartCopy,
+    CompleteMultipartUpload,
+    AbortMultipartUpload,
+    ListParts,
+}
+
+impl Op {
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::ListBuckets => "ListBuckets",
+            Op::CreateBucket => "CreateBucket",
+            Op::HeadBucket => "HeadBucket",
+            Op::DeleteBucket => "DeleteBucket",
+            Op::GetBucketLocation => "GetBucketLocation",
+            Op::GetBucketVersioning => "GetBucketVersioning",
+            Op::ListObjects => "ListObjects",
+            Op::ListObjectsV2 => "ListObjectsV2",
+            Op::ListMultipartUploads => "ListMultipartUploads",
+            Op::DeleteObjects => "DeleteObjects",
+            Op::HeadObject => "HeadObject",
+            Op::GetObject => "GetObject",
+            Op::PutObject => "PutObject",
+            Op::CopyObject => "CopyObject",
+            Op::DeleteObject => "DeleteObject",
+            Op::CreateMultipartUpload => "CreateMultipartUpload",
+            Op::UploadPart => "UploadPart",
+            Op::UploadPartCopy => "UploadPartCopy",
+            Op::CompleteMultipartUpload => "CompleteMultipartUpload",
+            Op::AbortMultipartUpload => "AbortMultipartUpload",
+            Op::ListParts => "ListParts",
+        }
+    }
+
+    /// The permission a key needs on the bucket.
+    pub fn needs(self) -> Access {
+        use Op::*;
+        match self {
+            ListBuckets => Access::None,
+            CreateBucket => Access::CreateBucket,
+            DeleteBucket => Access::Owner,
+            HeadBucket | GetBucketLocation | GetBucketVersioning | ListObjects | ListObjectsV2
+            | ListMultipartUploads | HeadObject | GetObject | ListParts => Access::Read,
+            DeleteObjects
+            | PutObject
+            | CopyObject
+            | DeleteObject
+            | CreateMultipartUpload
+            | UploadPart
+            | UploadPartCopy
+            | CompleteMultipartUpload
+            | AbortMultipartUpload => Access::Write,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    None,
+    CreateBucket,
+    Read,
+    Write,
+    Owner,
+}
+
+/// A routed request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    pub op: Op,
+    pub bucket: Option<String>,
+    pub key: Option<String>,
+    /// Decoded query parameters (a parameter given twice keeps the last value).
+    pub query: BTreeMap<String, String>,
+}
+
+/// Route a request. `root_domain` is the normalized `[s3_api] root_domain` (starting with `.`).
+pub fn route(
+    method: &Method,
+    host: Option<&str>,
+    path: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    root_domain: Option<&str>,
+) -> Result<Route, S3Error> {
+    let query = parse_query(query.unwrap_or(""))?;
+    let path = percent_decode(path.strip_prefix('/').unwrap_or(path))?;
+    let vhost_bucket = host
+        .map(|h| h.rsplit_once(':').map_or(h, |(h, _)| h))
+        .zip(root_domain)
+        .and_then(|(h, d)| h.to_ascii_lowercase().strip_suffix(d).map(str::to_string))
+        .filter(|b| !b.is_empty());
+    let (bucket, key) = match vhost_bucket {
+        Some(b) => (Some(b), Some(path).filter(|k| !k.is_empty())),
+        None => match path.split_once('/') {
+            None if path.is_empty() => (None, None),
+            None => (Some(path), None),
+            Some((b, k)) => (
+                Some(b.to_string()),
+                Some(k.to_string()).filter(|k| !k.is_empty()),
+            ),
+        },
+    };
+    if let Some(k) = &key
+        && k.len() > MAX_KEY_LEN
+    {
+        return Err(err(
+            S3ErrorCode::KeyTooLongError,
+            "Your key is too long (the limit is 1024 bytes).",
+        ));
+    }
+    let op = match (&bucket, &key) {
+        (None, _) => match *method {
+            Method::GET => Op::ListBuckets,
+            _ => return Err(not_allowed(method)),
+        },
+        (Some(_), None) => bucket_op(method, &query)?,
+        (Some(_), Some(_)) => object_op(method, &query, headers)?,
+    };
+    Ok(Route {
+        op,
+        bucket,
+        key,
+        query,
+    })
+}
+
+fn bucket_op(method: &Method, q: &BTreeMap<String, String>) -> Result<Op, S3Error> {
+    let has = |k: &str| q.contains_key(k);
+    Ok(match *method {
+        Method::GET if has("location") => Op::GetBucketLocation,
+        Method::GET if has("versioning") => Op::GetBucketVersioning,
+        Method::GET if has("uploads") => Op::ListMultipartUploads,
+        Method::GET if q.get("list-type").map(String::as_str) == Some("2") => Op::ListObjectsV2,
+        Method::GET => {
+            for sub in [
+                "acl",
+                "cors",
+                "website",
+                "lifecycle",
+                "policy",
+                "tagging",
+                "encryption",
+                "replication",
+                "notification",
+                "logging",
+                "object-lock",
+                "versions",
+                "ownershipControls",
+                "publicAccessBlock",
+                "requestPayment",
+                "accelerate",
+                "analytics",
+                "inventory",
+                "metrics",
+                "intelligent-tiering",
+            ] {
+                if has(sub) {
+                    return Err(not_implemented(&format!("GET ?{sub}")));
+                }
+            }
+            Op::ListObjects
+        }
+        Method::HEAD => Op::HeadBucket,
+        Method::PUT if q.is_empty() => Op::CreateBucket,
+        Method::PUT => {
+            let sub = q.keys().next().cloned().unwrap_or_default();
+            return Err(not_implemented(&format!("PUT ?{sub}")));
+        }
+        Method::DELETE if q.is_empty() => Op::DeleteBucket,
+        Method::DELETE => {
+            let sub = q.keys().next().cloned().unwrap_or_default();
+            return Err(not_implemented(&format!("DELETE ?{sub}")));
+        }
+        Method::POST if has("delete") => Op::DeleteObjects,
+        Method::POST => return Err(not_implemented("POST on a bucket")),
+        _ => return Err(not_allowed(method)),
+    })
+}
+
+fn object_op(
+    method: &Method,
+    q: &BTreeMap<String, String>,
+    headers: &HeaderMap,
+) -> Result<Op, S3Error> {
+    let has = |k: &str| q.contains_key(k);
+    let copy = headers.contains_key("x-amz-copy-source");
+    Ok(match *method {
+        Method::GET if has("uploadId") => Op::ListParts,
+        Method::GET if has("acl") || has("tagging") || has("attributes") || has("retention") => {
+            return Err(not_implemented("object sub-resources"));
+        }
+        Method::GET => Op::GetObject,
+        Method::HEAD => Op::HeadObject,
+        Method::PUT if has("partNumber") && has("uploadId") && copy => Op::UploadPartCopy,
+        Method::PUT if has("partNumber") && has("uploadId") => Op::UploadPart,
+        Method::PUT if has("acl") || has("tagging") || has("retention") || has("legal-hold") => {
+            return Err(not_implemented("object sub-resources"));
+        }
+        Method::PUT if copy => Op::CopyObject,
+        Method::PUT => Op::PutObject,
+        Method::DELETE if has("uploadId") => Op::AbortMultipartUpload,
+        Method::DELETE if has("tagging") => return Err(not_implemented("DELETE ?tagging")),
+        Method::DELETE => Op::DeleteObject,
+        Method::POST if has("uploads") => Op::CreateMultipartUpload,
+        Method::POST if has("uploadId") => Op::CompleteMultipartUpload,
+        Method::POST => return Err(not_implemented("POST on an object")),
+        _ => return Err(not_allowed(method)),
+    })
+}
+
+fn not_implemented(what: &str) -> S3Error {
+    err(
+        S3ErrorCode::NotImplemented,
+        format!("{what} is not implemented by Grenier."),
+    )
+}
+
+fn not_allowed(method: &Method) -> S3Error {
+    err(
+        S3ErrorCode::MethodNotAllowed,
+        format!("The specified method ({method}) is not allowed against this resource."),
+    )
+}
+
+/// Parse `a=1&b&c=x%20y` into decoded pairs.
+pub fn parse_query(q: &str) -> Result<BTreeMap<String, String>, S3Error> {
+    let mut out = BTreeMap::new();
+    for part in q.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = part.split_once('=').unwrap_or((part, ""));
+        out.insert(form_decode(k)?, form_decode(v)?);
+    }
+    Ok(out)
+}
+
+fn form_decode(s: &str) -> Result<String, S3Error> {
+    percent_decode(&s.replace('+', " "))
+}
+
+/// Decode `%XX` escapes; the result must be UTF-8.
+pub fn percent_decode(s: &str) -> Result<String, S3Error> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = b
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok());
+            match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                Some(v) => {
+                    out.push(v);
+                    i += 3;
+                    continue;
+                }
+                None => {
+                    return Err(err(
+                        S3ErrorCode::InvalidArgument,
+                        "Invalid percent-encoding in the request URI.",
+                    ));
+                }
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8(out).map_err(|_| {
+        err(
+            S3ErrorCode::InvalidArgument,
+            "The request URI is not valid UTF-8.",
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(method: Method, host: &str, pq: &str) -> Result<Route, S3Error> {
+        let (p, q) = pq.split_once('?').map_or((pq, None), |(p, q)| (p, Some(q)));
+        route(
+            &method,
+            Some(host),
+            p,
+            q,
+            &HeaderMap::new(),
+            Some(".s3.example.org"),
+        )
+    }
+
+    #[test]
+    fn path_and_virtual_host_styles() {
+        let a = r(
+            Method::GET,
+            "localhost:3900",
+            "/bucket/a%20b/c%25?x-id=GetObject",
+        )
+        .unwrap();
+        assert_eq!(
+            (a.op, a.bucket.as_deref(), a.key.as_deref()),
+            (Op::GetObject, Some("bucket"), Some("a b/c%"))
+        );
+        let b = r(Method::GET, "bucket.s3.example.org", "/dir/k").unwrap();
+        assert_eq!(
+            (b.op, b.bucket.as_deref(), b.key.as_deref()),
+            (Op::GetObject, Some("bucket"), Some("dir/k"))
+        );
+        let c = r(
+            Method::GET,
+            "Bucket.S3.example.org:3900",
+            "/?list-type=2&prefix=a",
+        )
+        .unwrap();
+        assert_eq!(
+            (c.op, c.bucket.as_deref()),
+            (Op::ListObjectsV2, Some("bucket"))
+        );
+        assert_eq!(c.query["prefix"], "a");
+        assert_eq!(
+            r(Method::GET, "s3.example.org", "/").unwrap().op,
+            Op::ListBuckets
+        );
+    }
+
+    #[test]
+    fn operations() {
+        let cases = [
+            (Method::PUT, "/b", Op::CreateBucket),
+            (Method::HEAD, "/b", Op::HeadBucket),
+            (Method::DELETE, "/b", Op::DeleteBucket),
+            (Method::GET, "/b?location", Op::GetBucketLocation),
+            (Method::GET, "/b?versioning", Op::GetBucketVersioning),
+            (Method::GET, "/b?uploads", Op::ListMultipartUploads),
+            (Method::GET, "/b", Op::ListObjects),
+            (Method::POST, "/b?delete", Op::DeleteObjects),
+            (Method::PUT, "/b/k", Op::PutObject),
+            (Method::POST, "/b/k?uploads", Op::CreateMultipartUpload),
+            (Method::PUT, "/b/k?partNumber=1&uploadId=x", Op::UploadPart),
+            (Method::POST, "/b/k?uploadId=x", Op::CompleteMultipartUpload),
+            (Method::DELETE, "/b/k?uploadId=x", Op::AbortMultipartUpload),
+            (Method::GET, "/b/k?uploadId=x", Op::ListParts),
+            (Method::DELETE, "/b/k", Op::DeleteObject),
+            (Method::HEAD, "/b/k", Op::HeadObject),
+        ];
+        for (m, p, op) in cases {
+            assert_eq!(r(m.clone(), "localhost", p).unwrap().op, op, "{m} {p}");
+        }
+        let e = r(Method::GET, "localhost", "/b?cors").unwrap_err();
+        assert_eq!(e.code, S3ErrorCode::NotImplemented);
+        let long = format!("/b/{}", "k".repeat(1025));
+        assert_eq!(
+            r(Method::GET, "localhost", &long).unwrap_err().code,
+            S3ErrorCode::KeyTooLongError
+        );
+        assert_eq!(
+            r(Method::GET, "localhost", "/b/%zz").unwrap_err().code,
+            S3ErrorCode::InvalidArgument
+        );
+    }
+}

@@ -1,0 +1,376 @@
+//! The S3 HTTP server: one hyper 1 connection task per client, and for each request: route it,
+//! authenticate it (SigV4), check the key's permission on the bucket, run the operation, and turn any
+//! failure into S3's XML error with its HTTP status and a request id.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use http_body_util::{BodyExt, BodyStream, Full, combinators::UnsyncBoxBody};
+use hyper::body::Incoming;
+use hyper::{HeaderMap, Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+
+use super::error::{S3Error, S3ErrorCode, err};
+use super::router::{Access, Op, Route, route};
+use super::sigv4::{self, ContentSha256, SigningContext};
+use super::streaming::{ChunkedDecoder, StreamingMode, Trailers};
+use super::{bucket, list, object, xml};
+use crate::model::bucket::Bucket;
+use crate::model::key::Key;
+use crate::model::{Model, ModelError};
+
+/// Largest request header section accepted (bytes); a larger one gets a 431 from hyper before routing.
+pub const MAX_HEADER_BYTES: usize = 16 << 10;
+
+pub type ResBody = UnsyncBoxBody<Bytes, std::io::Error>;
+/// A request body as decoded bytes (plain or aws-chunked), with S3 errors.
+pub type ReqBody = std::pin::Pin<Box<dyn futures::Stream<Item = Result<Bytes, S3Error>> + Send>>;
+
+pub struct S3State {
+    pub model: Arc<Model>,
+    pub region: String,
+    pub root_domain: Option<String>,
+}
+
+/// Everything a handler needs about a request that passed authentication and permission checks.
+pub struct Ctx {
+    pub state: Arc<S3State>,
+    pub route: Route,
+    pub method: Method,
+    pub headers: HeaderMap,
+    pub key: Key,
+    /// The bucket, resolved (for operations on a bucket or an object).
+    pub bucket: Option<Bucket>,
+    pub content_sha256: ContentSha256,
+    /// In a mutex only so that `&Ctx` can be held across awaits (the stream itself is not `Sync`).
+    pub body: std::sync::Mutex<Option<ReqBody>>,
+    /// Trailers of an aws-chunked body, once it has been read.
+    pub trailers: Option<Trailers>,
+}
+
+impl Ctx {
+    pub fn model(&self) -> &Arc<Model> {
+        &self.state.model
+    }
+    pub fn bucket(&self) -> &Bucket {
+        self.bucket
+            .as_ref()
+            .expect("resolved for bucket operations")
+    }
+    pub fn bucket_name(&self) -> &str {
+        self.route.bucket.as_deref().unwrap_or("")
+    }
+    pub fn object_key(&self) -> &str {
+        self.route.key.as_deref().unwrap_or("")
+    }
+    pub fn take_body(&mut self) -> ReqBody {
+        self.body
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .unwrap_or_else(|| Box::pin(futures::stream::empty()))
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// Serve the S3 API on `addr` until the returned task is aborted.
+pub async fn serve(
+    addr: SocketAddr,
+    state: Arc<S3State>,
+) -> Result<tokio::task::JoinHandle<()>, std::io::Error> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    Ok(tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = tcp.set_nodelay(true);
+            let state = state.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req| {
+                    let state = state.clone();
+                    async move { Ok::<_, Infallible>(handle(state, req).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .max_buf_size(MAX_HEADER_BYTES.max(8192))
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    }))
+}
+
+async fn handle(state: Arc<S3State>, req: Request<Incoming>) -> Response<ResBody> {
+    let request_id = hex::encode(crate::model::random_bytes::<8>()).to_uppercase();
+    let resource = req.uri().path().to_string();
+    let head = req.method() == Method::HEAD;
+    let mut resp = match handle_inner(state, req).await {
+        Ok(r) => r,
+        Err(e) => error_response(&e, &resource, &request_id, head),
+    };
+    let h = resp.headers_mut();
+    if let Ok(v) = request_id.parse() {
+        h.insert("x-amz-request-id", v);
+    }
+    h.insert("server", hyper::header::HeaderValue::from_static("Grenier"));
+    resp
+}
+
+pub fn error_response(
+    e: &S3Error,
+    resource: &str,
+    request_id: &str,
+    head: bool,
+) -> Response<ResBody> {
+    let body = if head || e.code == S3ErrorCode::NotModified {
+        Bytes::new()
+    } else {
+        Bytes::from(xml::error_xml(e, resource, request_id))
+    };
+    let mut r = Response::builder()
+        .status(e.status())
+        .header("content-type", "application/xml");
+    for (name, value) in &e.extra {
+        match *name {
+            "Region" => r = r.header("x-amz-bucket-region", value.as_str()),
+            "ETag" if e.code == S3ErrorCode::NotModified => r = r.header("etag", value.as_str()),
+            _ => (),
+        }
+    }
+    r.body(full(body)).expect("valid static parts")
+}
+
+async fn handle_inner(
+    state: Arc<S3State>,
+    req: Request<Incoming>,
+) -> Result<Response<ResBody>, S3Error> {
+    let (parts, body) = req.into_parts();
+    let host = parts
+        .headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .or(parts.uri.host());
+    let r = route(
+        &parts.method,
+        host,
+        parts.uri.path(),
+        parts.uri.query(),
+        &parts.headers,
+        state.root_domain.as_deref(),
+    )?;
+    let auth = sigv4::parse(&parts.method, &parts.uri, &parts.headers)?.ok_or_else(|| {
+        err(
+            S3ErrorCode::AccessDenied,
+            "Anonymous access is not allowed.",
+        )
+    })?;
+    let key = state
+        .model
+        .key_by_id(&auth.access_key)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| {
+            err(
+                S3ErrorCode::InvalidAccessKeyId,
+                "The AWS Access Key Id you provided does not exist in our records.",
+            )
+        })?;
+    let secret = key.params().map(|p| p.secret.clone()).unwrap_or_default();
+    let signing = sigv4::verify(
+        &auth,
+        &parts.method,
+        &parts.uri,
+        &parts.headers,
+        &secret,
+        &state.region,
+        SystemTime::now(),
+    )?;
+    let bucket = authorize(&state.model, &key, &r).await?;
+    let (body, trailers) = request_body(body, &parts.headers, &auth.content_sha256, signing)?;
+    let mut ctx = Ctx {
+        state: state.clone(),
+        route: r,
+        method: parts.method,
+        headers: parts.headers,
+        key,
+        bucket,
+        content_sha256: auth.content_sha256,
+        body: std::sync::Mutex::new(Some(body)),
+        trailers,
+    };
+    dispatch(&mut ctx).await
+}
+
+/// Resolve the bucket and check the key's permission for the operation.
+async fn authorize(model: &Model, key: &Key, r: &Route) -> Result<Option<Bucket>, S3Error> {
+    let params = key
+        .params()
+        .ok_or_else(|| err(S3ErrorCode::InvalidAccessKeyId, "The key was deleted."))?;
+    let denied = || err(S3ErrorCode::AccessDenied, "Access Denied");
+    match r.op.needs() {
+        Access::None => Ok(None),
+        Access::CreateBucket => {
+            let name = r.bucket.as_deref().unwrap_or("");
+            let existing = model.bucket_by_name(name).await.map_err(internal)?;
+            match existing {
+                // Re-creating one's own bucket is answered by the handler (BucketAlreadyOwnedByYou).
+                Some(b) => Ok(Some(b)),
+                None if *params.allow_create_bucket.get() => Ok(None),
+                None => Err(denied()),
+            }
+        }
+        need => {
+            let name = r.bucket.as_deref().unwrap_or("");
+            let b = model
+                .bucket_by_name(name)
+                .await
+                .map_err(internal)?
+                .ok_or_else(|| no_such_bucket(name))?;
+            let p = key.permissions(&b.id);
+            let ok = match need {
+                Access::Read => p.read,
+                Access::Write => p.write,
+                Access::Owner => p.owner,
+                Access::None | Access::CreateBucket => true,
+            };
+            if ok { Ok(Some(b)) } else { Err(denied()) }
+        }
+    }
+}
+
+/// The request body as decoded bytes: aws-chunked framing removed (chunk signatures checked, the
+/// decoded length checked against `x-amz-decoded-content-length`), HTTP errors turned into
+/// `IncompleteBody`. Also returns the handle on the trailers of an aws-chunked body.
+fn request_body(
+    body: Incoming,
+    headers: &HeaderMap,
+    sha: &ContentSha256,
+    signing: SigningContext,
+) -> Result<(ReqBody, Option<Trailers>), S3Error> {
+    let raw = BodyStream::new(body)
+        .try_filter_map(|frame| async move { Ok(frame.into_data().ok()) })
+        .map_err(|e| {
+            err(
+                S3ErrorCode::IncompleteBody,
+                format!("The request body could not be read: {e}"),
+            )
+        });
+    let mode = match sha {
+        ContentSha256::StreamingSigned => Some(StreamingMode::Signed(signing)),
+        ContentSha256::StreamingSignedTrailer => Some(StreamingMode::SignedTrailer(signing)),
+        ContentSha256::StreamingUnsignedTrailer => Some(StreamingMode::UnsignedTrailer),
+        _ => None,
+    };
+    let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+    let chunked =
+        header("content-encoding").is_some_and(|v| v.split(',').any(|e| e.trim() == "aws-chunked"));
+    Ok(match mode {
+        Some(mode) => {
+            let mut d = ChunkedDecoder::new(Box::pin(raw), mode);
+            if let Some(len) = header("x-amz-decoded-content-length").and_then(|v| v.parse().ok()) {
+                d = d.with_decoded_length(len);
+            }
+            let trailers = d.trailers_handle();
+            (Box::pin(d), Some(trailers))
+        }
+        None if chunked => {
+            return Err(err(
+                S3ErrorCode::InvalidRequest,
+                "aws-chunked encoding needs a STREAMING-* x-amz-content-sha256.",
+            ));
+        }
+        None => (Box::pin(raw), None),
+    })
+}
+
+async fn dispatch(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
+    match ctx.route.op {
+        Op::ListBuckets => bucket::list_buckets(ctx).await,
+        Op::CreateBucket => bucket::create_bucket(ctx).await,
+        Op::HeadBucket => Ok(empty(StatusCode::OK)),
+        Op::DeleteBucket => bucket::delete_bucket(ctx).await,
+        Op::GetBucketLocation => bucket::location(ctx),
+        Op::GetBucketVersioning => bucket::versioning(),
+        Op::ListObjects | Op::ListObjectsV2 => list::list_objects(ctx).await,
+        Op::HeadObject | Op::GetObject => object::get_object(ctx).await,
+        Op::PutObject => object::put_object(ctx).await,
+        Op::DeleteObject => object::delete_object(ctx).await,
+        Op::DeleteObjects => object::delete_objects(ctx).await,
+        op => Err(err(
+            S3ErrorCode::NotImplemented,
+            format!("{} is not implemented yet.", op.name()),
+        )),
+    }
+}
+
+pub fn no_such_bucket(name: &str) -> S3Error {
+    err(
+        S3ErrorCode::NoSuchBucket,
+        "The specified bucket does not exist",
+    )
+    .with("BucketName", name)
+}
+
+/// A model failure as S3 sees it.
+pub fn internal(e: ModelError) -> S3Error {
+    use crate::table::TableError;
+    match &e {
+        ModelError::Table(TableError::Quorum { .. } | TableError::NoLayout)
+        | ModelError::Block(
+            crate::block::BlockError::Quorum { .. } | crate::block::BlockError::NoLayout,
+        ) => err(
+            S3ErrorCode::ServiceUnavailable,
+            format!("Not enough storage nodes are reachable: {e}"),
+        ),
+        _ => err(S3ErrorCode::InternalError, e.to_string()),
+    }
+}
+
+pub fn full(b: impl Into<Bytes>) -> ResBody {
+    Full::new(b.into())
+        .map_err(|never: Infallible| match never {})
+        .boxed_unsync()
+}
+
+pub fn empty(status: StatusCode) -> Response<ResBody> {
+    Response::builder()
+        .status(status)
+        .body(full(Bytes::new()))
+        .expect("valid static parts")
+}
+
+pub fn xml_response(body: String) -> Response<ResBody> {
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "application/xml")
+        .body(full(body))
+        .expect("valid static parts")
+}
+
+/// Check a small body against a literal `x-amz-content-sha256`.
+pub fn check_sha256(sha: &ContentSha256, body: &[u8]) -> Result<(), S3Error> {
+    if let ContentSha256::Literal(expected) = sha {
+        let got: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(body).into();
+        if &got != expected {
+            return Err(err(
+                S3ErrorCode::XAmzContentSHA256Mismatch,
+                "The provided 'x-amz-content-sha256' header does not match what was computed.",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Read a small body (XML) fully, checking its payload hash.
+pub async fn small_body(ctx: &mut Ctx, max: usize) -> Result<Bytes, S3Error> {
+    let body = ctx.take_body();
+    let b = super::body::collect_small(body.boxed(), max).await?;
+    check_sha256(&ctx.content_sha256, &b)?;
+    Ok(b)
+}

@@ -1,0 +1,505 @@
+//! The S3 API through the official AWS SDK for Rust, against a real 3-node cluster over 3 zones.
+
+use std::time::Duration;
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::{Credentials, Region};
+use aws_sdk_s3::primitives::ByteStream;
+use serde_json::Value;
+
+use crate::harness::*;
+
+/// A cluster with a key allowed to create buckets, and an SDK client for each node.
+pub struct S3Env {
+    pub procs: Vec<Proc>,
+    pub key_id: String,
+    pub secret: String,
+    pub rt: tokio::runtime::Runtime,
+}
+
+impl S3Env {
+    pub fn start(extra: &str) -> S3Env {
+        let procs = three_zone_cluster_with(extra);
+        let out = procs[0]
+            .cli(&["key", "create", "tester", "--json"])
+            .unwrap();
+        let k: Value = serde_json::from_str(&out).unwrap();
+        procs[0]
+            .cli(&["key", "allow", "tester", "--create-bucket"])
+            .unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let env = S3Env {
+            key_id: k["id"].as_str().unwrap().to_string(),
+            secret: k["secret"].as_str().unwrap().to_string(),
+            procs,
+            rt,
+        };
+        // The key reaches every node's full copy of the key table.
+        for i in 0..3 {
+            wait_for("key known everywhere", Duration::from_secs(30), || {
+                env.procs[i]
+                    .cli(&["key", "info", "tester"])
+                    .ok()
+                    .map(|_| ())
+            });
+        }
+        env
+    }
+
+    pub fn client(&self, node: usize) -> Client {
+        self.client_with(node, &self.key_id, &self.secret)
+    }
+
+    pub fn client_with(&self, node: usize, id: &str, secret: &str) -> Client {
+        let creds = Credentials::new(id, secret, None, None, "test");
+        let conf = aws_sdk_s3::Config::builder()
+            .behavior_version_latest()
+            .region(Region::new("garage"))
+            .endpoint_url(format!("http://{}:3900", self.procs[node].spec.ip))
+            .credentials_provider(creds)
+            .force_path_style(true)
+            .build();
+        Client::from_conf(conf)
+    }
+
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+}
+
+fn code<E: aws_sdk_s3::error::ProvideErrorMetadata>(e: &E) -> String {
+    e.code().unwrap_or("").to_string()
+}
+
+fn data(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u32).wrapping_mul(2654435761).to_le_bytes()[2] ^ seed)
+        .collect()
+}
+
+#[test]
+fn buckets_objects_and_listings_through_the_sdk() {
+    let env = S3Env::start("");
+    let (a, b) = (env.client(0), env.client(1));
+    env.block_on(async {
+        a.create_bucket().bucket("photos").send().await.unwrap();
+        let e = a.create_bucket().bucket("photos").send().await.unwrap_err();
+        assert_eq!(
+            code(e.as_service_error().unwrap()),
+            "BucketAlreadyOwnedByYou"
+        );
+        let e = a
+            .create_bucket()
+            .bucket("Bad_Name")
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(code(e.as_service_error().unwrap()), "InvalidBucketName");
+        a.head_bucket().bucket("photos").send().await.unwrap();
+        let names: Vec<String> = b
+            .list_buckets()
+            .send()
+            .await
+            .unwrap()
+            .buckets()
+            .iter()
+            .filter_map(|b| b.name().map(str::to_string))
+            .collect();
+        assert_eq!(names, vec!["photos"]);
+        let loc = a
+            .get_bucket_location()
+            .bucket("photos")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            loc.location_constraint().map(|c| c.as_str()),
+            Some("garage")
+        );
+
+        // Small (inline), zero-byte, and multi-block objects; written through one node, read through another.
+        let keys_and_sizes = [
+            ("small.txt", 1000usize),
+            ("empty", 0),
+            ("dir/big.bin", 5 * 1024 * 1024 + 123),
+            ("unicode é ü/日本 %20 +plus", 10),
+        ];
+        for (i, (k, n)) in keys_and_sizes.iter().enumerate() {
+            let body = data(*n, i as u8);
+            let put = a
+                .put_object()
+                .bucket("photos")
+                .key(*k)
+                .content_type("application/x-test")
+                .metadata("colour", "blue")
+                .body(ByteStream::from(body.clone()))
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("put {k}: {e:?}"));
+            let etag = put.e_tag().unwrap().to_string();
+            let md5: [u8; 16] = <md5::Md5 as md5::Digest>::digest(&body).into();
+            assert_eq!(etag, format!("\"{}\"", hex::encode(md5)));
+            let got = b
+                .get_object()
+                .bucket("photos")
+                .key(*k)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(got.e_tag(), Some(etag.as_str()));
+            assert_eq!(got.content_type(), Some("application/x-test"));
+            assert_eq!(got.metadata().unwrap()["colour"], "blue");
+            assert_eq!(got.content_length(), Some(*n as i64));
+            let bytes = got.body.collect().await.unwrap().into_bytes();
+            assert_eq!(bytes.len(), *n);
+            assert!(bytes[..] == body[..], "content of {k}");
+        }
+
+        // Ranges: first, middle, suffix, unsatisfiable.
+        let big = data(5 * 1024 * 1024 + 123, 2);
+        for (range, lo, hi) in [
+            ("bytes=0-0", 0, 1),
+            ("bytes=1048570-2097160", 1048570, 2097161),
+            ("bytes=-100", big.len() - 100, big.len()),
+        ] {
+            let r = b
+                .get_object()
+                .bucket("photos")
+                .key("dir/big.bin")
+                .range(range)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                r.content_range(),
+                Some(format!("bytes {lo}-{}/{}", hi - 1, big.len()).as_str())
+            );
+            let bytes = r.body.collect().await.unwrap().into_bytes();
+            assert!(bytes[..] == big[lo..hi], "range {range}");
+        }
+        let e = b
+            .get_object()
+            .bucket("photos")
+            .key("small.txt")
+            .range("bytes=5000-")
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(code(e.as_service_error().unwrap()), "InvalidRange");
+
+        // Conditional GET and HEAD.
+        let etag = a
+            .head_object()
+            .bucket("photos")
+            .key("small.txt")
+            .send()
+            .await
+            .unwrap()
+            .e_tag()
+            .unwrap()
+            .to_string();
+        let e = a
+            .get_object()
+            .bucket("photos")
+            .key("small.txt")
+            .if_none_match(&etag)
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(e.raw_response().unwrap().status().as_u16(), 304);
+        let e = a
+            .head_object()
+            .bucket("photos")
+            .key("small.txt")
+            .if_match("\"0000\"")
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(e.raw_response().unwrap().status().as_u16(), 412);
+        a.get_object()
+            .bucket("photos")
+            .key("small.txt")
+            .if_match(&etag)
+            .send()
+            .await
+            .unwrap();
+
+        // Missing key and bucket.
+        let e = a
+            .get_object()
+            .bucket("photos")
+            .key("nope")
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(code(e.as_service_error().unwrap()), "NoSuchKey");
+        let e = a
+            .get_object()
+            .bucket("nobucket")
+            .key("x")
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(code(e.as_service_error().unwrap()), "NoSuchBucket");
+
+        // Listing with a delimiter.
+        let l = a
+            .list_objects_v2()
+            .bucket("photos")
+            .delimiter("/")
+            .send()
+            .await
+            .unwrap();
+        let keys: Vec<&str> = l.contents().iter().filter_map(|o| o.key()).collect();
+        assert_eq!(keys, vec!["empty", "small.txt"]);
+        let prefixes: Vec<&str> = l
+            .common_prefixes()
+            .iter()
+            .filter_map(|p| p.prefix())
+            .collect();
+        assert_eq!(prefixes, vec!["dir/", "unicode é ü/"]);
+
+        // Delete, then the bucket is not empty until every object is gone.
+        b.delete_object()
+            .bucket("photos")
+            .key("small.txt")
+            .send()
+            .await
+            .unwrap();
+        let e = a
+            .get_object()
+            .bucket("photos")
+            .key("small.txt")
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(code(e.as_service_error().unwrap()), "NoSuchKey");
+        let e = a.delete_bucket().bucket("photos").send().await.unwrap_err();
+        assert_eq!(code(e.as_service_error().unwrap()), "BucketNotEmpty");
+        for (k, _) in &keys_and_sizes[1..] {
+            a.delete_object()
+                .bucket("photos")
+                .key(*k)
+                .send()
+                .await
+                .unwrap();
+        }
+        a.delete_bucket().bucket("photos").send().await.unwrap();
+    });
+}
+
+#[test]
+fn listing_pagination_across_2500_keys() {
+    let env = S3Env::start("");
+    let c = env.client(2);
+    env.block_on(async {
+        c.create_bucket().bucket("many").send().await.unwrap();
+        let keys: Vec<String> = (0..2500)
+            .map(|i| format!("k/{:05}", i * 7 % 2500))
+            .collect();
+        futures::future::join_all(keys.chunks(100).map(|chunk| {
+            let c = c.clone();
+            async move {
+                for k in chunk {
+                    c.put_object()
+                        .bucket("many")
+                        .key(k)
+                        .body(ByteStream::from_static(b"x"))
+                        .send()
+                        .await
+                        .unwrap();
+                }
+            }
+        }))
+        .await;
+        // v2 with continuation tokens, 1000 per page.
+        let mut seen = vec![];
+        let mut token = None;
+        loop {
+            let r = c
+                .list_objects_v2()
+                .bucket("many")
+                .set_continuation_token(token)
+                .send()
+                .await
+                .unwrap();
+            seen.extend(r.contents().iter().map(|o| o.key().unwrap().to_string()));
+            token = r.next_continuation_token().map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
+        let mut expected = keys.clone();
+        expected.sort();
+        assert_eq!(seen, expected);
+        // v1 with markers and small pages, start-after for v2.
+        let r = c
+            .list_objects()
+            .bucket("many")
+            .marker("k/02490")
+            .max_keys(5)
+            .send()
+            .await
+            .unwrap();
+        let got: Vec<&str> = r.contents().iter().filter_map(|o| o.key()).collect();
+        assert_eq!(
+            got,
+            vec!["k/02491", "k/02492", "k/02493", "k/02494", "k/02495"]
+        );
+        assert_eq!(r.is_truncated(), Some(true));
+        let r = c
+            .list_objects_v2()
+            .bucket("many")
+            .start_after("k/02497")
+            .send()
+            .await
+            .unwrap();
+        let got: Vec<&str> = r.contents().iter().filter_map(|o| o.key()).collect();
+        assert_eq!(got, vec!["k/02498", "k/02499"]);
+        // DeleteObjects: 1000 at once.
+        let ids: Vec<_> = expected[..1000]
+            .iter()
+            .map(|k| {
+                aws_sdk_s3::types::ObjectIdentifier::builder()
+                    .key(k)
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        let d = c
+            .delete_objects()
+            .bucket("many")
+            .delete(
+                aws_sdk_s3::types::Delete::builder()
+                    .set_objects(Some(ids))
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(d.deleted().len(), 1000);
+        let r = c.list_objects_v2().bucket("many").send().await.unwrap();
+        assert_eq!(r.key_count(), Some(1000));
+        assert_eq!(r.contents()[0].key(), Some("k/01000"));
+    });
+}
+
+#[test]
+fn permissions_and_signatures() {
+    let env = S3Env::start("");
+    let owner = env.client(0);
+    let out = env.procs[0]
+        .cli(&["key", "create", "nobody", "--json"])
+        .unwrap();
+    let k: Value = serde_json::from_str(&out).unwrap();
+    let (id, secret) = (k["id"].as_str().unwrap(), k["secret"].as_str().unwrap());
+    wait_for("key on node 1", Duration::from_secs(30), || {
+        env.procs[1].cli(&["key", "info", id]).ok().map(|_| ())
+    });
+    let nobody = env.client_with(1, id, secret);
+    let forged = env.client_with(
+        1,
+        &env.key_id,
+        "0000000000000000000000000000000000000000000000000000000000000000",
+    );
+    let unknown = env.client_with(1, "GK000000000000000000000000", "whatever-secret");
+    env.block_on(async {
+        owner
+            .create_bucket()
+            .bucket("private")
+            .send()
+            .await
+            .unwrap();
+        owner
+            .put_object()
+            .bucket("private")
+            .key("secret.txt")
+            .body(ByteStream::from_static(b"top secret"))
+            .send()
+            .await
+            .unwrap();
+        let e = nobody
+            .get_object()
+            .bucket("private")
+            .key("secret.txt")
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(code(e.as_service_error().unwrap()), "AccessDenied");
+        let e = nobody
+            .put_object()
+            .bucket("private")
+            .key("x")
+            .body(ByteStream::from_static(b"x"))
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(code(e.as_service_error().unwrap()), "AccessDenied");
+        let e = nobody
+            .create_bucket()
+            .bucket("mine")
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(code(e.as_service_error().unwrap()), "AccessDenied");
+        assert!(
+            nobody
+                .list_buckets()
+                .send()
+                .await
+                .unwrap()
+                .buckets()
+                .is_empty()
+        );
+        let e = forged
+            .get_object()
+            .bucket("private")
+            .key("secret.txt")
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(code(e.as_service_error().unwrap()), "SignatureDoesNotMatch");
+        let e = unknown.list_buckets().send().await.unwrap_err();
+        assert_eq!(code(e.as_service_error().unwrap()), "InvalidAccessKeyId");
+    });
+    // Read-only access granted through the CLI.
+    env.procs[0]
+        .cli(&["bucket", "allow", "private", "--key", "nobody", "--read"])
+        .unwrap();
+    wait_for("permission on node 1", Duration::from_secs(30), || {
+        let out = env.procs[1]
+            .cli(&["key", "info", "nobody", "--json"])
+            .ok()?;
+        out.contains("private").then_some(())
+    });
+    env.block_on(async {
+        let got = nobody
+            .get_object()
+            .bucket("private")
+            .key("secret.txt")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            &got.body.collect().await.unwrap().into_bytes()[..],
+            b"top secret"
+        );
+        let e = nobody
+            .delete_object()
+            .bucket("private")
+            .key("secret.txt")
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(code(e.as_service_error().unwrap()), "AccessDenied");
+    });
+    let info = env.procs[2].cli_json(&["bucket", "info", "private"]);
+    assert_eq!(info["objects"], 1);
+    assert_eq!(info["bytes"], 10);
+    assert_eq!(info["keys"].as_array().unwrap().len(), 2);
+}
