@@ -11,6 +11,8 @@
 
 pub mod bucket;
 pub mod key;
+pub mod mpu;
+pub mod multipart;
 pub mod object;
 pub mod ops;
 pub mod version;
@@ -65,6 +67,7 @@ pub type BucketTable = Table<BucketSchema, FullReplication>;
 pub type AliasTable = Table<BucketAliasSchema, FullReplication>;
 pub type ObjectTable = Table<ObjectSchema, ShardedReplication>;
 pub type VersionTable = Table<VersionSchema, ShardedReplication>;
+pub type MpuTable = Table<mpu::MpuSchema, ShardedReplication>;
 
 pub struct Model {
     pub system: Arc<System>,
@@ -74,6 +77,7 @@ pub struct Model {
     pub aliases: Arc<AliasTable>,
     pub objects: Arc<ObjectTable>,
     pub versions: Arc<VersionTable>,
+    pub mpus: Arc<MpuTable>,
     pub block_size: usize,
     /// This node's id as the HLC node number of timestamps it issues.
     pub node: u64,
@@ -117,7 +121,16 @@ impl Model {
             system,
             db,
         )?;
+        let mpus = Table::new(
+            mpu::MpuSchema {
+                version_queue: version_queue.clone(),
+            },
+            sharded(),
+            system,
+            db,
+        )?;
         let mut tasks = vec![];
+        tasks.extend(mpus.spawn_all(gc.clone()));
         tasks.extend(keys.spawn_all(gc.clone()));
         tasks.extend(buckets.spawn_all(gc.clone()));
         tasks.extend(aliases.spawn_all(gc.clone()));
@@ -133,6 +146,7 @@ impl Model {
             aliases,
             objects,
             versions,
+            mpus,
             block_size: config.block_size as usize,
             node: system.id().as_u64(),
         });
@@ -147,6 +161,7 @@ impl Model {
             self.aliases.clone(),
             self.objects.clone(),
             self.versions.clone(),
+            self.mpus.clone(),
         ]
     }
 

@@ -36,7 +36,11 @@ const GET_READ_AHEAD: usize = 4;
 /// A body as stored, before the object entry is committed.
 pub enum StoredBody {
     Inline(Bytes),
-    Blocks { size: u64, first_block: Hash },
+    /// `first_block` is None only for an empty multipart part.
+    Blocks {
+        size: u64,
+        first_block: Option<Hash>,
+    },
 }
 
 impl StoredBody {
@@ -48,14 +52,17 @@ impl StoredBody {
     }
 }
 
-/// An upload in progress (a simple PUT): write the body, then commit or abort.
+/// An upload in progress (a simple PUT, or one attempt at a multipart part): write the body, then
+/// commit or abort.
 pub struct PutUpload {
-    model: Arc<Model>,
+    pub(super) model: Arc<Model>,
     pub bucket: Hash,
     pub key: String,
     pub uuid: Hash,
     pub timestamp: Timestamp,
-    headers: Vec<(String, String)>,
+    pub(super) headers: Vec<(String, String)>,
+    /// For a part: never inline, and no object entry of its own (the `mpu` entry lists it).
+    pub(super) is_part: bool,
 }
 
 impl Model {
@@ -73,6 +80,7 @@ impl Model {
             uuid: random_bytes::<32>(),
             timestamp: Timestamp::after(None, self.node),
             headers,
+            is_part: false,
         }
     }
 
@@ -228,13 +236,15 @@ impl PutUpload {
         let bs = self.model.block_size;
         let mut buf = BytesMut::new();
         // Inline if the whole body fits.
-        while buf.len() <= INLINE_MAX {
+        while !self.is_part && buf.len() <= INLINE_MAX {
             match body.next().await {
                 Some(chunk) => buf.extend_from_slice(&chunk?),
                 None => return Ok(StoredBody::Inline(buf.freeze())),
             }
         }
-        self.mark_uploading().await?;
+        if !self.is_part {
+            self.mark_uploading().await?;
+        }
         let mut in_flight = FuturesOrdered::new();
         let (mut offset, mut first_block) = (0u64, None);
         let mut ended = false;
@@ -262,7 +272,7 @@ impl PutUpload {
         }
         Ok(StoredBody::Blocks {
             size: offset,
-            first_block: first_block.expect("at least one block above INLINE_MAX"),
+            first_block,
         })
     }
 
@@ -326,7 +336,12 @@ impl PutUpload {
                 meta,
                 bytes: ByteBuf::from(bytes.to_vec()),
             },
-            StoredBody::Blocks { first_block, .. } => ObjectData::Blocks { meta, first_block },
+            StoredBody::Blocks { first_block, .. } => ObjectData::Blocks {
+                meta,
+                first_block: first_block.ok_or_else(|| {
+                    ModelError::Invalid("a body above the inline size has blocks".into())
+                })?,
+            },
         };
         let v = ObjectVersion {
             uuid: self.uuid,
@@ -343,7 +358,8 @@ impl PutUpload {
     /// Give up: the version is marked aborted (its blocks are released). Nothing to do for a body that
     /// never left memory.
     pub async fn abort(&self, body: Option<&StoredBody>) -> Result<(), ModelError> {
-        if matches!(body, Some(StoredBody::Inline(_))) {
+        // A part attempt is released with its upload; a body that never left memory needs nothing.
+        if self.is_part || matches!(body, Some(StoredBody::Inline(_))) {
             return Ok(());
         }
         let v = ObjectVersion {

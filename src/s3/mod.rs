@@ -10,6 +10,7 @@ pub mod bucket;
 pub mod checksum;
 pub mod error;
 pub mod list;
+pub mod multipart;
 pub mod object;
 pub mod router;
 pub mod server;

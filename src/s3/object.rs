@@ -6,13 +6,14 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use hyper::{Response, StatusCode};
 
-use super::body::{Digester, ErrorSlot, Wanted, digesting};
-use super::checksum::{content_md5, request_checksum};
+use super::body::{Digester, Digests, ErrorSlot, Wanted, digesting};
+use super::checksum::{Checksum, RequestChecksum, content_md5, request_checksum};
 use super::error::{S3Error, S3ErrorCode, err};
 use super::server::{Ctx, ResBody, empty, full, internal};
 use super::sigv4::ContentSha256;
 use super::xml;
 use crate::model::object::{ObjectData, ObjectMeta, ObjectVersion};
+use crate::model::ops::{PutUpload, StoredBody};
 
 /// Largest single PUT (as AWS: 5 GiB; larger objects use multipart uploads).
 pub const MAX_PUT_SIZE: u64 = 5 << 30;
@@ -66,13 +67,23 @@ fn no_such_key(ctx: &Ctx) -> S3Error {
     err(S3ErrorCode::NoSuchKey, "The specified key does not exist.").with("Key", ctx.object_key())
 }
 
-pub async fn put_object(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
-    let headers = headers_to_store(ctx)?;
+/// A body received and stored, with its verified digests.
+pub struct Received {
+    pub stored: StoredBody,
+    pub len: u64,
+    pub md5: [u8; 16],
+    pub checksum: Option<Checksum>,
+}
+
+/// Receive a request body into `upload` (blocks written as it arrives), computing and checking the
+/// digests the request announced (Content-Length, Content-MD5, a literal x-amz-content-sha256,
+/// x-amz-checksum-* in a header or trailer). On any failure the upload is aborted.
+pub async fn receive(ctx: &mut Ctx, upload: &PutUpload, max: u64) -> Result<Received, S3Error> {
     let declared = ctx
         .header("x-amz-decoded-content-length")
         .or(ctx.header("content-length"))
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|l| l > MAX_PUT_SIZE) {
+    if declared.is_some_and(|l| l > max) {
         return Err(err(
             S3ErrorCode::EntityTooLarge,
             "Your proposed upload exceeds the maximum allowed size.",
@@ -86,18 +97,7 @@ pub async fn put_object(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
     };
     let digester = Digester::start(wanted);
     let slot = ErrorSlot::default();
-    let body = digesting(
-        ctx.take_body(),
-        digester.sender(),
-        MAX_PUT_SIZE,
-        slot.clone(),
-    );
-    let model = ctx.model().clone();
-    let upload = model.start_put(
-        ctx.bucket().id,
-        ctx.object_key().to_string(),
-        headers.clone(),
-    );
+    let body = digesting(ctx.take_body(), digester.sender(), max, slot.clone());
     let stored = match upload.write(body).await {
         Ok(s) => s,
         Err(e) => {
@@ -107,60 +107,90 @@ pub async fn put_object(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
         }
     };
     let d = digester.finish().await?;
-    let verdict = (|| {
-        if declared.is_some_and(|l| l != d.len) {
-            return Err(err(
-                S3ErrorCode::IncompleteBody,
-                "You did not provide the number of bytes specified by the Content-Length HTTP header.",
-            ));
+    let verdict = verify_digests(ctx, &d, declared, md5_expected, checksum.as_ref());
+    match verdict {
+        Ok(checksum) => Ok(Received {
+            stored,
+            len: d.len,
+            md5: d.md5,
+            checksum,
+        }),
+        Err(e) => {
+            let _ = upload.abort(Some(&stored)).await;
+            Err(e)
         }
-        if md5_expected.is_some_and(|m| m != d.md5) {
-            return Err(err(
-                S3ErrorCode::BadDigest,
-                "The Content-MD5 you specified did not match what we received.",
-            ));
-        }
-        if let (ContentSha256::Literal(exp), Some(got)) = (&ctx.content_sha256, d.sha256)
-            && *exp != got
-        {
-            return Err(err(
-                S3ErrorCode::XAmzContentSHA256Mismatch,
-                "The provided 'x-amz-content-sha256' header does not match what was computed.",
-            ));
-        }
-        Ok(())
-    })();
-    if let Err(e) = verdict {
-        let _ = upload.abort(Some(&stored)).await;
-        return Err(e);
     }
-    let checksum_value = match (&checksum, &d.checksum) {
-        (Some(req), Some(got)) => {
-            let expected = match &req.expected {
-                Some(e) => Some(e.clone()),
-                None if req.in_trailer => match &ctx.trailers {
-                    Some(t) => t.checksum(req.algorithm)?,
-                    None => None,
-                },
-                None => None,
-            };
-            if expected.as_ref().is_some_and(|e| e != got) {
-                let _ = upload.abort(Some(&stored)).await;
-                return Err(err(
-                    S3ErrorCode::BadDigest,
-                    format!(
-                        "The {} you specified did not match the calculated checksum.",
-                        got.algorithm.as_str()
-                    ),
-                ));
-            }
-            Some(got.clone())
-        }
-        _ => None,
+}
+
+/// Compare what was received with what the request announced; returns the checksum to store.
+fn verify_digests(
+    ctx: &Ctx,
+    d: &Digests,
+    declared: Option<u64>,
+    md5_expected: Option<[u8; 16]>,
+    checksum: Option<&RequestChecksum>,
+) -> Result<Option<Checksum>, S3Error> {
+    if declared.is_some_and(|l| l != d.len) {
+        return Err(err(
+            S3ErrorCode::IncompleteBody,
+            "You did not provide the number of bytes specified by the Content-Length HTTP header.",
+        ));
+    }
+    if md5_expected.is_some_and(|m| m != d.md5) {
+        return Err(err(
+            S3ErrorCode::BadDigest,
+            "The Content-MD5 you specified did not match what we received.",
+        ));
+    }
+    if let (ContentSha256::Literal(exp), Some(got)) = (&ctx.content_sha256, d.sha256)
+        && *exp != got
+    {
+        return Err(err(
+            S3ErrorCode::XAmzContentSHA256Mismatch,
+            "The provided 'x-amz-content-sha256' header does not match what was computed.",
+        ));
+    }
+    let (Some(req), Some(got)) = (checksum, &d.checksum) else {
+        return Ok(None);
     };
-    let etag = hex::encode(d.md5);
+    let expected = match &req.expected {
+        Some(e) => Some(e.clone()),
+        None if req.in_trailer => match &ctx.trailers {
+            Some(t) => t.checksum(req.algorithm)?,
+            None => None,
+        },
+        None => None,
+    };
+    if expected.as_ref().is_some_and(|e| e != got) {
+        return Err(err(
+            S3ErrorCode::BadDigest,
+            format!(
+                "The {} you specified did not match the calculated checksum.",
+                got.algorithm.as_str()
+            ),
+        ));
+    }
+    Ok(Some(got.clone()))
+}
+
+pub async fn put_object(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
+    let headers = headers_to_store(ctx)?;
+    let model = ctx.model().clone();
+    let upload = model.start_put(
+        ctx.bucket().id,
+        ctx.object_key().to_string(),
+        headers.clone(),
+    );
+    let Received {
+        stored,
+        len,
+        md5,
+        checksum: checksum_value,
+    } = receive(ctx, &upload, MAX_PUT_SIZE).await?;
+    let d = (len, md5);
+    let etag = hex::encode(d.1);
     let meta = ObjectMeta {
-        size: d.len,
+        size: d.0,
         etag: etag.clone(),
         headers,
         checksum: checksum_value
@@ -283,21 +313,27 @@ pub async fn get_object(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
             e
         }
     })?;
+    let mut range = parse_range(ctx.header("range"), meta.size)?;
     if let Some(p) = ctx.route.query.get("partNumber") {
-        let n: u32 = p.parse().map_err(|_| {
+        let n = super::multipart::part_number(p)?;
+        let invalid = || {
             err(
-                S3ErrorCode::InvalidArgument,
-                "Part number must be an integer between 1 and 10000, inclusive",
-            )
-        })?;
-        if n != 1 || meta.parts.is_some() {
-            return Err(err(
                 S3ErrorCode::InvalidPart,
                 "The requested partnumber is not satisfiable",
-            ));
-        }
+            )
+        };
+        range = match meta.parts {
+            None if n == 1 => Some((0, meta.size)),
+            None => return Err(invalid()),
+            Some(_) => Some(
+                model
+                    .part_range(&version, n)
+                    .await
+                    .map_err(internal)?
+                    .ok_or_else(invalid)?,
+            ),
+        };
     }
-    let range = parse_range(ctx.header("range"), meta.size)?;
     let (begin, end) = range.unwrap_or((0, meta.size));
     let mut r = Response::builder()
         .status(if range.is_some() {
@@ -323,7 +359,9 @@ pub async fn get_object(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
     if !has_type {
         r = r.header("content-type", "binary/octet-stream");
     }
-    if let Some(parts) = meta.parts {
+    if let Some(parts) = meta.parts
+        && ctx.route.query.contains_key("partNumber")
+    {
         r = r.header("x-amz-mp-parts-count", parts.to_string());
     }
     // A checksum describes the whole object: not sent with a range (as S3).

@@ -1,0 +1,309 @@
+//! CreateMultipartUpload, UploadPart, CompleteMultipartUpload, AbortMultipartUpload, ListParts,
+//! ListMultipartUploads.
+
+use bytes::Bytes;
+use hyper::{Response, StatusCode};
+
+use super::bucket::owner_of;
+use super::error::{S3Error, S3ErrorCode, err};
+use super::object::{Received, headers_to_store, receive};
+use super::server::{Ctx, ResBody, empty, full, internal, small_body, xml_response};
+use super::xml;
+use crate::model::multipart::{CompleteError, MAX_PART_NUMBER, Upload};
+use crate::model::object::{ObjectFilter, VersionState};
+use crate::util::hash::Hash;
+
+/// Largest part (as S3).
+pub const MAX_PART_SIZE: u64 = 5 << 30;
+/// Largest CompleteMultipartUpload body (10,000 parts).
+const MAX_COMPLETE_BODY: usize = 4 << 20;
+/// Most parts or uploads per listing.
+const MAX_LIST: usize = 1000;
+
+pub fn part_number(s: &str) -> Result<u32, S3Error> {
+    s.parse::<u32>()
+        .ok()
+        .filter(|n| (1..=MAX_PART_NUMBER).contains(n))
+        .ok_or_else(|| {
+            err(
+                S3ErrorCode::InvalidArgument,
+                "Part number must be an integer between 1 and 10000, inclusive",
+            )
+            .with("ArgumentName", "partNumber")
+        })
+}
+
+fn no_such_upload() -> S3Error {
+    err(
+        S3ErrorCode::NoSuchUpload,
+        "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.",
+    )
+}
+
+/// The upload named by `?uploadId=`.
+async fn upload(ctx: &Ctx) -> Result<(Hash, Upload), S3Error> {
+    let id = ctx
+        .route
+        .query
+        .get("uploadId")
+        .and_then(|s| hex::decode(s).ok())
+        .and_then(|v| Hash::try_from(&v[..]).ok())
+        .ok_or_else(no_such_upload)?;
+    let u = ctx
+        .model()
+        .get_upload(&ctx.bucket().id, ctx.object_key(), &id)
+        .await
+        .map_err(internal)?
+        .ok_or_else(no_such_upload)?;
+    Ok((id, u))
+}
+
+pub async fn create(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
+    let headers = headers_to_store(ctx)?;
+    let id = ctx
+        .model()
+        .create_multipart(ctx.bucket().id, ctx.object_key(), headers)
+        .await
+        .map_err(internal)?;
+    let doc = xml::InitiateMultipartUploadResult {
+        bucket: ctx.bucket_name().to_string(),
+        key: ctx.object_key().to_string(),
+        upload_id: hex::encode(id),
+    };
+    Ok(xml_response(doc.to_xml()))
+}
+
+pub async fn upload_part(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
+    let n = part_number(ctx.route.query.get("partNumber").map_or("", |s| s))?;
+    let (id, up) = upload(ctx).await?;
+    let model = ctx.model().clone();
+    let attempt = model.start_part(&up, n).await.map_err(internal)?;
+    let Received {
+        stored,
+        md5,
+        checksum,
+        ..
+    } = receive(ctx, &attempt, MAX_PART_SIZE).await?;
+    let etag = hex::encode(md5);
+    let ck = checksum
+        .as_ref()
+        .map(|c| (c.algorithm.as_str().to_string(), c.to_base64()));
+    model
+        .finish_part(id, n, &attempt, &stored, etag.clone(), ck)
+        .await
+        .map_err(internal)?;
+    let mut r = Response::builder()
+        .status(StatusCode::OK)
+        .header("etag", format!("\"{etag}\""));
+    if let Some(c) = &checksum {
+        r = r.header(c.algorithm.header_name(), c.to_base64());
+    }
+    Ok(r.body(full(Bytes::new())).expect("valid headers"))
+}
+
+pub async fn complete(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
+    let body = small_body(ctx, MAX_COMPLETE_BODY).await?;
+    let parts = xml::parse_complete_multipart_upload(&body)?;
+    let (_, up) = upload(ctx).await?;
+    let list: Vec<(u32, String)> = parts
+        .iter()
+        .map(|p| (p.part_number, p.etag.clone()))
+        .collect();
+    let v = ctx
+        .model()
+        .complete_multipart(&up, &list, None)
+        .await
+        .map_err(|e| match e {
+            CompleteError::NoSuchUpload => no_such_upload(),
+            CompleteError::InvalidPart(n) => err(
+                S3ErrorCode::InvalidPart,
+                format!("One or more of the specified parts could not be found (part {n}). The part may not have been uploaded, or the specified entity tag may not match the part's entity tag."),
+            ),
+            CompleteError::InvalidPartOrder => err(
+                S3ErrorCode::InvalidPartOrder,
+                "The list of parts was not in ascending order. Parts must be ordered by part number.",
+            ),
+            CompleteError::EntityTooSmall(n) => err(
+                S3ErrorCode::EntityTooSmall,
+                format!("Your proposed upload is smaller than the minimum allowed object size (part {n})."),
+            ),
+            CompleteError::Model(e) => internal(e),
+        })?;
+    let etag = crate::model::ops::meta_of(&v)
+        .map(|m| m.etag.clone())
+        .unwrap_or_default();
+    let doc = xml::CompleteMultipartUploadResult {
+        location: format!("/{}/{}", ctx.bucket_name(), ctx.object_key()),
+        bucket: ctx.bucket_name().to_string(),
+        key: ctx.object_key().to_string(),
+        etag,
+        checksums: vec![],
+    };
+    Ok(xml_response(doc.to_xml()))
+}
+
+pub async fn abort(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
+    let (_, up) = upload(ctx).await?;
+    ctx.model().abort_multipart(&up).await.map_err(internal)?;
+    Ok(empty(StatusCode::NO_CONTENT))
+}
+
+fn max_param(ctx: &Ctx, name: &str) -> Result<usize, S3Error> {
+    match ctx.route.query.get(name) {
+        None => Ok(MAX_LIST),
+        Some(v) => v.parse::<usize>().map(|n| n.min(MAX_LIST)).map_err(|_| {
+            err(
+                S3ErrorCode::InvalidArgument,
+                format!("Provided {name} not an integer"),
+            )
+            .with("ArgumentName", name)
+        }),
+    }
+}
+
+pub async fn list_parts(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
+    let (id, up) = upload(ctx).await?;
+    let max = max_param(ctx, "max-parts")?;
+    let marker: u32 = match ctx.route.query.get("part-number-marker") {
+        Some(m) => m.parse().map_err(|_| {
+            err(
+                S3ErrorCode::InvalidArgument,
+                "Provided part-number-marker not an integer",
+            )
+            .with("ArgumentName", "part-number-marker")
+        })?,
+        None => 0,
+    };
+    let all: Vec<_> = up
+        .mpu
+        .finished_parts()
+        .into_iter()
+        .filter(|(n, _, _)| *n > marker)
+        .collect();
+    let truncated = all.len() > max;
+    let shown: Vec<_> = all.into_iter().take(max).collect();
+    let owner = owner_of(ctx);
+    let doc = xml::ListPartsResult {
+        bucket: ctx.bucket_name().to_string(),
+        key: ctx.object_key().to_string(),
+        upload_id: hex::encode(id),
+        initiator: owner.clone(),
+        owner,
+        checksum_algorithm: None,
+        checksum_type: None,
+        part_number_marker: marker,
+        next_part_number_marker: shown.last().map(|(n, _, _)| *n),
+        max_parts: max as u32,
+        is_truncated: truncated,
+        parts: shown
+            .iter()
+            .map(|(n, ts, p)| xml::PartSummary {
+                part_number: *n,
+                last_modified_msec: ts.msec,
+                etag: p.etag.clone().unwrap_or_default(),
+                size: p.size.unwrap_or(0),
+                checksums: p
+                    .checksum
+                    .iter()
+                    .filter_map(|(alg, v)| {
+                        super::checksum::ChecksumAlgorithm::parse(alg)
+                            .map(|a| (a.xml_name().to_string(), v.clone()))
+                    })
+                    .collect(),
+            })
+            .collect(),
+    };
+    Ok(xml_response(doc.to_xml()))
+}
+
+pub async fn list_uploads(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
+    let q = ctx.route.query.clone();
+    let prefix = q.get("prefix").cloned().unwrap_or_default();
+    let delimiter = q.get("delimiter").cloned().filter(|d| !d.is_empty());
+    let key_marker = q.get("key-marker").cloned().unwrap_or_default();
+    let id_marker = q.get("upload-id-marker").cloned().unwrap_or_default();
+    let url = q.get("encoding-type").map(String::as_str) == Some("url");
+    let max = max_param(ctx, "max-uploads")?;
+    let start = if key_marker.as_str() > prefix.as_str() {
+        key_marker.clone()
+    } else {
+        prefix.clone()
+    };
+    let objects = ctx
+        .model()
+        .objects
+        .get_range(
+            &ctx.bucket().id,
+            Some(&start),
+            Some(ObjectFilter::IsUploadingMultipart),
+            10 * MAX_LIST,
+            false,
+        )
+        .await
+        .map_err(|e| internal(e.into()))?;
+    let owner = owner_of(ctx);
+    let mut doc = xml::ListMultipartUploadsResult {
+        bucket: ctx.bucket_name().to_string(),
+        key_marker: key_marker.clone(),
+        upload_id_marker: id_marker.clone(),
+        delimiter: delimiter.clone(),
+        prefix: prefix.clone(),
+        max_uploads: max as u32,
+        url_encoding: url,
+        ..Default::default()
+    };
+    let mut count = 0;
+    'outer: for o in objects {
+        if !o.key.starts_with(&prefix) {
+            continue;
+        }
+        if let Some(d) = &delimiter
+            && let Some(i) = o.key[prefix.len()..].find(d.as_str())
+        {
+            let cp = o.key[..prefix.len() + i + d.len()].to_string();
+            if doc.common_prefixes.last() != Some(&cp) {
+                if count >= max {
+                    doc.is_truncated = true;
+                    break;
+                }
+                doc.common_prefixes.push(cp);
+                count += 1;
+            }
+            continue;
+        }
+        for v in &o.versions {
+            let VersionState::Uploading {
+                multipart: true, ..
+            } = v.state
+            else {
+                continue;
+            };
+            let uid = hex::encode(v.uuid);
+            if o.key == key_marker && uid <= id_marker {
+                continue;
+            }
+            if o.key < key_marker {
+                continue;
+            }
+            if count >= max {
+                doc.is_truncated = true;
+                break 'outer;
+            }
+            doc.next_key_marker = Some(o.key.clone());
+            doc.next_upload_id_marker = Some(uid.clone());
+            doc.uploads.push(xml::UploadSummary {
+                key: o.key.clone(),
+                upload_id: uid,
+                initiator: owner.clone(),
+                owner: owner.clone(),
+                initiated_msec: v.timestamp.msec,
+            });
+            count += 1;
+        }
+    }
+    if !doc.is_truncated {
+        doc.next_key_marker = None;
+        doc.next_upload_id_marker = None;
+    }
+    Ok(xml_response(doc.to_xml()))
+}
