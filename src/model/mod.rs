@@ -202,6 +202,15 @@ impl Model {
             .filter(|k| !k.state.is_deleted()))
     }
 
+    /// A live key read from a majority of nodes (after a local copy said no: it may be a moment behind).
+    pub async fn key_by_id_fresh(&self, id: &str) -> Result<Option<Key>, ModelError> {
+        Ok(self
+            .keys
+            .get_fresh(&id.to_string(), &EmptyKey)
+            .await?
+            .filter(|k| !k.state.is_deleted()))
+    }
+
     /// Every live key (the table is small and a full copy is local).
     pub fn list_keys(&self) -> Result<Vec<Key>, ModelError> {
         let mut out = vec![];

@@ -191,7 +191,20 @@ async fn handle_inner(
         &state.region,
         SystemTime::now(),
     )?;
-    let bucket = authorize(&state.model, &key, &r).await?;
+    let bucket = match authorize(&state.model, &key, &r).await {
+        // This node's copy of the key may be a moment behind a permission granted through another
+        // node: ask a majority before saying no.
+        Err(e) if e.code == S3ErrorCode::AccessDenied => {
+            let fresh = state
+                .model
+                .key_by_id_fresh(&key.id)
+                .await
+                .map_err(internal)?
+                .ok_or(e)?;
+            authorize(&state.model, &fresh, &r).await?
+        }
+        other => other?,
+    };
     let (body, trailers) = request_body(body, &parts.headers, &auth.content_sha256, signing)?;
     let mut ctx = Ctx {
         state: state.clone(),

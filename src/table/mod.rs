@@ -302,17 +302,44 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
 
     /// Read one entry: merge of a read quorum of replicas; stale replicas are repaired in the background.
     pub async fn get(&self, p: &F::P, s: &F::S) -> Result<Option<F::E>, TableError> {
+        self.get_inner(p, s, false).await
+    }
+
+    /// Like [`Table::get`], but for a full-copy table always ask a majority (not only on a miss): for
+    /// when a local copy may be a moment behind a write made through another node (a permission just
+    /// granted). Same as `get` for sharded tables.
+    pub async fn get_fresh(&self, p: &F::P, s: &F::S) -> Result<Option<F::E>, TableError> {
+        self.get_inner(p, s, true).await
+    }
+
+    async fn get_inner(&self, p: &F::P, s: &F::S, fresh: bool) -> Result<Option<F::E>, TableError> {
         let hash = p.hash();
         let key = data::tree_key(&hash, s.sort_key());
         let nodes = self.replication.read_nodes(&hash);
         let msg = TableRpc::ReadEntry {
             key: ByteBuf::from(key),
         };
-        let mut answers = self.read_from(&nodes, msg.clone()).await?;
-        if answers
-            .iter()
-            .all(|(_, r)| matches!(r, TableRpcResponse::Entry(None)))
-            && let Some(q) = self.replication.read_quorum_on_miss()
+        let on_miss = self.replication.read_quorum_on_miss();
+        let mut answers = match on_miss.filter(|_| fresh) {
+            Some(q) => {
+                let hedge = self.hedge(&nodes, q);
+                quorum::read_quorum(
+                    &self.endpoint,
+                    &nodes,
+                    q,
+                    Arc::new(msg.clone()),
+                    TABLE_RPC_TIMEOUT,
+                    hedge,
+                )
+                .await?
+            }
+            None => self.read_from(&nodes, msg.clone()).await?,
+        };
+        if !fresh
+            && answers
+                .iter()
+                .all(|(_, r)| matches!(r, TableRpcResponse::Entry(None)))
+            && let Some(q) = on_miss
         {
             let hedge = self.hedge(&nodes, q);
             answers = quorum::read_quorum(

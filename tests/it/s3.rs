@@ -503,3 +503,306 @@ fn permissions_and_signatures() {
     assert_eq!(info["bytes"], 10);
     assert_eq!(info["keys"].as_array().unwrap().len(), 2);
 }
+
+#[test]
+fn multipart_uploads_through_the_sdk() {
+    use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+    let env = S3Env::start("");
+    let (a, b) = (env.client(0), env.client(1));
+    let mib = 1024 * 1024;
+    let parts = [data(5 * mib, 1), data(5 * mib + 7, 2), data(1234, 3)];
+    let retried = data(5 * mib + 11, 4);
+    env.block_on(async {
+        a.create_bucket().bucket("mpu").send().await.unwrap();
+        let id = a
+            .create_multipart_upload()
+            .bucket("mpu")
+            .key("big")
+            .content_type("video/mp4")
+            .send()
+            .await
+            .unwrap()
+            .upload_id()
+            .unwrap()
+            .to_string();
+        let up = |n: i32, body: Vec<u8>, c: Client| {
+            let id = id.clone();
+            async move {
+                c.upload_part()
+                    .bucket("mpu")
+                    .key("big")
+                    .upload_id(id)
+                    .part_number(n)
+                    .body(ByteStream::from(body))
+                    .send()
+                    .await
+                    .unwrap()
+                    .e_tag()
+                    .unwrap()
+                    .to_string()
+            }
+        };
+        // Out of order, through two nodes, part 2 sent twice (the second one counts).
+        let e3 = up(3, parts[2].clone(), b.clone()).await;
+        let e1 = up(1, parts[0].clone(), a.clone()).await;
+        let _first_2 = up(2, parts[1].clone(), a.clone()).await;
+        let e2 = up(2, retried.clone(), b.clone()).await;
+        let listed = a
+            .list_parts()
+            .bucket("mpu")
+            .key("big")
+            .upload_id(&id)
+            .send()
+            .await
+            .unwrap();
+        let got: Vec<(i32, String)> = listed
+            .parts()
+            .iter()
+            .map(|p| (p.part_number().unwrap(), p.e_tag().unwrap().to_string()))
+            .collect();
+        assert_eq!(got, vec![(1, e1.clone()), (2, e2.clone()), (3, e3.clone())]);
+        let uploads = b
+            .list_multipart_uploads()
+            .bucket("mpu")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(uploads.uploads().len(), 1);
+        assert_eq!(uploads.uploads()[0].upload_id(), Some(id.as_str()));
+
+        let part = |n: i32, e: &str| CompletedPart::builder().part_number(n).e_tag(e).build();
+        let complete = |list: Vec<CompletedPart>| {
+            a.complete_multipart_upload()
+                .bucket("mpu")
+                .key("big")
+                .upload_id(&id)
+                .multipart_upload(
+                    CompletedMultipartUpload::builder()
+                        .set_parts(Some(list))
+                        .build(),
+                )
+                .send()
+        };
+        let e = complete(vec![part(1, &e1), part(2, "\"00\""), part(3, &e3)])
+            .await
+            .unwrap_err();
+        assert_eq!(code(e.as_service_error().unwrap()), "InvalidPart");
+        let e = complete(vec![part(2, &e2), part(1, &e1)])
+            .await
+            .unwrap_err();
+        assert_eq!(code(e.as_service_error().unwrap()), "InvalidPartOrder");
+        let e = complete(vec![part(3, &e3), part(4, &e3)])
+            .await
+            .unwrap_err();
+        assert_eq!(code(e.as_service_error().unwrap()), "InvalidPart");
+        let r = complete(vec![part(1, &e1), part(2, &e2), part(3, &e3)])
+            .await
+            .unwrap();
+        assert!(r.e_tag().unwrap().ends_with("-3\""), "{:?}", r.e_tag());
+
+        let expected: Vec<u8> = [&parts[0][..], &retried[..], &parts[2][..]].concat();
+        let got = b
+            .get_object()
+            .bucket("mpu")
+            .key("big")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(got.content_type(), Some("video/mp4"));
+        assert_eq!(got.e_tag(), r.e_tag());
+        let bytes = got.body.collect().await.unwrap().into_bytes();
+        assert!(bytes[..] == expected[..], "completed object content");
+        let p2 = b
+            .get_object()
+            .bucket("mpu")
+            .key("big")
+            .part_number(2)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(p2.parts_count(), Some(3));
+        assert!(p2.body.collect().await.unwrap().into_bytes()[..] == retried[..]);
+        assert!(
+            b.list_multipart_uploads()
+                .bucket("mpu")
+                .send()
+                .await
+                .unwrap()
+                .uploads()
+                .is_empty()
+        );
+
+        // A part smaller than 5 MiB that is not the last; then abort.
+        let id2 = a
+            .create_multipart_upload()
+            .bucket("mpu")
+            .key("small-parts")
+            .send()
+            .await
+            .unwrap()
+            .upload_id()
+            .unwrap()
+            .to_string();
+        let mut etags = vec![];
+        for n in 1..=2 {
+            etags.push(
+                a.upload_part()
+                    .bucket("mpu")
+                    .key("small-parts")
+                    .upload_id(&id2)
+                    .part_number(n)
+                    .body(ByteStream::from(data(1000, n as u8)))
+                    .send()
+                    .await
+                    .unwrap()
+                    .e_tag()
+                    .unwrap()
+                    .to_string(),
+            );
+        }
+        let e = a
+            .complete_multipart_upload()
+            .bucket("mpu")
+            .key("small-parts")
+            .upload_id(&id2)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(vec![part(1, &etags[0]), part(2, &etags[1])]))
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(code(e.as_service_error().unwrap()), "EntityTooSmall");
+        a.abort_multipart_upload()
+            .bucket("mpu")
+            .key("small-parts")
+            .upload_id(&id2)
+            .send()
+            .await
+            .unwrap();
+        let e = a
+            .upload_part()
+            .bucket("mpu")
+            .key("small-parts")
+            .upload_id(&id2)
+            .part_number(3)
+            .body(ByteStream::from_static(b"x"))
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(code(e.as_service_error().unwrap()), "NoSuchUpload");
+        let e = a
+            .get_object()
+            .bucket("mpu")
+            .key("small-parts")
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(code(e.as_service_error().unwrap()), "NoSuchKey");
+    });
+}
+
+/// Node 2 (zone c) is SIGKILLed: uploads, downloads, listings and deletes through the other zones all
+/// succeed; once it is back, it converges to hold every object's metadata and blocks.
+#[test]
+fn one_zone_down_then_back() {
+    let mut env = S3Env::start("");
+    let (a, b) = (env.client(0), env.client(1));
+    env.block_on(async {
+        a.create_bucket().bucket("outage").send().await.unwrap();
+    });
+    env.procs[2].kill();
+    let big = data(3 * 1024 * 1024 + 5, 9);
+    env.block_on(async {
+        for i in 0..20 {
+            let body = if i % 5 == 0 {
+                big.clone()
+            } else {
+                data(100 + i, i as u8)
+            };
+            a.put_object()
+                .bucket("outage")
+                .key(format!("obj{i:02}"))
+                .body(ByteStream::from(body))
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("put with a zone down: {e:?}"));
+        }
+        let got = b
+            .get_object()
+            .bucket("outage")
+            .key("obj05")
+            .send()
+            .await
+            .unwrap();
+        assert!(got.body.collect().await.unwrap().into_bytes()[..] == big[..]);
+        let l = b.list_objects_v2().bucket("outage").send().await.unwrap();
+        assert_eq!(l.key_count(), Some(20));
+        b.delete_object()
+            .bucket("outage")
+            .key("obj01")
+            .send()
+            .await
+            .unwrap();
+        let l = a.list_objects_v2().bucket("outage").send().await.unwrap();
+        assert_eq!(l.key_count(), Some(19));
+        a.create_bucket()
+            .bucket("during-outage")
+            .send()
+            .await
+            .unwrap();
+    });
+    env.procs[2].restart();
+    env.procs[2]
+        .cli(&["worker", "set", "resync-tranquility", "0"])
+        .unwrap();
+    let entries = |p: &Proc, table: &str| -> Option<u64> {
+        let v: Value = serde_json::from_str(&p.cli(&["stats", "--json"]).ok()?).ok()?;
+        v["tables"]
+            .as_array()?
+            .iter()
+            .find(|t| t["table"] == table)?["entries"]
+            .as_u64()
+    };
+    let blocks = |p: &Proc| -> Option<Vec<String>> {
+        let v: Value = serde_json::from_str(&p.cli(&["debug", "block-local"]).ok()?).ok()?;
+        Some(
+            v["blocks"]
+                .as_array()?
+                .iter()
+                .map(|b| b.as_str().unwrap().to_string())
+                .collect(),
+        )
+    };
+    wait_for(
+        "node 2 to converge (objects, versions, blocks)",
+        Duration::from_secs(120),
+        || {
+            let (p0, p2) = (&env.procs[0], &env.procs[2]);
+            let same = ["object", "version", "bucket"]
+                .iter()
+                .all(|t| entries(p0, t).is_some() && entries(p0, t) == entries(p2, t));
+            let b0 = blocks(p0)?;
+            (same && !b0.is_empty() && blocks(p2)? == b0).then_some(())
+        },
+    );
+    // Node 2 serves everything from its own copies now.
+    let c = env.client(2);
+    env.block_on(async {
+        let got = c
+            .get_object()
+            .bucket("outage")
+            .key("obj10")
+            .send()
+            .await
+            .unwrap();
+        assert!(got.body.collect().await.unwrap().into_bytes()[..] == big[..]);
+        c.head_bucket()
+            .bucket("during-outage")
+            .send()
+            .await
+            .unwrap();
+    });
+    let _ = &mut env;
+}
