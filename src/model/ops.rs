@@ -379,3 +379,57 @@ impl PutUpload {
 pub fn meta_of(v: &ObjectVersion) -> Option<&ObjectMeta> {
     v.data().and_then(ObjectData::meta)
 }
+
+impl Model {
+    /// A new version of `dst_key` with the content of `src` (a complete version with data) and the given
+    /// metadata. Content-addressed blocks are shared, not copied: the new version lists the same blocks
+    /// (one write of its block list, then one of the object entry).
+    pub async fn copy_object(
+        &self,
+        src: &ObjectVersion,
+        dst_bucket: Hash,
+        dst_key: &str,
+        meta: ObjectMeta,
+    ) -> Result<ObjectVersion, ModelError> {
+        let uuid = random_bytes::<32>();
+        let data = match src.data() {
+            Some(ObjectData::Inline { bytes, .. }) => ObjectData::Inline {
+                meta,
+                bytes: bytes.clone(),
+            },
+            Some(ObjectData::Blocks { first_block, .. }) => {
+                let list = self
+                    .versions
+                    .get(&src.uuid, &EmptyKey)
+                    .await?
+                    .filter(|v| !v.deleted.get())
+                    .ok_or_else(|| {
+                        ModelError::Invalid("the source's block list is missing".into())
+                    })?;
+                let mut v = Version::new(uuid, dst_bucket, dst_key.to_string());
+                for (slot, b) in list.block_list() {
+                    v.blocks.put(slot, b);
+                }
+                self.versions.insert(&v).await?;
+                ObjectData::Blocks {
+                    meta,
+                    first_block: *first_block,
+                }
+            }
+            _ => return Err(ModelError::Invalid("the source has no data".into())),
+        };
+        let v = ObjectVersion {
+            uuid,
+            timestamp: Timestamp::after(None, self.node),
+            state: VersionState::Complete(data),
+        };
+        self.objects
+            .insert(&Object::new(
+                dst_bucket,
+                dst_key.to_string(),
+                vec![v.clone()],
+            ))
+            .await?;
+        Ok(v)
+    }
+}

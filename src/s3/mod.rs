@@ -8,6 +8,7 @@
 pub mod body;
 pub mod bucket;
 pub mod checksum;
+pub mod copy;
 pub mod error;
 pub mod list;
 pub mod multipart;

@@ -41,6 +41,10 @@ fn no_such_upload() -> S3Error {
 }
 
 /// The upload named by `?uploadId=`.
+pub async fn upload_of(ctx: &Ctx) -> Result<(Hash, Upload), S3Error> {
+    upload(ctx).await
+}
+
 async fn upload(ctx: &Ctx) -> Result<(Hash, Upload), S3Error> {
     let id = ctx
         .route

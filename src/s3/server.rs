@@ -18,7 +18,7 @@ use super::error::{S3Error, S3ErrorCode, err};
 use super::router::{Access, Op, Route, route};
 use super::sigv4::{self, ContentSha256, SigningContext};
 use super::streaming::{ChunkedDecoder, StreamingMode, Trailers};
-use super::{bucket, list, multipart, object, xml};
+use super::{bucket, copy, list, multipart, object, xml};
 use crate::model::bucket::Bucket;
 use crate::model::key::Key;
 use crate::model::{Model, ModelError};
@@ -315,16 +315,14 @@ async fn dispatch(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
         Op::PutObject => object::put_object(ctx).await,
         Op::DeleteObject => object::delete_object(ctx).await,
         Op::DeleteObjects => object::delete_objects(ctx).await,
+        Op::CopyObject => copy::copy_object(ctx).await,
+        Op::UploadPartCopy => copy::upload_part_copy(ctx).await,
         Op::CreateMultipartUpload => multipart::create(ctx).await,
         Op::UploadPart => multipart::upload_part(ctx).await,
         Op::CompleteMultipartUpload => multipart::complete(ctx).await,
         Op::AbortMultipartUpload => multipart::abort(ctx).await,
         Op::ListParts => multipart::list_parts(ctx).await,
         Op::ListMultipartUploads => multipart::list_uploads(ctx).await,
-        op => Err(err(
-            S3ErrorCode::NotImplemented,
-            format!("{} is not implemented yet.", op.name()),
-        )),
     }
 }
 

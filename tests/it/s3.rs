@@ -806,3 +806,233 @@ fn one_zone_down_then_back() {
     });
     let _ = &mut env;
 }
+
+#[test]
+fn copies_and_presigned_urls() {
+    use aws_sdk_s3::presigning::PresigningConfig;
+    use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, MetadataDirective};
+    let env = S3Env::start("");
+    let (a, b) = (env.client(0), env.client(1));
+    let big = data(7 * 1024 * 1024 + 3, 5);
+    env.block_on(async {
+        a.create_bucket().bucket("src").send().await.unwrap();
+        a.create_bucket().bucket("dst").send().await.unwrap();
+        a.put_object()
+            .bucket("src")
+            .key("big")
+            .content_type("text/plain")
+            .metadata("m", "1")
+            .body(ByteStream::from(big.clone()))
+            .send()
+            .await
+            .unwrap();
+        a.put_object()
+            .bucket("src")
+            .key("small")
+            .body(ByteStream::from_static(b"tiny"))
+            .send()
+            .await
+            .unwrap();
+        // Across buckets, metadata copied; within a bucket, metadata replaced.
+        let c = b
+            .copy_object()
+            .bucket("dst")
+            .key("big copy")
+            .copy_source("src/big")
+            .send()
+            .await
+            .unwrap();
+        let src_etag = a
+            .head_object()
+            .bucket("src")
+            .key("big")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(c.copy_object_result().unwrap().e_tag(), src_etag.e_tag());
+        let got = a
+            .get_object()
+            .bucket("dst")
+            .key("big copy")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(got.content_type(), Some("text/plain"));
+        assert_eq!(got.metadata().unwrap()["m"], "1");
+        assert!(got.body.collect().await.unwrap().into_bytes()[..] == big[..]);
+        b.copy_object()
+            .bucket("src")
+            .key("small2")
+            .copy_source("src/small")
+            .metadata_directive(MetadataDirective::Replace)
+            .content_type("application/json")
+            .metadata("n", "2")
+            .send()
+            .await
+            .unwrap();
+        let h = a
+            .head_object()
+            .bucket("src")
+            .key("small2")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(h.content_type(), Some("application/json"));
+        assert_eq!(
+            h.metadata().unwrap().get("n").map(String::as_str),
+            Some("2")
+        );
+        let e = b
+            .copy_object()
+            .bucket("src")
+            .key("small")
+            .copy_source("src/small")
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(code(e.as_service_error().unwrap()), "InvalidRequest");
+        let e = b
+            .copy_object()
+            .bucket("dst")
+            .key("x")
+            .copy_source("src/small")
+            .copy_source_if_match("\"nope\"")
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(e.raw_response().unwrap().status().as_u16(), 412);
+
+        // UploadPartCopy: a 5 MiB range of the big object, then (last part, so it may be small) a range
+        // of the small one.
+        let id = a
+            .create_multipart_upload()
+            .bucket("dst")
+            .key("assembled")
+            .send()
+            .await
+            .unwrap()
+            .upload_id()
+            .unwrap()
+            .to_string();
+        let mut parts = vec![];
+        for (n, src, range) in [
+            (1, "src/big", Some("bytes=1048576-6291455")),
+            (2, "src/small", Some("bytes=1-2")),
+        ] {
+            let r = a
+                .upload_part_copy()
+                .bucket("dst")
+                .key("assembled")
+                .upload_id(&id)
+                .part_number(n)
+                .copy_source(src)
+                .set_copy_source_range(range.map(str::to_string))
+                .send()
+                .await
+                .unwrap();
+            parts.push(
+                CompletedPart::builder()
+                    .part_number(n)
+                    .e_tag(r.copy_part_result().unwrap().e_tag().unwrap())
+                    .build(),
+            );
+        }
+        a.complete_multipart_upload()
+            .bucket("dst")
+            .key("assembled")
+            .upload_id(&id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let expected = [&big[1048576..6291456], b"in"].concat();
+        let got = b
+            .get_object()
+            .bucket("dst")
+            .key("assembled")
+            .send()
+            .await
+            .unwrap();
+        assert!(got.body.collect().await.unwrap().into_bytes()[..] == expected[..]);
+
+        // Presigned GET and PUT, used with a plain HTTP client.
+        let conf = PresigningConfig::expires_in(Duration::from_secs(300)).unwrap();
+        let get = a
+            .get_object()
+            .bucket("src")
+            .key("small")
+            .presigned(conf.clone())
+            .await
+            .unwrap();
+        let put = a
+            .put_object()
+            .bucket("src")
+            .key("presigned put")
+            .presigned(conf)
+            .await
+            .unwrap();
+        let (get_url, put_url) = (get.uri().to_string(), put.uri().to_string());
+        let fetched = tokio::task::spawn_blocking(move || http("GET", &get_url, b""))
+            .await
+            .unwrap();
+        assert_eq!(fetched, (200, b"tiny".to_vec()));
+        let (status, _) = tokio::task::spawn_blocking(move || http("PUT", &put_url, b"via url"))
+            .await
+            .unwrap();
+        assert_eq!(status, 200);
+        let got = b
+            .get_object()
+            .bucket("src")
+            .key("presigned put")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            &got.body.collect().await.unwrap().into_bytes()[..],
+            b"via url"
+        );
+    });
+}
+
+/// A minimal HTTP/1.1 client for presigned URLs (what a browser or curl would do).
+fn http(method: &str, url: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_at(rest.find('/').unwrap());
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(body).unwrap();
+    let mut resp = vec![];
+    s.read_to_end(&mut resp).unwrap();
+    let text = String::from_utf8_lossy(&resp);
+    let status: u16 = text[9..12].parse().unwrap();
+    let head_end = resp.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let head = text[..head_end].to_ascii_lowercase();
+    let mut payload = resp[head_end..].to_vec();
+    if head.contains("transfer-encoding: chunked") {
+        let mut out = vec![];
+        let mut rest = &payload[..];
+        loop {
+            let line_end = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+            let n =
+                usize::from_str_radix(std::str::from_utf8(&rest[..line_end]).unwrap().trim(), 16)
+                    .unwrap();
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&rest[line_end + 2..line_end + 2 + n]);
+            rest = &rest[line_end + 4 + n..];
+        }
+        payload = out;
+    }
+    (status, payload)
+}

@@ -1,0 +1,219 @@
+//! CopyObject and UploadPartCopy.
+//!
+//! CopyObject shares the source's blocks (content addressing: nothing is read or rewritten, whatever
+//! the size). UploadPartCopy streams the source range into a new part attempt, which hashes it again
+//! (the range rarely falls on block boundaries); equal blocks are stored once all the same.
+
+use bytes::Bytes;
+use futures::StreamExt;
+use hyper::Response;
+
+use super::body::{Digester, ErrorSlot, Wanted, digesting};
+use super::error::{S3Error, S3ErrorCode, err};
+use super::multipart::part_number;
+use super::object::headers_to_store;
+use super::router::percent_decode;
+use super::server::{Ctx, ResBody, internal, no_such_bucket, xml_response};
+use super::xml;
+use crate::model::object::{ObjectMeta, ObjectVersion};
+use crate::model::ops::meta_of;
+
+/// The source object of a copy, found and readable by the request's key.
+struct Source {
+    bucket: crate::model::bucket::Bucket,
+    key: String,
+    version: ObjectVersion,
+    meta: ObjectMeta,
+}
+
+async fn source(ctx: &Ctx) -> Result<Source, S3Error> {
+    let raw = ctx.header("x-amz-copy-source").unwrap_or("");
+    let raw = raw.split_once('?').map_or(raw, |(p, _)| p);
+    let decoded = percent_decode(raw.trim_start_matches('/'))?;
+    let (b, k) = decoded.split_once('/').ok_or_else(|| {
+        err(
+            S3ErrorCode::InvalidArgument,
+            "Copy Source must mention the source bucket and key: sourcebucket/sourcekey",
+        )
+        .with("ArgumentName", "x-amz-copy-source")
+    })?;
+    let bucket = ctx
+        .model()
+        .bucket_by_name(b)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| no_such_bucket(b))?;
+    if !ctx.key.permissions(&bucket.id).read {
+        let fresh = ctx
+            .model()
+            .key_by_id_fresh(&ctx.key.id)
+            .await
+            .map_err(internal)?;
+        if !fresh.is_some_and(|k| k.permissions(&bucket.id).read) {
+            return Err(err(S3ErrorCode::AccessDenied, "Access Denied"));
+        }
+    }
+    let version = ctx
+        .model()
+        .get_object(&bucket.id, k)
+        .await
+        .map_err(internal)?
+        .and_then(|o| o.current().cloned())
+        .ok_or_else(|| {
+            err(S3ErrorCode::NoSuchKey, "The specified key does not exist.").with("Key", k)
+        })?;
+    let meta = meta_of(&version).cloned().expect("current() has data");
+    check_copy_conditions(ctx, &meta.etag, version.timestamp.msec)?;
+    Ok(Source {
+        bucket,
+        key: k.to_string(),
+        version,
+        meta,
+    })
+}
+
+/// `x-amz-copy-source-if-*`: every failure is 412, as S3.
+fn check_copy_conditions(ctx: &Ctx, etag: &str, modified_msec: u64) -> Result<(), S3Error> {
+    let matches = |h: &str| {
+        h.split(',')
+            .map(|t| t.trim().trim_matches('"'))
+            .any(|t| t == "*" || t == etag)
+    };
+    let secs = |h: &str| {
+        httpdate::parse_http_date(h)
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs())
+    };
+    let modified = modified_msec / 1000;
+    let failed = || {
+        err(
+            S3ErrorCode::PreconditionFailed,
+            "At least one of the pre-conditions you specified did not hold",
+        )
+    };
+    let h = |n: &str| ctx.header(n);
+    if h("x-amz-copy-source-if-match").is_some_and(|v| !matches(v))
+        || h("x-amz-copy-source-if-none-match").is_some_and(matches)
+        || h("x-amz-copy-source-if-unmodified-since")
+            .and_then(secs)
+            .is_some_and(|t| modified > t)
+        || h("x-amz-copy-source-if-modified-since")
+            .and_then(secs)
+            .is_some_and(|t| modified <= t)
+    {
+        return Err(failed());
+    }
+    Ok(())
+}
+
+pub async fn copy_object(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
+    let src = source(ctx).await?;
+    let replace = match ctx.header("x-amz-metadata-directive") {
+        None | Some("COPY") => false,
+        Some("REPLACE") => true,
+        Some(_) => {
+            return Err(
+                err(S3ErrorCode::InvalidArgument, "Unknown metadata directive.")
+                    .with("ArgumentName", "x-amz-metadata-directive"),
+            );
+        }
+    };
+    let same = src.bucket.id == ctx.bucket().id && src.key == ctx.object_key();
+    if same && !replace {
+        return Err(err(
+            S3ErrorCode::InvalidRequest,
+            "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
+        ));
+    }
+    let mut meta = src.meta.clone();
+    if replace {
+        meta.headers = headers_to_store(ctx)?;
+    }
+    let v = ctx
+        .model()
+        .copy_object(
+            &src.version,
+            ctx.bucket().id,
+            ctx.object_key(),
+            meta.clone(),
+        )
+        .await
+        .map_err(internal)?;
+    let doc = xml::CopyObjectResult {
+        etag: meta.etag,
+        last_modified_msec: v.timestamp.msec,
+        checksums: vec![],
+    };
+    Ok(xml_response(doc.to_xml()))
+}
+
+/// `x-amz-copy-source-range: bytes=first-last`, within the source.
+fn copy_range(ctx: &Ctx, size: u64) -> Result<(u64, u64), S3Error> {
+    let Some(h) = ctx.header("x-amz-copy-source-range") else {
+        return Ok((0, size));
+    };
+    let bad = || {
+        err(
+            S3ErrorCode::InvalidArgument,
+            format!("Range specified is not valid for source object of size: {size}"),
+        )
+        .with("ArgumentName", "x-amz-copy-source-range")
+    };
+    let spec = h.trim().strip_prefix("bytes=").ok_or_else(bad)?;
+    let (a, b) = spec.split_once('-').ok_or_else(bad)?;
+    let (a, b): (u64, u64) = (
+        a.trim().parse().map_err(|_| bad())?,
+        b.trim().parse().map_err(|_| bad())?,
+    );
+    if a > b || b >= size {
+        return Err(bad());
+    }
+    Ok((a, b + 1))
+}
+
+pub async fn upload_part_copy(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
+    let n = part_number(ctx.route.query.get("partNumber").map_or("", |s| s))?;
+    let src = source(ctx).await?;
+    let (begin, end) = copy_range(ctx, src.meta.size)?;
+    let (id, up) = super::multipart::upload_of(ctx).await?;
+    let model = ctx.model().clone();
+    let attempt = model.start_part(&up, n).await.map_err(internal)?;
+    let digester = Digester::start(Wanted::default());
+    let slot = ErrorSlot::default();
+    let data = if begin == end {
+        futures::stream::empty().boxed()
+    } else {
+        model
+            .read_object(&src.version, begin, end)
+            .await
+            .map_err(internal)?
+            .boxed()
+    };
+    let data = data.map(|r: Result<Bytes, crate::model::ModelError>| r.map_err(internal));
+    let body = digesting(
+        Box::pin(data),
+        digester.sender(),
+        super::multipart::MAX_PART_SIZE,
+        slot.clone(),
+    );
+    let stored = match attempt.write(body).await {
+        Ok(s) => s,
+        Err(e) => {
+            let precise = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+            return Err(precise.unwrap_or_else(|| internal(e)));
+        }
+    };
+    let d = digester.finish().await?;
+    let etag = hex::encode(d.md5);
+    model
+        .finish_part(id, n, &attempt, &stored, etag.clone(), None)
+        .await
+        .map_err(internal)?;
+    let doc = xml::CopyPartResult {
+        etag,
+        last_modified_msec: attempt.timestamp.msec,
+        checksums: vec![],
+    };
+    Ok(xml_response(doc.to_xml()))
+}
