@@ -108,6 +108,29 @@ def main():
     with open(big, "rb") as a, open(back, "rb") as b:
         check(a.read() == b.read(), "download_file returns the uploaded bytes")
 
+    # server-side copies: CopyObject (metadata copied, then replaced) and a managed multipart copy
+    s3.copy_object(Bucket=bucket, Key="copy/one.bin", CopySource={"Bucket": bucket, "Key": "obj/one.bin"})
+    head = s3.head_object(Bucket=bucket, Key="copy/one.bin")
+    check(head["Metadata"] == {"origin": "boto3"}, f"copy_object copies metadata: {head['Metadata']}")
+    check(head["ContentType"] == "application/x-smoke", "copy_object copies the content type")
+    s3.copy_object(
+        Bucket=bucket,
+        Key="copy/one.bin",
+        CopySource={"Bucket": bucket, "Key": "obj/one.bin"},
+        MetadataDirective="REPLACE",
+        Metadata={"origin": "copy"},
+    )
+    head = s3.head_object(Bucket=bucket, Key="copy/one.bin")
+    check(head["Metadata"] == {"origin": "copy"}, f"copy_object REPLACE: {head['Metadata']}")
+    got = s3.get_object(Bucket=bucket, Key="copy/one.bin")["Body"].read()
+    check(got == body, "copy_object bytes")
+    s3.copy({"Bucket": bucket, "Key": "big/12M.bin"}, bucket, "copy/12M.bin", Config=cfg)
+    head = s3.head_object(Bucket=bucket, Key="copy/12M.bin")
+    check(head["ETag"].endswith('-3"'), f"managed copy is a 3-part multipart copy: {head['ETag']}")
+    got = s3.get_object(Bucket=bucket, Key="copy/12M.bin")["Body"].read()
+    with open(big, "rb") as a:
+        check(got == a.read(), "managed multipart copy bytes")
+
     # presigned GET and PUT, used with a plain HTTP client
     url = s3.generate_presigned_url(
         "get_object", Params={"Bucket": bucket, "Key": "obj/one.bin"}, ExpiresIn=300
@@ -141,7 +164,7 @@ def main():
     # delete_objects (batches of at most 1,000), then the bucket
     all_keys = [o["Key"] for p in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
                 for o in p.get("Contents", [])]
-    check(len(all_keys) == n + 3, f"{len(all_keys)} keys before delete_objects")
+    check(len(all_keys) == n + 5, f"{len(all_keys)} keys before delete_objects")
     for i in range(0, len(all_keys), 1000):
         batch = all_keys[i : i + 1000]
         r = s3.delete_objects(

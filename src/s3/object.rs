@@ -155,10 +155,21 @@ fn verify_digests(
     };
     let expected = match &req.expected {
         Some(e) => Some(e.clone()),
-        None if req.in_trailer => match &ctx.trailers {
-            Some(t) => t.checksum(req.algorithm)?,
-            None => None,
-        },
+        None if req.in_trailer => {
+            let t = ctx
+                .trailers
+                .as_ref()
+                .and_then(|t| t.checksum(req.algorithm).transpose());
+            Some(t.ok_or_else(|| {
+                err(
+                    S3ErrorCode::InvalidRequest,
+                    format!(
+                        "The request announced an {} trailer but the body did not carry it.",
+                        req.algorithm.header_name()
+                    ),
+                )
+            })??)
+        }
         None => None,
     };
     if expected.as_ref().is_some_and(|e| e != got) {

@@ -266,14 +266,8 @@ fn request_body(
     sha: &ContentSha256,
     signing: SigningContext,
 ) -> Result<(ReqBody, Option<Trailers>), S3Error> {
-    let raw = BodyStream::new(body)
-        .try_filter_map(|frame| async move { Ok(frame.into_data().ok()) })
-        .map_err(|e| {
-            err(
-                S3ErrorCode::IncompleteBody,
-                format!("The request body could not be read: {e}"),
-            )
-        });
+    let raw =
+        BodyStream::new(body).try_filter_map(|frame| async move { Ok(frame.into_data().ok()) });
     let mode = match sha {
         ContentSha256::StreamingSigned => Some(StreamingMode::Signed(signing)),
         ContentSha256::StreamingSignedTrailer => Some(StreamingMode::SignedTrailer(signing)),
@@ -298,7 +292,15 @@ fn request_body(
                 "aws-chunked encoding needs a STREAMING-* x-amz-content-sha256.",
             ));
         }
-        None => (Box::pin(raw), None),
+        None => {
+            let plain = raw.map_err(|e| {
+                err(
+                    S3ErrorCode::IncompleteBody,
+                    format!("The request body could not be read: {e}"),
+                )
+            });
+            (Box::pin(plain), None)
+        }
     })
 }
 
