@@ -1171,3 +1171,159 @@ fn streaming_signed_uploads() {
         assert_eq!(code(e.as_service_error().unwrap()), "NoSuchKey");
     });
 }
+
+/// Bad input gets a clear 4xx, and nothing half-written becomes visible.
+#[test]
+fn limits_and_bad_input() {
+    use grenier::s3::sigv4::{self, Credentials};
+    use hyper::{HeaderMap, Method};
+    let env = S3Env::start("");
+    let c = env.client(0);
+    env.block_on(async {
+        c.create_bucket().bucket("limits").send().await.unwrap();
+        let long = "k".repeat(1025);
+        let e = c
+            .put_object()
+            .bucket("limits")
+            .key(&long)
+            .body(ByteStream::from_static(b"x"))
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(code(e.as_service_error().unwrap()), "KeyTooLongError");
+        let ok = "k".repeat(1024);
+        c.put_object()
+            .bucket("limits")
+            .key(&ok)
+            .body(ByteStream::from_static(b"x"))
+            .send()
+            .await
+            .unwrap();
+        let ids: Vec<_> = (0..1001)
+            .map(|i| {
+                aws_sdk_s3::types::ObjectIdentifier::builder()
+                    .key(format!("k{i}"))
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        let e = c
+            .delete_objects()
+            .bucket("limits")
+            .delete(
+                aws_sdk_s3::types::Delete::builder()
+                    .set_objects(Some(ids))
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(code(e.as_service_error().unwrap()), "MalformedXML");
+        let id = c
+            .create_multipart_upload()
+            .bucket("limits")
+            .key("m")
+            .send()
+            .await
+            .unwrap()
+            .upload_id()
+            .unwrap()
+            .to_string();
+        for n in [0, 10001] {
+            let e = c
+                .upload_part()
+                .bucket("limits")
+                .key("m")
+                .upload_id(&id)
+                .part_number(n)
+                .body(ByteStream::from_static(b"x"))
+                .send()
+                .await
+                .unwrap_err();
+            assert_eq!(
+                code(e.as_service_error().unwrap()),
+                "InvalidArgument",
+                "part {n}"
+            );
+        }
+    });
+    let ip = env.procs[0].spec.ip.clone();
+    let creds = Credentials {
+        access_key: &env.key_id,
+        secret_key: &env.secret,
+        region: "garage",
+    };
+    let signed = |method: Method, path: &str, body: &[u8], extra: &[(&str, String)]| {
+        let url = format!("http://{ip}:3900{path}");
+        let uri: hyper::Uri = url.parse().unwrap();
+        let mut h = HeaderMap::new();
+        h.insert("host", format!("{ip}:3900").parse().unwrap());
+        let sha: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(body).into();
+        h.insert("x-amz-content-sha256", hex::encode(sha).parse().unwrap());
+        for (k, v) in extra {
+            h.insert(
+                hyper::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        sigv4::sign(&method, &uri, &mut h, &creds, std::time::SystemTime::now());
+        (url, h)
+    };
+    // Malformed XML.
+    let (url, h) = signed(
+        Method::POST,
+        &format!("/limits/m?uploadId={id}", id = "0".repeat(64)),
+        b"<Complete",
+        &[],
+    );
+    let (status, text) = http_with("POST", &url, &h, b"<Complete");
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("MalformedXML"), "{text}");
+    let (url, h) = signed(Method::POST, "/limits?delete", b"<Delete><Object>", &[]);
+    let (status, text) = http_with("POST", &url, &h, b"<Delete><Object>");
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("MalformedXML"), "{text}");
+    // A body that does not match its signed hash.
+    let (url, h) = signed(Method::PUT, "/limits/tampered", b"good", &[]);
+    let (status, text) = http_with("PUT", &url, &h, b"evil");
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("XAmzContentSHA256Mismatch"), "{text}");
+    // Huge headers.
+    let big = "v".repeat(64 << 10);
+    let (url, h) = signed(Method::GET, "/limits/x", b"", &[("x-amz-meta-big", big)]);
+    let (status, _) = http_with("GET", &url, &h, b"");
+    assert!((400..500).contains(&status), "huge headers: {status}");
+    // A truncated body (the client announces 5 MiB, sends 1 MiB and closes).
+    {
+        use std::io::Write;
+        let body = data(5 << 20, 1);
+        let (url, h) = signed(Method::PUT, "/limits/truncated", &body, &[]);
+        let rest = url.strip_prefix("http://").unwrap();
+        let (host, path) = rest.split_at(rest.find('/').unwrap());
+        let mut s = std::net::TcpStream::connect(host).unwrap();
+        let mut req = format!("PUT {path} HTTP/1.1\r\nContent-Length: {}\r\n", body.len());
+        for (k, v) in &h {
+            req.push_str(&format!("{k}: {}\r\n", v.to_str().unwrap()));
+        }
+        req.push_str("\r\n");
+        s.write_all(req.as_bytes()).unwrap();
+        s.write_all(&body[..1 << 20]).unwrap();
+        drop(s);
+    }
+    // Nothing of those is visible; the node is still serving.
+    env.block_on(async {
+        for k in ["tampered", "truncated"] {
+            let e = c
+                .head_object()
+                .bucket("limits")
+                .key(k)
+                .send()
+                .await
+                .unwrap_err();
+            assert_eq!(e.raw_response().unwrap().status().as_u16(), 404, "{k}");
+        }
+        let l = c.list_objects_v2().bucket("limits").send().await.unwrap();
+        assert_eq!(l.key_count(), Some(1));
+    });
+}
