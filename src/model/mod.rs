@@ -62,6 +62,18 @@ pub enum ModelError {
     AmbiguousKey(String),
 }
 
+impl ModelError {
+    /// Not enough nodes reachable (the client may retry), as opposed to a bug or bad data.
+    pub fn is_unavailable(&self) -> bool {
+        use crate::block::BlockError;
+        matches!(
+            self,
+            ModelError::Table(TableError::Quorum { .. } | TableError::NoLayout)
+                | ModelError::Block(BlockError::Quorum { .. } | BlockError::NoLayout)
+        )
+    }
+}
+
 pub type KeyTable = Table<KeySchema, FullReplication>;
 pub type BucketTable = Table<BucketSchema, FullReplication>;
 pub type AliasTable = Table<BucketAliasSchema, FullReplication>;

@@ -263,6 +263,25 @@ impl Model {
         Ok(())
     }
 
+    /// Objects with a multipart upload under way, in key order from `start`, at most `limit`.
+    pub async fn list_uploading(
+        &self,
+        bucket: &Hash,
+        start: &str,
+        limit: usize,
+    ) -> Result<Vec<Object>, ModelError> {
+        Ok(self
+            .objects
+            .get_range(
+                bucket,
+                Some(&start.to_string()),
+                Some(super::object::ObjectFilter::IsUploadingMultipart),
+                limit,
+                false,
+            )
+            .await?)
+    }
+
     /// The byte range of part `n` of a multipart object version (needs its block list).
     pub async fn part_range(
         &self,

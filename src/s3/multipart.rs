@@ -10,7 +10,7 @@ use super::object::{Received, headers_to_store, receive};
 use super::server::{Ctx, ResBody, empty, full, internal, small_body, xml_response};
 use super::xml;
 use crate::model::multipart::{CompleteError, MAX_PART_NUMBER, Upload};
-use crate::model::object::{ObjectFilter, VersionState};
+use crate::model::object::VersionState;
 use crate::util::hash::Hash;
 
 /// Largest part (as S3).
@@ -235,16 +235,9 @@ pub async fn list_uploads(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
     };
     let objects = ctx
         .model()
-        .objects
-        .get_range(
-            &ctx.bucket().id,
-            Some(&start),
-            Some(ObjectFilter::IsUploadingMultipart),
-            10 * MAX_LIST,
-            false,
-        )
+        .list_uploading(&ctx.bucket().id, &start, 10 * MAX_LIST)
         .await
-        .map_err(|e| internal(e.into()))?;
+        .map_err(internal)?;
     let owner = owner_of(ctx);
     let mut doc = xml::ListMultipartUploadsResult {
         bucket: ctx.bucket_name().to_string(),

@@ -338,16 +338,13 @@ pub fn no_such_bucket(name: &str) -> S3Error {
 
 /// A model failure as S3 sees it.
 pub fn internal(e: ModelError) -> S3Error {
-    use crate::table::TableError;
-    match &e {
-        ModelError::Table(TableError::Quorum { .. } | TableError::NoLayout)
-        | ModelError::Block(
-            crate::block::BlockError::Quorum { .. } | crate::block::BlockError::NoLayout,
-        ) => err(
+    if e.is_unavailable() {
+        err(
             S3ErrorCode::ServiceUnavailable,
             format!("Not enough storage nodes are reachable: {e}"),
-        ),
-        _ => err(S3ErrorCode::InternalError, e.to_string()),
+        )
+    } else {
+        err(S3ErrorCode::InternalError, e.to_string())
     }
 }
 
