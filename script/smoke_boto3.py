@@ -70,6 +70,16 @@ def main():
     check(head["Metadata"] == {"origin": "boto3"}, f"head_object Metadata: {head['Metadata']}")
     rng = s3.get_object(Bucket=bucket, Key="obj/one.bin", Range="bytes=1000-1999")
     check(rng["Body"].read() == body[1000:2000], "ranged get_object")
+    # conditional requests
+    expect_error("304", s3.get_object, Bucket=bucket, Key="obj/one.bin", IfNoneMatch=put["ETag"])
+    expect_error("PreconditionFailed", s3.get_object, Bucket=bucket, Key="obj/one.bin", IfMatch='"0"')
+    # keys that need escaping, in paths and in listings (boto3 asks for EncodingType=url)
+    odd = ["odd/a+b c.txt", "odd/ü?#&=;:@$,'!().txt", "odd/%41%2F.txt", "odd/tab\tand~star*.txt"]
+    for k in odd:
+        s3.put_object(Bucket=bucket, Key=k, Body=k.encode())
+        check(s3.get_object(Bucket=bucket, Key=k)["Body"].read() == k.encode(), f"get of key {k!r}")
+    listed = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="odd/")["Contents"]]
+    check(listed == sorted(odd), f"listing of odd keys: {listed}")
 
     # listing: ~1,200 keys through the paginator, 500 per page
     n = 1200
@@ -164,7 +174,7 @@ def main():
     # delete_objects (batches of at most 1,000), then the bucket
     all_keys = [o["Key"] for p in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
                 for o in p.get("Contents", [])]
-    check(len(all_keys) == n + 5, f"{len(all_keys)} keys before delete_objects")
+    check(len(all_keys) == n + 5 + len(odd), f"{len(all_keys)} keys before delete_objects")
     for i in range(0, len(all_keys), 1000):
         batch = all_keys[i : i + 1000]
         r = s3.delete_objects(

@@ -5,7 +5,9 @@
 //!   `POST /v1/keys/allow` `{"key", "create_bucket": bool}`.
 //! - `GET /v1/buckets`, `POST /v1/buckets` `{"name"}`, `GET /v1/buckets/info?bucket=<name|id>`,
 //!   `POST /v1/buckets/delete` `{"bucket"}`, `POST /v1/buckets/allow` and `/v1/buckets/deny`
-//!   `{"bucket", "key", "read", "write", "owner"}` (allow adds the given rights, deny removes them).
+//!   `{"bucket", "key", "read", "write", "owner"}` (allow adds the given rights, deny removes them),
+//!   `POST /v1/buckets/alias` `{"bucket", "alias", "key"?}` and `/v1/buckets/unalias` `{"alias", "key"?}`
+//!   (a global name, or with `key` a name only that key sees).
 
 use std::collections::BTreeMap;
 
@@ -121,6 +123,16 @@ pub(super) async fn route(
             m.delete_bucket(&b).await?;
             Ok(json!({"id": hex::encode(b.id), "deleted": true}))
         }
+        (&Method::POST, "/v1/buckets/alias") => {
+            let b = m.bucket_by_name_or_id(&s("bucket")?).await?;
+            m.alias_bucket(&b, &s("alias")?, body["key"].as_str())
+                .await?;
+            bucket_json(m, &b.id).await
+        }
+        (&Method::POST, "/v1/buckets/unalias") => {
+            m.unalias_bucket(&s("alias")?, body["key"].as_str()).await?;
+            Ok(json!({"alias": s("alias")?, "removed": true}))
+        }
         (&Method::POST, "/v1/buckets/allow" | "/v1/buckets/deny") => {
             let allow = path.ends_with("allow");
             let b = m.bucket_by_name_or_id(&s("bucket")?).await?;
@@ -207,9 +219,22 @@ async fn bucket_json(m: &Model, id: &crate::util::hash::Hash) -> Result<Value, A
             v
         })
         .collect();
+    let local_aliases: Vec<Value> = m
+        .list_keys()?
+        .iter()
+        .flat_map(|k| {
+            k.params()
+                .into_iter()
+                .flat_map(|p| p.local_aliases.iter())
+                .filter(|(_, v)| **v == Some(*id))
+                .map(|(a, _)| json!({"key": k.id, "alias": a}))
+                .collect::<Vec<_>>()
+        })
+        .collect();
     Ok(json!({
         "id": hex::encode(b.id),
         "name": b.params().map(|p| p.name.get().clone()),
+        "local_aliases": local_aliases,
         "created": b.params().map(|p| p.created),
         "objects": objects,
         "bytes": bytes,

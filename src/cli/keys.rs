@@ -67,6 +67,20 @@ pub enum BucketCmd {
     },
     /// Delete an empty bucket.
     Delete { bucket: String },
+    /// Give a bucket another name: global, or with --local only for one key.
+    Alias {
+        bucket: String,
+        alias: String,
+        /// The key (id or name) that alone sees this name.
+        #[arg(long)]
+        local: Option<String>,
+    },
+    /// Remove a name given with `alias`.
+    Unalias {
+        alias: String,
+        #[arg(long)]
+        local: Option<String>,
+    },
     /// Give a key rights on a bucket.
     Allow(Rights),
     /// Take rights away from a key.
@@ -252,6 +266,28 @@ pub async fn bucket(client: &AdminClient, cmd: &BucketCmd) -> Result<()> {
                 .post("/v1/buckets/delete", json!({ "bucket": bucket }))
                 .await?;
             println!("bucket {bucket} deleted");
+        }
+        BucketCmd::Alias {
+            bucket,
+            alias,
+            local,
+        } => {
+            client
+                .post(
+                    "/v1/buckets/alias",
+                    json!({"bucket": bucket, "alias": alias, "key": local}),
+                )
+                .await?;
+            match local {
+                Some(k) => println!("key {k} now sees bucket {bucket} as {alias}"),
+                None => println!("bucket {bucket} is now also named {alias}"),
+            }
+        }
+        BucketCmd::Unalias { alias, local } => {
+            client
+                .post("/v1/buckets/unalias", json!({"alias": alias, "key": local}))
+                .await?;
+            println!("name {alias} removed");
         }
         BucketCmd::Allow(r) | BucketCmd::Deny(r) => {
             if !(r.read || r.write || r.owner) {

@@ -36,6 +36,9 @@ pub struct KeyParams {
     pub allow_create_bucket: Lww<bool>,
     /// Bucket id → permissions (all false = no access).
     pub buckets: LwwMap<Hash, Permissions>,
+    /// Names only this key sees (checked before the global names) → bucket id, None when removed.
+    #[serde(default)]
+    pub local_aliases: LwwMap<String, Option<Hash>>,
 }
 
 impl Crdt for KeyParams {
@@ -46,6 +49,7 @@ impl Crdt for KeyParams {
         self.name.merge(&other.name);
         self.allow_create_bucket.merge(&other.allow_create_bucket);
         self.buckets.merge(&other.buckets);
+        self.local_aliases.merge(&other.local_aliases);
     }
 }
 
@@ -65,12 +69,19 @@ impl Key {
                 name: Lww::new_by(node, name),
                 allow_create_bucket: Lww::new_by(node, false),
                 buckets: LwwMap::new(),
+                local_aliases: LwwMap::new(),
             }),
         }
     }
 
     pub fn params(&self) -> Option<&KeyParams> {
         self.state.get()
+    }
+
+    /// The bucket this key's local alias `name` points to.
+    pub fn local_alias(&self, name: &str) -> Option<Hash> {
+        self.params()
+            .and_then(|p| p.local_aliases.get(&name.to_string()).copied().flatten())
     }
 
     /// Permissions of this key on a bucket (none if deleted or not allowed).

@@ -299,6 +299,92 @@ impl Model {
             .filter(|b| !b.state.is_deleted()))
     }
 
+    /// The bucket `name` means for `key`: its local alias first, then the global name.
+    pub async fn bucket_for_key(
+        &self,
+        key: &Key,
+        name: &str,
+    ) -> Result<Option<Bucket>, ModelError> {
+        if let Some(id) = key.local_alias(name) {
+            return Ok(self
+                .buckets
+                .get(&id, &EmptyKey)
+                .await?
+                .filter(|b| !b.state.is_deleted()));
+        }
+        self.bucket_by_name(name).await
+    }
+
+    /// Give a bucket another name: global (`key` None; the name must be free) or local to a key.
+    pub async fn alias_bucket(
+        &self,
+        bucket: &Bucket,
+        alias: &str,
+        key: Option<&str>,
+    ) -> Result<(), ModelError> {
+        if !bucket::valid_bucket_name(alias) {
+            return Err(ModelError::InvalidBucketName(alias.into()));
+        }
+        match key {
+            Some(k) => {
+                let mut k = self.find_key(k).await?;
+                let node = self.node;
+                if let Some(p) = k.state.get_mut() {
+                    p.local_aliases
+                        .update_by(node, alias.to_string(), Some(bucket.id));
+                }
+                self.keys.insert(&k).await?;
+            }
+            None => {
+                if self.bucket_by_name(alias).await?.is_some() {
+                    return Err(ModelError::BucketExists(alias.into()));
+                }
+                self.aliases
+                    .insert(&BucketAlias {
+                        name: alias.into(),
+                        bucket: Lww::new_by(self.node, Some(bucket.id)),
+                    })
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Remove a name (global, or local to a key).
+    pub async fn unalias_bucket(&self, alias: &str, key: Option<&str>) -> Result<(), ModelError> {
+        match key {
+            Some(k) => {
+                let mut k = self.find_key(k).await?;
+                if k.local_alias(alias).is_none() {
+                    return Err(ModelError::NoSuchBucket(alias.into()));
+                }
+                let node = self.node;
+                if let Some(p) = k.state.get_mut() {
+                    p.local_aliases.update_by(node, alias.to_string(), None);
+                }
+                self.keys.insert(&k).await?;
+            }
+            None => {
+                let b = self
+                    .bucket_by_name(alias)
+                    .await?
+                    .ok_or_else(|| ModelError::NoSuchBucket(alias.into()))?;
+                if b.params().is_some_and(|p| p.name.get() == alias) {
+                    return Err(ModelError::Invalid(format!(
+                        "{alias} is the bucket's main name; delete the bucket instead"
+                    )));
+                }
+                self.aliases
+                    .insert(&BucketAlias {
+                        name: alias.into(),
+                        bucket: Lww::new_by(self.node, None),
+                    })
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
     pub async fn bucket_by_name_or_id(&self, pattern: &str) -> Result<Bucket, ModelError> {
         if let Some(b) = self.bucket_by_name(pattern).await? {
             return Ok(b);

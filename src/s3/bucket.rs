@@ -35,7 +35,24 @@ pub async fn list_buckets(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
             })
         })
         .collect();
+    // The key's local aliases, listed under their local name.
+    if let Some(p) = ctx.key.params() {
+        let all = ctx.model().list_buckets().map_err(internal)?;
+        for (alias, id) in p.local_aliases.iter() {
+            let Some(id) = id else { continue };
+            if let Some(b) = all.iter().find(|b| b.id == *id)
+                && !ctx.key.permissions(id).is_none()
+                && let Some(bp) = b.params()
+            {
+                buckets.push(BucketSummary {
+                    name: alias.clone(),
+                    creation_date_msec: bp.created,
+                });
+            }
+        }
+    }
     buckets.sort_by(|a, b| a.name.cmp(&b.name));
+    buckets.dedup_by(|a, b| a.name == b.name);
     let doc = ListAllMyBucketsResult {
         owner: owner_of(ctx),
         buckets,

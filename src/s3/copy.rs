@@ -39,7 +39,7 @@ async fn source(ctx: &Ctx) -> Result<Source, S3Error> {
     })?;
     let bucket = ctx
         .model()
-        .bucket_by_name(b)
+        .bucket_for_key(&ctx.key, b)
         .await
         .map_err(internal)?
         .ok_or_else(|| no_such_bucket(b))?;

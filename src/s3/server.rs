@@ -192,9 +192,9 @@ async fn handle_inner(
         SystemTime::now(),
     )?;
     let bucket = match authorize(&state.model, &key, &r).await {
-        // This node's copy of the key may be a moment behind a permission granted through another
-        // node: ask a majority before saying no.
-        Err(e) if e.code == S3ErrorCode::AccessDenied => {
+        // This node's copy of the key may be a moment behind a permission or a local bucket name
+        // given through another node: ask a majority before saying no.
+        Err(e) if matches!(e.code, S3ErrorCode::AccessDenied | S3ErrorCode::NoSuchBucket) => {
             let fresh = state
                 .model
                 .key_by_id_fresh(&key.id)
@@ -230,7 +230,7 @@ async fn authorize(model: &Model, key: &Key, r: &Route) -> Result<Option<Bucket>
         Access::None => Ok(None),
         Access::CreateBucket => {
             let name = r.bucket.as_deref().unwrap_or("");
-            let existing = model.bucket_by_name(name).await.map_err(internal)?;
+            let existing = model.bucket_for_key(key, name).await.map_err(internal)?;
             match existing {
                 // Re-creating one's own bucket is answered by the handler (BucketAlreadyOwnedByYou).
                 Some(b) => Ok(Some(b)),
@@ -241,7 +241,7 @@ async fn authorize(model: &Model, key: &Key, r: &Route) -> Result<Option<Bucket>
         need => {
             let name = r.bucket.as_deref().unwrap_or("");
             let b = model
-                .bucket_by_name(name)
+                .bucket_for_key(key, name)
                 .await
                 .map_err(internal)?
                 .ok_or_else(|| no_such_bucket(name))?;

@@ -498,6 +498,41 @@ fn permissions_and_signatures() {
             .unwrap_err();
         assert_eq!(code(e.as_service_error().unwrap()), "AccessDenied");
     });
+    // A name only the "nobody" key sees.
+    env.procs[0]
+        .cli(&["bucket", "alias", "private", "my-view", "--local", "nobody"])
+        .unwrap();
+    env.block_on(async {
+        let got = nobody
+            .get_object()
+            .bucket("my-view")
+            .key("secret.txt")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            &got.body.collect().await.unwrap().into_bytes()[..],
+            b"top secret"
+        );
+        let names: Vec<String> = nobody
+            .list_buckets()
+            .send()
+            .await
+            .unwrap()
+            .buckets()
+            .iter()
+            .filter_map(|b| b.name().map(str::to_string))
+            .collect();
+        assert_eq!(names, vec!["my-view", "private"]);
+        let e = owner
+            .get_object()
+            .bucket("my-view")
+            .key("secret.txt")
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(code(e.as_service_error().unwrap()), "NoSuchBucket");
+    });
     let info = env.procs[2].cli_json(&["bucket", "info", "private"]);
     assert_eq!(info["objects"], 1);
     assert_eq!(info["bytes"], 10);

@@ -1,0 +1,506 @@
+//! S3 API benchmark, driven by the official AWS SDK for Rust (`aws-sdk-s3`, default checksum
+//! behaviour) on the same multi-thread tokio runtime as the nodes, in one process, over HTTP on
+//! 127.0.x.y (real TLS mesh between nodes, real files, data_fsync off, metadata_fsync on).
+//! 1. One node (rf 1, its layout applied like `grenier dev`): single-core MD5 speed, then PUT and GET
+//!    of 64 MiB objects, one at a time and 4 at a time (SPEC §5: PUT ≥ 70% of MD5, GET ≥ 1 GB/s).
+//! 2. Three nodes, rf 3 over three zones: 4 KiB objects, PUT then GET with 32 requests in flight
+//!    spread over the three nodes: ops/s and latency percentiles.
+//!
+//! Run: `cargo bench --bench s3` (or `script/bench s3`).
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_s3::config::{
+    ConfigBag, Credentials, Intercept, Region, RequestChecksumCalculation,
+    ResponseChecksumValidation, RuntimeComponents,
+};
+use aws_sdk_s3::error::BoxError;
+use aws_sdk_s3::primitives::ByteStream;
+use bytes::Bytes;
+use futures::StreamExt;
+use grenier::layout::NodeRole;
+use grenier::net::NodeKey;
+use grenier::server::Node;
+use grenier::util::config::Config;
+use md5::{Digest, Md5};
+use rand::RngCore;
+
+const SECRET: &str = "5b1c1e7a9f4d2c6b8a0e5f7d9c1b3a5e7f9d1c3b5a7e9f1d3c5b7a9e1f3d5c7b";
+const MIB: usize = 1 << 20;
+const BIG: usize = 64 * MIB;
+const BIG_COUNT: usize = 8;
+const SMALL: usize = 4096;
+const SMALL_IN_FLIGHT: usize = 32;
+const SMALL_MIN_OBJECTS: usize = 2000;
+const PHASE: Duration = Duration::from_secs(3);
+const BUCKET: &str = "bench";
+
+fn config(root: &std::path::Path, dir: &str, ip: &str, rf: usize, boot: Option<&str>) -> Config {
+    let dir = root.join(dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let boot = boot
+        .map(|b| format!("bootstrap_peers = [\"{b}\"]"))
+        .unwrap_or_default();
+    let text = format!(
+        "metadata_dir = \"meta\"\ndata_dir = \"data\"\nreplication_factor = {rf}\nrpc_bind_addr = \"{ip}:3901\"\n\
+         rpc_public_addr = \"{ip}:3901\"\nrpc_bind_outgoing = true\nrpc_secret = \"{SECRET}\"\n{boot}\n\
+         [s3_api]\napi_bind_addr = \"{ip}:3900\"\ns3_region = \"garage\"\n\
+         [admin]\napi_bind_addr = \"{ip}:3903\"\nadmin_token = \"bench\"\n"
+    );
+    let path = dir.join("grenier.toml");
+    std::fs::write(&path, text).unwrap();
+    Config::load(&path).unwrap()
+}
+
+async fn wait(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Stage a role for each node (zones a, b, c...) and apply the layout, from `node`.
+fn apply_layout(node: &Node, ids: &[grenier::net::NodeId]) {
+    node.layout
+        .update(|h| {
+            for (i, id) in ids.iter().enumerate() {
+                let zone = ((b'a' + i as u8) as char).to_string();
+                h.stage_role(
+                    *id,
+                    Some(NodeRole {
+                        zone,
+                        capacity: Some(10 << 30),
+                        tags: vec![],
+                    }),
+                );
+            }
+            h.apply(None)
+        })
+        .unwrap();
+}
+
+/// An access key allowed to create buckets, and the bench bucket it owns, created on `node`.
+async fn key_and_bucket(node: &Node) -> (String, String) {
+    let key = node.model.create_key("bench").await.unwrap();
+    node.model
+        .set_key_permissions(&key.id, None, Some(true))
+        .await
+        .unwrap();
+    node.model
+        .create_bucket(BUCKET, Some(&key.id))
+        .await
+        .unwrap();
+    let secret = key.params().unwrap().secret.clone();
+    (key.id, secret)
+}
+
+/// The SDK's checksum behaviour, stated rather than implied: these are its defaults (PUT computes a
+/// CRC32 and sends it as an aws-chunked trailer; GET asks for the stored checksum and verifies it
+/// while the body is read).
+fn client(ip: &str, id: &str, secret: &str) -> Client {
+    let conf = aws_sdk_s3::Config::builder()
+        .behavior_version_latest()
+        .region(Region::new("garage"))
+        .endpoint_url(format!("http://{ip}:3900"))
+        .credentials_provider(Credentials::new(id, secret, None, None, "bench"))
+        .force_path_style(true)
+        .request_checksum_calculation(RequestChecksumCalculation::WhenSupported)
+        .response_checksum_validation(ResponseChecksumValidation::WhenSupported)
+        .build();
+    Client::from_conf(conf)
+}
+
+/// Records the checksum-related headers of the requests it sees, to print what the SDK really sends.
+#[derive(Debug, Default, Clone)]
+struct HeaderProbe(Arc<Mutex<Vec<String>>>);
+
+impl Intercept for HeaderProbe {
+    fn name(&self) -> &'static str {
+        "bench-header-probe"
+    }
+
+    fn read_before_transmit(
+        &self,
+        ctx: &BeforeTransmitInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let r = ctx.request();
+        let mut seen: Vec<String> = [
+            "x-amz-content-sha256",
+            "content-encoding",
+            "x-amz-trailer",
+            "x-amz-sdk-checksum-algorithm",
+            "x-amz-checksum-mode",
+            "content-md5",
+        ]
+        .iter()
+        .filter_map(|h| r.headers().get(*h).map(|v| format!("{h}: {v}")))
+        .collect();
+        seen.insert(0, r.method().to_string());
+        self.0.lock().unwrap().push(seen.join(", "));
+        Ok(())
+    }
+}
+
+/// 64 MiB of random bytes, and a variant of it per object: each 1 MiB block stamped with the
+/// object's number, so that no two blocks are equal (blocks are content-addressed).
+fn big_object(base: &[u8], n: usize) -> Bytes {
+    let mut v = base.to_vec();
+    for block in v.chunks_mut(MIB) {
+        block[..8].copy_from_slice(&(n as u64).to_le_bytes());
+    }
+    Bytes::from(v)
+}
+
+async fn put(
+    c: &Client,
+    key: String,
+    body: Bytes,
+) -> aws_sdk_s3::operation::put_object::PutObjectOutput {
+    c.put_object()
+        .bucket(BUCKET)
+        .key(key)
+        .body(ByteStream::from(body))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// GET the whole object, reading the body to its end (the SDK verifies the checksum at the end).
+async fn get(c: &Client, key: String) -> usize {
+    let mut body = c
+        .get_object()
+        .bucket(BUCKET)
+        .key(key)
+        .send()
+        .await
+        .unwrap()
+        .body;
+    let mut n = 0;
+    while let Some(chunk) = body.next().await {
+        n += chunk.unwrap().len();
+    }
+    n
+}
+
+fn mbs(bytes: usize, el: Duration) -> f64 {
+    bytes as f64 / el.as_secs_f64() / 1e6
+}
+
+fn md5_speed() -> f64 {
+    let mut data = vec![0u8; BIG];
+    rand::thread_rng().fill_bytes(&mut data);
+    let t = Instant::now();
+    let mut n = 0;
+    while t.elapsed() < Duration::from_secs(1) {
+        std::hint::black_box(Md5::digest(&data));
+        n += 1;
+    }
+    mbs(n * data.len(), t.elapsed())
+}
+
+async fn single_node(root: &std::path::Path, ip: &str, md5: f64) {
+    let id = NodeKey::load_or_create(&root.join("single/meta"))
+        .unwrap()
+        .id();
+    let node = Node::start(config(root, "single", ip, 1, None))
+        .await
+        .unwrap();
+    apply_layout(&node, &[id]);
+    let (key_id, secret) = key_and_bucket(&node).await;
+    let c = client(ip, &key_id, &secret);
+
+    let mut base = vec![0u8; BIG];
+    rand::thread_rng().fill_bytes(&mut base);
+    let objects: Vec<Bytes> = (0..2 * BIG_COUNT).map(|n| big_object(&base, n)).collect();
+    drop(base);
+
+    // One probe PUT and GET (not measured) with the header probe attached.
+    let probe = HeaderProbe::default();
+    let out = c
+        .put_object()
+        .bucket(BUCKET)
+        .key("probe")
+        .body(ByteStream::from(big_object(&objects[0], 999)))
+        .customize()
+        .interceptor(probe.clone())
+        .send()
+        .await
+        .unwrap();
+    let put_crc = out.checksum_crc32().map(str::to_string);
+    let got = c
+        .get_object()
+        .bucket(BUCKET)
+        .key("probe")
+        .customize()
+        .interceptor(probe.clone())
+        .send()
+        .await
+        .unwrap();
+    let get_crc = got.checksum_crc32().map(str::to_string);
+    let _ = got.body.collect().await.unwrap();
+    println!(
+        "client: aws-sdk-s3 with its default checksum behaviour (request_checksum_calculation and"
+    );
+    println!(
+        "  response_checksum_validation = WhenSupported): PUT bodies carry a client-computed CRC32,"
+    );
+    println!(
+        "  GETs ask for the stored checksum and the SDK verifies it while reading. Seen on the wire:"
+    );
+    for line in probe.0.lock().unwrap().iter() {
+        println!("    {line}");
+    }
+    println!(
+        "    PUT response x-amz-checksum-crc32: {}; GET response x-amz-checksum-crc32: {} (verified by the SDK)",
+        put_crc.as_deref().unwrap_or("none"),
+        get_crc.as_deref().unwrap_or("none (not verified)")
+    );
+    println!(
+        "single node (rf 1), {} MiB objects, {} per run, random data:",
+        BIG / MIB,
+        BIG_COUNT
+    );
+    println!("  MD5, one core, {} MiB buffer: {md5:.0} MB/s", BIG / MIB);
+
+    let put_seq = {
+        let t = Instant::now();
+        for (i, o) in objects[..BIG_COUNT].iter().enumerate() {
+            put(&c, format!("big/{i}"), o.clone()).await;
+        }
+        mbs(BIG_COUNT * BIG, t.elapsed())
+    };
+    println!(
+        "  PUT, sequential, one client: {put_seq:.0} MB/s = {:.0}% of MD5 (target ≥ 70%)",
+        100.0 * put_seq / md5
+    );
+    let put_conc = {
+        let t = Instant::now();
+        futures::stream::iter(objects[BIG_COUNT..].iter().enumerate())
+            .for_each_concurrent(4, |(i, o)| {
+                let c = c.clone();
+                let o = o.clone();
+                async move {
+                    tokio::spawn(async move { put(&c, format!("big/{}", BIG_COUNT + i), o).await })
+                        .await
+                        .unwrap();
+                }
+            })
+            .await;
+        mbs(BIG_COUNT * BIG, t.elapsed())
+    };
+    println!(
+        "  PUT, 4 concurrent: {put_conc:.0} MB/s = {:.0}% of MD5 (target ≥ 70%)",
+        100.0 * put_conc / md5
+    );
+    drop(objects);
+
+    let all = 2 * BIG_COUNT;
+    // Warm-up: read every object once, so the measured reads come from the page cache.
+    for i in 0..all {
+        assert_eq!(get(&c, format!("big/{i}")).await, BIG);
+    }
+    let t = Instant::now();
+    for i in 0..all {
+        assert_eq!(get(&c, format!("big/{i}")).await, BIG);
+    }
+    let get_seq = mbs(all * BIG, t.elapsed());
+    println!(
+        "  GET, sequential, body read to its end, page cache warm ({all} objects): {get_seq:.0} MB/s (target ≥ 1000)"
+    );
+    let t = Instant::now();
+    futures::stream::iter(0..all)
+        .for_each_concurrent(4, |i| {
+            let c = c.clone();
+            async move {
+                let n = tokio::spawn(async move { get(&c, format!("big/{i}")).await })
+                    .await
+                    .unwrap();
+                assert_eq!(n, BIG);
+            }
+        })
+        .await;
+    let get_conc = mbs(all * BIG, t.elapsed());
+    println!(
+        "  GET, 4 concurrent, page cache warm ({all} objects): {get_conc:.0} MB/s (target ≥ 1000)"
+    );
+    node.stop();
+}
+
+/// Latency percentile (`p` in 0..=100) of sorted durations, in ms.
+fn pct(sorted: &[Duration], p: usize) -> f64 {
+    let i = ((sorted.len() * p) / 100).min(sorted.len() - 1);
+    sorted[i].as_secs_f64() * 1e3
+}
+
+/// Run `op(worker, n)` from `SMALL_IN_FLIGHT` spawned tasks, for at least `PHASE` and until
+/// `min_ops` are done; returns the number of operations each worker did, the elapsed time and the
+/// sorted latencies.
+async fn load<F, Fut>(min_ops: usize, op: F) -> (Vec<usize>, Duration, Vec<Duration>)
+where
+    F: Fn(usize, usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let t = Instant::now();
+    let max = Duration::from_secs(30);
+    let tasks: Vec<_> = (0..SMALL_IN_FLIGHT)
+        .map(|w| {
+            let op = op.clone();
+            let done = done.clone();
+            tokio::spawn(async move {
+                let mut lat = Vec::new();
+                for n in 0.. {
+                    let el = t.elapsed();
+                    let count = done.load(std::sync::atomic::Ordering::Relaxed);
+                    if el > max || (el >= PHASE && count >= min_ops) {
+                        break;
+                    }
+                    let s = Instant::now();
+                    op(w, n).await;
+                    lat.push(s.elapsed());
+                    done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut lat = Vec::new();
+    let mut counts = Vec::new();
+    for task in tasks {
+        let l = task.await.unwrap();
+        counts.push(l.len());
+        lat.extend(l);
+    }
+    let el = t.elapsed();
+    lat.sort();
+    (counts, el, lat)
+}
+
+async fn cluster(root: &std::path::Path, ips: &[String]) {
+    let ids: Vec<_> = (0..3)
+        .map(|i| {
+            NodeKey::load_or_create(&root.join(format!("n{i}/meta")))
+                .unwrap()
+                .id()
+        })
+        .collect();
+    let boot = format!("{}@{}:3901", ids[0], ips[0]);
+    let mut nodes = vec![
+        Node::start(config(root, "n0", &ips[0], 3, None))
+            .await
+            .unwrap(),
+    ];
+    for (i, ip) in ips.iter().enumerate().skip(1) {
+        nodes.push(
+            Node::start(config(root, &format!("n{i}"), ip, 3, Some(&boot)))
+                .await
+                .unwrap(),
+        );
+    }
+    apply_layout(&nodes[0], &ids);
+    wait("layout and mesh everywhere", || {
+        nodes
+            .iter()
+            .all(|n| n.layout.version() == 1 && ids.iter().all(|i| n.system.is_up(i)))
+    })
+    .await;
+    let (key_id, secret) = key_and_bucket(&nodes[0]).await;
+    let clients: Vec<Client> = ips.iter().map(|ip| client(ip, &key_id, &secret)).collect();
+    // The key and bucket reach every node's full copy of their tables.
+    for c in &clients {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while c.head_bucket().bucket(BUCKET).send().await.is_err() {
+            assert!(Instant::now() < deadline, "bucket not visible everywhere");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    println!(
+        "3 nodes (rf 3, zones a/b/c, R = W = 2), {} KiB objects (above the 3 KiB inline limit: a block each), \
+         {SMALL_IN_FLIGHT} requests in flight, request i to node i mod 3:",
+        SMALL / 1024
+    );
+    let mut base = vec![0u8; SMALL];
+    rand::thread_rng().fill_bytes(&mut base);
+    let base = Arc::new(base);
+    let clients = Arc::new(clients);
+
+    let (counts, el, lat) = load(SMALL_MIN_OBJECTS, {
+        let clients = clients.clone();
+        let base = base.clone();
+        move |w, n| {
+            let clients = clients.clone();
+            let mut body = base.to_vec();
+            body[..16]
+                .copy_from_slice(&[(w as u64).to_le_bytes(), (n as u64).to_le_bytes()].concat());
+            async move {
+                let c = &clients[(w + n) % 3];
+                put(c, format!("small/{w}/{n}"), Bytes::from(body)).await;
+            }
+        }
+    })
+    .await;
+    let puts = lat.len();
+    println!(
+        "  PUT: {:.0} ops/s ({puts} objects in {:.2} s), latency p50 {:.1} ms, p99 {:.1} ms",
+        puts as f64 / el.as_secs_f64(),
+        el.as_secs_f64(),
+        pct(&lat, 50),
+        pct(&lat, 99)
+    );
+    // Worker w wrote small/w/0..counts[w].
+    let written: Vec<String> = counts
+        .iter()
+        .enumerate()
+        .flat_map(|(w, &c)| (0..c).map(move |n| format!("small/{w}/{n}")))
+        .collect();
+    let written = Arc::new(written);
+    let (_, el, lat) = load(0, {
+        let clients = clients.clone();
+        let written = written.clone();
+        move |w, n| {
+            let clients = clients.clone();
+            let written = written.clone();
+            async move {
+                let i = (w * 7919 + n * 104_729) % written.len();
+                let c = &clients[(w + n) % 3];
+                assert_eq!(get(c, written[i].clone()).await, SMALL);
+            }
+        }
+    })
+    .await;
+    let gets = lat.len();
+    println!(
+        "  GET: {:.0} ops/s ({gets} requests in {:.2} s), latency p50 {:.1} ms, p99 {:.1} ms",
+        gets as f64 / el.as_secs_f64(),
+        el.as_secs_f64(),
+        pct(&lat, 50),
+        pct(&lat, 99)
+    );
+    for n in nodes {
+        n.stop();
+    }
+}
+
+fn main() {
+    let md5 = md5_speed();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let root = tempfile::tempdir().unwrap();
+        // 127.0.100-199.x like the other benches, hosts .21-.24 so they never share an address.
+        let base = format!("127.0.{}", 100 + std::process::id() % 100);
+        let t = Instant::now();
+        single_node(root.path(), &format!("{base}.21"), md5).await;
+        let ips: Vec<String> = (22..=24).map(|i| format!("{base}.{i}")).collect();
+        cluster(root.path(), &ips).await;
+        println!("(whole bench: {:.0} s)", t.elapsed().as_secs_f64());
+    });
+}
