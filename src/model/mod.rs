@@ -93,6 +93,8 @@ pub struct Model {
     pub block_size: usize,
     /// This node's id as the HLC node number of timestamps it issues.
     pub node: u64,
+    /// The newest timestamp this node issued or learned of: new versions go above it.
+    clock: std::sync::Mutex<crate::crdt::Timestamp>,
 }
 
 impl Model {
@@ -161,8 +163,23 @@ impl Model {
             mpus,
             block_size: config.block_size as usize,
             node: system.id().as_u64(),
+            clock: std::sync::Mutex::new(crate::crdt::Timestamp::MIN),
         });
         Ok((model, tasks))
+    }
+
+    /// A timestamp for a new object version: above every one this node issued or learned of, and no
+    /// earlier than its wall clock.
+    pub fn next_timestamp(&self) -> crate::crdt::Timestamp {
+        let mut c = self.clock.lock().unwrap_or_else(|e| e.into_inner());
+        *c = crate::crdt::Timestamp::after(Some(*c), self.node);
+        *c
+    }
+
+    /// Learn of a timestamp seen elsewhere (a replica's newer version): later ones go above it.
+    pub fn observe_timestamp(&self, t: crate::crdt::Timestamp) {
+        let mut c = self.clock.lock().unwrap_or_else(|e| e.into_inner());
+        *c = (*c).max(t);
     }
 
     /// The model's tables, for statistics and anti-entropy passes.

@@ -9,7 +9,6 @@ use super::object::{Object, ObjectData, ObjectMeta, ObjectVersion, VersionState}
 use super::ops::{PutUpload, StoredBody};
 use super::version::Version;
 use super::{Model, ModelError, random_bytes};
-use crate::crdt::Timestamp;
 use crate::table::schema::EmptyKey;
 use crate::util::hash::Hash;
 
@@ -52,7 +51,7 @@ impl Model {
         let id = random_bytes::<32>();
         let v = ObjectVersion {
             uuid: id,
-            timestamp: Timestamp::after(None, self.node),
+            timestamp: self.next_timestamp(),
             state: VersionState::Uploading {
                 multipart: true,
                 headers,
@@ -116,7 +115,7 @@ impl Model {
             bucket: upload.mpu.bucket,
             key: upload.mpu.key.clone(),
             uuid: random_bytes::<32>(),
-            timestamp: Timestamp::after(None, self.node),
+            timestamp: self.next_timestamp(),
             headers: vec![],
             is_part: true,
         };
@@ -232,7 +231,10 @@ impl Model {
         };
         let complete = ObjectVersion {
             uuid: final_id,
-            timestamp: Timestamp::after(Some(upload.version.timestamp), self.node),
+            timestamp: {
+                self.observe_timestamp(upload.version.timestamp);
+                self.next_timestamp()
+            },
             state: VersionState::Complete(data),
         };
         let aborted = ObjectVersion {
@@ -241,11 +243,12 @@ impl Model {
         };
         let mut done = upload.mpu.clone();
         done.deleted.set();
-        let o = Object::new(bucket, key, vec![complete.clone(), aborted]);
-        let (a, b) = tokio::join!(self.objects.insert(&o), self.mpus.insert(&done));
-        a.map_err(ModelError::from)?;
+        let (a, b) = tokio::join!(
+            self.write_version(bucket, &key, complete, vec![aborted]),
+            self.mpus.insert(&done)
+        );
         b.map_err(ModelError::from)?;
-        Ok(complete)
+        Ok(a?)
     }
 
     /// Abort an upload: the uploading version is aborted and the parts released.

@@ -224,6 +224,10 @@ impl TableSchema for ObjectSchema {
     type E = Object;
     type Filter = ObjectFilter;
 
+    fn newest_timestamp(e: &Object) -> Option<Timestamp> {
+        e.last_timestamp()
+    }
+
     fn matches_filter(e: &Object, f: &ObjectFilter) -> bool {
         match f {
             ObjectFilter::IsData => e.current().is_some(),

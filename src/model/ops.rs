@@ -78,7 +78,7 @@ impl Model {
             bucket,
             key,
             uuid: random_bytes::<32>(),
-            timestamp: Timestamp::after(None, self.node),
+            timestamp: self.next_timestamp(),
             headers,
             is_part: false,
         }
@@ -93,12 +93,10 @@ impl Model {
     pub async fn delete_object(&self, bucket: &Hash, key: &str) -> Result<(), ModelError> {
         let v = ObjectVersion {
             uuid: random_bytes::<32>(),
-            timestamp: Timestamp::after(None, self.node),
+            timestamp: self.next_timestamp(),
             state: VersionState::Complete(ObjectData::DeleteMarker),
         };
-        self.objects
-            .insert(&Object::new(*bucket, key.to_string(), vec![v]))
-            .await?;
+        self.write_version(*bucket, key, v, vec![]).await?;
         Ok(())
     }
 
@@ -349,10 +347,8 @@ impl PutUpload {
             state: VersionState::Complete(data),
         };
         self.model
-            .objects
-            .insert(&Object::new(self.bucket, self.key.clone(), vec![v.clone()]))
-            .await?;
-        Ok(v)
+            .write_version(self.bucket, &self.key, v, vec![])
+            .await
     }
 
     /// Give up: the version is marked aborted (its blocks are released). Nothing to do for a body that
@@ -420,16 +416,66 @@ impl Model {
         };
         let v = ObjectVersion {
             uuid,
-            timestamp: Timestamp::after(None, self.node),
+            timestamp: self.next_timestamp(),
             state: VersionState::Complete(data),
         };
-        self.objects
-            .insert(&Object::new(
-                dst_bucket,
-                dst_key.to_string(),
-                vec![v.clone()],
-            ))
-            .await?;
+        self.write_version(dst_bucket, dst_key, v, vec![]).await
+    }
+
+    /// Write a complete version (with `also`, e.g. an upload it replaces) in one quorum write. If a
+    /// replica already had a newer timestamp for the key (this node's clock is behind), the version is
+    /// written again as a new version above it and the first one aborted, so that a write always lands
+    /// above every version the key has seen: at most one more round trip, only when clocks disagree.
+    pub async fn write_version(
+        &self,
+        bucket: Hash,
+        key: &str,
+        mut v: ObjectVersion,
+        mut also: Vec<ObjectVersion>,
+    ) -> Result<ObjectVersion, ModelError> {
+        for _ in 0..4 {
+            let mut versions = also.clone();
+            versions.push(v.clone());
+            let entry = Object::new(bucket, key.to_string(), versions);
+            let Some(newer) = self.objects.insert_checked(&entry).await? else {
+                return Ok(v);
+            };
+            tracing::debug!("object {key}: a replica had a newer version; writing above it");
+            self.observe_timestamp(newer);
+            let again = self.restamped(&v, bucket, key).await?;
+            also.push(ObjectVersion {
+                state: VersionState::Aborted,
+                ..v
+            });
+            v = again;
+        }
         Ok(v)
+    }
+
+    /// The same content as `v` under a new uuid and a new timestamp (its block list copied).
+    async fn restamped(
+        &self,
+        v: &ObjectVersion,
+        bucket: Hash,
+        key: &str,
+    ) -> Result<ObjectVersion, ModelError> {
+        let uuid = random_bytes::<32>();
+        if let VersionState::Complete(ObjectData::Blocks { .. }) = &v.state {
+            let list = self
+                .versions
+                .get(&v.uuid, &EmptyKey)
+                .await?
+                .ok_or_else(|| ModelError::Invalid("the version's block list is missing".into()))?;
+            let mut copy = Version::new(uuid, bucket, key.to_string());
+            for (slot, b) in list.block_list() {
+                copy.blocks.put(slot, b);
+            }
+            self.versions.insert(&copy).await?;
+        }
+        Ok(ObjectVersion {
+            uuid,
+            timestamp: self.next_timestamp(),
+            state: v.state.clone(),
+        })
     }
 }

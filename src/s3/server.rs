@@ -194,7 +194,12 @@ async fn handle_inner(
     let bucket = match authorize(&state.model, &key, &r).await {
         // This node's copy of the key may be a moment behind a permission or a local bucket name
         // given through another node: ask a majority before saying no.
-        Err(e) if matches!(e.code, S3ErrorCode::AccessDenied | S3ErrorCode::NoSuchBucket) => {
+        Err(e)
+            if matches!(
+                e.code,
+                S3ErrorCode::AccessDenied | S3ErrorCode::NoSuchBucket
+            ) =>
+        {
             let fresh = state
                 .model
                 .key_by_id_fresh(&key.id)

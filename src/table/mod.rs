@@ -141,6 +141,9 @@ pub enum TableRpcResponse {
     Entry(Option<ByteBuf>),
     Entries(Vec<ByteBuf>),
     Ok,
+    /// Written; and for some entries, the replica already had a newer timestamp than the entry's
+    /// newest (see `TableSchema::newest_timestamp`).
+    Newer(Vec<Option<crate::crdt::Timestamp>>),
 }
 
 impl Message for TableRpc {
@@ -239,6 +242,7 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
                 ))
             }
             TableRpc::Update(entries) => {
+                let newer = Self::newer_here(&d, &entries)?;
                 let (done, result) = oneshot::channel();
                 committer
                     .send(Commit { entries, done })
@@ -248,9 +252,37 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
                     .await
                     .map_err(|_| TableError::Net("the table's committer stopped".into()))?
                     .map_err(TableError::Net)?;
-                Ok(TableRpcResponse::Ok)
+                Ok(match newer {
+                    Some(n) => TableRpcResponse::Newer(n),
+                    None => TableRpcResponse::Ok,
+                })
             }
         }
+    }
+
+    /// For schemas that track timestamps: per incoming entry, the newer timestamp this replica already
+    /// holds for its key, if any (None when no entry has one).
+    fn newer_here(
+        d: &TableData<F>,
+        entries: &[ByteBuf],
+    ) -> Result<Option<Vec<Option<crate::crdt::Timestamp>>>, TableError> {
+        let mut out = Vec::with_capacity(entries.len());
+        for e in entries {
+            let incoming = TableData::<F>::decode(e)?;
+            let Some(mine) = F::newest_timestamp(&incoming) else {
+                return Ok(None);
+            };
+            let old = d
+                .read_entry(&TableData::<F>::key_of(&incoming))?
+                .map(|b| TableData::<F>::decode(&b))
+                .transpose()?;
+            out.push(
+                old.as_ref()
+                    .and_then(F::newest_timestamp)
+                    .filter(|t| *t > mine),
+            );
+        }
+        Ok(out.iter().any(Option::is_some).then_some(out))
     }
 
     /// Ask a read quorum of `nodes` (nearest first), hedging to the next ones when a replica is slow.
@@ -298,6 +330,37 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
             TABLE_RPC_TIMEOUT,
         )
         .await
+    }
+
+    /// [`Table::insert`], and report the newest timestamp a replica of the write quorum already had for
+    /// the key if it is newer than the entry's (see [`TableSchema::newest_timestamp`]): the writer then
+    /// knows its write is not the key's latest and can write again above it.
+    pub async fn insert_checked(
+        &self,
+        entry: &F::E,
+    ) -> Result<Option<crate::crdt::Timestamp>, TableError> {
+        let _guard = self.system.layout.write_guard();
+        let hash = entry.partition_key().hash();
+        let bytes = TableData::<F>::encode(entry)?;
+        let sets = self.replication.write_sets(&hash);
+        let msg = Arc::new(TableRpc::Update(vec![ByteBuf::from(bytes)]));
+        let newest = Arc::new(std::sync::Mutex::new(None));
+        quorum::write_quorum_with(&sets, self.replication.write_quorum(), |node| {
+            let (ep, msg, newest) = (self.endpoint.clone(), msg.clone(), newest.clone());
+            async move {
+                let r = ep
+                    .call(&node, &msg, crate::net::Prio::Normal, TABLE_RPC_TIMEOUT)
+                    .await?;
+                if let TableRpcResponse::Newer(list) = r {
+                    let mut n = newest.lock().unwrap_or_else(|e| e.into_inner());
+                    *n = (*n).max(list.into_iter().flatten().max());
+                }
+                Ok(())
+            }
+        })
+        .await?;
+        let n = *newest.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(n)
     }
 
     /// Read one entry: merge of a read quorum of replicas; stale replicas are repaired in the background.

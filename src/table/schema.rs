@@ -81,6 +81,13 @@ pub trait TableSchema: Send + Sync + 'static {
 
     fn matches_filter(entry: &Self::E, filter: &Self::Filter) -> bool;
 
+    /// The newest timestamp an entry holds, for tables whose writers must stay above every timestamp
+    /// a key has seen (objects): a replica that already had a newer one reports it back to the writer
+    /// (see `Table::insert_checked`). None (the default) turns this off.
+    fn newest_timestamp(_entry: &Self::E) -> Option<crate::crdt::Timestamp> {
+        None
+    }
+
     /// Called in the same local transaction that changes an entry (old → new). Use it to keep derived
     /// data (counters, queues of cascading updates) exactly in step with the entries.
     fn updated(

@@ -757,7 +757,7 @@ impl<'a, F: TableSchema, R: TableReplication> Pusher<'a, F, R> {
             )
             .await?
         {
-            TableRpcResponse::Ok => {
+            TableRpcResponse::Ok | TableRpcResponse::Newer(_) => {
                 self.sent += n;
                 Ok(())
             }

@@ -46,6 +46,8 @@ pub struct NodeSpec {
     pub rf: usize,
     /// Extra top-level configuration lines.
     pub extra: String,
+    /// Extra environment variables of the server process.
+    pub env: Vec<(String, String)>,
 }
 
 impl NodeSpec {
@@ -130,6 +132,7 @@ impl Proc {
             .arg(self.spec.config_path())
             .arg("server")
             .env("RUST_LOG", "grenier=info")
+            .envs(self.spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
@@ -263,6 +266,7 @@ pub fn node_spec(root: &Path, ip: &str, rf: usize, secret: &str, i: usize) -> No
         bootstrap: vec![],
         rf,
         extra: String::new(),
+        env: vec![],
     }
 }
 

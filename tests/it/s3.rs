@@ -1362,3 +1362,76 @@ fn limits_and_bad_input() {
         assert_eq!(l.key_count(), Some(1));
     });
 }
+
+/// A node whose clock is 30 s behind writes a key right after another node did: its write still wins
+/// (a replica reports the newer version it had, and the write lands above it), for PUT and DELETE.
+#[test]
+fn a_node_with_a_late_clock_does_not_lose_writes() {
+    let mut env = S3Env::start("");
+    env.procs[1].kill();
+    env.procs[1].spec.env = vec![(
+        grenier::util::time::CLOCK_OFFSET_ENV.to_string(),
+        "-30000".to_string(),
+    )];
+    env.procs[1].restart();
+    wait_for("node 1 back in the mesh", Duration::from_secs(30), || {
+        env.procs[0]
+            .status()
+            .is_some_and(|s| up_ids(&s).len() == 3)
+            .then_some(())
+    });
+    let (a, late, c) = (env.client(0), env.client(1), env.client(2));
+    env.block_on(async {
+        a.create_bucket().bucket("clock").send().await.unwrap();
+        for (i, size) in [10usize, 2 * 1024 * 1024].into_iter().enumerate() {
+            let key = format!("k{i}");
+            a.put_object()
+                .bucket("clock")
+                .key(&key)
+                .body(ByteStream::from(data(size, 1)))
+                .send()
+                .await
+                .unwrap();
+            late.put_object()
+                .bucket("clock")
+                .key(&key)
+                .body(ByteStream::from(data(size, 2)))
+                .send()
+                .await
+                .unwrap();
+            let got = c
+                .get_object()
+                .bucket("clock")
+                .key(&key)
+                .send()
+                .await
+                .unwrap();
+            let bytes = got.body.collect().await.unwrap().into_bytes();
+            assert!(
+                bytes[..] == data(size, 2)[..],
+                "{key}: the later write must win"
+            );
+        }
+        a.put_object()
+            .bucket("clock")
+            .key("gone")
+            .body(ByteStream::from_static(b"x"))
+            .send()
+            .await
+            .unwrap();
+        late.delete_object()
+            .bucket("clock")
+            .key("gone")
+            .send()
+            .await
+            .unwrap();
+        let e = c
+            .get_object()
+            .bucket("clock")
+            .key("gone")
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(code(e.as_service_error().unwrap()), "NoSuchKey");
+    });
+}
