@@ -43,7 +43,10 @@ def main():
         "s3",
         endpoint_url=endpoint,
         region_name=os.environ["AWS_REGION"],
-        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+        # no retries and a short read timeout: a request the server leaves hanging fails the test
+        config=Config(
+            s3={"addressing_style": "path"}, retries={"max_attempts": 1}, read_timeout=20
+        ),
     )
     bucket = "smoke-boto3"
     s3.create_bucket(Bucket=bucket)
@@ -80,6 +83,11 @@ def main():
         check(s3.get_object(Bucket=bucket, Key=k)["Body"].read() == k.encode(), f"get of key {k!r}")
     listed = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="odd/")["Contents"]]
     check(listed == sorted(odd), f"listing of odd keys: {listed}")
+
+    # an empty object, then another PUT (on the same pooled connection)
+    s3.put_object(Bucket=bucket, Key="obj/empty", Body=b"")
+    check(s3.get_object(Bucket=bucket, Key="obj/empty")["Body"].read() == b"", "empty object")
+    check(s3.head_object(Bucket=bucket, Key="obj/empty")["ContentLength"] == 0, "empty object size")
 
     # listing: ~1,200 keys through the paginator, 500 per page
     n = 1200
@@ -174,7 +182,7 @@ def main():
     # delete_objects (batches of at most 1,000), then the bucket
     all_keys = [o["Key"] for p in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
                 for o in p.get("Contents", [])]
-    check(len(all_keys) == n + 5 + len(odd), f"{len(all_keys)} keys before delete_objects")
+    check(len(all_keys) == n + 6 + len(odd), f"{len(all_keys)} keys before delete_objects")
     for i in range(0, len(all_keys), 1000):
         batch = all_keys[i : i + 1000]
         r = s3.delete_objects(

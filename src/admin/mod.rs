@@ -12,7 +12,6 @@ mod cluster;
 mod debug;
 mod keys;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -20,7 +19,6 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
@@ -96,25 +94,12 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| AdminError::Bind(addr, e))?;
-    Ok(tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                continue;
-            };
-            let _ = tcp.set_nodelay(true);
-            let state = state.clone();
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req| {
-                    let state = state.clone();
-                    async move { Ok::<_, Infallible>(handle(&state, req).await) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .max_buf_size(64 << 10)
-                    .serve_connection(TokioIo::new(tcp), svc)
-                    .await;
-            });
-        }
-    }))
+    Ok(crate::util::http::serve_http1(
+        listener,
+        64 << 10,
+        state,
+        |state, req| async move { handle(&state, req).await },
+    ))
 }
 
 fn json_response(status: StatusCode, v: &Value) -> Response<Full<Bytes>> {

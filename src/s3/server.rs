@@ -12,7 +12,6 @@ use futures::{StreamExt, TryStreamExt};
 use http_body_util::{BodyExt, BodyStream, Full, combinators::UnsyncBoxBody};
 use hyper::body::Incoming;
 use hyper::{HeaderMap, Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 
 use super::error::{S3Error, S3ErrorCode, err};
 use super::router::{Access, Op, Route, route};
@@ -85,25 +84,12 @@ pub async fn serve(
     state: Arc<S3State>,
 ) -> Result<tokio::task::JoinHandle<()>, std::io::Error> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    Ok(tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                continue;
-            };
-            let _ = tcp.set_nodelay(true);
-            let state = state.clone();
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req| {
-                    let state = state.clone();
-                    async move { Ok::<_, Infallible>(handle(state, req).await) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .max_buf_size(MAX_HEADER_BYTES.max(8192))
-                    .serve_connection(TokioIo::new(tcp), svc)
-                    .await;
-            });
-        }
-    }))
+    Ok(crate::util::http::serve_http1(
+        listener,
+        MAX_HEADER_BYTES.max(8192),
+        state,
+        handle,
+    ))
 }
 
 async fn handle(state: Arc<S3State>, req: Request<Incoming>) -> Response<ResBody> {

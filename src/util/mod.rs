@@ -6,5 +6,6 @@ pub mod config;
 pub mod encode;
 pub mod fs;
 pub mod hash;
+pub mod http;
 pub mod size;
 pub mod time;
