@@ -139,7 +139,8 @@ pub async fn run(args: &DevArgs) -> Result<()> {
     let creds = args.dir.join("credentials.env");
     let creds_text = format!(
         "export AWS_ACCESS_KEY_ID={key_id}\nexport AWS_SECRET_ACCESS_KEY={secret}\n\
-         export AWS_ENDPOINT_URL={endpoint}\nexport AWS_REGION={region}\n"
+         export AWS_ENDPOINT_URL={endpoint}\nexport AWS_REGION={region}\n\
+         export AWS_DEFAULT_REGION={region}\n"
     );
     write_private_replace(&creds, &creds_text)?;
     println!(

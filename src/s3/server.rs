@@ -96,6 +96,17 @@ async fn handle(state: Arc<S3State>, req: Request<Incoming>) -> Response<ResBody
     let request_id = hex::encode(crate::model::random_bytes::<8>()).to_uppercase();
     let resource = req.uri().path().to_string();
     let head = req.method() == Method::HEAD;
+    // botocore before 1.43.77 (every aws CLI 1.x) sends `Expect: 100-continue` on empty PUTs and then
+    // misreads the next response on the connection if no `100 Continue` came (none is due when the
+    // body is empty): closing such a connection after the response avoids a 60 s stall.
+    let close = req
+        .headers()
+        .get("expect")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+        && req
+            .headers()
+            .get("content-length")
+            .is_some_and(|v| v.as_bytes() == b"0");
     let mut resp = match handle_inner(state, req).await {
         Ok(r) => r,
         Err(e) => error_response(&e, &resource, &request_id, head),
@@ -105,6 +116,12 @@ async fn handle(state: Arc<S3State>, req: Request<Incoming>) -> Response<ResBody
         h.insert("x-amz-request-id", v);
     }
     h.insert("server", hyper::header::HeaderValue::from_static("Grenier"));
+    if close {
+        h.insert(
+            "connection",
+            hyper::header::HeaderValue::from_static("close"),
+        );
+    }
     resp
 }
 
