@@ -28,9 +28,14 @@ pub enum CompleteError {
     InvalidPartOrder,
     #[error("part {0} is smaller than the 5 MiB minimum of every part but the last")]
     EntityTooSmall(u32),
+    #[error("the object would be larger than 5 TiB")]
+    EntityTooLarge,
     #[error("{0}")]
     Model(#[from] ModelError),
 }
+
+/// Largest object (as S3).
+pub const MAX_OBJECT_SIZE: u64 = 5 << 40;
 
 /// A started multipart upload, as found by its id.
 pub struct Upload {
@@ -178,6 +183,14 @@ impl Model {
                 .find(|(pn, _, p)| pn == n && p.etag.as_deref() == Some(etag.trim_matches('"')))
                 .ok_or(CompleteError::InvalidPart(*n))?;
             chosen.push(p.clone());
+        }
+        if chosen
+            .iter()
+            .map(|(_, _, p)| p.size.unwrap_or(0))
+            .sum::<u64>()
+            > MAX_OBJECT_SIZE
+        {
+            return Err(CompleteError::EntityTooLarge);
         }
         for (i, (n, _, p)) in chosen.iter().enumerate() {
             if i + 1 < chosen.len() && p.size.unwrap_or(0) < MIN_PART_SIZE {

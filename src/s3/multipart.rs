@@ -131,6 +131,10 @@ pub async fn complete(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
                 S3ErrorCode::EntityTooSmall,
                 format!("Your proposed upload is smaller than the minimum allowed object size (part {n})."),
             ),
+            CompleteError::EntityTooLarge => err(
+                S3ErrorCode::EntityTooLarge,
+                "Your proposed upload exceeds the maximum allowed object size.",
+            ),
             CompleteError::Model(e) => internal(e),
         })?;
     let etag = crate::model::ops::meta_of(&v)
