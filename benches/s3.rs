@@ -53,7 +53,7 @@ fn config(root: &std::path::Path, dir: &str, ip: &str, rf: usize, boot: Option<&
         .unwrap_or_default();
     let text = format!(
         "metadata_dir = \"meta\"\ndata_dir = \"data\"\nreplication_factor = {rf}\nrpc_bind_addr = \"{ip}:3901\"\n\
-         rpc_public_addr = \"{ip}:3901\"\nrpc_bind_outgoing = true\nrpc_secret = \"{SECRET}\"\n{boot}\n\
+         rpc_public_addr = \"{ip}:3901\"\nrpc_bind_outgoing = true\nrpc_secret = \"{SECRET}\"\nmetadata_fsync = false\n{boot}\n\
          [s3_api]\napi_bind_addr = \"{ip}:3900\"\ns3_region = \"garage\"\n\
          [admin]\napi_bind_addr = \"{ip}:3903\"\nadmin_token = \"bench\"\n"
     );
