@@ -44,6 +44,7 @@ const SMALL_IN_FLIGHT: usize = 32;
 const SMALL_MIN_OBJECTS: usize = 2000;
 const PHASE: Duration = Duration::from_secs(3);
 const BUCKET: &str = "bench";
+const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 fn config(root: &std::path::Path, dir: &str, ip: &str, rf: usize, boot: Option<&str>) -> Config {
     let dir = root.join(dir);
@@ -53,7 +54,7 @@ fn config(root: &std::path::Path, dir: &str, ip: &str, rf: usize, boot: Option<&
         .unwrap_or_default();
     let text = format!(
         "metadata_dir = \"meta\"\ndata_dir = \"data\"\nreplication_factor = {rf}\nrpc_bind_addr = \"{ip}:3901\"\n\
-         rpc_public_addr = \"{ip}:3901\"\nrpc_bind_outgoing = true\nrpc_secret = \"{SECRET}\"\nmetadata_fsync = false\n{boot}\n\
+         rpc_public_addr = \"{ip}:3901\"\nrpc_bind_outgoing = true\nrpc_secret = \"{SECRET}\"\n{boot}\n\
          [s3_api]\napi_bind_addr = \"{ip}:3900\"\ns3_region = \"garage\"\n\
          [admin]\napi_bind_addr = \"{ip}:3903\"\nadmin_token = \"bench\"\n"
     );
@@ -149,6 +150,7 @@ impl Intercept for HeaderProbe {
         .iter()
         .filter_map(|h| {
             r.headers().get(*h).map(|v| match v.len() {
+                _ if v == EMPTY_SHA256 => format!("{h}: <SHA-256 of the empty body>"),
                 64 if *h == "x-amz-content-sha256" => format!("{h}: <SHA-256 of the body>"),
                 _ => format!("{h}: {v}"),
             })
