@@ -258,15 +258,16 @@ impl PutUpload {
             }
             let block = buf.split_to(buf.len().min(bs)).freeze();
             let len = block.len() as u64;
-            in_flight.push_back(self.store_block(offset, block));
+            // A task per block, so hashing and writing go on while the body is being read.
+            in_flight.push_back(tokio::spawn(self.store_block(offset, block)));
             offset += len;
             if in_flight.len() >= PUT_BLOCKS_IN_FLIGHT {
-                let h = in_flight.next().await.expect("non-empty")?;
+                let h = joined(in_flight.next().await.expect("non-empty"))?;
                 first_block.get_or_insert(h);
             }
         }
         while let Some(h) = in_flight.next().await {
-            first_block.get_or_insert(h?);
+            first_block.get_or_insert(joined(h)?);
         }
         Ok(StoredBody::Blocks {
             size: offset,
@@ -369,6 +370,10 @@ impl PutUpload {
             .await?;
         Ok(())
     }
+}
+
+fn joined<T>(r: Result<Result<T, ModelError>, tokio::task::JoinError>) -> Result<T, ModelError> {
+    r.map_err(|e| ModelError::Invalid(format!("block task: {e}")))?
 }
 
 /// The response headers of a version (content-type etc. and user metadata).
