@@ -320,6 +320,12 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
         let _guard = self.system.layout.write_guard();
         let hash = entry.partition_key().hash();
         let bytes = TableData::<F>::encode(entry)?;
+        if self.replication.write_local_first() {
+            let (d, b) = (self.data.clone(), bytes.clone());
+            tokio::task::spawn_blocking(move || d.update_entry(&b))
+                .await
+                .map_err(|e| TableError::Net(format!("local write task: {e}")))??;
+        }
         let sets = self.replication.write_sets(&hash);
         let msg = Arc::new(TableRpc::Update(vec![ByteBuf::from(bytes)]));
         quorum::write_quorum(

@@ -36,6 +36,11 @@ pub trait TableReplication: Send + Sync + 'static {
     fn read_quorum_on_miss(&self) -> Option<usize> {
         None
     }
+    /// Apply a write to this node's own copy before the quorum write (full-copy tables, read locally:
+    /// a read through the node that wrote then always sees the write).
+    fn write_local_first(&self) -> bool {
+        false
+    }
     /// Sets of nodes a write must reach; it succeeds once each set has `write_quorum` acknowledgements.
     fn write_sets(&self, hash: &Hash) -> Vec<Vec<NodeId>>;
     fn write_quorum(&self) -> usize;
@@ -153,6 +158,9 @@ impl TableReplication for FullReplication {
     }
     fn read_quorum(&self) -> usize {
         1
+    }
+    fn write_local_first(&self) -> bool {
+        self.all().contains(&self.system.id())
     }
     fn read_quorum_on_miss(&self) -> Option<usize> {
         let n = self.all().len();
