@@ -3,6 +3,9 @@
 //! 1 MiB blocks (hashing included), reads from the local copy, and reads from a remote replica.
 //! Run: `cargo bench --bench block` (or `script/bench block`).
 
+mod common;
+use common::{config, wait};
+
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -10,36 +13,10 @@ use futures::StreamExt;
 use grenier::layout::NodeRole;
 use grenier::net::NodeKey;
 use grenier::server::Node;
-use grenier::util::config::Config;
 use grenier::util::hash::blake2sum;
 use rand::RngCore;
 
-const SECRET: &str = "5b1c1e7a9f4d2c6b8a0e5f7d9c1b3a5e7f9d1c3b5a7e9f1d3c5b7a9e1f3d5c7b";
 const MIB: usize = 1 << 20;
-
-fn config(root: &std::path::Path, i: usize, ip: &str, bootstrap: Option<String>) -> Config {
-    let dir = root.join(format!("n{i}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let boot = bootstrap
-        .map(|b| format!("bootstrap_peers = [\"{b}\"]"))
-        .unwrap_or_default();
-    let text = format!(
-        "metadata_dir = \"meta\"\ndata_dir = \"data\"\nreplication_factor = 3\nrpc_bind_addr = \"{ip}:3901\"\n\
-         rpc_public_addr = \"{ip}:3901\"\nrpc_bind_outgoing = true\nrpc_secret = \"{SECRET}\"\n{boot}\n\
-         [s3_api]\napi_bind_addr = \"{ip}:3900\"\n[admin]\napi_bind_addr = \"{ip}:3903\"\nadmin_token = \"bench\"\n"
-    );
-    let path = dir.join("grenier.toml");
-    std::fs::write(&path, text).unwrap();
-    Config::load(&path).unwrap()
-}
-
-async fn wait(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 /// MB/s of `f` over 1 MiB inputs, run for about a second on one core.
 fn speed(what: &str, data: &[u8], mut f: impl FnMut(&[u8])) {
@@ -103,9 +80,9 @@ fn main() {
             .map(|i| NodeKey::load_or_create(&root.path().join(format!("n{i}/meta"))).unwrap().id())
             .collect();
         let boot = format!("{}@{}:3901", ids[0], ips[0]);
-        let mut nodes = vec![Node::start(config(root.path(), 0, &ips[0], None)).await.unwrap()];
+        let mut nodes = vec![Node::start(config(root.path(), "n0", &ips[0], 3, None)).await.unwrap()];
         for (i, ip) in ips.iter().enumerate().skip(1) {
-            nodes.push(Node::start(config(root.path(), i, ip, Some(boot.clone()))).await.unwrap());
+            nodes.push(Node::start(config(root.path(), &format!("n{i}"), ip, 3, Some(&boot))).await.unwrap());
         }
         nodes[0]
             .layout

@@ -13,6 +13,9 @@
 //!
 //! Run: `cargo bench --bench s3` (or `script/bench s3`).
 
+mod common;
+use common::{config, wait};
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -30,12 +33,10 @@ use futures::StreamExt;
 use grenier::layout::NodeRole;
 use grenier::net::NodeKey;
 use grenier::server::Node;
-use grenier::util::config::Config;
 use md5::{Digest, Md5};
 use rand::RngCore;
 use sha2::Sha256;
 
-const SECRET: &str = "5b1c1e7a9f4d2c6b8a0e5f7d9c1b3a5e7f9d1c3b5a7e9f1d3c5b7a9e1f3d5c7b";
 const MIB: usize = 1 << 20;
 const BIG: usize = 64 * MIB;
 const BIG_COUNT: usize = 8;
@@ -45,31 +46,6 @@ const SMALL_MIN_OBJECTS: usize = 2000;
 const PHASE: Duration = Duration::from_secs(3);
 const BUCKET: &str = "bench";
 const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-
-fn config(root: &std::path::Path, dir: &str, ip: &str, rf: usize, boot: Option<&str>) -> Config {
-    let dir = root.join(dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let boot = boot
-        .map(|b| format!("bootstrap_peers = [\"{b}\"]"))
-        .unwrap_or_default();
-    let text = format!(
-        "metadata_dir = \"meta\"\ndata_dir = \"data\"\nreplication_factor = {rf}\nrpc_bind_addr = \"{ip}:3901\"\n\
-         rpc_public_addr = \"{ip}:3901\"\nrpc_bind_outgoing = true\nrpc_secret = \"{SECRET}\"\n{boot}\n\
-         [s3_api]\napi_bind_addr = \"{ip}:3900\"\ns3_region = \"garage\"\n\
-         [admin]\napi_bind_addr = \"{ip}:3903\"\nadmin_token = \"bench\"\n"
-    );
-    let path = dir.join("grenier.toml");
-    std::fs::write(&path, text).unwrap();
-    Config::load(&path).unwrap()
-}
-
-async fn wait(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 /// Stage a role for each node (zones a, b, c...) and apply the layout, from `node`.
 fn apply_layout(node: &Node, ids: &[grenier::net::NodeId]) {

@@ -4,41 +4,17 @@
 //! writes to converge by anti-entropy once it starts. Run: `cargo bench --bench table` (or
 //! `script/bench table`).
 
+mod common;
+use common::{config, wait};
+
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures::StreamExt;
 use grenier::layout::NodeRole;
 use grenier::net::NodeKey;
 use grenier::server::Node;
 use grenier::table::kv::KvEntry;
-use grenier::util::config::Config;
-
-const SECRET: &str = "5b1c1e7a9f4d2c6b8a0e5f7d9c1b3a5e7f9d1c3b5a7e9f1d3c5b7a9e1f3d5c7b";
-
-fn config(root: &std::path::Path, i: usize, ip: &str, bootstrap: Option<String>) -> Config {
-    let dir = root.join(format!("n{i}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let boot = bootstrap
-        .map(|b| format!("bootstrap_peers = [\"{b}\"]"))
-        .unwrap_or_default();
-    let text = format!(
-        "metadata_dir = \"meta\"\ndata_dir = \"data\"\nreplication_factor = 3\nrpc_bind_addr = \"{ip}:3901\"\n\
-         rpc_public_addr = \"{ip}:3901\"\nrpc_bind_outgoing = true\nrpc_secret = \"{SECRET}\"\n{boot}\n\
-         [s3_api]\napi_bind_addr = \"{ip}:3900\"\n[admin]\napi_bind_addr = \"{ip}:3903\"\nadmin_token = \"bench\"\n"
-    );
-    let path = dir.join("grenier.toml");
-    std::fs::write(&path, text).unwrap();
-    Config::load(&path).unwrap()
-}
-
-async fn wait(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -52,8 +28,8 @@ fn main() {
         let ids: Vec<_> =
             (0..3).map(|i| NodeKey::load_or_create(&root.path().join(format!("n{i}/meta"))).unwrap().id()).collect();
         let boot = format!("{}@{}:3901", ids[0], ips[0]);
-        let n0 = Node::start(config(root.path(), 0, &ips[0], None)).await.unwrap();
-        let n1 = Node::start(config(root.path(), 1, &ips[1], Some(boot.clone()))).await.unwrap();
+        let n0 = Node::start(config(root.path(), "n0", &ips[0], 3, None)).await.unwrap();
+        let n1 = Node::start(config(root.path(), "n1", &ips[1], 3, Some(&boot))).await.unwrap();
         n0.layout
             .update(|h| {
                 for (id, z) in ids.iter().zip(["a", "b", "c"]) {
@@ -83,7 +59,7 @@ fn main() {
 
         // Phase 2: node 2 starts, having missed all of them; time until anti-entropy gave it every entry.
         let t = Instant::now();
-        let n2 = Node::start(config(root.path(), 2, &ips[2], Some(boot))).await.unwrap();
+        let n2 = Node::start(config(root.path(), "n2", &ips[2], 3, Some(&boot))).await.unwrap();
         let n2 = Arc::new(n2);
         wait("node 2 converges", || n2.kv.metrics().map(|m| m.entries).unwrap_or(0) >= writes).await;
         println!(

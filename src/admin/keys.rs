@@ -15,6 +15,7 @@ use hyper::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use super::{AdminState, ApiError};
+use crate::model::bucket::Bucket;
 use crate::model::key::{Key, Permissions};
 use crate::model::{Model, ModelError};
 
@@ -109,14 +110,14 @@ pub(super) async fn route(
         }
         (&Method::POST, "/v1/buckets") => {
             let b = m.create_bucket(&s("name")?, None).await?;
-            bucket_json(m, &b.id).await
+            bucket_json(m, &b).await
         }
         (&Method::GET, "/v1/buckets/info") => {
             let pat = q
                 .get("bucket")
                 .ok_or_else(|| ApiError::bad_request("?bucket= is required"))?;
             let b = m.bucket_by_name_or_id(pat).await?;
-            bucket_json(m, &b.id).await
+            bucket_json(m, &b).await
         }
         (&Method::POST, "/v1/buckets/delete") => {
             let b = m.bucket_by_name_or_id(&s("bucket")?).await?;
@@ -127,7 +128,7 @@ pub(super) async fn route(
             let b = m.bucket_by_name_or_id(&s("bucket")?).await?;
             m.alias_bucket(&b, &s("alias")?, body["key"].as_str())
                 .await?;
-            bucket_json(m, &b.id).await
+            bucket_json(m, &b).await
         }
         (&Method::POST, "/v1/buckets/unalias") => {
             m.unalias_bucket(&s("alias")?, body["key"].as_str()).await?;
@@ -154,7 +155,7 @@ pub(super) async fn route(
             set(&mut p.write, write);
             set(&mut p.owner, owner);
             m.set_key_permissions(&k.id, Some((b.id, p)), None).await?;
-            bucket_json(m, &b.id).await
+            bucket_json(m, &b).await
         }
         _ => Err(ApiError(
             StatusCode::NOT_FOUND,
@@ -177,15 +178,15 @@ fn perms_json(p: &Permissions) -> Value {
 
 fn key_json(m: &Model, k: &Key, secret: bool) -> Value {
     let mut buckets = vec![];
+    let all = m.list_buckets().unwrap_or_default();
     if let Some(p) = k.params() {
         for (id, perms) in p.buckets.iter() {
             if perms.is_none() {
                 continue;
             }
-            let name = m
-                .list_buckets()
-                .ok()
-                .and_then(|l| l.into_iter().find(|b| b.id == *id))
+            let name = all
+                .iter()
+                .find(|b| b.id == *id)
                 .and_then(|b| b.params().map(|p| p.name.get().clone()));
             let Some(name) = name else { continue };
             let mut v = perms_json(perms);
@@ -206,8 +207,8 @@ fn key_json(m: &Model, k: &Key, secret: bool) -> Value {
     v
 }
 
-async fn bucket_json(m: &Model, id: &crate::util::hash::Hash) -> Result<Value, ApiError> {
-    let b = m.bucket_by_name_or_id(&hex::encode(id)).await?;
+async fn bucket_json(m: &Model, b: &Bucket) -> Result<Value, ApiError> {
+    let id = &b.id;
     let (objects, bytes) = m.bucket_usage(id).await?;
     let keys: Vec<Value> = m
         .bucket_keys(id)?

@@ -399,19 +399,8 @@ impl Model {
                 bytes: bytes.clone(),
             },
             Some(ObjectData::Blocks { first_block, .. }) => {
-                let list = self
-                    .versions
-                    .get(&src.uuid, &EmptyKey)
-                    .await?
-                    .filter(|v| !v.deleted.get())
-                    .ok_or_else(|| {
-                        ModelError::Invalid("the source's block list is missing".into())
-                    })?;
-                let mut v = Version::new(uuid, dst_bucket, dst_key.to_string());
-                for (slot, b) in list.block_list() {
-                    v.blocks.put(slot, b);
-                }
-                self.versions.insert(&v).await?;
+                self.copy_block_list(&src.uuid, uuid, dst_bucket, dst_key)
+                    .await?;
                 ObjectData::Blocks {
                     meta,
                     first_block: *first_block,
@@ -457,6 +446,29 @@ impl Model {
         Ok(v)
     }
 
+    /// List the blocks of version `from` under the new version `to` (the blocks are shared, not copied;
+    /// the new version's hook adds their references).
+    async fn copy_block_list(
+        &self,
+        from: &Hash,
+        to: Hash,
+        bucket: Hash,
+        key: &str,
+    ) -> Result<(), ModelError> {
+        let list = self
+            .versions
+            .get(from, &EmptyKey)
+            .await?
+            .filter(|v| !v.deleted.get())
+            .ok_or_else(|| ModelError::Invalid("the version's block list is missing".into()))?;
+        let mut copy = Version::new(to, bucket, key.to_string());
+        for (slot, b) in list.block_list() {
+            copy.blocks.put(slot, b);
+        }
+        self.versions.insert(&copy).await?;
+        Ok(())
+    }
+
     /// The same content as `v` under a new uuid and a new timestamp (its block list copied).
     async fn restamped(
         &self,
@@ -466,16 +478,7 @@ impl Model {
     ) -> Result<ObjectVersion, ModelError> {
         let uuid = random_bytes::<32>();
         if let VersionState::Complete(ObjectData::Blocks { .. }) = &v.state {
-            let list = self
-                .versions
-                .get(&v.uuid, &EmptyKey)
-                .await?
-                .ok_or_else(|| ModelError::Invalid("the version's block list is missing".into()))?;
-            let mut copy = Version::new(uuid, bucket, key.to_string());
-            for (slot, b) in list.block_list() {
-                copy.blocks.put(slot, b);
-            }
-            self.versions.insert(&copy).await?;
+            self.copy_block_list(&v.uuid, uuid, bucket, key).await?;
         }
         Ok(ObjectVersion {
             uuid,

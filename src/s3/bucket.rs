@@ -22,12 +22,11 @@ pub fn owner_of(ctx: &Ctx) -> Owner {
 }
 
 pub async fn list_buckets(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
-    let mut buckets: Vec<BucketSummary> = ctx
-        .model()
-        .list_buckets()
-        .map_err(internal)?
-        .into_iter()
-        .filter(|b| !ctx.key.permissions(&b.id).is_none())
+    let all = ctx.model().list_buckets().map_err(internal)?;
+    let visible = |id: &crate::util::hash::Hash| !ctx.key.permissions(id).is_none();
+    let mut buckets: Vec<BucketSummary> = all
+        .iter()
+        .filter(|b| visible(&b.id))
         .filter_map(|b| {
             b.params().map(|p| BucketSummary {
                 name: p.name.get().clone(),
@@ -36,19 +35,20 @@ pub async fn list_buckets(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
         })
         .collect();
     // The key's local aliases, listed under their local name.
-    if let Some(p) = ctx.key.params() {
-        let all = ctx.model().list_buckets().map_err(internal)?;
-        for (alias, id) in p.local_aliases.iter() {
-            let Some(id) = id else { continue };
-            if let Some(b) = all.iter().find(|b| b.id == *id)
-                && !ctx.key.permissions(id).is_none()
-                && let Some(bp) = b.params()
-            {
-                buckets.push(BucketSummary {
-                    name: alias.clone(),
-                    creation_date_msec: bp.created,
-                });
-            }
+    for (alias, id) in ctx
+        .key
+        .params()
+        .into_iter()
+        .flat_map(|p| p.local_aliases.iter())
+    {
+        let Some(id) = id else { continue };
+        if let Some(bp) = all.iter().find(|b| b.id == *id).and_then(|b| b.params())
+            && visible(id)
+        {
+            buckets.push(BucketSummary {
+                name: alias.clone(),
+                creation_date_msec: bp.created,
+            });
         }
     }
     buckets.sort_by(|a, b| a.name.cmp(&b.name));

@@ -8,10 +8,12 @@ use bytes::Bytes;
 use futures::StreamExt;
 use hyper::Response;
 
-use super::body::{Digester, ErrorSlot, Wanted, digesting};
+use super::body::Wanted;
 use super::error::{S3Error, S3ErrorCode, err};
 use super::multipart::part_number;
-use super::object::headers_to_store;
+use super::object::{
+    etag_matches, headers_to_store, http_date_secs, precondition_failed, store_stream,
+};
 use super::router::percent_decode;
 use super::server::{Ctx, ResBody, internal, no_such_bucket, xml_response};
 use super::xml;
@@ -74,24 +76,9 @@ async fn source(ctx: &Ctx) -> Result<Source, S3Error> {
 
 /// `x-amz-copy-source-if-*`: every failure is 412, as S3.
 fn check_copy_conditions(ctx: &Ctx, etag: &str, modified_msec: u64) -> Result<(), S3Error> {
-    let matches = |h: &str| {
-        h.split(',')
-            .map(|t| t.trim().trim_matches('"'))
-            .any(|t| t == "*" || t == etag)
-    };
-    let secs = |h: &str| {
-        httpdate::parse_http_date(h)
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| d.as_secs())
-    };
+    let matches = |h: &str| etag_matches(h, etag);
+    let secs = http_date_secs;
     let modified = modified_msec / 1000;
-    let failed = || {
-        err(
-            S3ErrorCode::PreconditionFailed,
-            "At least one of the pre-conditions you specified did not hold",
-        )
-    };
     let h = |n: &str| ctx.header(n);
     if h("x-amz-copy-source-if-match").is_some_and(|v| !matches(v))
         || h("x-amz-copy-source-if-none-match").is_some_and(matches)
@@ -102,7 +89,7 @@ fn check_copy_conditions(ctx: &Ctx, etag: &str, modified_msec: u64) -> Result<()
             .and_then(secs)
             .is_some_and(|t| modified <= t)
     {
-        return Err(failed());
+        return Err(precondition_failed());
     }
     Ok(())
 }
@@ -179,8 +166,6 @@ pub async fn upload_part_copy(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Erro
     let (id, up) = super::multipart::upload_of(ctx).await?;
     let model = ctx.model().clone();
     let attempt = model.start_part(&up, n).await.map_err(internal)?;
-    let digester = Digester::start(Wanted::default());
-    let slot = ErrorSlot::default();
     let data = if begin == end {
         futures::stream::empty().boxed()
     } else {
@@ -191,20 +176,13 @@ pub async fn upload_part_copy(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Erro
             .boxed()
     };
     let data = data.map(|r: Result<Bytes, crate::model::ModelError>| r.map_err(internal));
-    let body = digesting(
+    let (stored, d) = store_stream(
+        &attempt,
         Box::pin(data),
-        digester.sender(),
+        Wanted::default(),
         super::multipart::MAX_PART_SIZE,
-        slot.clone(),
-    );
-    let stored = match attempt.write(body).await {
-        Ok(s) => s,
-        Err(e) => {
-            let precise = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
-            return Err(precise.unwrap_or_else(|| internal(e)));
-        }
-    };
-    let d = digester.finish().await?;
+    )
+    .await?;
     let etag = hex::encode(d.md5);
     model
         .finish_part(id, n, &attempt, &stored, etag.clone(), None)

@@ -9,7 +9,7 @@ use hyper::{Response, StatusCode};
 use super::body::{Digester, Digests, ErrorSlot, Wanted, digesting};
 use super::checksum::{Checksum, RequestChecksum, content_md5, request_checksum};
 use super::error::{S3Error, S3ErrorCode, err};
-use super::server::{Ctx, ResBody, empty, full, internal};
+use super::server::{Ctx, ReqBody, ResBody, empty, full, internal};
 use super::sigv4::ContentSha256;
 use super::xml;
 use crate::model::object::{ObjectData, ObjectMeta, ObjectVersion};
@@ -95,18 +95,7 @@ pub async fn receive(ctx: &mut Ctx, upload: &PutUpload, max: u64) -> Result<Rece
         sha256: matches!(ctx.content_sha256, ContentSha256::Literal(_)),
         checksum: checksum.as_ref().map(|c| c.algorithm),
     };
-    let digester = Digester::start(wanted);
-    let slot = ErrorSlot::default();
-    let body = digesting(ctx.take_body(), digester.sender(), max, slot.clone());
-    let stored = match upload.write(body).await {
-        Ok(s) => s,
-        Err(e) => {
-            let _ = upload.abort(None).await;
-            let precise = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
-            return Err(precise.unwrap_or_else(|| internal(e)));
-        }
-    };
-    let d = digester.finish().await?;
+    let (stored, d) = store_stream(upload, ctx.take_body(), wanted, max).await?;
     let verdict = verify_digests(ctx, &d, declared, md5_expected, checksum.as_ref());
     match verdict {
         Ok(checksum) => Ok(Received {
@@ -118,6 +107,27 @@ pub async fn receive(ctx: &mut Ctx, upload: &PutUpload, max: u64) -> Result<Rece
         Err(e) => {
             let _ = upload.abort(Some(&stored)).await;
             Err(e)
+        }
+    }
+}
+
+/// Write a body stream into `upload` while a dedicated thread computes its digests. On failure the
+/// upload is aborted and the body's own S3 error (e.g. a bad chunk signature) is returned.
+pub async fn store_stream(
+    upload: &PutUpload,
+    body: ReqBody,
+    wanted: Wanted,
+    max: u64,
+) -> Result<(StoredBody, Digests), S3Error> {
+    let digester = Digester::start(wanted);
+    let slot = ErrorSlot::default();
+    let body = digesting(body, digester.sender(), max, slot.clone());
+    match upload.write(body).await {
+        Ok(stored) => Ok((stored, digester.finish().await?)),
+        Err(e) => {
+            let _ = upload.abort(None).await;
+            let precise = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+            Err(precise.unwrap_or_else(|| internal(e)))
         }
     }
 }
@@ -198,10 +208,9 @@ pub async fn put_object(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
         md5,
         checksum: checksum_value,
     } = receive(ctx, &upload, MAX_PUT_SIZE).await?;
-    let d = (len, md5);
-    let etag = hex::encode(d.1);
+    let etag = hex::encode(md5);
     let meta = ObjectMeta {
-        size: d.0,
+        size: len,
         etag: etag.clone(),
         headers,
         checksum: checksum_value
@@ -257,26 +266,35 @@ fn parse_range(h: Option<&str>, size: u64) -> Result<Option<(u64, u64)>, S3Error
     Ok(Some(range))
 }
 
+/// Whether an `If-Match`/`If-None-Match` style header (a list of ETags, or `*`) names `etag`.
+pub(super) fn etag_matches(header: &str, etag: &str) -> bool {
+    header
+        .split(',')
+        .map(|t| t.trim().trim_start_matches("W/").trim_matches('"'))
+        .any(|t| t == "*" || t == etag)
+}
+
+/// An HTTP date header as seconds since the epoch (None if unparsable: the condition is ignored).
+pub(super) fn http_date_secs(header: &str) -> Option<u64> {
+    httpdate::parse_http_date(header)
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs())
+}
+
+pub(super) fn precondition_failed() -> S3Error {
+    err(
+        S3ErrorCode::PreconditionFailed,
+        "At least one of the pre-conditions you specified did not hold",
+    )
+}
+
 /// `If-*` preconditions (RFC 7232 order, as S3 applies them).
 fn check_preconditions(ctx: &Ctx, etag: &str, modified_msec: u64) -> Result<(), S3Error> {
-    let matches = |h: &str| {
-        h.split(',')
-            .map(|t| t.trim().trim_start_matches("W/").trim_matches('"'))
-            .any(|t| t == "*" || t == etag)
-    };
+    let matches = |h: &str| etag_matches(h, etag);
     let modified_secs = modified_msec / 1000;
-    let since = |h: &str| {
-        httpdate::parse_http_date(h)
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| d.as_secs())
-    };
-    let failed = || {
-        err(
-            S3ErrorCode::PreconditionFailed,
-            "At least one of the pre-conditions you specified did not hold",
-        )
-    };
+    let since = http_date_secs;
+    let failed = precondition_failed;
     let not_modified = || err(S3ErrorCode::NotModified, "Not Modified");
     if let Some(h) = ctx.header("if-match") {
         if !matches(h) {

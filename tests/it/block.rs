@@ -22,7 +22,12 @@ fn gen_blocks(p: &Proc, count: u64, size: u64, seed: u64) -> Vec<String> {
             &seed.to_string(),
         ])
         .unwrap_or_else(|e| panic!("block-gen via {}: {e}", p.spec.ip));
-    let v: Value = serde_json::from_str(&out).unwrap();
+    hashes_of(&out)
+}
+
+/// The `"blocks"` list of hashes of a `grenier debug block-*` JSON answer.
+fn hashes_of<C: FromIterator<String>>(out: &str) -> C {
+    let v: Value = serde_json::from_str(out).unwrap();
     v["blocks"]
         .as_array()
         .unwrap()
@@ -45,13 +50,7 @@ fn local_blocks(p: &Proc) -> BTreeSet<String> {
     let Ok(out) = p.cli(&["debug", "block-local"]) else {
         return BTreeSet::new();
     };
-    let v: Value = serde_json::from_str(&out).unwrap();
-    v["blocks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h.as_str().unwrap().to_string())
-        .collect()
+    hashes_of(&out)
 }
 
 fn block_file(p: &Proc, hash: &str) -> PathBuf {
@@ -352,13 +351,7 @@ fn gen_with_ref(p: &Proc, count: u64, seed: u64, reference: &str) -> Vec<String>
             reference,
         ])
         .unwrap();
-    let v: Value = serde_json::from_str(&out).unwrap();
-    v["blocks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h.as_str().unwrap().to_string())
-        .collect()
+    hashes_of(&out)
 }
 
 /// A block is deleted from every node once its last reference is gone and the safety delay passed;
