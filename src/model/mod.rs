@@ -95,6 +95,53 @@ pub struct Model {
     pub node: u64,
     /// The newest timestamp this node issued or learned of: new versions go above it.
     clock: std::sync::Mutex<crate::crdt::Timestamp>,
+    /// Limits the majority reads that unknown access key ids may cause (see [`Model::key_for_request`]).
+    key_refresh: KeyRefreshLimiter,
+}
+
+/// How often, at most, an unknown access key id may cause a majority read of the key table.
+const KEY_REFRESH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+/// How long a request waits for that read before answering from the local copy.
+const KEY_REFRESH_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// At most one majority read of the key table in flight for unknown key ids, and at most one started
+/// per [`KEY_REFRESH_INTERVAL`]: requests with made-up key ids (anyone can send them) cost the cluster
+/// a bounded trickle of RPCs, whatever their rate.
+struct KeyRefreshLimiter {
+    in_flight: Arc<std::sync::atomic::AtomicBool>,
+    last: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl KeyRefreshLimiter {
+    fn new() -> KeyRefreshLimiter {
+        KeyRefreshLimiter {
+            in_flight: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            last: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// A permit to start a refresh, if the limits allow one now; dropping it ends the refresh.
+    fn try_start(&self) -> Option<RefreshPermit> {
+        use std::sync::atomic::Ordering;
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        if last.is_some_and(|t| now.duration_since(t) < KEY_REFRESH_INTERVAL) {
+            return None;
+        }
+        if self.in_flight.swap(true, Ordering::AcqRel) {
+            return None;
+        }
+        *last = Some(now);
+        Some(RefreshPermit(self.in_flight.clone()))
+    }
+}
+
+struct RefreshPermit(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for RefreshPermit {
+    fn drop(&mut self) {
+        self.0.store(false, std::sync::atomic::Ordering::Release);
+    }
 }
 
 impl Model {
@@ -164,6 +211,7 @@ impl Model {
             block_size: config.block_size as usize,
             node: system.id().as_u64(),
             clock: std::sync::Mutex::new(crate::crdt::Timestamp::MIN),
+            key_refresh: KeyRefreshLimiter::new(),
         });
         Ok((model, tasks))
     }
@@ -229,6 +277,31 @@ impl Model {
             .get(&id.to_string(), &EmptyKey)
             .await?
             .filter(|k| !k.state.is_deleted()))
+    }
+
+    /// The live key of an incoming request, before its signature is checked (so the id may be made
+    /// up by anyone): from this node's full copy of the key table, without a network call. On a miss
+    /// the key may have been created a moment ago through another node, so a majority read refreshes
+    /// the local copy — but only within [`KeyRefreshLimiter`]'s limits, and the request waits at most
+    /// [`KEY_REFRESH_WAIT`] for it (the read goes on in the background and repairs the local copy).
+    pub async fn key_for_request(&self, id: &str) -> Result<Option<Key>, ModelError> {
+        let live = |k: Option<Key>| k.filter(|k| !k.state.is_deleted());
+        if let Some(k) = live(self.keys.get_local(&id.to_string(), &EmptyKey)?) {
+            return Ok(Some(k));
+        }
+        let Some(permit) = self.key_refresh.try_start() else {
+            return Ok(None);
+        };
+        let (keys, id) = (self.keys.clone(), id.to_string());
+        let refresh = tokio::spawn(async move {
+            let _permit = permit;
+            keys.get_fresh(&id, &EmptyKey).await
+        });
+        match tokio::time::timeout(KEY_REFRESH_WAIT, refresh).await {
+            Ok(Ok(found)) => Ok(live(found?)),
+            // Slow (a majority unreachable) or failed: the local copy's answer stands.
+            Ok(Err(_)) | Err(_) => Ok(None),
+        }
     }
 
     /// A live key read from a majority of nodes (after a local copy said no: it may be a moment behind).

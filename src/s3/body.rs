@@ -73,9 +73,9 @@ impl Digester {
 
     pub async fn finish(mut self) -> Result<Digests, S3Error> {
         self.tx = None;
-        self.handle
-            .await
-            .map_err(|e| err(S3ErrorCode::InternalError, format!("hashing task: {e}")))
+        self.handle.await.map_err(|e| {
+            S3Error::internal(S3ErrorCode::InternalError, format!("hashing task: {e}"))
+        })
     }
 }
 

@@ -90,11 +90,12 @@ pub async fn create_bucket(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> 
         .with("BucketName", name));
     }
     match ctx.model().create_bucket(&name, Some(&ctx.key.id)).await {
-        Ok(_) => Ok(Response::builder()
-            .status(StatusCode::OK)
-            .header("location", format!("/{name}"))
-            .body(super::server::full(bytes::Bytes::new()))
-            .expect("valid headers")),
+        Ok(_) => super::server::respond(
+            Response::builder()
+                .status(StatusCode::OK)
+                .header("location", format!("/{name}")),
+            super::server::full(bytes::Bytes::new()),
+        ),
         Err(ModelError::InvalidBucketName(_)) => Err(err(
             S3ErrorCode::InvalidBucketName,
             "The specified bucket is not valid.",

@@ -145,6 +145,9 @@ pub struct S3Error {
     /// Extra XML elements some errors carry (e.g. `("Region", "garage")` for
     /// AuthorizationHeaderMalformed, `("ActualObjectSize", "…")` for InvalidRange).
     pub extra: Vec<(&'static str, String)>,
+    /// What went wrong inside, for the server's log only (logged with the request id): never sent
+    /// to the client, who may be anyone (file paths, peer addresses and internal errors stay here).
+    pub detail: Option<String>,
 }
 
 impl S3Error {
@@ -153,6 +156,22 @@ impl S3Error {
             code,
             message: message.into(),
             extra: vec![],
+            detail: None,
+        }
+    }
+
+    /// A failure of the server itself: the client gets S3's generic wording for `code` (500
+    /// InternalError or 503 ServiceUnavailable) and the request id; `detail` goes to the log.
+    pub fn internal(code: S3ErrorCode, detail: impl Into<String>) -> S3Error {
+        let message = match code {
+            S3ErrorCode::ServiceUnavailable => {
+                "Not enough storage nodes are reachable right now. Please retry."
+            }
+            _ => "We encountered an internal error. Please try again.",
+        };
+        S3Error {
+            detail: Some(detail.into()),
+            ..S3Error::new(code, message)
         }
     }
 

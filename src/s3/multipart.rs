@@ -7,7 +7,7 @@ use hyper::{Response, StatusCode};
 use super::bucket::owner_of;
 use super::error::{S3Error, S3ErrorCode, err};
 use super::object::{Received, headers_to_store, receive};
-use super::server::{Ctx, ResBody, empty, full, internal, small_body, xml_response};
+use super::server::{Ctx, ResBody, empty, full, internal, respond, small_body, xml_response};
 use super::xml;
 use crate::model::multipart::{CompleteError, MAX_PART_NUMBER, Upload};
 use crate::model::object::VersionState;
@@ -102,7 +102,7 @@ pub async fn upload_part(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
     if let Some(c) = &checksum {
         r = r.header(c.algorithm.header_name(), c.to_base64());
     }
-    Ok(r.body(full(Bytes::new())).expect("valid headers"))
+    respond(r, full(Bytes::new()))
 }
 
 pub async fn complete(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {

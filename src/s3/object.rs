@@ -9,7 +9,7 @@ use hyper::{Response, StatusCode};
 use super::body::{Digester, Digests, ErrorSlot, Wanted, digesting};
 use super::checksum::{Checksum, RequestChecksum, content_md5, request_checksum};
 use super::error::{S3Error, S3ErrorCode, err};
-use super::server::{Ctx, ReqBody, ResBody, empty, full, internal};
+use super::server::{Ctx, ReqBody, ResBody, empty, full, internal, respond};
 use super::sigv4::ContentSha256;
 use super::xml;
 use crate::model::object::{ObjectData, ObjectMeta, ObjectVersion};
@@ -225,7 +225,7 @@ pub async fn put_object(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
     if let Some(c) = &checksum_value {
         r = r.header(c.algorithm.header_name(), c.to_base64());
     }
-    Ok(r.body(full(Bytes::new())).expect("valid headers"))
+    respond(r, full(Bytes::new()))
 }
 
 pub async fn delete_object(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
@@ -254,7 +254,12 @@ fn parse_range(h: Option<&str>, size: u64) -> Result<Option<(u64, u64)>, S3Error
         .with("RangeRequested", format!("bytes={spec}"))
         .with("ActualObjectSize", size.to_string())
     };
-    let range = match (a.parse::<u64>(), b.parse::<u64>()) {
+    // A position too large for u64 is still a position (past the end of any object).
+    let pos = |s: &str| match s.parse::<u64>() {
+        Err(_) if !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()) => Ok(u64::MAX),
+        other => other,
+    };
+    let range = match (pos(a), pos(b)) {
         (Ok(start), Ok(end)) if start <= end => (start, end.saturating_add(1).min(size)),
         (Ok(start), _) if b.is_empty() => (start, size),
         (Err(_), Ok(n)) if a.is_empty() && n > 0 => (size.saturating_sub(n), size),
@@ -412,14 +417,22 @@ pub async fn get_object(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
         ("response-content-encoding", "content-encoding"),
     ] {
         if let Some(v) = ctx.route.query.get(q) {
+            // Decoded from the query, so it may hold anything (control characters, line breaks).
+            let value = hyper::header::HeaderValue::from_str(v).map_err(|_| {
+                err(
+                    S3ErrorCode::InvalidArgument,
+                    format!("The value of {q} is not a valid header value."),
+                )
+                .with("ArgumentName", q.to_string())
+            })?;
             if let Some(hs) = r.headers_mut() {
                 hs.remove(h);
             }
-            r = r.header(h, v.as_str());
+            r = r.header(h, value);
         }
     }
     if ctx.method == hyper::Method::HEAD || begin == end {
-        return Ok(r.body(full(Bytes::new())).expect("valid headers"));
+        return respond(r, full(Bytes::new()));
     }
     let stream = model
         .read_object(&version, begin, end)
@@ -429,7 +442,7 @@ pub async fn get_object(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
         c.map(Frame::data)
             .map_err(|e| std::io::Error::other(e.to_string()))
     }));
-    Ok(r.body(BodyExt::boxed_unsync(body)).expect("valid headers"))
+    respond(r, BodyExt::boxed_unsync(body))
 }
 
 /// Largest DeleteObjects body (1000 keys of up to 1024 bytes, escaped, with markup).
@@ -504,6 +517,14 @@ mod tests {
         assert_eq!(parse_range(Some("bytes=0-1,3-4"), 10).unwrap(), None);
         assert_eq!(parse_range(Some("items=0-1"), 10).unwrap(), None);
         assert_eq!(parse_range(None, 10).unwrap(), None);
+        assert_eq!(
+            parse_range(Some("bytes=2-99999999999999999999"), 10).unwrap(),
+            Some((2, 10))
+        );
+        for huge in ["bytes=99999999999999999999-", "bytes=18446744073709551615-"] {
+            let e = parse_range(Some(huge), 10).unwrap_err();
+            assert_eq!(e.code, S3ErrorCode::InvalidRange);
+        }
         let e = parse_range(Some("bytes=10-"), 10).unwrap_err();
         assert_eq!(e.code, S3ErrorCode::InvalidRange);
         assert!(parse_range(Some("bytes=0-"), 0).is_err());

@@ -109,7 +109,12 @@ async fn handle(state: Arc<S3State>, req: Request<Incoming>) -> Response<ResBody
             .is_some_and(|v| v.as_bytes() == b"0");
     let mut resp = match handle_inner(state, req).await {
         Ok(r) => r,
-        Err(e) => error_response(&e, &resource, &request_id, head),
+        Err(e) => {
+            if let Some(detail) = &e.detail {
+                tracing::warn!(request_id, code = e.code.as_str(), "{detail}");
+            }
+            error_response(&e, &resource, &request_id, head)
+        }
     };
     let h = resp.headers_mut();
     if let Ok(v) = request_id.parse() {
@@ -140,9 +145,12 @@ pub fn error_response(
         .status(e.status())
         .header("content-type", "application/xml");
     for (name, value) in &e.extra {
+        let Ok(value) = hyper::header::HeaderValue::from_str(value) else {
+            continue;
+        };
         match *name {
-            "Region" => r = r.header("x-amz-bucket-region", value.as_str()),
-            "ETag" if e.code == S3ErrorCode::NotModified => r = r.header("etag", value.as_str()),
+            "Region" => r = r.header("x-amz-bucket-region", value),
+            "ETag" if e.code == S3ErrorCode::NotModified => r = r.header("etag", value),
             _ => (),
         }
     }
@@ -175,7 +183,7 @@ async fn handle_inner(
     })?;
     let key = state
         .model
-        .key_by_id(&auth.access_key)
+        .key_for_request(&auth.access_key)
         .await
         .map_err(internal)?
         .ok_or_else(|| {
@@ -312,7 +320,56 @@ fn request_body(
     })
 }
 
+/// Refuse a request carrying a header whose promise Grenier cannot keep (encryption, object lock,
+/// grants and public ACLs, tags, conditional writes, website redirects): silently ignoring it would
+/// store an object the client believes is encrypted, locked, tagged or private when it is not.
+/// NotImplemented (501), before anything is stored.
+pub fn refuse_unhonoured(op: Op, headers: &HeaderMap) -> Result<(), S3Error> {
+    let refuse = |what: &str| {
+        Err(err(
+            S3ErrorCode::NotImplemented,
+            format!("{what} is not supported by Grenier; nothing was changed."),
+        ))
+    };
+    for (name, value) in headers {
+        let n = name.as_str();
+        let v = value.to_str().unwrap_or("");
+        if n.starts_with("x-amz-server-side-encryption")
+            || n.starts_with("x-amz-copy-source-server-side-encryption")
+        {
+            return refuse(&format!("Server-side encryption ({n})"));
+        }
+        if n.starts_with("x-amz-object-lock-") || n == "x-amz-bypass-governance-retention" {
+            return refuse(&format!("Object lock ({n})"));
+        }
+        if n.starts_with("x-amz-grant-") {
+            return refuse(&format!("Access grants ({n})"));
+        }
+        // Everything is private to the keys allowed on the bucket: `private` (and the bucket
+        // owner's full control) is what Grenier does; any other canned ACL is not.
+        if n == "x-amz-acl" && !matches!(v, "private" | "bucket-owner-full-control") {
+            return refuse(&format!("The canned ACL {v:?}"));
+        }
+        if n == "x-amz-tagging" && !v.is_empty() {
+            return refuse("Object tagging (x-amz-tagging)");
+        }
+        if n == "x-amz-website-redirect-location" || n == "x-amz-write-offset-bytes" {
+            return refuse(n);
+        }
+    }
+    let conditional_write = matches!(
+        op,
+        Op::PutObject | Op::CopyObject | Op::CompleteMultipartUpload
+    ) && (headers.contains_key("if-match")
+        || headers.contains_key("if-none-match"));
+    if conditional_write {
+        return refuse("A conditional write (If-Match / If-None-Match on a write)");
+    }
+    Ok(())
+}
+
 async fn dispatch(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
+    refuse_unhonoured(ctx.route.op, &ctx.headers)?;
     match ctx.route.op {
         Op::ListBuckets => bucket::list_buckets(ctx).await,
         Op::CreateBucket => bucket::create_bucket(ctx).await,
@@ -347,13 +404,24 @@ pub fn no_such_bucket(name: &str) -> S3Error {
 /// A model failure as S3 sees it.
 pub fn internal(e: ModelError) -> S3Error {
     if e.is_unavailable() {
-        err(
-            S3ErrorCode::ServiceUnavailable,
-            format!("Not enough storage nodes are reachable: {e}"),
-        )
+        S3Error::internal(S3ErrorCode::ServiceUnavailable, e.to_string())
     } else {
-        err(S3ErrorCode::InternalError, e.to_string())
+        S3Error::internal(S3ErrorCode::InternalError, e.to_string())
     }
+}
+
+/// Finish a response. Header values may come from a request or stored metadata: one the builder
+/// refuses becomes an error answer (logged), never a panic of the connection's task.
+pub fn respond(
+    r: hyper::http::response::Builder,
+    body: ResBody,
+) -> Result<Response<ResBody>, S3Error> {
+    r.body(body).map_err(|e| {
+        S3Error::internal(
+            S3ErrorCode::InternalError,
+            format!("invalid response header: {e}"),
+        )
+    })
 }
 
 pub fn full(b: impl Into<Bytes>) -> ResBody {

@@ -369,6 +369,16 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
         Ok(n)
     }
 
+    /// This node's own copy of one entry, without any network call (for a full-copy table, every
+    /// entry this node has learned of). May be a moment behind a write made through another node.
+    pub fn get_local(&self, p: &F::P, s: &F::S) -> Result<Option<F::E>, TableError> {
+        let key = data::tree_key(&p.hash(), s.sort_key());
+        self.data
+            .read_entry(&key)?
+            .map(|b| TableData::<F>::decode(&b))
+            .transpose()
+    }
+
     /// Read one entry: merge of a read quorum of replicas; stale replicas are repaired in the background.
     pub async fn get(&self, p: &F::P, s: &F::S) -> Result<Option<F::E>, TableError> {
         self.get_inner(p, s, false).await
