@@ -480,3 +480,37 @@ async fn many_concurrent_big_calls_stay_within_the_peer_caps() {
     futures::future::join_all(calls).await;
     assert!(a.is_connected(&b.id));
 }
+
+#[derive(Serialize, Deserialize)]
+struct FakeGetPeers {}
+impl Message for FakeGetPeers {
+    type Response = Vec<(NodeId, String)>;
+}
+
+/// A peer answering the peer exchange with thousands of made-up nodes: at most `MAX_KNOWN_PEERS` are
+/// remembered (and dialed).
+#[tokio::test]
+async fn peer_exchange_answers_are_bounded() {
+    let (a, _) = node([9; 32]).await;
+    let (b, baddr) = node([9; 32]).await;
+    let liar: Endpoint<FakeGetPeers> = Endpoint::new(&b, "grenier/peering/peers/v1");
+    liar.set_simple_handler(|_, _: FakeGetPeers| async {
+        Ok((0..3 * peering::MAX_KNOWN_PEERS as u32)
+            .map(|i| {
+                let mut id = [0xab; 32];
+                id[..4].copy_from_slice(&i.to_be_bytes());
+                (NodeId(id), "127.0.0.1:9".to_string())
+            })
+            .collect())
+    });
+    let pa = peering::Peering::new(&a, vec![(b.id, baddr.to_string())], None);
+    let task = pa.spawn();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while pa.peers().len() < peering::MAX_KNOWN_PEERS {
+        assert!(Instant::now() < deadline, "the exchange never happened");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // One answer is applied at once, under the lock: what is there now is all of it.
+    assert_eq!(pa.peers().len(), peering::MAX_KNOWN_PEERS);
+    task.abort();
+}
