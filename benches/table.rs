@@ -46,7 +46,7 @@ fn main() {
         let t = Instant::now();
         futures::stream::iter(0..writes)
             .for_each_concurrent(64, |i| {
-                let (kv, value) = (n0.kv.clone(), value.clone());
+                let (kv, value) = (n0.kv.clone().expect("test_hooks is on"), value.clone());
                 async move { kv.insert(&KvEntry::new("bench", &format!("key{i:06}"), Some(value))).await.unwrap() }
             })
             .await;
@@ -61,7 +61,7 @@ fn main() {
         let t = Instant::now();
         let n2 = Node::start(config(root.path(), "n2", &ips[2], 3, Some(&boot))).await.unwrap();
         let n2 = Arc::new(n2);
-        wait("node 2 converges", || n2.kv.metrics().map(|m| m.entries).unwrap_or(0) >= writes).await;
+        wait("node 2 converges", || n2.kv.as_ref().expect("test_hooks is on").metrics().map(|m| m.entries).unwrap_or(0) >= writes).await;
         println!(
             "convergence of a node that missed {writes} writes (from its start): {:.2} s",
             t.elapsed().as_secs_f64()
@@ -72,7 +72,7 @@ fn main() {
         let t = Instant::now();
         futures::stream::iter(0..n)
             .for_each_concurrent(64, |i| {
-                let (kv, value) = (n0.kv.clone(), value.clone());
+                let (kv, value) = (n0.kv.clone().expect("test_hooks is on"), value.clone());
                 async move { kv.insert(&KvEntry::new("bench2", &format!("key{i:06}"), Some(value))).await.unwrap() }
             })
             .await;
@@ -85,7 +85,7 @@ fn main() {
         let p = "bench2".to_string();
         futures::stream::iter(0..n)
             .for_each_concurrent(64, |i| {
-                let (kv, p) = (n1.kv.clone(), p.clone());
+                let (kv, p) = (n1.kv.clone().expect("test_hooks is on"), p.clone());
                 async move {
                     let e = kv.get(&p, &format!("key{i:06}")).await.unwrap();
                     assert!(e.is_some());

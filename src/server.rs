@@ -1,7 +1,9 @@
 //! Wiring: builds every layer of a node from its [`Config`] and runs it.
 //!
-//! Start order: node key → metadata database → RPC listener and peering → layout manager → status gossip
-//! → admin API. Shutdown (SIGINT/SIGTERM) aborts the background tasks; every persisted state was written
+//! Start order: private directories (metadata and data dirs mode 0700, fixed if looser) → node key →
+//! metadata database → RPC listener and peering → layout manager → status gossip
+//! → admin API. With `test_hooks` (tests only) the test `kv` table is registered and the test clock
+//! offset applies; without it neither exists. Shutdown (SIGINT/SIGTERM) aborts the background tasks; every persisted state was written
 //! with write-then-rename, so there is nothing to flush beyond the database.
 
 use std::net::IpAddr;
@@ -55,7 +57,8 @@ pub struct Node {
     pub peering: Arc<Peering>,
     pub layout: Arc<LayoutManager>,
     pub system: Arc<System>,
-    pub kv: Arc<Table<KvSchema, ShardedReplication>>,
+    /// The test key-value table: only with `test_hooks`.
+    pub kv: Option<Arc<Table<KvSchema, ShardedReplication>>>,
     pub block: Arc<BlockManager>,
     pub block_ref: Arc<Table<BlockRefSchema, ShardedReplication>>,
     pub workers: Arc<Registry>,
@@ -66,11 +69,23 @@ pub struct Node {
 impl Node {
     pub async fn start(config: Config) -> Result<Node, ServerError> {
         let meta = config.metadata_dir.clone();
-        std::fs::create_dir_all(&meta)
-            .map_err(|e| ServerError::Io(meta.display().to_string(), e))?;
+        private_dir("metadata directory", &meta)?;
         for d in &config.data_dir {
-            std::fs::create_dir_all(&d.path)
-                .map_err(|e| ServerError::Io(d.path.display().to_string(), e))?;
+            if d.read_only {
+                std::fs::create_dir_all(&d.path)
+                    .map_err(|e| ServerError::Io(d.path.display().to_string(), e))?;
+            } else {
+                private_dir("data directory", &d.path)?;
+            }
+        }
+        if config.test_hooks {
+            tracing::warn!(
+                "test_hooks = true: endpoints that destroy data (/v1/debug/*, the kv table) and the test \
+                 clock offset are enabled; this is for the test suite only, never for a real node"
+            );
+            if let Some(ms) = crate::util::time::enable_test_clock_offset() {
+                tracing::warn!("test clock offset: {ms} ms");
+            }
         }
         let key = NodeKey::load_or_create(&meta)?;
         let db = Db::open_redb(&meta.join("db.redb"), config.metadata_fsync)?;
@@ -117,8 +132,14 @@ impl Node {
         let gc_config = GcConfig::with_delay(std::time::Duration::from_secs(
             config.tombstone_gc_delay_secs,
         ));
-        let kv = Table::new(KvSchema, sharded(), &system, &db)?;
-        tasks.extend(kv.spawn_all(gc_config.clone()));
+        // The test kv table exists only with test_hooks (then on every node of the test cluster).
+        let kv = if config.test_hooks {
+            let kv = Table::new(KvSchema, sharded(), &system, &db)?;
+            tasks.extend(kv.spawn_all(gc_config.clone()));
+            Some(kv)
+        } else {
+            None
+        };
 
         // Blocks: the reference table's hook keeps local reference counts, which feed the resync queue.
         let workers = Registry::new();
@@ -194,7 +215,11 @@ impl Node {
             gc_config,
         )?;
         tasks.extend(model_tasks);
-        let mut tables: Vec<Arc<dyn TableInfo>> = vec![kv.clone(), block_ref.clone()];
+        let mut tables: Vec<Arc<dyn TableInfo>> = vec![];
+        if let Some(kv) = &kv {
+            tables.push(kv.clone());
+        }
+        tables.push(block_ref.clone());
         tables.extend(model.tables());
         workers.add_worker(Arc::new(TableWorkers(tables.clone())));
 
@@ -228,6 +253,7 @@ impl Node {
             block_size: config.block_size,
             admin_token: config.admin.admin_token.clone(),
             metrics_token: config.admin.metrics_token.clone(),
+            test_hooks: config.test_hooks,
         });
         tasks.push(admin::serve(config.admin.api_bind_addr, admin_state).await?);
         let s3_state = Arc::new(crate::s3::server::S3State {
@@ -287,6 +313,19 @@ impl Node {
     }
 }
 
+/// Create `dir` mode 0700, or set an existing one open to other users to 0700 (logged).
+fn private_dir(what: &str, dir: &std::path::Path) -> Result<(), ServerError> {
+    let fixed = crate::util::fs::create_private_dir(dir)
+        .map_err(|e| ServerError::Io(dir.display().to_string(), e))?;
+    if let Some(old) = fixed {
+        tracing::warn!(
+            "{what} {} was mode {old:04o} (open to other users); set it to 0700",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
 /// A tunable whose value survives restarts (tree `worker_vars`, big-endian u64 per name).
 fn persisted_tunable(
     tree: &crate::db::Tree,
@@ -331,6 +370,12 @@ mod tests {
         }
     }
 
+    fn kv(
+        n: &Node,
+    ) -> &std::sync::Arc<crate::table::Table<KvSchema, crate::table::ShardedReplication>> {
+        n.kv.as_ref().expect("test_hooks is on")
+    }
+
     fn put(d: &TableData<KvSchema>, e: &KvEntry) {
         d.update_entry(&TableData::<KvSchema>::encode(e).unwrap())
             .unwrap();
@@ -361,10 +406,16 @@ mod tests {
                 "metadata_dir = \"meta\"\ndata_dir = \"data\"\nreplication_factor = 3\n\
                  rpc_bind_addr = \"{ip}:3901\"\nrpc_public_addr = \"{ip}:3901\"\n\
                  rpc_bind_outgoing = true\nrpc_secret = \"{SECRET}\"\n{boot}\n\
+                 test_hooks = true\n\
                  [s3_api]\napi_bind_addr = \"{ip}:3900\"\n[admin]\napi_bind_addr = \"{ip}:3903\"\nadmin_token = \"t\"\n"
             );
             let path = dir.join("grenier.toml");
             std::fs::write(&path, &text).unwrap();
+            std::fs::set_permissions(
+                &path,
+                <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600),
+            )
+            .unwrap();
             Config::load(&path).unwrap()
         };
         async fn wait(what: &str, mut f: impl FnMut() -> bool) {
@@ -387,8 +438,8 @@ mod tests {
         };
         let gc_of = |n: &Node| {
             TableGc::new(
-                n.kv.data.clone(),
-                n.kv.replication.clone(),
+                kv(n).data.clone(),
+                kv(n).replication.clone(),
                 n.system.clone(),
                 gc_config.clone(),
             )
@@ -427,13 +478,13 @@ mod tests {
         .await;
 
         // Deleted while node 2 is down: a quorum (nodes 0 and 1) has the tombstone.
-        n0.kv.insert(&entry("doomed", 20, None)).await.unwrap();
+        kv(&n0).insert(&entry("doomed", 20, None)).await.unwrap();
         for n in [&n0, &n1] {
             assert!(
                 current_tombstone(
-                    &n.kv.data,
+                    &kv(n).data,
                     &key,
-                    &blake2sum(&n.kv.data.read_entry(&key).unwrap().unwrap())
+                    &blake2sum(&kv(n).data.read_entry(&key).unwrap().unwrap())
                 )
                 .unwrap()
                 .is_some()
@@ -443,14 +494,14 @@ mod tests {
         let r = gc0.round(&mut None).await.unwrap();
         assert_eq!((r.due, r.collected, r.deferred), (1, 0, 1), "{r:?}");
         assert!(
-            n0.kv.data.read_entry(&key).unwrap().is_some(),
+            kv(&n0).data.read_entry(&key).unwrap().is_some(),
             "tombstone kept"
         );
         assert!(
-            n1.kv.data.read_entry(&key).unwrap().is_some(),
+            kv(&n1).data.read_entry(&key).unwrap().is_some(),
             "tombstone kept"
         );
-        assert_eq!(n0.kv.data.gc_todo.len().unwrap(), 1);
+        assert_eq!(kv(&n0).data.gc_todo.len().unwrap(), 1);
         let m = gc0.metrics().unwrap();
         assert_eq!((m.pending, m.failed_batches, m.nodes_backed_off), (1, 1, 1));
         // In backoff: the next round does not even try.
@@ -468,13 +519,13 @@ mod tests {
         assert_eq!((r.collected, r.deferred), (1, 0), "{r:?}");
         for n in [&n0, &n1, &n2] {
             assert!(
-                n.kv.data.read_entry(&key).unwrap().is_none(),
+                kv(n).data.read_entry(&key).unwrap().is_none(),
                 "removed everywhere"
             );
         }
-        assert!(n0.kv.data.gc_todo.is_empty().unwrap());
+        assert!(kv(&n0).data.gc_todo.is_empty().unwrap());
         assert_eq!(
-            n0.kv
+            kv(&n0)
                 .get(&"p".to_string(), &"doomed".to_string())
                 .await
                 .unwrap(),
@@ -485,13 +536,13 @@ mod tests {
         // The other replicas' to-dos for the same tombstone are dropped as stale by their own workers.
         let tasks = [gc1.spawn(), gc2.spawn()];
         wait("other to-dos dropped", || {
-            n1.kv.data.gc_todo.is_empty().unwrap() && n2.kv.data.gc_todo.is_empty().unwrap()
+            kv(&n1).data.gc_todo.is_empty().unwrap() && kv(&n2).data.gc_todo.is_empty().unwrap()
         })
         .await;
         assert_eq!(gc1.metrics().unwrap().stale_dropped, 1);
         for n in [&n0, &n1, &n2] {
             assert!(
-                n.kv.data.read_entry(&key).unwrap().is_none(),
+                kv(n).data.read_entry(&key).unwrap().is_none(),
                 "never came back"
             );
         }

@@ -23,11 +23,18 @@ pub fn config(
     let text = format!(
         "metadata_dir = \"meta\"\ndata_dir = \"data\"\nreplication_factor = {rf}\nrpc_bind_addr = \"{ip}:3901\"\n\
          rpc_public_addr = \"{ip}:3901\"\nrpc_bind_outgoing = true\nrpc_secret = \"{SECRET}\"\n{boot}\n\
+         test_hooks = true\n\
          [s3_api]\napi_bind_addr = \"{ip}:3900\"\ns3_region = \"garage\"\n\
          [admin]\napi_bind_addr = \"{ip}:3903\"\nadmin_token = \"bench\"\n"
     );
     let path = dir.join("grenier.toml");
     std::fs::write(&path, text).unwrap();
+    // Inline secrets: a node refuses a config file other users can read.
+    std::fs::set_permissions(
+        &path,
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600),
+    )
+    .unwrap();
     Config::load(&path).unwrap()
 }
 

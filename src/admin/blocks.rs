@@ -4,7 +4,7 @@
 //! - `POST /v1/workers/set` `{"name": "resync-tranquility", "value": 0}`: change a tunable now.
 //! - `POST /v1/repair/scrub` `{"command": "start|pause|resume|cancel"}`: control the scrub.
 //! - `POST /v1/repair/blocks`: queue a check of every block this node references or holds.
-//! - Test tools under `/v1/debug/blocks`: `POST .../generate` `{"count", "size", "seed", "ref",
+//! - Test tools under `/v1/debug/blocks` (the two POSTs only with `test_hooks = true`): `POST .../generate` `{"count", "size", "seed", "ref",
 //!   "compressible"}` writes deterministic pseudo-random blocks with a reference named `ref`;
 //!   `GET .../<hash>` reads one (reporting who served it and how long it took); `GET .../local` lists
 //!   the blocks stored on this node; `POST .../unref` `{"ref", "hashes"}` deletes references.

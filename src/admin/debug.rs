@@ -1,13 +1,17 @@
 //! Table statistics and the test key-value table.
 //!
 //! `/v1/debug/kv/<partition>/<key>`: PUT `{"value": "..."}`, GET, DELETE; `/v1/debug/kv/<partition>` GET
-//! lists (`?start=<key>&limit=<n>&reverse=true`). Path segments are percent-decoded.
+//! lists (`?start=<key>&limit=<n>&reverse=true`, `limit` at most [`MAX_KV_LIST`]). Path segments are
+//! percent-decoded. The kv endpoints exist only with `test_hooks = true` (routing in `admin/mod.rs`).
 
 use hyper::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use super::{AdminState, ApiError};
 use crate::table::kv::KvEntry;
+
+/// Most entries one kv listing returns.
+pub const MAX_KV_LIST: usize = 10_000;
 
 pub(super) async fn route(
     state: &AdminState,
@@ -47,7 +51,12 @@ pub(super) async fn route(
         Some((p, k)) => (percent_decode(p)?, Some(percent_decode(k)?)),
         None => (percent_decode(rest)?, None),
     };
-    let kv = &state.kv;
+    let kv = state.kv.as_ref().ok_or_else(|| {
+        ApiError(
+            StatusCode::NOT_FOUND,
+            "the test kv table exists only with `test_hooks = true`".into(),
+        )
+    })?;
     match (method, key) {
         (&Method::PUT, Some(key)) => {
             let value = body
@@ -94,7 +103,8 @@ pub(super) async fn route(
                         .map_err(|_| ApiError::bad_request("limit must be a number"))
                 })
                 .transpose()?
-                .unwrap_or(1000);
+                .unwrap_or(1000)
+                .min(MAX_KV_LIST);
             let reverse = params.iter().any(|(k, v)| k == "reverse" && v == "true");
             let entries = kv
                 .get_range(&partition, start.as_ref(), None, limit, reverse)

@@ -5,6 +5,11 @@
 //! `admin_token` in the configuration, the token-protected endpoints answer 403.
 //! Errors are JSON `{"error": "<what went wrong and what to do>"}` with a 4xx/5xx status.
 //!
+//! The test endpoints that write or delete data (`/v1/debug/kv/*`, `POST /v1/debug/blocks/generate` and
+//! `.../unref`) answer 404 unless the configuration says `test_hooks = true` (test clusters only). The
+//! read-only operator endpoints (`/v1/stats`, `/v1/repair/*`, `/v1/workers`, `GET /v1/debug/blocks/*`)
+//! are always there.
+//!
 //! **Invariant:** `admin` never talks RPC itself; it calls the layers' public APIs (`layout::System`, ...).
 
 mod blocks;
@@ -69,8 +74,10 @@ impl From<crate::layout::LayoutError> for ApiError {
 
 pub struct AdminState {
     pub system: Arc<System>,
-    /// The test key-value table (`/v1/debug/kv/...`).
-    pub kv: Arc<crate::table::Table<crate::table::kv::KvSchema, crate::table::ShardedReplication>>,
+    /// The test key-value table (`/v1/debug/kv/...`): only with `test_hooks`.
+    pub kv: Option<
+        Arc<crate::table::Table<crate::table::kv::KvSchema, crate::table::ShardedReplication>>,
+    >,
     pub tables: Vec<Arc<dyn crate::table::TableInfo>>,
     pub block: Arc<crate::block::BlockManager>,
     /// The block-reference table (debug tools add and delete references).
@@ -84,6 +91,15 @@ pub struct AdminState {
     pub block_size: u64,
     pub admin_token: Option<String>,
     pub metrics_token: Option<String>,
+    /// Config `test_hooks`: the test endpoints that destroy data answer 404 without it.
+    pub test_hooks: bool,
+}
+
+/// Test endpoints that write or delete data: they exist only with `test_hooks = true`.
+fn is_test_hook(method: &Method, path: &str) -> bool {
+    path.starts_with("/v1/debug/kv/")
+        || (method == Method::POST
+            && (path == "/v1/debug/blocks/generate" || path == "/v1/debug/blocks/unref"))
 }
 
 /// Serve the admin API on `addr` until the returned task is aborted.
@@ -184,7 +200,15 @@ async fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Byt
             }
         }
     };
-    let res = if path.starts_with("/v1/keys") || path.starts_with("/v1/buckets") {
+    let res = if !state.test_hooks && is_test_hook(&method, &path) {
+        Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no such admin endpoint: {method} {path} (test endpoints exist only with \
+                 `test_hooks = true`, for test clusters)"
+            ),
+        ))
+    } else if path.starts_with("/v1/keys") || path.starts_with("/v1/buckets") {
         keys::route(state, &method, &path, req_query.as_deref(), body).await
     } else if path.starts_with("/v1/debug/blocks/")
         || path.starts_with("/v1/workers")

@@ -9,6 +9,9 @@
 //! priority (metadata traffic overtakes it frame by frame). It returns after a write quorum; the other
 //! copies complete in the background and hold their share of the buffer until they do.
 //!
+//! A replica receiving a block (`BlockRpc::Put`) decompresses and hashes it before storing it: a block
+//! that does not match its hash is answered with an error and never written.
+//!
 //! # Read path (`get_block`)
 //! Local copy first (no network). Otherwise replicas nearest first (same zone, then by measured RTT):
 //! the first is asked; if it fails, or has not started answering within a deadline of a few times its
@@ -344,6 +347,12 @@ impl BlockManager {
                     stream.ok_or_else(|| BlockError::Net("block put without data".into()))?;
                 let payload = collect(stream, len).await?;
                 let block = DataBlock::from_parts(kind, payload)?;
+                // Verified before it is stored: a block that does not match its hash is refused (the
+                // sender gets the error) and nothing is written; the scrub is not the first to notice.
+                let check = block.clone();
+                tokio::task::spawn_blocking(move || check.verify(&hash))
+                    .await
+                    .map_err(|e| BlockError::Net(format!("verify task: {e}")))??;
                 self.write_local(hash, block).await?;
                 Ok((BlockRpcResponse::Ok, None))
             }
@@ -498,5 +507,96 @@ fn quorum_error(hash: &Hash, e: crate::table::TableError) -> BlockError {
         },
         crate::table::TableError::NoLayout => BlockError::NoLayout,
         e => BlockError::Table(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::util::config::{ConsistencyMode, DataDir};
+    use crate::util::hash::blake2sum;
+
+    async fn manager(root: &std::path::Path) -> Arc<BlockManager> {
+        let net =
+            crate::net::NetApp::new(&crate::net::NodeKey::generate(), [3; 32], None, None).unwrap();
+        let peering = crate::net::peering::Peering::new(&net, vec![], None);
+        let layout = crate::layout::LayoutManager::new(&net, root, 1, false).unwrap();
+        let system = System::new(
+            &net,
+            &peering,
+            &layout,
+            ConsistencyMode::Consistent,
+            root.to_path_buf(),
+            None,
+        );
+        let db = crate::db::Db::open_mem();
+        let resync = ResyncQueue::open(&db).unwrap();
+        let rc = BlockRc::open(&db, resync.clone(), Duration::from_secs(600)).unwrap();
+        let store = BlockStore::open(
+            &[DataDir {
+                path: root.join("data"),
+                capacity: None,
+                read_only: false,
+            }],
+            false,
+        )
+        .unwrap();
+        let replication = Arc::new(ShardedReplication {
+            system: system.clone(),
+            consistency: ConsistencyMode::Consistent,
+        });
+        BlockManager::new(
+            &system,
+            Arc::new(store),
+            rc,
+            resync,
+            replication,
+            Some(1),
+            64 << 20,
+        )
+    }
+
+    fn put(hash: Hash, block: &DataBlock) -> (BlockRpc, Option<ByteStream>) {
+        let payload = block.payload().clone();
+        let msg = BlockRpc::Put {
+            hash,
+            kind: block.kind_byte(),
+            len: payload.len() as u64,
+        };
+        let stream: ByteStream = Box::pin(futures::stream::once(async move { Ok(payload) }));
+        (msg, Some(stream))
+    }
+
+    /// A block whose content does not match the hash it is sent under is refused and not stored; the
+    /// same block under its true hash is stored.
+    #[tokio::test]
+    async fn received_block_with_wrong_hash_is_refused_and_not_stored() {
+        let root = tempfile::tempdir().unwrap();
+        let m = manager(root.path()).await;
+        let from = m.system.net.id;
+        for level in [None, Some(1)] {
+            let plain = Bytes::from(vec![7u8; 100_000]);
+            let good = blake2sum(&plain);
+            let mut wrong = good;
+            wrong[0] ^= 1;
+            let block = DataBlock::from_plain(plain, level);
+            let (msg, stream) = put(wrong, &block);
+            let Err(e) = m.handle(from, msg, stream).await else {
+                panic!("a block with a wrong hash was accepted");
+            };
+            assert!(matches!(e, BlockError::Corrupted(..)), "{e}");
+            assert!(
+                !m.store.contains(&wrong),
+                "nothing stored under the wrong hash"
+            );
+            assert!(!m.store.contains(&good));
+            assert_eq!(m.metrics.bytes_written.load(Ordering::Relaxed), 0);
+
+            let (msg, stream) = put(good, &block);
+            m.handle(from, msg, stream).await.unwrap();
+            assert!(m.store.contains(&good));
+            m.store.delete(&good).unwrap();
+            m.metrics.bytes_written.store(0, Ordering::Relaxed);
+        }
     }
 }

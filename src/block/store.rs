@@ -7,6 +7,9 @@
 //! move. Copies found elsewhere (read-only directories being drained, capacity changes) are still read and
 //! are moved home by [`BlockStore::move_to_primary`].
 //!
+//! A writable data directory is created mode 0700, and an existing one open to other users is set to
+//! 0700 when opened (logged).
+//!
 //! Every method is synchronous and may block on disk: async callers use `spawn_blocking`.
 
 use std::collections::BTreeSet;
@@ -281,7 +284,15 @@ impl BlockStore {
     /// Prepare one directory (see [`BlockStore::open`]).
     fn open_dir(d: &DataDir) -> Result<Dir, BlockError> {
         if !d.read_only {
-            fs::create_dir_all(&d.path).map_err(io_err(&d.path))?;
+            // Private to the node's user (mode 0700): other local users have no business reading blocks.
+            if let Some(old) =
+                crate::util::fs::create_private_dir(&d.path).map_err(io_err(&d.path))?
+            {
+                tracing::warn!(
+                    "data directory {} was mode {old:04o} (open to other users); set it to 0700",
+                    d.path.display()
+                );
+            }
         } else if !d.path.is_dir() {
             tracing::warn!(
                 "read-only data directory {} does not exist",
@@ -654,6 +665,19 @@ mod tests {
         }
         assert!(tmp.path().join(DIR_ID_FILE).is_file());
         assert!(store.fsync());
+    }
+
+    #[test]
+    fn data_dirs_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let (new, old) = (tmp.path().join("new/data"), tmp.path().join("old"));
+        fs::create_dir(&old).unwrap();
+        fs::set_permissions(&old, fs::Permissions::from_mode(0o755)).unwrap();
+        BlockStore::open(&[dir(&new, 1, false), dir(&old, 1, false)], false).unwrap();
+        assert_eq!(mode(&new), 0o700);
+        assert_eq!(mode(&old), 0o700);
     }
 
     #[test]

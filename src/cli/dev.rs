@@ -105,7 +105,8 @@ pub async fn run(args: &DevArgs) -> Result<()> {
     let cfg_path = args.dir.join("grenier.toml");
     let fresh = !cfg_path.exists();
     if fresh {
-        std::fs::create_dir_all(&args.dir)
+        // Private (0700), like the config file (0600): it holds the cluster secret and admin token.
+        crate::util::fs::create_private_dir(&args.dir)
             .with_context(|| format!("cannot create {}", args.dir.display()))?;
         write_private(&cfg_path, &dev_config_text(args.port_base))?;
     }

@@ -27,7 +27,9 @@
 //! by a numeric id) and [`ITx`] (operations inside a write transaction). [`Db`] (an
 //! `Arc<dyn IDb>`), [`Tree`] and [`Tx`] are the cheap, typed handles everything else uses. Two
 //! engines exist:
-//! - `redb` ([`Db::open_redb`]), the persistent engine;
+//! - `redb` ([`Db::open_redb`]), the persistent engine; its file (and a snapshot's) is created mode
+//!   0600, and an existing file readable by other users is set back to 0600 (logged): it holds every
+//!   S3 secret key;
 //! - `memory` ([`Db::open_mem`]), a `BTreeMap`-based volatile engine for unit tests, with the
 //!   same semantics (atomic transactions, snapshot-isolated iterators).
 //!

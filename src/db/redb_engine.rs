@@ -111,6 +111,28 @@ pub(crate) struct RedbEngine {
     db: Arc<Database>,
 }
 
+/// Create the database file mode 0600 (redb initialises an empty file), or restrict an existing one to
+/// 0600: it holds every S3 secret key. A mode that had to be changed is logged.
+fn create_private_file(path: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(crate::util::fs::PRIVATE_FILE_MODE)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    if let Some(old) = crate::util::fs::restrict_mode(path, crate::util::fs::PRIVATE_FILE_MODE)
+        .map_err(|e| Error::io(path, e))?
+    {
+        tracing::warn!(
+            "{} was mode {old:04o} (readable by other users); set it to 0600",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
 fn durable_commit(db: &Database) -> Result<(), Error> {
     // An empty commit with the default (immediate) durability persists every earlier
     // non-durable commit.
@@ -125,6 +147,7 @@ impl RedbEngine {
         {
             fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
         }
+        create_private_file(path)?;
         let db = Arc::new(Database::create(path)?);
         let lazy = if fsync {
             None
@@ -535,6 +558,7 @@ pub(super) fn write_snapshot(
         fs::remove_file(&tmp).map_err(|e| Error::io(&tmp, e))?;
     }
     let res = (|| {
+        create_private_file(&tmp)?;
         let db = Database::create(&tmp)?;
         for (name, mut iter) in trees {
             loop {

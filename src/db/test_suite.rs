@@ -1120,3 +1120,26 @@ fn perf() {
         println!("{name}: scan {:.0} keys/s", c as f64 / el.as_secs_f64());
     }
 }
+
+/// The database holds every S3 secret key: its file is private whatever the umask, also when it existed
+/// with a looser mode.
+#[test]
+fn redb_file_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.redb");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    {
+        let db = Db::open_redb(&path, false).unwrap();
+        db.open_tree("t").unwrap().insert(b"k", b"v").unwrap();
+        db.flush().unwrap();
+    }
+    assert_eq!(mode(&path), 0o600);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let db = Db::open_redb(&path, false).unwrap();
+    assert_eq!(mode(&path), 0o600);
+    assert_eq!(
+        db.open_tree("t").unwrap().get(b"k").unwrap().as_deref(),
+        Some(&b"v"[..])
+    );
+}

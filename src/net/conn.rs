@@ -8,12 +8,21 @@
 //! **Flow control.** Each attached stream has a credit of [`STREAM_WINDOW`] bytes. The sender takes credit
 //! before queueing a frame and the receiver returns it (`Window` frames) as its consumer reads, so a slow
 //! consumer holds back only its own stream, never the connection, and buffered bytes per stream are bounded.
+//! A peer that sends more than the credit it was given is a protocol violation.
+//!
+//! **Caps on what an (authenticated) peer can make us hold**, per connection; a peer exceeding one is a
+//! protocol violation: the connection is closed and the reason logged. Incoming requests not yet complete
+//! (multi-frame): at most [`MAX_PARTIAL_MESSAGES`] messages and [`MAX_PARTIAL_BYTES`] bytes. Incoming
+//! request streams open at once: at most [`MAX_INCOMING_STREAMS`]. Our own sending side stays well below
+//! them ([`SEND_PARTIAL_MESSAGES`], [`SEND_PARTIAL_BYTES`], [`SEND_STREAMS`]: callers wait instead), so a
+//! conforming peer never trips them; the margin covers frames still queued when a sender moves on.
+//! Values and rationale: `doc/rpc.md`.
 
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 
@@ -21,7 +30,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures::future::BoxFuture;
 use futures::{Stream, StreamExt};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::AbortHandle;
 
 use super::NetError;
@@ -35,6 +44,37 @@ pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, io::Error>> + Send
 pub const STREAM_WINDOW: usize = 4 << 20;
 /// Largest message (not stream) accepted; a peer sending more is dropped.
 pub const MAX_MESSAGE: usize = 64 << 20;
+/// Incoming requests still being received (multi-frame, last frame not yet in) a peer may have open on one
+/// connection.
+pub const MAX_PARTIAL_MESSAGES: usize = 256;
+/// Bytes of incoming requests still being received that a peer may make us buffer on one connection.
+pub const MAX_PARTIAL_BYTES: usize = 256 << 20;
+/// Request streams (attached to a peer's requests) a peer may have open at once on one connection.
+pub const MAX_INCOMING_STREAMS: usize = 256;
+/// Our own multi-frame requests being sent at once on one connection (further senders wait).
+pub const SEND_PARTIAL_MESSAGES: usize = 64;
+/// Bytes of our own multi-frame requests being sent at once on one connection (further senders wait).
+pub const SEND_PARTIAL_BYTES: usize = 128 << 20;
+/// Our own requests with an attached stream in flight at once on one connection (further callers wait).
+pub const SEND_STREAMS: usize = 128;
+/// The receiving caps of one connection (the constants above; smaller in tests).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    pub partial_messages: usize,
+    pub partial_bytes: usize,
+    pub incoming_streams: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            partial_messages: MAX_PARTIAL_MESSAGES,
+            partial_bytes: MAX_PARTIAL_BYTES,
+            incoming_streams: MAX_INCOMING_STREAMS,
+        }
+    }
+}
+
 /// Frames that may wait in each bounded queue (metadata, bulk) before senders wait.
 const QUEUE_FRAMES: usize = 32;
 /// Bytes batched into one write.
@@ -78,13 +118,26 @@ struct Pending {
 struct Incoming {
     buf: BytesMut,
     task: Option<AbortHandle>,
+    /// Some frames received, not the last one yet (counted in `State::partial`).
+    partial: bool,
+}
+
+/// The receiving end of an attached stream, as the reader sees it.
+struct InStream {
+    tx: mpsc::UnboundedSender<Result<Bytes, io::Error>>,
+    /// Bytes received and not yet credited back to the sender: never above [`STREAM_WINDOW`] for a
+    /// peer that respects flow control.
+    outstanding: Arc<AtomicUsize>,
 }
 
 #[derive(Default)]
 struct State {
     pending: HashMap<u32, Pending>,
     incoming: HashMap<u32, Incoming>,
-    in_streams: HashMap<Key, mpsc::UnboundedSender<Result<Bytes, io::Error>>>,
+    /// Incoming requests with `partial` set, and the bytes they buffer.
+    partial: usize,
+    partial_bytes: usize,
+    in_streams: HashMap<Key, InStream>,
     out_credit: HashMap<Key, Arc<Semaphore>>,
     closed: bool,
 }
@@ -106,10 +159,26 @@ pub struct Conn {
     normal: mpsc::Sender<Frame>,
     bulk: mpsc::Sender<Frame>,
     close: Notify,
+    /// Our multi-frame requests being sent: one permit each ([`SEND_PARTIAL_MESSAGES`]).
+    send_partial: Arc<Semaphore>,
+    /// Frames of our multi-frame requests being sent ([`SEND_PARTIAL_BYTES`] / [`MAX_FRAME`] permits).
+    send_partial_frames: Arc<Semaphore>,
+    /// Our requests with an attached stream in flight ([`SEND_STREAMS`]).
+    send_streams: Arc<Semaphore>,
+    limits: Limits,
 }
 
 impl Conn {
     pub(crate) fn new(peer: NodeId, remote: SocketAddr, outgoing: bool) -> (Arc<Conn>, Queues) {
+        Self::with_limits(peer, remote, outgoing, Limits::default())
+    }
+
+    pub(crate) fn with_limits(
+        peer: NodeId,
+        remote: SocketAddr,
+        outgoing: bool,
+        limits: Limits,
+    ) -> (Arc<Conn>, Queues) {
         let (control, crx) = mpsc::unbounded_channel();
         let (normal, nrx) = mpsc::channel(QUEUE_FRAMES);
         let (bulk, brx) = mpsc::channel(QUEUE_FRAMES);
@@ -123,6 +192,10 @@ impl Conn {
             normal,
             bulk,
             close: Notify::new(),
+            send_partial: Arc::new(Semaphore::new(SEND_PARTIAL_MESSAGES)),
+            send_partial_frames: Arc::new(Semaphore::new(SEND_PARTIAL_BYTES / MAX_FRAME)),
+            send_streams: Arc::new(Semaphore::new(SEND_STREAMS)),
+            limits,
         };
         (
             Arc::new(conn),
@@ -185,8 +258,8 @@ impl Conn {
                 t.abort();
             }
         }
-        for (_, tx) in st.in_streams.drain() {
-            let _ = tx.send(Err(io::Error::new(
+        for (_, s) in st.in_streams.drain() {
+            let _ = s.tx.send(Err(io::Error::new(
                 io::ErrorKind::ConnectionAborted,
                 "connection to peer closed",
             )));
@@ -278,10 +351,12 @@ impl Conn {
         let last = fl & flags::LAST != 0;
         match kind {
             Kind::Request => {
-                let mut st = self.lock();
+                let mut guard = self.lock();
+                let st = &mut *guard;
                 let inc = st.incoming.entry(id).or_insert_with(|| Incoming {
                     buf: BytesMut::new(),
                     task: None,
+                    partial: false,
                 });
                 if inc.task.is_some() {
                     return Err(NetError::Protocol(format!(
@@ -293,17 +368,53 @@ impl Conn {
                         "request larger than {MAX_MESSAGE} bytes"
                     )));
                 }
+                let lim = self.limits;
+                if !last && !inc.partial {
+                    if st.partial >= lim.partial_messages {
+                        return Err(NetError::Protocol(format!(
+                            "more than {} incomplete requests at once",
+                            lim.partial_messages
+                        )));
+                    }
+                    inc.partial = true;
+                    st.partial += 1;
+                }
+                if inc.partial {
+                    if st.partial_bytes + payload.len() > lim.partial_bytes {
+                        return Err(NetError::Protocol(format!(
+                            "more than {} bytes of incomplete requests at once",
+                            lim.partial_bytes
+                        )));
+                    }
+                    st.partial_bytes += payload.len();
+                }
                 inc.buf.extend_from_slice(&payload);
                 if !last {
                     return Ok(());
                 }
+                if inc.partial {
+                    inc.partial = false;
+                    st.partial -= 1;
+                    st.partial_bytes -= inc.buf.len();
+                }
                 let msg = std::mem::take(&mut inc.buf).freeze();
                 let stream = if fl & flags::HAS_STREAM != 0 {
-                    Some(self.open_in_stream(&mut st, (Origin::Theirs, id)))
+                    let open = st
+                        .in_streams
+                        .keys()
+                        .filter(|(o, _)| *o == Origin::Theirs)
+                        .count();
+                    if open >= lim.incoming_streams {
+                        return Err(NetError::Protocol(format!(
+                            "more than {} request streams open at once",
+                            lim.incoming_streams
+                        )));
+                    }
+                    Some(self.open_in_stream(st, (Origin::Theirs, id)))
                 } else {
                     None
                 };
-                drop(st);
+                drop(guard);
                 let prio = Prio::from_flags(fl);
                 let (endpoint, body) = decode_request(msg)?;
                 let fut = dispatch.dispatch(self.peer, &endpoint, body, stream);
@@ -352,12 +463,18 @@ impl Conn {
             Kind::RequestStream | Kind::ResponseStream => {
                 let key = (origin, id);
                 let mut st = self.lock();
-                if let Some(tx) = st.in_streams.get(&key) {
+                if let Some(s) = st.in_streams.get(&key) {
                     if fl & flags::ERROR != 0 {
                         let msg = String::from_utf8_lossy(&payload).into_owned();
-                        let _ = tx.send(Err(io::Error::other(msg)));
+                        let _ = s.tx.send(Err(io::Error::other(msg)));
                     } else if !payload.is_empty() {
-                        let _ = tx.send(Ok(payload));
+                        let n = payload.len();
+                        if s.outstanding.fetch_add(n, Ordering::AcqRel) + n > STREAM_WINDOW {
+                            return Err(NetError::Protocol(format!(
+                                "stream data beyond the {STREAM_WINDOW}-byte flow-control window"
+                            )));
+                        }
+                        let _ = s.tx.send(Ok(payload));
                     }
                     if last || fl & flags::ERROR != 0 {
                         st.in_streams.remove(&key);
@@ -381,8 +498,14 @@ impl Conn {
             }
             Kind::Cancel => {
                 let mut st = self.lock();
-                if let Some(t) = st.incoming.remove(&id).and_then(|inc| inc.task) {
-                    t.abort();
+                if let Some(inc) = st.incoming.remove(&id) {
+                    if inc.partial {
+                        st.partial -= 1;
+                        st.partial_bytes -= inc.buf.len();
+                    }
+                    if let Some(t) = inc.task {
+                        t.abort();
+                    }
                 }
                 st.in_streams.remove(&(Origin::Theirs, id));
                 if let Some(s) = st.out_credit.remove(&(Origin::Theirs, id)) {
@@ -395,12 +518,20 @@ impl Conn {
 
     fn open_in_stream(self: &Arc<Self>, st: &mut State, key: Key) -> ByteStream {
         let (tx, rx) = mpsc::unbounded_channel();
-        st.in_streams.insert(key, tx);
+        let outstanding = Arc::new(AtomicUsize::new(0));
+        st.in_streams.insert(
+            key,
+            InStream {
+                tx,
+                outstanding: outstanding.clone(),
+            },
+        );
         Box::pin(RecvStream {
             rx,
             conn: Arc::downgrade(self),
             key,
             unacked: 0,
+            outstanding,
             finished: false,
         })
     }
@@ -549,6 +680,31 @@ impl Conn {
         }
     }
 
+    /// For a request of `len` bytes that takes several frames: permits that keep our incomplete requests
+    /// within [`SEND_PARTIAL_MESSAGES`] and [`SEND_PARTIAL_BYTES`] until its last frame is queued.
+    async fn partial_send_permits(
+        &self,
+        len: usize,
+    ) -> Result<Option<(OwnedSemaphorePermit, OwnedSemaphorePermit)>, NetError> {
+        if len <= MAX_FRAME {
+            return Ok(None);
+        }
+        let frames = len.div_ceil(MAX_FRAME).min(SEND_PARTIAL_BYTES / MAX_FRAME) as u32;
+        let one = self
+            .send_partial
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| NetError::Disconnected)?;
+        let bytes = self
+            .send_partial_frames
+            .clone()
+            .acquire_many_owned(frames)
+            .await
+            .map_err(|_| NetError::Disconnected)?;
+        Ok(Some((one, bytes)))
+    }
+
     /// Send a request and wait for its reply. Dropping the returned future cancels the request remotely.
     pub(crate) async fn call(
         self: &Arc<Self>,
@@ -557,6 +713,17 @@ impl Conn {
         stream: Option<ByteStream>,
         prio: Prio,
     ) -> Reply {
+        // Stay below the peer's caps: wait for our own permits instead of tripping them.
+        let stream_permit = match &stream {
+            Some(_) => Some(
+                self.send_streams
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| NetError::Disconnected)?,
+            ),
+            None => None,
+        };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         let key = (Origin::Mine, id);
@@ -591,13 +758,17 @@ impl Conn {
             } else {
                 0
             };
-        self.send_message(Kind::Request, id, fl, prio, encode_request(endpoint, &body))
-            .await?;
+        let msg = encode_request(endpoint, &body);
+        {
+            let _partial = self.partial_send_permits(msg.len()).await?;
+            self.send_message(Kind::Request, id, fl, prio, msg).await?;
+        }
         if let (Some(stream), Some(credit)) = (stream, credit) {
             let conn = self.clone();
             let t = tokio::spawn(async move {
                 conn.send_stream(Kind::RequestStream, key, prio, credit, stream)
-                    .await
+                    .await;
+                drop(stream_permit);
             });
             guard.stream_task = Some(t.abort_handle());
         }
@@ -645,6 +816,8 @@ struct RecvStream {
     conn: Weak<Conn>,
     key: Key,
     unacked: usize,
+    /// Shared with the reader's [`InStream`]: credited back before each `Window` frame is sent.
+    outstanding: Arc<AtomicUsize>,
     finished: bool,
 }
 
@@ -655,6 +828,8 @@ impl Stream for RecvStream {
             Poll::Ready(Some(Ok(b))) => {
                 self.unacked += b.len();
                 if self.unacked >= STREAM_WINDOW / 4 {
+                    // Before the credit leaves, so the reader never counts more than the sender may send.
+                    self.outstanding.fetch_sub(self.unacked, Ordering::AcqRel);
                     if let Some(c) = self.conn.upgrade() {
                         let payload = Bytes::copy_from_slice(&(self.unacked as u32).to_be_bytes());
                         let f = Frame {

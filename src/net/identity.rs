@@ -46,7 +46,8 @@ impl fmt::Debug for NodeId {
     }
 }
 
-/// The node's secret key. Persisted as the raw 32-byte seed in `<metadata_dir>/node_key`, mode 0600.
+/// The node's secret key. Persisted as the raw 32-byte seed in `<metadata_dir>/node_key`, mode 0600
+/// (an existing key file readable by other users is set back to 0600 when loaded, and logged).
 #[derive(Clone)]
 pub struct NodeKey(SigningKey);
 
@@ -76,19 +77,33 @@ impl NodeKey {
                         bytes.len()
                     ))
                 })?;
+                if let Some(old) =
+                    crate::util::fs::restrict_mode(&path, crate::util::fs::PRIVATE_FILE_MODE)
+                        .map_err(io)?
+                {
+                    tracing::warn!(
+                        "{} was mode {old:04o} (readable by other users); set it to 0600",
+                        path.display()
+                    );
+                }
                 Ok(NodeKey(SigningKey::from_bytes(&seed)))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::create_dir_all(dir).map_err(io)?;
+                crate::util::fs::create_private_dir(dir).map_err(io)?;
                 let key = NodeKey::generate();
                 let tmp = dir.join("node_key.tmp");
+                // A leftover keeps its mode when reopened: start from a fresh file.
+                match std::fs::remove_file(&tmp) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+                    _ => (),
+                }
                 {
                     use std::os::unix::fs::OpenOptionsExt;
                     let mut f = std::fs::OpenOptions::new()
                         .write(true)
                         .create(true)
                         .truncate(true)
-                        .mode(0o600)
+                        .mode(crate::util::fs::PRIVATE_FILE_MODE)
                         .open(&tmp)
                         .map_err(io)?;
                     f.write_all(&key.0.to_bytes()).map_err(io)?;
@@ -119,5 +134,12 @@ mod tests {
             .mode();
         assert_eq!(mode & 0o777, 0o600);
         assert_eq!(NodeId::from_hex(&k1.id().to_hex()), Some(k1.id()));
+        // A key file made readable by others is made private again when loaded.
+        let path = dir.path().join("node_key");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let k3 = NodeKey::load_or_create(dir.path()).unwrap();
+        assert_eq!(k3.id(), k1.id());
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 }

@@ -407,7 +407,12 @@ impl NetApp {
         tokio::spawn(async move {
             let dispatch: Arc<dyn Dispatch> = me.clone();
             let why = conn.run(stream, queues, dispatch).await;
-            tracing::info!("connection to {} closed: {why}", peer.short());
+            if matches!(why, NetError::Protocol(_)) {
+                // The peer broke the protocol or one of the caps of `conn`: worth an operator's look.
+                tracing::warn!("connection to {} closed: {why}", peer.short());
+            } else {
+                tracing::info!("connection to {} closed: {why}", peer.short());
+            }
             let removed = {
                 let mut conns = me.conns.write().unwrap_or_else(|e| e.into_inner());
                 match conns.get(&peer) {

@@ -2,7 +2,7 @@
 //!
 //! Known peers come from `bootstrap_peers`, from a persisted peer list (so a restarted node finds the
 //! cluster alone), from incoming connections, and from peer exchange (each node periodically asks its peers
-//! whom they know). Disconnected peers are redialed with exponential backoff (1 s → 30 s). Every
+//! whom they know; at most [`MAX_KNOWN_PEERS`] are remembered that way). Disconnected peers are redialed with exponential backoff (1 s → 30 s). Every
 //! [`PING_INTERVAL`] each connected peer is pinged; the round-trip time is smoothed (EWMA) and used by upper
 //! layers to pick the nearest replica. [`PING_FAILURES`] missed pings in a row close the connection, so a
 //! frozen (SIGSTOPped) peer is seen down within about `PING_FAILURES × PING_INTERVAL + PING_TIMEOUT`.
@@ -28,6 +28,11 @@ pub const PING_TIMEOUT: Duration = Duration::from_secs(3);
 pub const PING_FAILURES: u32 = 3;
 const EXCHANGE_INTERVAL: Duration = Duration::from_secs(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Peers learnt through exchange stop being added beyond this many known peers (a peer's answer must not
+/// make a node remember and dial without bound).
+pub const MAX_KNOWN_PEERS: usize = 1024;
+/// Longest address accepted from a peer exchange (`host:port`).
+pub const MAX_PEER_ADDR: usize = 256;
 
 #[derive(Serialize, Deserialize)]
 struct Ping {}
@@ -357,8 +362,15 @@ impl Peering {
                 };
                 let mut peers = me.lock();
                 for (pid, addr) in list {
-                    if pid == me.net.id {
+                    if pid == me.net.id || addr.len() > MAX_PEER_ADDR {
                         continue;
+                    }
+                    if !peers.contains_key(&pid) && peers.len() >= MAX_KNOWN_PEERS {
+                        tracing::warn!(
+                            "peer exchange with {}: already {MAX_KNOWN_PEERS} known peers, ignoring the rest",
+                            id.short()
+                        );
+                        break;
                     }
                     let p = peers.entry(pid).or_insert_with(|| PeerState::new(None));
                     if p.addr.is_none() {

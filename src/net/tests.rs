@@ -216,3 +216,301 @@ async fn simultaneous_dials_keep_one_connection_and_peering_meshes() {
         t.abort();
     }
 }
+
+// ---- caps on what a peer can make us hold (a peer speaking raw frames over an in-memory pipe) ----------
+
+mod caps {
+    use bytes::{Bytes, BytesMut};
+    use futures::future::BoxFuture;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+    use super::super::conn::{self, Conn, Dispatch, Reply};
+    use super::super::frame::{Frame, HEADER_LEN, Kind, flags, parse_header};
+    use super::*;
+
+    /// Endpoint `hold` keeps the request (and its stream) forever; anything else is echoed.
+    struct Handler;
+    impl Dispatch for Handler {
+        fn dispatch(
+            &self,
+            _from: NodeId,
+            endpoint: &str,
+            body: Bytes,
+            stream: Option<ByteStream>,
+        ) -> BoxFuture<'static, Reply> {
+            let hold = endpoint == "hold";
+            Box::pin(async move {
+                if hold {
+                    let _kept = stream;
+                    std::future::pending::<()>().await;
+                }
+                Ok((body, None))
+            })
+        }
+    }
+
+    /// A connection served by `Handler`, and the peer's end of the pipe.
+    fn raw_conn() -> (DuplexStream, tokio::task::JoinHandle<NetError>) {
+        raw_conn_with(conn::Limits::default())
+    }
+
+    fn raw_conn_with(limits: conn::Limits) -> (DuplexStream, tokio::task::JoinHandle<NetError>) {
+        let (ours, theirs) = tokio::io::duplex(8 << 20);
+        let peer = NodeKey::generate().id();
+        let (c, queues) = Conn::with_limits(peer, "127.0.0.1:1".parse().unwrap(), false, limits);
+        let task = tokio::spawn(async move { c.run(ours, queues, Arc::new(Handler)).await });
+        (theirs, task)
+    }
+
+    fn request(endpoint: &str, body: &[u8]) -> Vec<u8> {
+        let mut m = (endpoint.len() as u16).to_be_bytes().to_vec();
+        m.extend_from_slice(endpoint.as_bytes());
+        m.extend_from_slice(body);
+        m
+    }
+
+    async fn send(w: &mut DuplexStream, id: u32, kind: Kind, fl: u8, payload: &[u8]) {
+        let f = Frame {
+            id,
+            kind,
+            flags: fl | flags::ORIGIN_SENDER,
+            payload: Bytes::copy_from_slice(payload),
+        };
+        let mut b = BytesMut::new();
+        f.write_header(&mut b);
+        b.extend_from_slice(payload);
+        // The connection may already have hung up on us: that is what some tests wait for.
+        let _ = w.write_all(&b).await;
+    }
+
+    /// The id of the next complete response (skipping anything else).
+    async fn response_id(r: &mut DuplexStream) -> u32 {
+        loop {
+            let mut h = [0u8; HEADER_LEN];
+            tokio::time::timeout(T, r.read_exact(&mut h))
+                .await
+                .expect("an answer in time")
+                .unwrap();
+            let (len, id, kind, fl) = parse_header(&h).unwrap();
+            let mut p = vec![0u8; len];
+            r.read_exact(&mut p).await.unwrap();
+            if kind == Kind::Response && fl & flags::LAST != 0 {
+                return id;
+            }
+        }
+    }
+
+    async fn closed_with(task: tokio::task::JoinHandle<NetError>, what: &str) {
+        let e = tokio::time::timeout(T, task)
+            .await
+            .expect("the connection is closed")
+            .unwrap();
+        assert!(
+            matches!(&e, NetError::Protocol(m) if m.contains(what)),
+            "closed for another reason: {e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn too_many_incomplete_requests_close_the_connection() {
+        let (mut peer, task) = raw_conn();
+        let first = request("echo", b"0123456789");
+        // Up to the cap: accepted, and the connection still serves.
+        for id in 1..=conn::MAX_PARTIAL_MESSAGES as u32 {
+            send(&mut peer, id, Kind::Request, 0, &first[..4]).await;
+        }
+        send(&mut peer, 1, Kind::Request, flags::LAST, &first[4..]).await;
+        assert_eq!(response_id(&mut peer).await, 1);
+        // One completed, two more started: one over the cap.
+        send(&mut peer, 100_000, Kind::Request, 0, &first[..4]).await;
+        assert!(!task.is_finished());
+        send(&mut peer, 100_001, Kind::Request, 0, &first[..4]).await;
+        closed_with(task, "incomplete requests").await;
+    }
+
+    #[tokio::test]
+    async fn too_many_incomplete_request_bytes_close_the_connection() {
+        // The same check as with the real 256 MiB cap, on a 1 MiB one (cheaper to fill).
+        let limits = conn::Limits {
+            partial_bytes: 1 << 20,
+            ..conn::Limits::default()
+        };
+        let (mut peer, task) = raw_conn_with(limits);
+        let frame = vec![0u8; MAX_FRAME_LEN];
+        let head = request("echo", b"");
+        // Two incomplete requests of 8 and 7 full frames: just under 1 MiB together.
+        send(&mut peer, 1, Kind::Request, 0, &head).await;
+        for _ in 0..8 {
+            send(&mut peer, 1, Kind::Request, 0, &frame).await;
+        }
+        send(&mut peer, 2, Kind::Request, 0, &head).await;
+        for _ in 0..7 {
+            send(&mut peer, 2, Kind::Request, 0, &frame).await;
+        }
+        // Completing a request releases its bytes.
+        send(&mut peer, 1, Kind::Request, flags::LAST, b"").await;
+        assert_eq!(response_id(&mut peer).await, 1);
+        for _ in 0..8 {
+            send(&mut peer, 2, Kind::Request, 0, &frame).await;
+        }
+        // 15 full frames (and a head) buffered: still serving; the 16th frame is over 1 MiB.
+        send(
+            &mut peer,
+            3,
+            Kind::Request,
+            flags::LAST,
+            &request("echo", b"x"),
+        )
+        .await;
+        assert_eq!(response_id(&mut peer).await, 3);
+        send(&mut peer, 2, Kind::Request, 0, &frame).await;
+        closed_with(task, "bytes of incomplete requests").await;
+    }
+
+    const MAX_FRAME_LEN: usize = super::super::frame::MAX_FRAME;
+
+    #[tokio::test]
+    async fn too_many_request_streams_close_the_connection() {
+        let (mut peer, task) = raw_conn();
+        let hold = request("hold", b"");
+        for id in 1..=conn::MAX_INCOMING_STREAMS as u32 {
+            send(
+                &mut peer,
+                id,
+                Kind::Request,
+                flags::LAST | flags::HAS_STREAM,
+                &hold,
+            )
+            .await;
+        }
+        send(
+            &mut peer,
+            5000,
+            Kind::Request,
+            flags::LAST,
+            &request("echo", b"x"),
+        )
+        .await;
+        assert_eq!(response_id(&mut peer).await, 5000);
+        send(
+            &mut peer,
+            5001,
+            Kind::Request,
+            flags::LAST | flags::HAS_STREAM,
+            &hold,
+        )
+        .await;
+        closed_with(task, "request streams").await;
+    }
+
+    #[tokio::test]
+    async fn stream_data_beyond_the_window_closes_the_connection() {
+        let (mut peer, task) = raw_conn();
+        send(
+            &mut peer,
+            1,
+            Kind::Request,
+            flags::LAST | flags::HAS_STREAM,
+            &request("hold", b""),
+        )
+        .await;
+        // The receiver never reads: exactly one window is accepted, a byte more is not.
+        let chunk = vec![0u8; MAX_FRAME_LEN];
+        for _ in 0..conn::STREAM_WINDOW / MAX_FRAME_LEN {
+            send(&mut peer, 1, Kind::RequestStream, 0, &chunk).await;
+        }
+        send(
+            &mut peer,
+            2,
+            Kind::Request,
+            flags::LAST,
+            &request("echo", b"x"),
+        )
+        .await;
+        assert_eq!(response_id(&mut peer).await, 2);
+        send(&mut peer, 1, Kind::RequestStream, 0, b"!").await;
+        closed_with(task, "flow-control window").await;
+    }
+}
+
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+struct Blob(serde_bytes::ByteBuf);
+impl Message for Blob {
+    type Response = Blob;
+}
+
+/// Our own side stays under the caps above: many concurrent multi-frame requests with streams, more than
+/// any cap, all succeed on one connection, which stays up.
+#[tokio::test]
+async fn many_concurrent_big_calls_stay_within_the_peer_caps() {
+    let (a, _) = node([8; 32]).await;
+    let (b, baddr) = node([8; 32]).await;
+    let blob_endpoint = |net: &Arc<NetApp>| {
+        let ep: Endpoint<Blob> = Endpoint::new(net, "test/blob/v1");
+        ep.set_handler(|_, msg: Blob, stream: Option<ByteStream>| async move { Ok((msg, stream)) });
+        ep
+    };
+    let _eb = blob_endpoint(&b);
+    let ea = blob_endpoint(&a);
+    a.connect(b.id, &baddr.to_string()).await.unwrap();
+    let n = 2 * conn::MAX_INCOMING_STREAMS.max(conn::MAX_PARTIAL_MESSAGES);
+    let calls = (0..n).map(|i| {
+        let ea = ea.clone();
+        let to = b.id;
+        async move {
+            // Three frames each, and a stream.
+            let msg = Blob(serde_bytes::ByteBuf::from(vec![i as u8; 150_000]));
+            let s: ByteStream = Box::pin(futures::stream::iter(vec![Ok(Bytes::from(vec![
+                i as u8;
+                100_000
+            ]))]));
+            let (r, back) = ea
+                .call_streaming(&to, &msg, Some(s), Prio::Bulk, Duration::from_secs(60))
+                .await
+                .unwrap();
+            assert_eq!(r, msg);
+            let mut got = 0;
+            let mut back = back.expect("stream comes back");
+            while let Some(c) = back.next().await {
+                got += c.unwrap().len();
+            }
+            assert_eq!(got, 100_000);
+        }
+    });
+    futures::future::join_all(calls).await;
+    assert!(a.is_connected(&b.id));
+}
+
+#[derive(Serialize, Deserialize)]
+struct FakeGetPeers {}
+impl Message for FakeGetPeers {
+    type Response = Vec<(NodeId, String)>;
+}
+
+/// A peer answering the peer exchange with thousands of made-up nodes: at most `MAX_KNOWN_PEERS` are
+/// remembered (and dialed).
+#[tokio::test]
+async fn peer_exchange_answers_are_bounded() {
+    let (a, _) = node([9; 32]).await;
+    let (b, baddr) = node([9; 32]).await;
+    let liar: Endpoint<FakeGetPeers> = Endpoint::new(&b, "grenier/peering/peers/v1");
+    liar.set_simple_handler(|_, _: FakeGetPeers| async {
+        Ok((0..3 * peering::MAX_KNOWN_PEERS as u32)
+            .map(|i| {
+                let mut id = [0xab; 32];
+                id[..4].copy_from_slice(&i.to_be_bytes());
+                (NodeId(id), "127.0.0.1:9".to_string())
+            })
+            .collect())
+    });
+    let pa = peering::Peering::new(&a, vec![(b.id, baddr.to_string())], None);
+    let task = pa.spawn();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while pa.peers().len() < peering::MAX_KNOWN_PEERS {
+        assert!(Instant::now() < deadline, "the exchange never happened");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // One answer is applied at once, under the lock: what is there now is all of it.
+    assert_eq!(pa.peers().len(), peering::MAX_KNOWN_PEERS);
+    task.abort();
+}

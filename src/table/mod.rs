@@ -100,6 +100,10 @@ type EncodedEntries = BTreeMap<Vec<u8>, Vec<u8>>;
 const TABLE_RPC_TIMEOUT: Duration = Duration::from_secs(10);
 /// Rounds of a range read that keeps asking when filtered results run short.
 const MAX_RANGE_ROUNDS: usize = 16;
+/// Most entries one `ReadRange` RPC returns, whatever `limit` the requester sent (a peer-supplied
+/// number must not size a scan or an answer); [`Table::get_range`] asks for at most this many per round
+/// and continues after the last entry returned, so a longer listing takes more rounds.
+pub const MAX_RANGE_LIMIT: usize = 4096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TableError {
@@ -234,7 +238,7 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
                     &partition_hash,
                     begin.as_deref().map(|b| &b[..]),
                     filter.as_ref(),
-                    limit,
+                    limit.min(MAX_RANGE_LIMIT),
                     reverse,
                 )?;
                 Ok(TableRpcResponse::Entries(
@@ -482,7 +486,8 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
         let mut cursor: Option<Vec<u8>> = begin.map(|s| s.sort_key().to_vec());
         let mut skip_cursor = false;
         for _ in 0..MAX_RANGE_ROUNDS {
-            let ask = limit.saturating_sub(out.len()) + usize::from(skip_cursor);
+            let ask =
+                (limit.saturating_sub(out.len()) + usize::from(skip_cursor)).min(MAX_RANGE_LIMIT);
             let msg = TableRpc::ReadRange {
                 partition_hash: hash,
                 begin: cursor.clone().map(ByteBuf::from),
@@ -704,5 +709,45 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
         );
         tasks.push(collector.spawn());
         tasks
+    }
+}
+
+#[cfg(test)]
+mod range_limit_tests {
+    use super::*;
+    use crate::table::kv::{KvEntry, KvSchema};
+
+    /// A peer asking for `usize::MAX` entries gets at most [`MAX_RANGE_LIMIT`].
+    #[tokio::test]
+    async fn read_range_limit_from_a_peer_is_clamped() {
+        let db = Db::open_mem();
+        let d = TableData::new(KvSchema, &db).unwrap();
+        let n = MAX_RANGE_LIMIT + 10;
+        for i in 0..n {
+            let e = KvEntry::new("p", &format!("k{i:06}"), Some(vec![1]));
+            d.update_entry(&TableData::<KvSchema>::encode(&e).unwrap())
+                .unwrap();
+        }
+        let committer = spawn_committer(d.clone());
+        let ask = |limit| TableRpc::ReadRange {
+            partition_hash: "p".to_string().hash(),
+            begin: None,
+            filter: None,
+            limit,
+            reverse: false,
+        };
+        for (limit, expected) in [(usize::MAX, MAX_RANGE_LIMIT), (10, 10)] {
+            let r = Table::<KvSchema, replication::ShardedReplication>::handle(
+                d.clone(),
+                &committer,
+                ask(limit),
+            )
+            .await
+            .unwrap();
+            let TableRpcResponse::Entries(list) = r else {
+                panic!("unexpected answer");
+            };
+            assert_eq!(list.len(), expected, "limit {limit}");
+        }
     }
 }

@@ -86,6 +86,8 @@ pub const BYTES_PER_PUSH: usize = 4 << 20;
 pub const PARTITIONS_IN_FLIGHT: usize = 4;
 /// Nodes asked per `GetNodes` call (an answer is at most 64 × 8.4 KiB).
 pub const NODES_PER_CALL: usize = 64;
+/// Most partitions one `RootHashes` request may list (there are 256; each is a distinct `u8`).
+pub const MAX_ROOT_HASHES: usize = 256;
 /// Period of full passes.
 pub const SYNC_INTERVAL: Duration = Duration::from_secs(60);
 /// Delay of the first full pass after start (connections form meanwhile).
@@ -228,6 +230,13 @@ impl<F: TableSchema, R: TableReplication> TableSyncer<F, R> {
     fn handle(m: &MerkleUpdater<F>, req: SyncRpc) -> Result<SyncRpcResponse, TableError> {
         match req {
             SyncRpc::RootHashes { partitions } => {
+                // A peer-supplied list: each entry costs a lookup and a line of the answer. There are
+                // only 256 partitions; a longer list is not something a node sends.
+                if partitions.len() > MAX_ROOT_HASHES {
+                    return Err(TableError::Net(format!(
+                        "RootHashes: at most {MAX_ROOT_HASHES} partitions"
+                    )));
+                }
                 if let Err(e) = m.update_all(HANDLER_DRAIN) {
                     tracing::warn!("table {}: Merkle update failed: {e}", F::TABLE_NAME);
                 }
@@ -796,6 +805,28 @@ mod tests {
     use crate::util::config::ConsistencyMode;
 
     type KvTable = Table<KvSchema, ShardedReplication>;
+
+    /// A peer listing more partitions than exist is refused before any lookup.
+    #[test]
+    fn root_hashes_request_is_bounded() {
+        let db = Db::open_mem();
+        let data = TableData::new(KvSchema, &db).unwrap();
+        let m = MerkleUpdater::new(&data).unwrap();
+        let ok = TableSyncer::<KvSchema, ShardedReplication>::handle(
+            &m,
+            SyncRpc::RootHashes {
+                partitions: (0..=255).collect(),
+            },
+        );
+        assert!(matches!(ok, Ok(SyncRpcResponse::RootHashes(r)) if r.len() == 256));
+        let too_many = TableSyncer::<KvSchema, ShardedReplication>::handle(
+            &m,
+            SyncRpc::RootHashes {
+                partitions: vec![0; 1 << 20],
+            },
+        );
+        assert!(matches!(too_many, Err(TableError::Net(e)) if e.contains("at most 256")));
+    }
 
     struct Node {
         net: Arc<NetApp>,

@@ -19,6 +19,12 @@
 //!   are read at load time (surrounding whitespace trimmed) and must not be world-readable
 //!   (`chmod 600 <file>`). [`Config`] holds the secret values themselves; its `Debug` output
 //!   redacts them, and error messages never print them.
+//! - **A configuration file holding an inline secret must not be world-readable**: [`Config::load`]
+//!   refuses it (the error names the secret's field and says `chmod 600 <file>`), since anyone on the
+//!   machine could otherwise join the cluster or drive the admin API. [`Config::parse`] (text without
+//!   a file) does not check modes.
+//! - **`test_hooks`** (default `false`) enables, for the test suite only, the endpoints that destroy data
+//!   (`/v1/debug/*` writes, the test `kv` table) and the test clock offset; see `doc/configuration.md`.
 //! - Sizes (`block_size`, `data_dir` capacities) accept a size string such as `"1MiB"` or `"2T"`
 //!   or an integer number of bytes (see [`crate::util::size`]).
 
@@ -120,6 +126,9 @@ pub struct Config {
     pub s3_web: Option<S3WebConfig>,
     /// `[admin]`, defaults filled in when the section is absent.
     pub admin: AdminConfig,
+    /// For the test suite only: enables endpoints that destroy data (`/v1/debug/*` writes, the test
+    /// `kv` table) and the test clock offset (`GRENIER_TEST_CLOCK_OFFSET_MS`). Default `false`.
+    pub test_hooks: bool,
 }
 
 /// One data directory.
@@ -284,6 +293,7 @@ impl fmt::Debug for Config {
             .field("s3_api", &self.s3_api)
             .field("s3_web", &self.s3_web)
             .field("admin", &self.admin)
+            .field("test_hooks", &self.test_hooks)
             .finish()
     }
 }
@@ -494,6 +504,7 @@ struct RawConfig {
     s3_api: Option<RawS3Api>,
     s3_web: Option<RawS3Web>,
     admin: Option<RawAdmin>,
+    test_hooks: Field,
 }
 
 enum RawDataDirs {
@@ -574,20 +585,16 @@ impl Config {
             path: path.to_path_buf(),
             error,
         })?;
-        Config::parse(&text, path)
+        let mut ctx = Ctx::new(&text, path);
+        ctx.world_readable = world_readable_mode(path);
+        ctx.parse()
     }
 
     /// Parses and validates configuration `text`. `path` is the file the text came from: it is
     /// named in error messages, and relative paths in the configuration (data and metadata
     /// directories, secret files) are resolved against its directory. Secret files are read.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let ctx = Ctx::new(text, path);
-        // Syntax first, so that syntax errors are reported as such.
-        if let Err(e) = toml::from_str::<toml::Table>(text) {
-            return Err(ctx.syntax_error(&e));
-        }
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ctx.serde_error(&e))?;
-        ctx.validate(raw)
+        Ctx::new(text, path).parse()
     }
 
     /// The bootstrap peers split by [`parse_bootstrap_peer`] into (node id, `host:port`).
@@ -605,6 +612,24 @@ struct Ctx<'a> {
     path: &'a Path,
     text: &'a str,
     base_dir: PathBuf,
+    /// The configuration file's mode when it is readable by every user (set by [`Config::load`]):
+    /// inline secrets are then refused.
+    world_readable: Option<u32>,
+}
+
+/// The mode of the file at `path` if every user can read it.
+fn world_readable_mode(path: &Path) -> Option<u32> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).ok()?.permissions().mode();
+        (mode & 0o004 != 0).then_some(mode & 0o7777)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
+    }
 }
 
 impl<'a> Ctx<'a> {
@@ -618,6 +643,34 @@ impl<'a> Ctx<'a> {
             path,
             text,
             base_dir,
+            world_readable: None,
+        }
+    }
+
+    fn parse(&self) -> Result<Config> {
+        // Syntax first, so that syntax errors are reported as such.
+        if let Err(e) = toml::from_str::<toml::Table>(self.text) {
+            return Err(self.syntax_error(&e));
+        }
+        let raw: RawConfig = toml::from_str(self.text).map_err(|e| self.serde_error(&e))?;
+        self.validate(raw)
+    }
+
+    /// Refuses a secret written inline in a configuration file that every user can read.
+    fn check_inline_secret(&self, field: &str, span: Range<usize>) -> Result<()> {
+        match self.world_readable {
+            None => Ok(()),
+            Some(mode) => {
+                let shown = self.path.display();
+                Err(self.err(
+                    field,
+                    Some(span),
+                    format!(
+                        "this secret is written in {shown}, which every user can read (mode {mode:04o}); \
+                         run `chmod 600 {shown}` (or move the secret to {field}_file, mode 600)"
+                    ),
+                ))
+            }
         }
     }
 
@@ -915,6 +968,7 @@ impl<'a> Ctx<'a> {
             )),
             (Some(v), None) => {
                 let token = self.string(&inline_field, v, "a token string")?;
+                self.check_inline_secret(&inline_field, v.span())?;
                 check(&inline_field, v.span(), token, "the token")
             }
             (None, Some(f)) => {
@@ -1188,6 +1242,8 @@ impl<'a> Ctx<'a> {
             },
         };
 
+        let test_hooks = self.boolean("test_hooks", &raw.test_hooks, false)?;
+
         Ok(Config {
             metadata_dir,
             data_dir,
@@ -1209,6 +1265,7 @@ impl<'a> Ctx<'a> {
             s3_api,
             s3_web,
             admin,
+            test_hooks,
         })
     }
 
@@ -1240,6 +1297,7 @@ impl<'a> Ctx<'a> {
             )),
             (Some(v), None) => {
                 let s = self.string("rpc_secret", v, "64 hex characters")?;
+                self.check_inline_secret("rpc_secret", v.span())?;
                 parse(s.trim()).map_err(|m| self.err("rpc_secret", Some(v.span()), m))
             }
             (None, Some(f)) => {
@@ -1906,6 +1964,68 @@ metrics_token = "<secret>"               # optional; /metrics is open without it
                 "{msg}"
             );
         }
+    }
+
+    #[test]
+    fn world_readable_config_with_inline_secrets_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("grenier.toml");
+        let cases = [
+            ("rpc_secret", minimal("")),
+            (
+                "admin.admin_token",
+                minimal("[admin]\nadmin_token = \"t0ken\"\n").replace(
+                    &format!("rpc_secret = \"{SECRET}\""),
+                    "rpc_secret_file = \"s\"",
+                ),
+            ),
+            (
+                "admin.metrics_token",
+                minimal("[admin]\nmetrics_token = \"t0ken\"\n").replace(
+                    &format!("rpc_secret = \"{SECRET}\""),
+                    "rpc_secret_file = \"s\"",
+                ),
+            ),
+        ];
+        let secret = dir.path().join("s");
+        fs::write(&secret, SECRET).unwrap();
+        fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).unwrap();
+        for (field, text) in cases {
+            fs::write(&cfg, &text).unwrap();
+            fs::set_permissions(&cfg, fs::Permissions::from_mode(0o644)).unwrap();
+            let e = Config::load(&cfg).expect_err(field);
+            let msg = e.to_string();
+            assert_eq!(e.field(), Some(field), "{msg}");
+            assert!(
+                msg.contains(&format!("chmod 600 {}", cfg.display())) && msg.contains("0644"),
+                "{msg}"
+            );
+            assert!(!msg.contains(SECRET) && !msg.contains("t0ken"), "{msg}");
+            // Readable by the group only, or by the owner only: accepted.
+            for mode in [0o640, 0o600] {
+                fs::set_permissions(&cfg, fs::Permissions::from_mode(mode)).unwrap();
+                Config::load(&cfg).unwrap();
+            }
+            // Parsing text (no file to check) is not affected.
+            Config::parse(&text, &cfg).unwrap();
+        }
+        // Secrets only in files: a world-readable config file is fine.
+        let text = minimal("").replace(
+            &format!("rpc_secret = \"{SECRET}\""),
+            "rpc_secret_file = \"s\"",
+        );
+        fs::write(&cfg, &text).unwrap();
+        fs::set_permissions(&cfg, fs::Permissions::from_mode(0o644)).unwrap();
+        Config::load(&cfg).unwrap();
+    }
+
+    #[test]
+    fn test_hooks_default_off() {
+        assert!(!parse(&minimal("")).unwrap().test_hooks);
+        assert!(parse(&minimal("test_hooks = true")).unwrap().test_hooks);
+        assert!(!parse(&minimal("test_hooks = false")).unwrap().test_hooks);
+        let msg = parse_err(&minimal("test_hooks = \"yes\""));
+        assert!(msg.contains("test_hooks"), "{msg}");
     }
 
     #[test]

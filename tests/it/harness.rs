@@ -71,6 +71,13 @@ impl NodeSpec {
         } else {
             "data_dir = \"data\""
         };
+        // The suite drives the test endpoints (kv table, debug blocks) and the test clock: on unless a
+        // test sets `test_hooks` itself.
+        let test_hooks = if self.extra.contains("test_hooks") {
+            ""
+        } else {
+            "test_hooks = true"
+        };
         let text = format!(
             r#"metadata_dir = "meta"
 {data_dir}
@@ -80,6 +87,7 @@ rpc_public_addr = "{ip}:3901"
 rpc_bind_outgoing = true
 rpc_secret = "{secret}"
 bootstrap_peers = [{boot}]
+{test_hooks}
 {extra}
 
 [s3_api]
@@ -96,7 +104,14 @@ admin_token = "{token}"
             extra = self.extra,
             token = ADMIN_TOKEN
         );
-        std::fs::write(self.config_path(), text).unwrap();
+        // Inline secrets: the node refuses a config file other users can read.
+        let path = self.config_path();
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(
+            &path,
+            <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600),
+        )
+        .unwrap();
     }
 }
 

@@ -1,5 +1,6 @@
 //! Integration tests: one binary (fast linking), one module per feature, shared harness.
 
+mod at_rest;
 mod block;
 mod cluster;
 mod harness;
