@@ -48,6 +48,8 @@ pub struct NodeSpec {
     pub extra: String,
     /// Extra environment variables of the server process.
     pub env: Vec<(String, String)>,
+    /// Extra lines of the `[s3_api]` section.
+    pub s3_api_extra: String,
 }
 
 impl NodeSpec {
@@ -84,6 +86,7 @@ bootstrap_peers = [{boot}]
 
 [s3_api]
 api_bind_addr = "{ip}:3900"
+{s3_api_extra}
 
 [admin]
 api_bind_addr = "{ip}:3903"
@@ -94,7 +97,8 @@ admin_token = "{token}"
             secret = self.secret,
             boot = boot.join(", "),
             extra = self.extra,
-            token = ADMIN_TOKEN
+            token = ADMIN_TOKEN,
+            s3_api_extra = self.s3_api_extra,
         );
         std::fs::write(self.config_path(), text).unwrap();
     }
@@ -267,6 +271,7 @@ pub fn node_spec(root: &Path, ip: &str, rf: usize, secret: &str, i: usize) -> No
         rf,
         extra: String::new(),
         env: vec![],
+        s3_api_extra: String::new(),
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod block;
 mod cluster;
+mod front_door;
 mod harness;
 mod s3;
 mod table;
