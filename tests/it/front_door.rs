@@ -113,6 +113,48 @@ fn target(uri: &str) -> (String, String) {
     (host.to_string(), path.to_string())
 }
 
+/// Send a request head one byte a second, never finishing it; returns how long after the first byte
+/// the server closed the connection, and what it sent.
+async fn slowloris(addr: String) -> (Duration, Vec<u8>) {
+    let s = TcpStream::connect(&addr).await.unwrap();
+    let (mut r, mut w) = s.into_split();
+    let head =
+        b"GET /door/big HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let t0 = Instant::now();
+    let writer = tokio::spawn(async move {
+        for b in head {
+            if w.write_all(&[*b]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        std::future::pending::<()>().await;
+    });
+    let got = read_until_closed(&mut r, Duration::from_secs(40), "slowloris").await;
+    writer.abort();
+    (t0.elapsed(), got)
+}
+
+/// Send the head of the presigned PUT `uri` and 10 of the 1000 bytes it announces, then nothing;
+/// checks the answer is `400 RequestTimeout` closing the connection and returns how long it took.
+async fn stalled_put(addr: String, uri: String) -> Duration {
+    let (host, path) = target(&uri);
+    let mut s = TcpStream::connect(&addr).await.unwrap();
+    let head = format!("PUT {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 1000\r\n\r\n");
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(b"0123456789").await.unwrap();
+    let t0 = Instant::now();
+    let got = read_until_closed(&mut s, Duration::from_secs(40), "stalled body").await;
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    assert!(text.contains("<Code>RequestTimeout</Code>"), "{text}");
+    assert!(
+        text.to_ascii_lowercase().contains("connection: close"),
+        "{text}"
+    );
+    t0.elapsed()
+}
+
 #[test]
 fn slow_clients_are_cut_off_at_the_configured_timeouts() {
     let door = Door::start();
@@ -157,51 +199,19 @@ fn slow_clients_are_cut_off_at_the_configured_timeouts() {
         });
 
         // Slowloris: a request head, one byte a second, never finished.
-        let slowloris = tokio::spawn({
-            let addr = addr.clone();
-            async move {
-                let s = TcpStream::connect(&addr).await.unwrap();
-                let (mut r, mut w) = s.into_split();
-                let head = b"GET /door/big HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaa";
-                let t0 = Instant::now();
-                let writer = tokio::spawn(async move {
-                    for b in head {
-                        if w.write_all(&[*b]).await.is_err() {
-                            return;
-                        }
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
-                    std::future::pending::<()>().await;
-                });
-                let got = read_until_closed(&mut r, Duration::from_secs(30), "slowloris").await;
-                writer.abort();
-                assert!(!String::from_utf8_lossy(&got).contains(" 200 "));
-                assert_within("slowloris", t0.elapsed(), HEADER_SECS);
-            }
-        });
+        let slowloris = tokio::spawn(slowloris(addr.clone()));
+        let slowloris = async move {
+            let (elapsed, got) = slowloris.await.unwrap();
+            assert!(!String::from_utf8_lossy(&got).contains(" 200 "));
+            assert_within("slowloris", elapsed, HEADER_SECS);
+        };
 
         // A signed PUT whose body stops after a few bytes: 400 RequestTimeout, connection closed.
-        let stall = tokio::spawn({
-            let addr = addr.clone();
-            let (host, path) = target(put.uri());
-            async move {
-                let mut s = TcpStream::connect(&addr).await.unwrap();
-                let head =
-                    format!("PUT {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 1000\r\n\r\n");
-                s.write_all(head.as_bytes()).await.unwrap();
-                s.write_all(b"0123456789").await.unwrap();
-                let t0 = Instant::now();
-                let got = read_until_closed(&mut s, Duration::from_secs(30), "stalled body").await;
-                let text = String::from_utf8_lossy(&got);
-                assert!(text.starts_with("HTTP/1.1 400"), "{text}");
-                assert!(text.contains("<Code>RequestTimeout</Code>"), "{text}");
-                assert!(
-                    text.to_ascii_lowercase().contains("connection: close"),
-                    "{text}"
-                );
-                assert_within("stalled body", t0.elapsed(), BODY_STALL_SECS);
-            }
-        });
+        let stall = tokio::spawn(stalled_put(addr.clone(), put.uri().to_string()));
+        let stall = async move {
+            let elapsed = stall.await.unwrap();
+            assert_within("stalled body", elapsed, BODY_STALL_SECS);
+        };
 
         // A GET whose client never reads: cut once the socket accepted nothing for the send stall
         // timeout. A small receive buffer makes the kernel buffers fill quickly.
@@ -225,9 +235,9 @@ fn slow_clients_are_cut_off_at_the_configured_timeouts() {
             }
         });
 
-        for t in [idle, slowloris, stall, slow_reader] {
-            t.await.unwrap();
-        }
+        let (idle, (), (), slow_reader) = tokio::join!(idle, slowloris, stall, slow_reader);
+        idle.unwrap();
+        slow_reader.unwrap();
 
         // Nothing of the stalled upload was stored; the server still serves.
         let e = c
@@ -282,6 +292,18 @@ fn a_flood_of_idle_connections_does_not_lock_out_clients() {
             }));
         }
 
+        // A slowloris and a stalled upload queued behind them: cut within their own timeouts of
+        // being accepted.
+        let put = c
+            .put_object()
+            .bucket("door")
+            .key("stalled")
+            .presigned(PresigningConfig::expires_in(Duration::from_secs(600)).unwrap())
+            .await
+            .unwrap();
+        let slow = tokio::spawn(slowloris(addr.clone()));
+        let stall = tokio::spawn(stalled_put(addr.clone(), put.uri().to_string()));
+
         // An authenticated client, on a fresh connection, during the flood: it waits in the listen
         // backlog until idle sockets are closed, then is served.
         let during = door.client();
@@ -321,6 +343,24 @@ fn a_flood_of_idle_connections_does_not_lock_out_clients() {
             served <= bound + SLACK,
             "the client was served after {served:?}"
         );
+        let (slow, _) = slow.await.unwrap();
+        assert!(
+            slow <= bound + Duration::from_secs(HEADER_SECS) + SLACK,
+            "slowloris closed after {slow:?}"
+        );
+        let stall = stall.await.unwrap();
+        assert!(
+            stall <= bound + Duration::from_secs(BODY_STALL_SECS) + SLACK,
+            "stalled body answered after {stall:?}"
+        );
+        let e = c
+            .head_object()
+            .bucket("door")
+            .key("stalled")
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(e.raw_response().map(|r| r.status().as_u16()), Some(404));
 
         // And after the flood.
         let got = c
