@@ -27,6 +27,7 @@ use crate::table::kv::KvSchema;
 use crate::table::{ShardedReplication, Table, TableInfo, TableWorkers};
 use crate::util::background::{Registry, Tunable};
 use crate::util::config::Config;
+use crate::util::http::{HttpLimits, default_max_connections};
 
 /// Errors that stop a node from starting.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +69,7 @@ pub struct Node {
 
 impl Node {
     pub async fn start(config: Config) -> Result<Node, ServerError> {
+        let nofile = raise_nofile_limit();
         let meta = config.metadata_dir.clone();
         private_dir("metadata directory", &meta)?;
         for d in &config.data_dir {
@@ -255,15 +257,27 @@ impl Node {
             metrics_token: config.admin.metrics_token.clone(),
             test_hooks: config.test_hooks,
         });
-        tasks.push(admin::serve(config.admin.api_bind_addr, admin_state).await?);
+        let admin_limits = HttpLimits::from_config(
+            "admin API",
+            "admin",
+            &config.admin.http,
+            default_max_connections(nofile, 16, 1024),
+        );
+        tasks.push(admin::serve(config.admin.api_bind_addr, admin_limits, admin_state).await?);
         let s3_state = Arc::new(crate::s3::server::S3State {
             model: model.clone(),
             region: config.s3_api.s3_region.clone(),
             root_domain: config.s3_api.root_domain.clone(),
         });
         let s3_addr = config.s3_api.api_bind_addr;
+        let s3_limits = HttpLimits::from_config(
+            "S3 API",
+            "s3_api",
+            &config.s3_api.http,
+            default_max_connections(nofile, 4, 16384),
+        );
         tasks.push(
-            crate::s3::server::serve(s3_addr, s3_state)
+            crate::s3::server::serve(s3_addr, s3_limits, s3_state)
                 .await
                 .map_err(|e| ServerError::Io(format!("S3 API on {s3_addr}"), e))?,
         );
@@ -324,6 +338,30 @@ fn private_dir(what: &str, dir: &std::path::Path) -> Result<(), ServerError> {
         );
     }
     Ok(())
+}
+
+/// Raise the open-file limit to the hard limit (every HTTP connection, RPC socket and open block file
+/// takes a descriptor) and return the new soft limit, which the default HTTP connection caps derive from.
+fn raise_nofile_limit() -> u64 {
+    match crate::util::rlimit::raise_nofile_limit() {
+        Ok(l) if l.after > l.before => {
+            tracing::info!("open-file limit raised from {} to {}", l.before, l.after);
+            l.after
+        }
+        Ok(l) => {
+            tracing::info!(
+                "open-file limit: {} (the hard limit is {})",
+                l.after,
+                l.hard
+            );
+            l.after
+        }
+        Err(e) => {
+            let now = crate::util::rlimit::nofile_limit().unwrap_or(1024);
+            tracing::warn!("cannot raise the open-file limit (now {now}): {e}");
+            now
+        }
+    }
 }
 
 /// A tunable whose value survives restarts (tree `worker_vars`, big-endian u64 per name).

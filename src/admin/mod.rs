@@ -22,12 +22,12 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
 use crate::layout::System;
+use crate::util::http::RequestBody as Incoming;
 
 /// Largest request body accepted.
 const MAX_BODY: usize = 1 << 20;
@@ -105,6 +105,7 @@ fn is_test_hook(method: &Method, path: &str) -> bool {
 /// Serve the admin API on `addr` until the returned task is aborted.
 pub async fn serve(
     addr: SocketAddr,
+    limits: crate::util::http::HttpLimits,
     state: Arc<AdminState>,
 ) -> Result<tokio::task::JoinHandle<()>, AdminError> {
     let listener = tokio::net::TcpListener::bind(addr)
@@ -112,6 +113,7 @@ pub async fn serve(
         .map_err(|e| AdminError::Bind(addr, e))?;
     Ok(crate::util::http::serve_http1(
         listener,
+        limits,
         64 << 10,
         state,
         |state, req| async move { handle(&state, req).await },

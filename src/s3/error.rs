@@ -40,6 +40,7 @@ pub enum S3ErrorCode {
     NotModified,
     PreconditionFailed,
     RequestHeaderSectionTooLarge,
+    RequestTimeout,
     RequestTimeTooSkewed,
     ServiceUnavailable,
     SignatureDoesNotMatch,
@@ -85,6 +86,7 @@ impl S3ErrorCode {
             NotModified => "NotModified",
             PreconditionFailed => "PreconditionFailed",
             RequestHeaderSectionTooLarge => "RequestHeaderSectionTooLarge",
+            RequestTimeout => "RequestTimeout",
             RequestTimeTooSkewed => "RequestTimeTooSkewed",
             ServiceUnavailable => "ServiceUnavailable",
             SignatureDoesNotMatch => "SignatureDoesNotMatch",
@@ -112,7 +114,7 @@ impl S3ErrorCode {
             InternalError => StatusCode::INTERNAL_SERVER_ERROR,
             NotImplemented => StatusCode::NOT_IMPLEMENTED,
             ServiceUnavailable | SlowDown => StatusCode::SERVICE_UNAVAILABLE,
-            RequestHeaderSectionTooLarge => StatusCode::BAD_REQUEST,
+            RequestHeaderSectionTooLarge | RequestTimeout => StatusCode::BAD_REQUEST,
             AuthorizationHeaderMalformed
             | BadDigest
             | EntityTooLarge

@@ -5,12 +5,12 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use http_body_util::{BodyExt, BodyStream, Full, combinators::UnsyncBoxBody};
-use hyper::body::Incoming;
 use hyper::{HeaderMap, Method, Request, Response, StatusCode};
 
 use super::error::{S3Error, S3ErrorCode, err};
@@ -21,6 +21,7 @@ use super::{bucket, copy, list, multipart, object, xml};
 use crate::model::bucket::Bucket;
 use crate::model::key::Key;
 use crate::model::{Model, ModelError};
+use crate::util::http::{HttpLimits, RequestBody};
 
 /// Largest request header section accepted (bytes); a larger one gets a 431 from hyper before routing.
 pub const MAX_HEADER_BYTES: usize = 16 << 10;
@@ -81,18 +82,20 @@ impl Ctx {
 /// Serve the S3 API on `addr` until the returned task is aborted.
 pub async fn serve(
     addr: SocketAddr,
+    limits: HttpLimits,
     state: Arc<S3State>,
 ) -> Result<tokio::task::JoinHandle<()>, std::io::Error> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     Ok(crate::util::http::serve_http1(
         listener,
+        limits,
         MAX_HEADER_BYTES.max(8192),
         state,
         handle,
     ))
 }
 
-async fn handle(state: Arc<S3State>, req: Request<Incoming>) -> Response<ResBody> {
+async fn handle(state: Arc<S3State>, req: Request<RequestBody>) -> Response<ResBody> {
     let request_id = hex::encode(crate::model::random_bytes::<8>()).to_uppercase();
     let resource = req.uri().path().to_string();
     let head = req.method() == Method::HEAD;
@@ -159,7 +162,7 @@ pub fn error_response(
 
 async fn handle_inner(
     state: Arc<S3State>,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> Result<Response<ResBody>, S3Error> {
     let (parts, body) = req.into_parts();
     let host = parts
@@ -275,15 +278,30 @@ async fn authorize(model: &Model, key: &Key, r: &Route) -> Result<Option<Bucket>
 
 /// The request body as decoded bytes: aws-chunked framing removed (chunk signatures checked, the
 /// decoded length checked against `x-amz-decoded-content-length`), HTTP errors turned into
-/// `IncompleteBody`. Also returns the handle on the trailers of an aws-chunked body.
+/// `IncompleteBody`, and a body that stalled (the listener's `body_stall_timeout_secs`) into
+/// `RequestTimeout`, as AWS answers it. Also returns the handle on the trailers of an aws-chunked body.
 fn request_body(
-    body: Incoming,
+    body: RequestBody,
     headers: &HeaderMap,
     sha: &ContentSha256,
     signing: SigningContext,
 ) -> Result<(ReqBody, Option<Trailers>), S3Error> {
-    let raw =
-        BodyStream::new(body).try_filter_map(|frame| async move { Ok(frame.into_data().ok()) });
+    // The aws-chunked decoder reports any read error as `IncompleteBody`: remember a stall here.
+    let stalled = Arc::new(AtomicBool::new(false));
+    let seen = stalled.clone();
+    let raw = TryStreamExt::inspect_err(BodyStream::new(body), move |e| {
+        if e.is_stall() {
+            seen.store(true, Ordering::Relaxed);
+        }
+    })
+    .try_filter_map(|frame| async move { Ok(frame.into_data().ok()) });
+    let timed_out = move |e: S3Error| {
+        if stalled.load(Ordering::Relaxed) {
+            request_timeout()
+        } else {
+            e
+        }
+    };
     let mode = match sha {
         ContentSha256::StreamingSigned => Some(StreamingMode::Signed(signing)),
         ContentSha256::StreamingSignedTrailer => Some(StreamingMode::SignedTrailer(signing)),
@@ -300,7 +318,7 @@ fn request_body(
                 d = d.with_decoded_length(len);
             }
             let trailers = d.trailers_handle();
-            (Box::pin(d), Some(trailers))
+            (Box::pin(d.map_err(timed_out)), Some(trailers))
         }
         None if chunked => {
             return Err(err(
@@ -315,7 +333,7 @@ fn request_body(
                     format!("The request body could not be read: {e}"),
                 )
             });
-            (Box::pin(plain), None)
+            (Box::pin(plain.map_err(timed_out)), None)
         }
     })
 }
@@ -366,6 +384,15 @@ pub fn refuse_unhonoured(op: Op, headers: &HeaderMap) -> Result<(), S3Error> {
         return refuse("A conditional write (If-Match / If-None-Match on a write)");
     }
     Ok(())
+}
+
+/// AWS's answer when a request body stops arriving.
+fn request_timeout() -> S3Error {
+    err(
+        S3ErrorCode::RequestTimeout,
+        "Your socket connection to the server was not read from or written to within the timeout \
+         period. Idle connections will be closed.",
+    )
 }
 
 async fn dispatch(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {

@@ -71,6 +71,18 @@ pub const DEFAULT_S3_REGION: &str = "garage";
 pub const DEFAULT_S3_WEB_BIND_ADDR: &str = "[::]:3902";
 /// Default `[admin] api_bind_addr`.
 pub const DEFAULT_ADMIN_BIND_ADDR: &str = "127.0.0.1:3903";
+/// Default `header_read_timeout_secs` of the HTTP listeners (`[s3_api]`, `[s3_web]`, `[admin]`).
+pub const DEFAULT_HEADER_READ_TIMEOUT_SECS: u64 = 30;
+/// Default `idle_timeout_secs` of the HTTP listeners.
+pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 60;
+/// Default `body_stall_timeout_secs` of the HTTP listeners.
+pub const DEFAULT_BODY_STALL_TIMEOUT_SECS: u64 = 60;
+/// Default `send_stall_timeout_secs` of the HTTP listeners.
+pub const DEFAULT_SEND_STALL_TIMEOUT_SECS: u64 = 60;
+/// Longest accepted HTTP listener timeout: 1 day.
+pub const MAX_HTTP_TIMEOUT_SECS: u64 = 86_400;
+/// Highest accepted `max_connections` of an HTTP listener.
+pub const MAX_HTTP_CONNECTIONS: usize = 1_000_000;
 
 // ---------------------------------------------------------------------------------------------
 // Public configuration types
@@ -216,6 +228,8 @@ pub struct S3ApiConfig {
     /// Enables virtual-hosted-style buckets. Normalized: lowercase and always starting with `.`
     /// (`"s3.example.org"` and `".s3.example.org"` both give `".s3.example.org"`).
     pub root_domain: Option<String>,
+    /// Connection cap and timeouts of the listener.
+    pub http: HttpListenerConfig,
 }
 
 impl Default for S3ApiConfig {
@@ -224,6 +238,38 @@ impl Default for S3ApiConfig {
             api_bind_addr: DEFAULT_S3_API_BIND_ADDR.parse().expect("valid default"),
             s3_region: DEFAULT_S3_REGION.to_string(),
             root_domain: None,
+            http: HttpListenerConfig::default(),
+        }
+    }
+}
+
+/// The connection cap and timeouts of an HTTP listener: the same keys in `[s3_api]`, `[s3_web]` and
+/// `[admin]` (see [`crate::util::http`] for what each bounds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HttpListenerConfig {
+    /// `max_connections`, 1..=[`MAX_HTTP_CONNECTIONS`]; `None` (the default) derives the cap from the
+    /// open-file limit at startup ([`crate::util::http::default_max_connections`]).
+    pub max_connections: Option<usize>,
+    /// Seconds from the first byte of a request head to its end; default
+    /// [`DEFAULT_HEADER_READ_TIMEOUT_SECS`].
+    pub header_read_timeout_secs: u64,
+    /// Seconds a connection may stay open without a request; default [`DEFAULT_IDLE_TIMEOUT_SECS`].
+    pub idle_timeout_secs: u64,
+    /// Seconds a request body may send nothing while it is awaited; default
+    /// [`DEFAULT_BODY_STALL_TIMEOUT_SECS`].
+    pub body_stall_timeout_secs: u64,
+    /// Seconds a client may read nothing of a response; default [`DEFAULT_SEND_STALL_TIMEOUT_SECS`].
+    pub send_stall_timeout_secs: u64,
+}
+
+impl Default for HttpListenerConfig {
+    fn default() -> Self {
+        HttpListenerConfig {
+            max_connections: None,
+            header_read_timeout_secs: DEFAULT_HEADER_READ_TIMEOUT_SECS,
+            idle_timeout_secs: DEFAULT_IDLE_TIMEOUT_SECS,
+            body_stall_timeout_secs: DEFAULT_BODY_STALL_TIMEOUT_SECS,
+            send_stall_timeout_secs: DEFAULT_SEND_STALL_TIMEOUT_SECS,
         }
     }
 }
@@ -235,6 +281,8 @@ pub struct S3WebConfig {
     pub bind_addr: SocketAddr,
     /// Normalized like [`S3ApiConfig::root_domain`].
     pub root_domain: Option<String>,
+    /// Connection cap and timeouts of the listener.
+    pub http: HttpListenerConfig,
 }
 
 impl Default for S3WebConfig {
@@ -242,6 +290,7 @@ impl Default for S3WebConfig {
         S3WebConfig {
             bind_addr: DEFAULT_S3_WEB_BIND_ADDR.parse().expect("valid default"),
             root_domain: None,
+            http: HttpListenerConfig::default(),
         }
     }
 }
@@ -256,6 +305,8 @@ pub struct AdminConfig {
     /// From `metrics_token` or `metrics_token_file`, if either is set; `/metrics` is open
     /// without it.
     pub metrics_token: Option<String>,
+    /// Connection cap and timeouts of the listener.
+    pub http: HttpListenerConfig,
 }
 
 impl Default for AdminConfig {
@@ -264,6 +315,7 @@ impl Default for AdminConfig {
             api_bind_addr: DEFAULT_ADMIN_BIND_ADDR.parse().expect("valid default"),
             admin_token: None,
             metrics_token: None,
+            http: HttpListenerConfig::default(),
         }
     }
 }
@@ -307,6 +359,7 @@ impl fmt::Debug for AdminConfig {
                 "metrics_token",
                 &self.metrics_token.as_ref().map(|_| REDACTED),
             )
+            .field("http", &self.http)
             .finish()
     }
 }
@@ -555,6 +608,11 @@ struct RawS3Api {
     api_bind_addr: Field,
     s3_region: Field,
     root_domain: Field,
+    max_connections: Field,
+    header_read_timeout_secs: Field,
+    idle_timeout_secs: Field,
+    body_stall_timeout_secs: Field,
+    send_stall_timeout_secs: Field,
 }
 
 #[derive(Deserialize)]
@@ -562,6 +620,11 @@ struct RawS3Api {
 struct RawS3Web {
     bind_addr: Field,
     root_domain: Field,
+    max_connections: Field,
+    header_read_timeout_secs: Field,
+    idle_timeout_secs: Field,
+    body_stall_timeout_secs: Field,
+    send_stall_timeout_secs: Field,
 }
 
 #[derive(Deserialize)]
@@ -572,6 +635,11 @@ struct RawAdmin {
     admin_token_file: Field,
     metrics_token: Field,
     metrics_token_file: Field,
+    max_connections: Field,
+    header_read_timeout_secs: Field,
+    idle_timeout_secs: Field,
+    body_stall_timeout_secs: Field,
+    send_stall_timeout_secs: Field,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1204,6 +1272,16 @@ impl<'a> Ctx<'a> {
                     }
                 },
                 root_domain: self.root_domain("s3_api.root_domain", &s.root_domain)?,
+                http: self.http_listener(
+                    "s3_api",
+                    [
+                        &s.max_connections,
+                        &s.header_read_timeout_secs,
+                        &s.idle_timeout_secs,
+                        &s.body_stall_timeout_secs,
+                        &s.send_stall_timeout_secs,
+                    ],
+                )?,
             },
         };
 
@@ -1216,6 +1294,16 @@ impl<'a> Ctx<'a> {
                     DEFAULT_S3_WEB_BIND_ADDR,
                 )?,
                 root_domain: self.root_domain("s3_web.root_domain", &w.root_domain)?,
+                http: self.http_listener(
+                    "s3_web",
+                    [
+                        &w.max_connections,
+                        &w.header_read_timeout_secs,
+                        &w.idle_timeout_secs,
+                        &w.body_stall_timeout_secs,
+                        &w.send_stall_timeout_secs,
+                    ],
+                )?,
             }),
         };
 
@@ -1238,6 +1326,16 @@ impl<'a> Ctx<'a> {
                     "metrics_token",
                     &a.metrics_token,
                     &a.metrics_token_file,
+                )?,
+                http: self.http_listener(
+                    "admin",
+                    [
+                        &a.max_connections,
+                        &a.header_read_timeout_secs,
+                        &a.idle_timeout_secs,
+                        &a.body_stall_timeout_secs,
+                        &a.send_stall_timeout_secs,
+                    ],
                 )?,
             },
         };
@@ -1266,6 +1364,73 @@ impl<'a> Ctx<'a> {
             s3_web,
             admin,
             test_hooks,
+        })
+    }
+
+    /// The connection cap and timeouts of the `[section]` listener, from its `max_connections`,
+    /// `header_read_timeout_secs`, `idle_timeout_secs`, `body_stall_timeout_secs` and
+    /// `send_stall_timeout_secs` (in that order).
+    fn http_listener(&self, section: &str, raw: [&Field; 5]) -> Result<HttpListenerConfig> {
+        let [max_connections, header, idle, body_stall, send_stall] = raw;
+        let max_connections = match max_connections {
+            None => None,
+            Some(v) => {
+                let field = format!("{section}.max_connections");
+                let expected = format!(
+                    "a number of connections from 1 to {MAX_HTTP_CONNECTIONS} (default: derived \
+                     from the open-file limit)"
+                );
+                match v.get_ref() {
+                    Value::Integer(i) if (1..=MAX_HTTP_CONNECTIONS as i64).contains(i) => {
+                        Some(*i as usize)
+                    }
+                    Value::Integer(i) => {
+                        return Err(self.err(
+                            &field,
+                            Some(v.span()),
+                            format!("{i} is out of range; expected {expected}"),
+                        ));
+                    }
+                    _ => return Err(self.type_error(&field, v, &expected)),
+                }
+            }
+        };
+        let timeout = |name: &str, v: &Field, default: u64| -> Result<u64> {
+            let field = format!("{section}.{name}");
+            let expected = format!(
+                "a number of seconds from 1 to {MAX_HTTP_TIMEOUT_SECS} (default {default})"
+            );
+            let Some(v) = v else { return Ok(default) };
+            match v.get_ref() {
+                Value::Integer(i) if (1..=MAX_HTTP_TIMEOUT_SECS as i64).contains(i) => {
+                    Ok(*i as u64)
+                }
+                Value::Integer(i) => Err(self.err(
+                    &field,
+                    Some(v.span()),
+                    format!("{i} is out of range; expected {expected}"),
+                )),
+                _ => Err(self.type_error(&field, v, &expected)),
+            }
+        };
+        Ok(HttpListenerConfig {
+            max_connections,
+            header_read_timeout_secs: timeout(
+                "header_read_timeout_secs",
+                header,
+                DEFAULT_HEADER_READ_TIMEOUT_SECS,
+            )?,
+            idle_timeout_secs: timeout("idle_timeout_secs", idle, DEFAULT_IDLE_TIMEOUT_SECS)?,
+            body_stall_timeout_secs: timeout(
+                "body_stall_timeout_secs",
+                body_stall,
+                DEFAULT_BODY_STALL_TIMEOUT_SECS,
+            )?,
+            send_stall_timeout_secs: timeout(
+                "send_stall_timeout_secs",
+                send_stall,
+                DEFAULT_SEND_STALL_TIMEOUT_SECS,
+            )?,
         })
     }
 
@@ -2191,5 +2356,81 @@ metrics_token = "<secret>"               # optional; /metrics is open without it
             msg.contains(": bootstrap_peers[1]: ") && msg.contains("\"nope\""),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn http_listener_limits() {
+        // Defaults, in every listener section.
+        let c = parse(&minimal(
+            "[s3_web]
+",
+        ))
+        .unwrap();
+        let d = HttpListenerConfig {
+            max_connections: None,
+            header_read_timeout_secs: 30,
+            idle_timeout_secs: 60,
+            body_stall_timeout_secs: 60,
+            send_stall_timeout_secs: 60,
+        };
+        assert_eq!(c.s3_api.http, d);
+        assert_eq!(c.admin.http, d);
+        assert_eq!(c.s3_web.unwrap().http, d);
+
+        let keys = "max_connections = 100\nheader_read_timeout_secs = 5\nidle_timeout_secs = 6\n\
+                    body_stall_timeout_secs = 7\nsend_stall_timeout_secs = 8\n";
+        let c = parse(&minimal(&format!(
+            "[s3_api]\n{keys}[s3_web]\n{keys}[admin]\n{keys}"
+        )))
+        .unwrap();
+        let set = HttpListenerConfig {
+            max_connections: Some(100),
+            header_read_timeout_secs: 5,
+            idle_timeout_secs: 6,
+            body_stall_timeout_secs: 7,
+            send_stall_timeout_secs: 8,
+        };
+        assert_eq!(c.s3_api.http, set);
+        assert_eq!(c.admin.http, set);
+        assert_eq!(c.s3_web.unwrap().http, set);
+        // Only the keys given change.
+        let c = parse(&minimal("[admin]\nidle_timeout_secs = 5\n")).unwrap();
+        assert_eq!(c.admin.http.idle_timeout_secs, 5);
+        assert_eq!(c.admin.http.header_read_timeout_secs, 30);
+        assert_eq!(c.s3_api.http, d);
+
+        for (bad, field) in [
+            ("[s3_api]\nmax_connections = 0", "s3_api.max_connections"),
+            (
+                "[s3_api]\nmax_connections = 1000001",
+                "s3_api.max_connections",
+            ),
+            (
+                "[admin]\nmax_connections = \"many\"",
+                "admin.max_connections",
+            ),
+            (
+                "[s3_api]\nheader_read_timeout_secs = 0",
+                "s3_api.header_read_timeout_secs",
+            ),
+            (
+                "[s3_web]\nidle_timeout_secs = -1",
+                "s3_web.idle_timeout_secs",
+            ),
+            (
+                "[admin]\nbody_stall_timeout_secs = 86401",
+                "admin.body_stall_timeout_secs",
+            ),
+            (
+                "[s3_api]\nsend_stall_timeout_secs = \"1m\"",
+                "s3_api.send_stall_timeout_secs",
+            ),
+        ] {
+            let msg = parse_err(&minimal(bad));
+            assert!(msg.contains(&format!(": {field}: ")), "{bad}: {msg}");
+            assert!(msg.contains("line "), "{bad}: {msg}");
+        }
+        let msg = parse_err(&minimal("[s3_api]\nidle_timeout = 5"));
+        assert!(msg.contains("did you mean `idle_timeout_secs`"), "{msg}");
     }
 }

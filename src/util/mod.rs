@@ -7,5 +7,6 @@ pub mod encode;
 pub mod fs;
 pub mod hash;
 pub mod http;
+pub mod rlimit;
 pub mod size;
 pub mod time;

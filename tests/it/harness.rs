@@ -48,6 +48,8 @@ pub struct NodeSpec {
     pub extra: String,
     /// Extra environment variables of the server process.
     pub env: Vec<(String, String)>,
+    /// Extra lines of the `[s3_api]` section.
+    pub s3_api_extra: String,
 }
 
 impl NodeSpec {
@@ -92,6 +94,7 @@ bootstrap_peers = [{boot}]
 
 [s3_api]
 api_bind_addr = "{ip}:3900"
+{s3_api_extra}
 
 [admin]
 api_bind_addr = "{ip}:3903"
@@ -102,7 +105,8 @@ admin_token = "{token}"
             secret = self.secret,
             boot = boot.join(", "),
             extra = self.extra,
-            token = ADMIN_TOKEN
+            token = ADMIN_TOKEN,
+            s3_api_extra = self.s3_api_extra,
         );
         // Inline secrets: the node refuses a config file other users can read.
         let path = self.config_path();
@@ -282,6 +286,7 @@ pub fn node_spec(root: &Path, ip: &str, rf: usize, secret: &str, i: usize) -> No
         rf,
         extra: String::new(),
         env: vec![],
+        s3_api_extra: String::new(),
     }
 }
 

@@ -3,6 +3,7 @@
 mod at_rest;
 mod block;
 mod cluster;
+mod front_door;
 mod harness;
 mod hostile;
 mod s3;
