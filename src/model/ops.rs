@@ -418,14 +418,14 @@ impl Model {
 
     /// Write a complete version (with `also`, e.g. an upload it replaces) in one quorum write. If a
     /// replica already had a newer timestamp for the key (this node's clock is behind), the version is
-    /// written again as a new version above it and the first one aborted, so that a write always lands
+    /// written again as a new version above it (which supersedes the first), so that a write always lands
     /// above every version the key has seen: at most one more round trip, only when clocks disagree.
     pub async fn write_version(
         &self,
         bucket: Hash,
         key: &str,
         mut v: ObjectVersion,
-        mut also: Vec<ObjectVersion>,
+        also: Vec<ObjectVersion>,
     ) -> Result<ObjectVersion, ModelError> {
         for _ in 0..4 {
             let mut versions = also.clone();
@@ -436,12 +436,10 @@ impl Model {
             };
             tracing::debug!("object {key}: a replica had a newer version; writing above it");
             self.observe_timestamp(newer);
-            let again = self.restamped(&v, bucket, key).await?;
-            also.push(ObjectVersion {
-                state: VersionState::Aborted,
-                ..v
-            });
-            v = again;
+            // The first version is not aborted: the new one above it supersedes it (its blocks are
+            // released then), and a version never goes from complete to aborted, which would leave
+            // the key without a current version.
+            v = self.restamped(&v, bucket, key).await?;
         }
         Ok(v)
     }
