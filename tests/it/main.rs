@@ -3,5 +3,6 @@
 mod block;
 mod cluster;
 mod harness;
+mod memory;
 mod s3;
 mod table;
