@@ -261,6 +261,36 @@ mod tests {
         assert_eq!(m.parts.len(), 2);
     }
 
+    #[test]
+    fn dropped_attempts_release_their_blocks() {
+        let db = crate::db::Db::open_mem();
+        let schema = MpuSchema {
+            version_queue: InsertQueue::open(&db).unwrap(),
+        };
+        let mut old = attempt(1, 1, true);
+        old.merge(&attempt(1, 2, false));
+        let mut new = old.clone();
+        new.merge(&attempt(1, 3, true));
+        assert_eq!(new.parts.len(), 1);
+        db.transaction(|tx| {
+            schema
+                .updated(tx, Some(&old), Some(&new))
+                .map_err(crate::db::TxError::Abort)
+        })
+        .unwrap();
+        let mut released: Vec<Hash> = schema
+            .version_queue
+            .tree()
+            .iter()
+            .unwrap()
+            .map(|r| Version::decode(&r.unwrap().1).unwrap())
+            .inspect(|v| assert!(v.deleted.get()))
+            .map(|v| v.uuid)
+            .collect();
+        released.sort();
+        assert_eq!(released, vec![[1; 32], [2; 32]]);
+    }
+
     fn upload() -> impl Strategy<Value = MultipartUpload> {
         proptest::collection::vec((1u32..3, 0u64..12, any::<bool>()), 0..10).prop_map(|xs| {
             let mut m = MultipartUpload::new([0; 32], [0; 32], "k".into());

@@ -512,6 +512,85 @@ mod tests {
         assert!(len < 4 << 20, "{len} bytes");
     }
 
+    /// The versions whose deletion the `updated` hook queues for `old` → `new`.
+    fn released(old: &Object, new: &Object) -> Vec<Hash> {
+        let db = crate::db::Db::open_mem();
+        let schema = ObjectSchema {
+            version_queue: InsertQueue::open(&db).unwrap(),
+        };
+        db.transaction(|tx| {
+            schema
+                .updated(tx, Some(old), Some(new))
+                .map_err(crate::db::TxError::Abort)
+        })
+        .unwrap();
+        let mut out: Vec<Hash> = schema
+            .version_queue
+            .tree()
+            .iter()
+            .unwrap()
+            .map(|r| Version::decode(&r.unwrap().1).unwrap())
+            .inspect(|v| assert!(v.deleted.get()))
+            .map(|v| v.uuid)
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn versions_dropped_by_the_bound_release_their_blocks() {
+        let b = [0u8; 32];
+        let mut versions = vec![v(1, 1, inline(b"one"))];
+        for i in 0..(MAX_VERSIONS as u64 - 1) {
+            let mut uuid = [0u8; 32];
+            uuid[..8].copy_from_slice(&(100 + i).to_be_bytes());
+            versions.push(ObjectVersion {
+                uuid,
+                timestamp: Timestamp::new(10 + i, 0, 0),
+                state: aborted(),
+            });
+        }
+        let old = Object::new(b, "k".into(), versions);
+        assert_eq!(old.versions.len(), MAX_VERSIONS);
+        // Two more uploads start: the two oldest go. The inline version has no blocks; the first
+        // aborted one was released when it was aborted, and its release is queued again (harmless:
+        // deleting a version is idempotent).
+        let mut new = old.clone();
+        new.merge(&Object::new(
+            b,
+            "k".into(),
+            vec![v(5000, 2, uploading()), v(5001, 3, uploading())],
+        ));
+        assert_eq!(new.versions.len(), MAX_VERSIONS);
+        let mut first_aborted = [0u8; 32];
+        first_aborted[..8].copy_from_slice(&100u64.to_be_bytes());
+        assert_eq!(released(&old, &new), vec![first_aborted]);
+        // An uploading version dropped by the bound is released.
+        let mut newer = new.clone();
+        for i in 0..(MAX_VERSIONS as u64) {
+            let mut uuid = [9u8; 32];
+            uuid[..8].copy_from_slice(&i.to_be_bytes());
+            newer.merge(&Object::new(
+                b,
+                "k".into(),
+                vec![ObjectVersion {
+                    uuid,
+                    timestamp: Timestamp::new(6000 + i, 0, 0),
+                    state: aborted(),
+                }],
+            ));
+        }
+        let r = released(&new, &newer);
+        assert!(
+            r.contains(&[2; 32]) && r.contains(&[3; 32]),
+            "the uploads are released"
+        );
+        assert!(
+            newer.versions.iter().all(|x| !r.contains(&x.uuid)),
+            "no kept version is released"
+        );
+    }
+
     #[test]
     fn old_entries_decode_with_their_floor() {
         let b = [0u8; 32];
