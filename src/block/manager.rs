@@ -1,19 +1,46 @@
 //! The block manager: writes blocks to their replicas, reads them from the nearest one, and answers the
 //! other nodes' block requests.
 //!
+//! # Memory budget (`block_ram_buffer_max`)
+//! Every block byte a node holds in memory for a request is accounted in one budget of
+//! `block_ram_buffer_max` bytes, split into three pools so that no wait can close a cycle:
+//!
+//! | pool   | share | held by                                                                   |
+//! |--------|-------|---------------------------------------------------------------------------|
+//! | write  | 3/8   | a block being received from a client, hashed, compressed, sent to replicas |
+//! | read   | 1/2   | a block being fetched for a GET or a copy, read ahead, waiting for the client |
+//! | serve  | 1/8   | a block read from disk to answer another node's `Get`                     |
+//!
+//! (each pool at least [`MIN_POOL`]). A request that finds its pool empty waits: a PUT stops reading
+//! its socket, a GET stops reading ahead and sends nothing more until its turn. Permits are taken one
+//! block at a time, in order, and released as soon as the bytes leave memory (a GET's block when hyper
+//! has written its last byte to the socket: the permit rides inside the [`Bytes`], see [`held`]).
+//! Why three pools: a copy (UploadPartCopy) holds a write permit for the block it is filling while it
+//! waits for a read permit, and a GET holds a read permit while it waits for another node's serve
+//! permit; read permits never wait for write permits and serve permits never wait for anything, so no
+//! set of requests can hold the whole of a pool while waiting for it (the semaphores are FIFO, so
+//! every waiter is eventually served once the holders' clients read or their replicas answer).
+//!
+//! Back of the envelope, per node: RSS ≈ base (metadata db cache, runtime, ~30–60 MiB) +
+//! `block_ram_buffer_max` (+ up to one more block per compression or decompression in progress,
+//! at most one per blocking thread) + per HTTP connection ~64 KiB (hyper's buffers, the body hashing
+//! queue) + per RPC connection its frame buffers. A slow client cannot make the node buffer more: it
+//! pins at most its pool share until the HTTP stall timeouts close it.
+//!
 //! # Write path (`put_block`)
-//! The caller hashes the block (BLAKE2b) on its own thread. The manager reserves the block's size in the
-//! send buffer (`block_ram_buffer_max`: when it is full, writers wait, which slows the client's upload
-//! instead of growing memory), compresses the block once (zstd, kept only if it saves space), and sends
-//! the same bytes to every replica of the block's partition at once, as an attached RPC stream at bulk
-//! priority (metadata traffic overtakes it frame by frame). It returns after a write quorum; the other
-//! copies complete in the background and hold their share of the buffer until they do.
+//! The caller reserves the block in the write pool before it reads the block's bytes from the client,
+//! and hashes the block (BLAKE2b) on its own thread. The manager compresses the block once (zstd,
+//! kept only if it saves space), and sends the same bytes to every replica of the block's partition at
+//! once, as an attached RPC stream at bulk priority (metadata traffic overtakes it frame by frame). It
+//! returns after a write quorum; the other copies complete in the background and hold the block's
+//! reservation until they do.
 //!
 //! A replica receiving a block (`BlockRpc::Put`) decompresses and hashes it before storing it: a block
 //! that does not match its hash is answered with an error and never written.
 //!
 //! # Read path (`get_block`)
-//! Local copy first (no network). Otherwise replicas nearest first (same zone, then by measured RTT):
+//! The caller reserves the block in the read pool first ([`BlockManager::reserve_read`]). Local copy
+//! first (no network). Otherwise replicas nearest first (same zone, then by measured RTT):
 //! the first is asked; if it fails, or has not started answering within a deadline of a few times its
 //! RTT (bounded to [`HEDGE_MIN`]..[`HEDGE_MAX`]), the next one is asked too, and the first complete,
 //! verified answer wins. A frozen replica therefore costs at most [`HEDGE_MAX`]; a replica that stops in
@@ -55,6 +82,54 @@ const PUT_TIMEOUT: Duration = Duration::from_secs(300);
 const GET_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bound on small queries (does a node need a block?).
 const QUERY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Smallest size of each of the three memory pools.
+pub const MIN_POOL: u64 = 1 << 20;
+
+/// A reservation of block memory; released when dropped.
+pub type BufferPermit = OwnedSemaphorePermit;
+
+/// One pool of the memory budget, counted in KiB.
+struct Pool {
+    sem: Arc<Semaphore>,
+    kib: u32,
+}
+
+impl Pool {
+    fn new(bytes: u64) -> Pool {
+        let kib = (bytes.max(MIN_POOL) / 1024).min(u32::MAX as u64 / 4) as u32;
+        Pool {
+            sem: Arc::new(Semaphore::new(kib as usize)),
+            kib,
+        }
+    }
+
+    /// Reserve `len` bytes (waits while the pool is full; FIFO). A block larger than the whole pool
+    /// takes all of it.
+    async fn reserve(&self, len: usize) -> BufferPermit {
+        let kib = (len.div_ceil(1024).min(u32::MAX as usize) as u32).clamp(1, self.kib);
+        self.sem
+            .clone()
+            .acquire_many_owned(kib)
+            .await
+            .expect("the block buffer semaphore is never closed")
+    }
+
+    fn used(&self) -> u64 {
+        (self.kib as u64).saturating_sub(self.sem.available_permits() as u64) * 1024
+    }
+}
+
+/// Block bytes that hold their memory reservation: the permit is released when the last clone or
+/// slice of the returned [`Bytes`] is dropped (e.g. once hyper has written them to the socket).
+pub fn held(bytes: Bytes, permit: BufferPermit) -> Bytes {
+    struct Held(Bytes, #[allow(dead_code)] BufferPermit);
+    impl AsRef<[u8]> for Held {
+        fn as_ref(&self) -> &[u8] {
+            &self.0
+        }
+    }
+    Bytes::from_owner(Held(bytes, permit))
+}
 
 /// Block RPC (`grenier/block/v1`). Block bytes travel in the attached stream.
 #[derive(Debug, Serialize, Deserialize)]
@@ -106,8 +181,9 @@ pub struct BlockManager {
     pub metrics: BlockMetrics,
     endpoint: Endpoint<BlockRpc>,
     compression: Option<i32>,
-    buffer: Arc<Semaphore>,
-    buffer_kib: u32,
+    write_pool: Pool,
+    read_pool: Pool,
+    serve_pool: Pool,
 }
 
 impl BlockManager {
@@ -120,7 +196,6 @@ impl BlockManager {
         compression: Option<i32>,
         buffer_max: u64,
     ) -> Arc<BlockManager> {
-        let buffer_kib = (buffer_max / 1024).clamp(1024, u32::MAX as u64 / 2) as u32;
         let m = Arc::new(BlockManager {
             system: system.clone(),
             store,
@@ -130,8 +205,9 @@ impl BlockManager {
             metrics: BlockMetrics::default(),
             endpoint: Endpoint::new(&system.net, "grenier/block/v1"),
             compression,
-            buffer: Arc::new(Semaphore::new(buffer_kib as usize)),
-            buffer_kib,
+            write_pool: Pool::new(buffer_max / 8 * 3),
+            read_pool: Pool::new(buffer_max / 2),
+            serve_pool: Pool::new(buffer_max / 8),
         });
         let weak = Arc::downgrade(&m);
         m.endpoint.set_handler(move |from, msg, stream| {
@@ -151,27 +227,38 @@ impl BlockManager {
         self.replication.storage_nodes(hash)
     }
 
-    /// Bytes currently reserved in the send buffer.
+    /// Bytes currently reserved in the memory budget (all pools).
     pub fn buffer_used(&self) -> u64 {
-        (self.buffer_kib as u64 - self.buffer.available_permits() as u64) * 1024
+        self.write_pool.used() + self.read_pool.used() + self.serve_pool.used()
     }
 
-    /// Reserve `len` bytes of the send buffer (waits while it is full). A block larger than the whole
-    /// buffer takes all of it.
-    async fn reserve(&self, len: usize) -> OwnedSemaphorePermit {
-        let kib = (len.div_ceil(1024) as u32).clamp(1, self.buffer_kib);
-        self.buffer
-            .clone()
-            .acquire_many_owned(kib)
-            .await
-            .expect("the block buffer semaphore is never closed")
+    /// Reserve `len` bytes of the write pool, before reading a block's bytes from a client.
+    pub async fn reserve_write(&self, len: usize) -> BufferPermit {
+        self.write_pool.reserve(len).await
+    }
+
+    /// Reserve `len` bytes of the read pool, before fetching a block for a client.
+    pub async fn reserve_read(&self, len: usize) -> BufferPermit {
+        self.read_pool.reserve(len).await
     }
 
     // ---- write ----------------------------------------------------------------------------------
 
     /// Store a block (plain bytes, `hash` = BLAKE2b of them) on its replicas; returns after a write quorum.
     pub async fn put_block(&self, hash: Hash, plain: Bytes) -> Result<(), BlockError> {
-        let permit = Arc::new(self.reserve(plain.len()).await);
+        let permit = self.reserve_write(plain.len()).await;
+        self.put_block_reserved(hash, plain, permit).await
+    }
+
+    /// [`Self::put_block`] with the block's write reservation already taken (kept until every replica
+    /// has answered).
+    pub async fn put_block_reserved(
+        &self,
+        hash: Hash,
+        plain: Bytes,
+        permit: BufferPermit,
+    ) -> Result<(), BlockError> {
+        let permit = Arc::new(permit);
         let level = self.compression;
         let block = tokio::task::spawn_blocking(move || DataBlock::from_plain(plain, level))
             .await
@@ -200,7 +287,7 @@ impl BlockManager {
         hash: Hash,
         block: &DataBlock,
     ) -> Result<(), NetError> {
-        let _permit = self.reserve(block.stored_len()).await;
+        let _permit = self.reserve_write(block.stored_len()).await;
         send_block(&self.endpoint, node, hash, block).await
     }
 
@@ -357,11 +444,26 @@ impl BlockManager {
                 Ok((BlockRpcResponse::Ok, None))
             }
             BlockRpc::Get { hash } => {
+                // Reserve before reading (the file's size), in the serve pool: answering a peer
+                // never waits for this node's own requests.
+                let store = self.store.clone();
+                let size = tokio::task::spawn_blocking(move || {
+                    store
+                        .find(&hash)
+                        .and_then(|p| std::fs::metadata(p).ok())
+                        .map(|m| m.len())
+                })
+                .await
+                .map_err(|e| BlockError::Net(format!("stat task: {e}")))?
+                .ok_or_else(|| BlockError::NotFound(hex::encode(hash)))?;
+                let permit = self
+                    .serve_pool
+                    .reserve(usize::try_from(size).unwrap_or(usize::MAX))
+                    .await;
                 let block = self
                     .read_local(&hash)
                     .await?
                     .ok_or_else(|| BlockError::NotFound(hex::encode(hash)))?;
-                let permit = self.reserve(block.stored_len()).await;
                 self.metrics.blocks_served.fetch_add(1, Ordering::Relaxed);
                 let resp = BlockRpcResponse::Block {
                     kind: block.kind_byte(),

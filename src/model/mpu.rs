@@ -8,6 +8,15 @@
 //! current version (with a new timestamp: the completion time orders it, as in S3), and deletes the
 //! `mpu` entry, whose hook queues the deletion of every part version (their block references go; the
 //! final version's references keep the blocks).
+//!
+//! Superseded attempts are dropped as entries merge: for each part number the entry keeps the newest
+//! finished attempt and at most [`MAX_PART_ATTEMPTS`] newer ones (still under way, or failed); older
+//! attempts can never be chosen again (a part's newest finished attempt is the one that counts), and
+//! the hook releases their blocks. Like the object entry's bound, this is a closure (it only depends
+//! on the merged information), so merge stays commutative, associative and idempotent, and a dropped
+//! attempt that comes back from a stale replica is dropped again. An entry thus holds at most
+//! 10,000 × (1 + [`MAX_PART_ATTEMPTS`]) attempts of about 150 bytes: under 8 MiB, far below the RPC
+//! message limit. A constant, not a configuration key: every replica must apply the same rule.
 
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +47,9 @@ impl Crdt for MpuPart {
         }
     }
 }
+
+/// Attempts newer than a part number's newest finished one that an entry keeps (see the module doc).
+pub const MAX_PART_ATTEMPTS: usize = 4;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MultipartUpload {
@@ -76,10 +88,55 @@ impl MultipartUpload {
     }
 }
 
+impl MultipartUpload {
+    /// Record an attempt (`self ⊔ {slot: part}`, then the superseded attempts are dropped).
+    pub fn put_part(&mut self, n: u32, ts: Timestamp, part: MpuPart) {
+        self.parts.put((n, ts), part);
+        self.prune();
+    }
+
+    /// Drop the attempts that are superseded (older than their part number's newest finished
+    /// attempt) or in excess (more than [`MAX_PART_ATTEMPTS`] newer than it).
+    fn prune(&mut self) {
+        let mut keep: Vec<(u32, Timestamp)> = vec![];
+        let all: Vec<(&(u32, Timestamp), &MpuPart)> = self.parts.iter().collect();
+        // Walk each part number's attempts from the newest.
+        let mut i = all.len();
+        while i > 0 {
+            let n = all[i - 1].0.0;
+            let mut newer = 0;
+            while i > 0 && all[i - 1].0.0 == n {
+                let (slot, part) = all[i - 1];
+                i -= 1;
+                if part.etag.is_some() {
+                    keep.push(*slot);
+                    // Everything older of this part number is superseded.
+                    while i > 0 && all[i - 1].0.0 == n {
+                        i -= 1;
+                    }
+                    break;
+                }
+                if newer < MAX_PART_ATTEMPTS {
+                    keep.push(*slot);
+                    newer += 1;
+                }
+            }
+        }
+        if keep.len() < all.len() {
+            keep.sort();
+            self.parts = keep
+                .iter()
+                .filter_map(|k| self.parts.get(k).map(|p| (*k, p.clone())))
+                .collect();
+        }
+    }
+}
+
 impl Crdt for MultipartUpload {
     fn merge(&mut self, other: &Self) {
         self.deleted.merge(&other.deleted);
         self.parts.merge(&other.parts);
+        self.prune();
     }
 }
 
@@ -123,6 +180,15 @@ impl TableSchema for MpuSchema {
     ) -> Result<(), db::Error> {
         let Some(new) = new else { return Ok(()) };
         if !new.deleted.get() {
+            // Attempts dropped as superseded release their blocks.
+            for (slot, part) in old.iter().flat_map(|o| o.parts.iter()) {
+                if !new.parts.contains_key(slot) {
+                    self.version_queue.insert(
+                        tx,
+                        &Version::deleted(part.version, new.bucket, new.key.clone()),
+                    )?;
+                }
+            }
             return Ok(());
         }
         let was_deleted = old.is_some_and(|o| o.deleted.get());
@@ -136,5 +202,119 @@ impl TableSchema for MpuSchema {
             )?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crdt::laws::{self, merged};
+    use proptest::prelude::*;
+
+    fn attempt(n: u32, ts: u64, finished: bool) -> MultipartUpload {
+        let mut m = MultipartUpload::new([0; 32], [0; 32], "k".into());
+        m.put_part(
+            n,
+            Timestamp::new(ts, 0, 0),
+            MpuPart {
+                version: [ts as u8; 32],
+                etag: finished.then(|| format!("e{ts}")),
+                size: finished.then_some(ts),
+                checksum: None,
+            },
+        );
+        m
+    }
+
+    #[test]
+    fn superseded_and_excess_attempts_are_dropped() {
+        let mut m = MultipartUpload::new([0; 32], [0; 32], "k".into());
+        // Part 1: many failed attempts, then a finished one, then more attempts under way.
+        for ts in 0..50 {
+            m.merge(&attempt(1, ts, false));
+        }
+        assert_eq!(
+            m.parts.len(),
+            MAX_PART_ATTEMPTS,
+            "only the newest failed attempts"
+        );
+        m.merge(&attempt(1, 60, true));
+        assert_eq!(
+            m.parts.len(),
+            1,
+            "a finished attempt supersedes the older ones"
+        );
+        for ts in 61..70 {
+            m.merge(&attempt(1, ts, false));
+        }
+        assert_eq!(m.parts.len(), 1 + MAX_PART_ATTEMPTS);
+        assert_eq!(m.finished_parts()[0].1, Timestamp::new(60, 0, 0));
+        // A retry that finishes supersedes the first finished attempt.
+        m.merge(&attempt(1, 69, true));
+        assert_eq!(m.parts.len(), 1);
+        assert_eq!(m.finished_parts()[0].1, Timestamp::new(69, 0, 0));
+        // A stale replica's copy of a dropped attempt stays dropped; other parts are independent.
+        let before = m.clone();
+        m.merge(&attempt(1, 5, true));
+        assert_eq!(m, before);
+        m.merge(&attempt(2, 1, true));
+        assert_eq!(m.parts.len(), 2);
+    }
+
+    #[test]
+    fn dropped_attempts_release_their_blocks() {
+        let db = crate::db::Db::open_mem();
+        let schema = MpuSchema {
+            version_queue: InsertQueue::open(&db).unwrap(),
+        };
+        let mut old = attempt(1, 1, true);
+        old.merge(&attempt(1, 2, false));
+        let mut new = old.clone();
+        new.merge(&attempt(1, 3, true));
+        assert_eq!(new.parts.len(), 1);
+        db.transaction(|tx| {
+            schema
+                .updated(tx, Some(&old), Some(&new))
+                .map_err(crate::db::TxError::Abort)
+        })
+        .unwrap();
+        let mut released: Vec<Hash> = schema
+            .version_queue
+            .tree()
+            .iter()
+            .unwrap()
+            .map(|r| Version::decode(&r.unwrap().1).unwrap())
+            .inspect(|v| assert!(v.deleted.get()))
+            .map(|v| v.uuid)
+            .collect();
+        released.sort();
+        assert_eq!(released, vec![[1; 32], [2; 32]]);
+    }
+
+    fn upload() -> impl Strategy<Value = MultipartUpload> {
+        proptest::collection::vec((1u32..3, 0u64..12, any::<bool>()), 0..10).prop_map(|xs| {
+            let mut m = MultipartUpload::new([0; 32], [0; 32], "k".into());
+            for (n, ts, finished) in xs {
+                // An attempt's identity is its timestamp; it is either under way or finished.
+                m.merge(&attempt(n, ts, finished));
+            }
+            m
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn mpu_laws(a in upload(), b in upload(), c in upload()) {
+            laws::check(&a, &b, &c);
+        }
+
+        #[test]
+        fn mpu_stays_bounded(a in upload(), b in upload()) {
+            let m = merged(&a, &b);
+            for n in 1..3 {
+                let count = m.parts.iter().filter(|((k, _), _)| *k == n).count();
+                prop_assert!(count <= 1 + MAX_PART_ATTEMPTS);
+            }
+        }
     }
 }

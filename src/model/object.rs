@@ -4,10 +4,27 @@
 //! A version is `Uploading` (a PUT or multipart upload under way), `Complete` (a delete marker, data
 //! inline in the entry for small objects, or a list of blocks in the `version` table), or `Aborted`.
 //! Merging keeps every version and, for a version known on both sides, the furthest state
-//! (Uploading → Complete → Aborted); then every version older than the newest complete one is dropped,
-//! because nothing can read it any more. Dropped and aborted versions release their data: the `updated`
-//! hook queues the deletion of their `version` entry (cascading to block references), in the same
-//! transaction.
+//! (Uploading → Complete → Aborted). Two marks, each only ever raised, say which versions are dead:
+//!
+//! - the **floor**: the key of the newest version ever seen complete; every older version is dead,
+//!   because nothing can read it any more (the floor version itself stays, even once aborted);
+//! - **dropped_to**: the bound on the entry's size. When more than [`MAX_VERSIONS`] versions are
+//!   alive above the floor (uploads started since the last complete write, most of them aborted or
+//!   abandoned), every version up to and including the [`MAX_VERSIONS`]+1-th newest is dead, the floor
+//!   version too if it is that old. An entry therefore holds at most [`MAX_VERSIONS`] versions, and
+//!   its size stays far below the RPC message limit (a version is about 100 bytes plus its stored
+//!   headers, at most a few KiB).
+//!
+//! Dead versions are dropped from the entry; a dead version arriving later is dropped again, so
+//! nothing is lost by forgetting them, and merge stays commutative, associative and idempotent (the
+//! size rule is a closure: it only depends on the merged information and only adds to it; see the
+//! property tests). The bound is a constant, not a configuration key: every replica must apply the
+//! same rule for the replicas to converge. The price of the bound: a key whose current version is
+//! followed by more than [`MAX_VERSIONS`] uploads that never completed loses that version (it reads
+//! as absent until the next write), and an upload that old still under way fails at its commit.
+//!
+//! Dropped and aborted versions release their data: the `updated` hook queues the deletion of their
+//! `version` entry (cascading to block references), in the same transaction.
 
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
@@ -17,11 +34,17 @@ use crate::crdt::{Crdt, Timestamp};
 use crate::db;
 use crate::table::queue::InsertQueue;
 use crate::table::schema::{Entry, TableSchema};
-use crate::util::encode::{NoPrevious, Versioned};
+use crate::util::encode::Versioned;
 use crate::util::hash::Hash;
 
 /// Objects whose body is at most this size are stored inline in the object entry (one quorum write).
 pub const INLINE_MAX: usize = 3072;
+
+/// Most versions an object entry keeps above its floor (see the module doc).
+pub const MAX_VERSIONS: usize = 1000;
+
+/// The order of versions: (timestamp, uuid).
+pub type VersionKey = (Timestamp, Hash);
 
 /// What GET and HEAD return about a version.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -111,7 +134,7 @@ impl ObjectVersion {
             VersionState::Complete(d) => matches!(d, ObjectData::Blocks { .. }),
         }
     }
-    fn key(&self) -> (Timestamp, Hash) {
+    fn key(&self) -> VersionKey {
         (self.timestamp, self.uuid)
     }
 }
@@ -120,8 +143,12 @@ impl ObjectVersion {
 pub struct Object {
     pub bucket: Hash,
     pub key: String,
-    /// Sorted by (timestamp, uuid); no version older than the newest complete one.
+    /// Sorted by (timestamp, uuid); only live versions (none below `floor`, none up to `dropped_to`).
     pub versions: Vec<ObjectVersion>,
+    /// The newest version ever seen complete: every older one is dead.
+    pub floor: Option<VersionKey>,
+    /// Every version up to this one (included) is dead: the entry had too many versions.
+    pub dropped_to: Option<VersionKey>,
 }
 
 impl Object {
@@ -130,11 +157,13 @@ impl Object {
             bucket,
             key,
             versions: vec![],
+            floor: None,
+            dropped_to: None,
         };
         for v in versions {
             o.add(v);
         }
-        o.prune();
+        o.prune(MAX_VERSIONS);
         o
     }
 
@@ -147,12 +176,18 @@ impl Object {
             .filter(|v| v.data().is_some())
     }
 
-    /// The newest timestamp this key has seen.
+    /// The newest timestamp this key has seen (dead versions included, so that a write always lands
+    /// above them).
     pub fn last_timestamp(&self) -> Option<Timestamp> {
-        self.versions.last().map(|v| v.timestamp)
+        let last = self.versions.last().map(|v| v.timestamp);
+        let marks = self.floor.max(self.dropped_to).map(|k| k.0);
+        last.max(marks)
     }
 
     fn add(&mut self, v: ObjectVersion) {
+        if v.is_complete() {
+            self.floor = self.floor.max(Some(v.key()));
+        }
         match self.versions.binary_search_by(|x| x.key().cmp(&v.key())) {
             Ok(i) => {
                 let mine = &mut self.versions[i];
@@ -166,25 +201,84 @@ impl Object {
         }
     }
 
-    fn prune(&mut self) {
-        if let Some(last_complete) = self.versions.iter().rposition(|v| v.is_complete()) {
-            self.versions.drain(..last_complete);
+    fn is_dead(&self, k: &VersionKey) -> bool {
+        self.floor.is_some_and(|f| *k < f) || self.dropped_to.is_some_and(|d| *k <= d)
+    }
+
+    /// Keep only the mark that matters, so that equal information has one representation: a
+    /// `dropped_to` below the floor says nothing more, nor does a floor up to `dropped_to`.
+    fn canonical_marks(&mut self) {
+        match (self.floor, self.dropped_to) {
+            (Some(f), Some(d)) if d < f => self.dropped_to = None,
+            (Some(_), Some(_)) => self.floor = None,
+            _ => (),
         }
+    }
+
+    /// Drop the dead versions, then bound the entry (see the module doc).
+    fn prune(&mut self, max_versions: usize) {
+        self.canonical_marks();
+        let (floor, dropped_to) = (self.floor, self.dropped_to);
+        let dead =
+            |k: &VersionKey| floor.is_some_and(|f| *k < f) || dropped_to.is_some_and(|d| *k <= d);
+        self.versions.retain(|v| !dead(&v.key()));
+        if self.versions.len() > max_versions.max(1) {
+            let excess = self.versions.len() - max_versions.max(1);
+            let last_dropped = self.versions[excess - 1].key();
+            self.dropped_to = self.dropped_to.max(Some(last_dropped));
+            self.versions.drain(..excess);
+            self.canonical_marks();
+        }
+        debug_assert!(self.versions.iter().all(|v| !self.is_dead(&v.key())));
+    }
+}
+
+impl Object {
+    /// [`Crdt::merge`] with another bound (the property tests use a small one).
+    fn merge_bounded(&mut self, other: &Self, max_versions: usize) {
+        self.floor = self.floor.max(other.floor);
+        self.dropped_to = self.dropped_to.max(other.dropped_to);
+        for v in &other.versions {
+            self.add(v.clone());
+        }
+        self.prune(max_versions);
     }
 }
 
 impl Crdt for Object {
     fn merge(&mut self, other: &Self) {
-        for v in &other.versions {
-            self.add(v.clone());
-        }
-        self.prune();
+        self.merge_bounded(other, MAX_VERSIONS);
     }
 }
 
 impl Versioned for Object {
-    const MARKER: &'static [u8] = b"GRobject01";
-    type Previous = NoPrevious;
+    const MARKER: &'static [u8] = b"GRobject02";
+    type Previous = v1::Object;
+    fn migrate(prev: v1::Object) -> Object {
+        Object::new(prev.bucket, prev.key, prev.versions)
+    }
+}
+
+mod v1 {
+    //! The entry before the floor and the size bound (the floor was implicit: the newest complete
+    //! version in the list).
+    use serde::{Deserialize, Serialize};
+
+    use super::ObjectVersion;
+    use crate::util::encode::{NoPrevious, Versioned};
+    use crate::util::hash::Hash;
+
+    #[derive(Serialize, Deserialize)]
+    pub struct Object {
+        pub bucket: Hash,
+        pub key: String,
+        pub versions: Vec<ObjectVersion>,
+    }
+
+    impl Versioned for Object {
+        const MARKER: &'static [u8] = b"GRobject01";
+        type Previous = NoPrevious;
+    }
 }
 
 impl Entry<Hash, String> for Object {
@@ -276,6 +370,8 @@ impl TableSchema for ObjectSchema {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crdt::laws::{self, merged};
+    use proptest::prelude::*;
 
     fn v(ts: u64, id: u8, state: VersionState) -> ObjectVersion {
         ObjectVersion {
@@ -317,7 +413,8 @@ mod tests {
         a.merge(&other);
         assert_eq!(a.versions.len(), 2, "version 1 is superseded by 2");
         assert_eq!(a.current().unwrap().uuid, [2; 32]);
-        // The upload completes on one replica and is aborted on another: aborted wins.
+        // The upload completes on one replica and is aborted on another: aborted wins, and the
+        // version it superseded stays superseded (the writers never do this: see `write_version`).
         let mut x = a.clone();
         x.merge(&Object::new(b, "k".into(), vec![v(3, 3, inline(b"three"))]));
         assert_eq!(x.current().unwrap().uuid, [3; 32]);
@@ -327,11 +424,253 @@ mod tests {
             "k".into(),
             vec![v(3, 3, VersionState::Aborted)],
         ));
+        assert_eq!(
+            y.current().unwrap().uuid,
+            [2; 32],
+            "aborted before it completed"
+        );
         y.merge(&x);
-        assert_eq!(y.current().unwrap().uuid, [2; 32]);
+        assert!(y.current().is_none());
         let mut z = x.clone();
         z.merge(&y);
         assert_eq!(z, y, "merge is commutative here");
+    }
+
+    fn aborted() -> VersionState {
+        VersionState::Aborted
+    }
+
+    #[test]
+    fn an_aborted_complete_version_stays_the_floor() {
+        // Complete then aborted on one replica, complete on another: an older complete version
+        // never comes back, whatever the order of the merges.
+        let b = [0u8; 32];
+        let x = Object::new(b, "k".into(), vec![v(1, 1, inline(b"one"))]);
+        let y = Object::new(b, "k".into(), vec![v(2, 2, inline(b"two"))]);
+        let z = Object::new(b, "k".into(), vec![v(2, 2, aborted())]);
+        let left = merged(&merged(&x, &y), &z);
+        let right = merged(&x, &merged(&y, &z));
+        assert_eq!(left, right);
+        assert!(left.current().is_none());
+        assert_eq!(left.versions.len(), 1);
+    }
+
+    #[test]
+    fn versions_beyond_the_bound_are_dropped_for_good() {
+        let b = [0u8; 32];
+        let mut o = Object::new(b, "k".into(), vec![v(1, 1, inline(b"one"))]);
+        // Failed uploads since the last complete write: the entry keeps the floor and the rest.
+        for i in 0..(MAX_VERSIONS as u64 - 1) {
+            o.merge(&Object::new(
+                b,
+                "k".into(),
+                vec![v(10 + i, (i % 200) as u8, aborted())],
+            ));
+        }
+        assert_eq!(o.versions.len(), MAX_VERSIONS);
+        assert_eq!(o.current().unwrap().uuid, [1; 32], "still readable");
+        assert_eq!(o.dropped_to, None);
+        // More: the oldest go, the current version with them.
+        for i in 0..500u64 {
+            o.merge(&Object::new(
+                b,
+                "k".into(),
+                vec![v(5000 + i, 7, uploading())],
+            ));
+        }
+        assert_eq!(o.versions.len(), MAX_VERSIONS);
+        assert!(o.current().is_none());
+        let d = o.dropped_to.expect("a bound was applied");
+        assert_eq!(o.versions[0].timestamp, Timestamp::new(509, 0, 0));
+        assert!(d < o.versions[0].key());
+        // A dropped version coming back from a stale replica (here still uploading) stays dropped,
+        // and a write lands above everything the key has seen.
+        let before = o.clone();
+        o.merge(&Object::new(b, "k".into(), vec![v(20, 10, uploading())]));
+        assert_eq!(o, before);
+        assert_eq!(o.last_timestamp(), Some(Timestamp::new(5499, 0, 0)));
+        // The encoded entry stays small even when every kept version carries headers.
+        let mut big = Object::new(b, "k".into(), vec![]);
+        for i in 0..(MAX_VERSIONS as u64 + 10) {
+            let mut uuid = [0u8; 32];
+            uuid[..8].copy_from_slice(&i.to_be_bytes());
+            big.merge(&Object::new(
+                b,
+                "k".into(),
+                vec![ObjectVersion {
+                    uuid,
+                    timestamp: Timestamp::new(i, 0, 0),
+                    state: VersionState::Uploading {
+                        multipart: true,
+                        headers: vec![("x-amz-meta-a".into(), "v".repeat(2048))],
+                    },
+                }],
+            ));
+        }
+        assert_eq!(big.versions.len(), MAX_VERSIONS);
+        let len = big.encode().unwrap().len();
+        assert!(len < 4 << 20, "{len} bytes");
+    }
+
+    /// The versions whose deletion the `updated` hook queues for `old` → `new`.
+    fn released(old: &Object, new: &Object) -> Vec<Hash> {
+        let db = crate::db::Db::open_mem();
+        let schema = ObjectSchema {
+            version_queue: InsertQueue::open(&db).unwrap(),
+        };
+        db.transaction(|tx| {
+            schema
+                .updated(tx, Some(old), Some(new))
+                .map_err(crate::db::TxError::Abort)
+        })
+        .unwrap();
+        let mut out: Vec<Hash> = schema
+            .version_queue
+            .tree()
+            .iter()
+            .unwrap()
+            .map(|r| Version::decode(&r.unwrap().1).unwrap())
+            .inspect(|v| assert!(v.deleted.get()))
+            .map(|v| v.uuid)
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn versions_dropped_by_the_bound_release_their_blocks() {
+        let b = [0u8; 32];
+        let mut versions = vec![v(1, 1, inline(b"one"))];
+        for i in 0..(MAX_VERSIONS as u64 - 1) {
+            let mut uuid = [0u8; 32];
+            uuid[..8].copy_from_slice(&(100 + i).to_be_bytes());
+            versions.push(ObjectVersion {
+                uuid,
+                timestamp: Timestamp::new(10 + i, 0, 0),
+                state: aborted(),
+            });
+        }
+        let old = Object::new(b, "k".into(), versions);
+        assert_eq!(old.versions.len(), MAX_VERSIONS);
+        // Two more uploads start: the two oldest go. The inline version has no blocks; the first
+        // aborted one was released when it was aborted, and its release is queued again (harmless:
+        // deleting a version is idempotent).
+        let mut new = old.clone();
+        new.merge(&Object::new(
+            b,
+            "k".into(),
+            vec![v(5000, 2, uploading()), v(5001, 3, uploading())],
+        ));
+        assert_eq!(new.versions.len(), MAX_VERSIONS);
+        let mut first_aborted = [0u8; 32];
+        first_aborted[..8].copy_from_slice(&100u64.to_be_bytes());
+        assert_eq!(released(&old, &new), vec![first_aborted]);
+        // An uploading version dropped by the bound is released.
+        let mut newer = new.clone();
+        for i in 0..(MAX_VERSIONS as u64) {
+            let mut uuid = [9u8; 32];
+            uuid[..8].copy_from_slice(&i.to_be_bytes());
+            newer.merge(&Object::new(
+                b,
+                "k".into(),
+                vec![ObjectVersion {
+                    uuid,
+                    timestamp: Timestamp::new(6000 + i, 0, 0),
+                    state: aborted(),
+                }],
+            ));
+        }
+        let r = released(&new, &newer);
+        assert!(
+            r.contains(&[2; 32]) && r.contains(&[3; 32]),
+            "the uploads are released"
+        );
+        assert!(
+            newer.versions.iter().all(|x| !r.contains(&x.uuid)),
+            "no kept version is released"
+        );
+    }
+
+    #[test]
+    fn old_entries_decode_with_their_floor() {
+        let b = [0u8; 32];
+        let old = v1::Object {
+            bucket: b,
+            key: "k".into(),
+            versions: vec![v(1, 1, inline(b"one")), v(2, 2, aborted())],
+        };
+        let bytes = old.encode().unwrap();
+        let o = Object::decode(&bytes).unwrap();
+        assert_eq!(o.floor, Some((Timestamp::new(1, 0, 0), [1; 32])));
+        assert_eq!(o.current().unwrap().uuid, [1; 32]);
+        assert_eq!(o.versions.len(), 2);
+    }
+
+    /// An object entry merged with a small bound, so that the property tests reach it.
+    #[derive(Clone, Debug, PartialEq)]
+    struct Small(Object);
+
+    impl Crdt for Small {
+        fn merge(&mut self, other: &Self) {
+            self.0.merge_bounded(&other.0, 3);
+        }
+    }
+
+    /// A version of a small universe: a uuid always has the same timestamp, its state varies.
+    fn version() -> impl Strategy<Value = ObjectVersion> {
+        (0u8..10, 0u8..5).prop_map(|(id, st)| {
+            let state = match st {
+                0 => uploading(),
+                1 => inline(b"a"),
+                2 => inline(b"b"),
+                3 => VersionState::Complete(ObjectData::DeleteMarker),
+                _ => aborted(),
+            };
+            v((id as u64 * 7) % 10, id, state)
+        })
+    }
+
+    /// An entry as replicas build it: a few writes merged in some order.
+    fn small() -> impl Strategy<Value = Small> {
+        proptest::collection::vec(proptest::collection::vec(version(), 0..4), 0..4).prop_map(
+            |writes| {
+                let mut o = Small(Object::new([0; 32], "k".into(), vec![]));
+                for w in writes {
+                    let mut e = Object::new([0; 32], "k".into(), vec![]);
+                    for x in w {
+                        e.merge_bounded(&Object::new([0; 32], "k".into(), vec![x]), 3);
+                    }
+                    o.merge(&Small(e));
+                }
+                o
+            },
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn object_laws(a in small(), b in small(), c in small()) {
+            laws::check(&a, &b, &c);
+        }
+
+        #[test]
+        fn object_laws_with_the_real_bound(
+            a in proptest::collection::vec(version(), 0..8),
+            b in proptest::collection::vec(version(), 0..8),
+            c in proptest::collection::vec(version(), 0..8),
+        ) {
+            let o = |x: Vec<ObjectVersion>| Object::new([0; 32], "k".into(), x);
+            laws::check(&o(a), &o(b), &o(c));
+        }
+
+        /// The bound holds, and no live version is below a mark.
+        #[test]
+        fn object_stays_bounded(a in small(), b in small()) {
+            let m = merged(&a, &b).0;
+            prop_assert!(m.versions.len() <= 3);
+            prop_assert!(m.versions.iter().all(|x| !m.is_dead(&x.key())));
+            prop_assert!(m.versions.windows(2).all(|w| w[0].key() < w[1].key()));
+        }
     }
 
     #[test]

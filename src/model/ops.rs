@@ -7,6 +7,17 @@
 //!   quorum write of the complete object entry (2 round trips);
 //! - **GET/HEAD**: one quorum read of the object entry; for blocks, the version's block list is read in
 //!   parallel with the first block, then blocks stream in order with read-ahead;
+//!
+//! Memory: every block this module holds is reserved in the block manager's budget
+//! (`block_ram_buffer_max`, see [`crate::block::manager`]) *before* its bytes are read: a PUT reserves
+//! a block of the write pool before reading that block from the client's body (at most
+//! [`PUT_BLOCKS_IN_FLIGHT`] per upload, fewer when the pool is short, which stops reading the socket);
+//! a read reserves each block of the read pool, in order, before fetching it (at most
+//! [`GET_READ_AHEAD`] ahead of the client, fewer when the pool is short), and the reservation travels
+//! with the bytes until the client has them. A copy reads with no read-ahead and copies the tail of a
+//! source chunk out of its reservation before it waits for the write pool, so that it never holds a
+//! read reservation while it waits for a write one (the tail, under one block, is the only block
+//! memory outside the budget).
 //! - **DELETE**: one quorum write (a delete marker), no read before.
 //!
 //! Interrupted uploads never become visible (the version stays "uploading" until committed) and are
@@ -24,14 +35,21 @@ use super::object::{
 };
 use super::version::{Version, VersionBlock};
 use super::{Model, ModelError, random_bytes};
+use crate::block::manager::{BufferPermit, held};
 use crate::crdt::Timestamp;
 use crate::table::schema::EmptyKey;
 use crate::util::hash::{Hash, blake2sum};
 
-/// Blocks of one upload written concurrently (each also holds its share of the send buffer).
-const PUT_BLOCKS_IN_FLIGHT: usize = 4;
-/// Blocks fetched ahead of the one being sent to a client.
-const GET_READ_AHEAD: usize = 4;
+/// Blocks of one upload in memory at once (received, hashed or being written); each holds its
+/// reservation in the write pool.
+pub const PUT_BLOCKS_IN_FLIGHT: usize = 4;
+/// Blocks of one GET in memory at once (fetched ahead or waiting for the client); each holds its
+/// reservation in the read pool.
+pub const GET_READ_AHEAD: usize = 4;
+
+/// A block fetched before its turn (the first one, in parallel with the block list), with its
+/// reservation.
+type Prefetched = (Result<Bytes, crate::block::BlockError>, BufferPermit);
 
 /// A body as stored, before the object entry is committed.
 pub enum StoredBody {
@@ -139,12 +157,14 @@ impl Model {
         }
     }
 
-    /// The bytes `[begin, end)` of a complete version, as a stream of chunks, in order.
+    /// The bytes `[begin, end)` of a complete version, as a stream of chunks, in order, holding at most
+    /// `in_memory` blocks in memory (each reserved in the read pool until its chunk is dropped).
     pub async fn read_object(
         self: &Arc<Self>,
         version: &ObjectVersion,
         begin: u64,
         end: u64,
+        in_memory: usize,
     ) -> Result<impl Stream<Item = Result<Bytes, ModelError>> + Send + 'static, ModelError> {
         let data = version
             .data()
@@ -161,7 +181,9 @@ impl Model {
                 let (list, first) =
                     tokio::join!(self.versions.get(&version.uuid, &EmptyKey), async {
                         if prefetch {
-                            Some(self.block.get_block(first_block).await)
+                            // Its size is not known before the list: reserve a whole block.
+                            let permit = self.block.reserve_read(self.block_size).await;
+                            Some((self.block.get_block(first_block).await, permit))
                         } else {
                             None
                         }
@@ -173,16 +195,19 @@ impl Model {
             }
             ObjectData::DeleteMarker => unreachable!("data() excludes delete markers"),
         };
-        Ok(self.stream_blocks(blocks, first, begin, end).boxed())
+        Ok(self
+            .stream_blocks(blocks, first, begin, end, blocks_in_memory(in_memory))
+            .boxed())
     }
 
     /// Stream the slices of `blocks` that intersect `[begin, end)`, fetching ahead.
     fn stream_blocks(
         self: &Arc<Self>,
         blocks: Vec<((u32, u64), VersionBlock)>,
-        mut first: Option<(Hash, Result<Bytes, crate::block::BlockError>)>,
+        mut first: Option<(Hash, Prefetched)>,
         begin: u64,
         end: u64,
+        in_memory: usize,
     ) -> impl Stream<Item = Result<Bytes, ModelError>> + Send + 'static {
         let mut offset = 0u64;
         let mut wanted = vec![];
@@ -198,11 +223,25 @@ impl Model {
                 Some((h, _)) if *h == b.hash && lo == 0 => first.take().map(|(_, r)| r),
                 _ => None,
             };
-            wanted.push((b.hash, from, to, pre));
+            wanted.push((b.hash, b.size, from, to, pre));
         }
-        let model = self.clone();
+        let (model, reserving) = (self.clone(), self.clone());
         futures::stream::iter(wanted)
-            .map(move |(hash, from, to, pre)| {
+            // One block at a time, in order: a request never waits for a later block's reservation
+            // while an earlier one is unreserved.
+            .then(move |(hash, size, from, to, pre)| {
+                let model = reserving.clone();
+                async move {
+                    match pre {
+                        Some((r, permit)) => (hash, from, to, Some(r), permit),
+                        None => {
+                            let permit = model.block.reserve_read(size as usize).await;
+                            (hash, from, to, None, permit)
+                        }
+                    }
+                }
+            })
+            .map(move |(hash, from, to, pre, permit)| {
                 let model = model.clone();
                 async move {
                     let data = match pre {
@@ -215,10 +254,10 @@ impl Model {
                             hex::encode(hash)
                         )));
                     }
-                    Ok(data.slice(from..to))
+                    Ok(held(data.slice(from..to), permit))
                 }
             })
-            .buffered(GET_READ_AHEAD)
+            .buffered(in_memory)
     }
 }
 
@@ -245,25 +284,44 @@ impl PutUpload {
         }
         let mut in_flight = FuturesOrdered::new();
         let (mut offset, mut first_block) = (0u64, None);
+        // Bytes read but not yet in a block (the inline probe, or the tail of a chunk).
+        let mut pending = buf.freeze();
         let mut ended = false;
-        while !ended || !buf.is_empty() {
-            while !ended && buf.len() < bs {
+        loop {
+            // A tail left from the last chunk may hold a read reservation (a copy's source block):
+            // detach it, so that no request ever waits for the write pool while holding the read pool.
+            if !pending.is_empty() {
+                pending = Bytes::copy_from_slice(&pending);
+            }
+            // Reserve the block's memory before reading it from the client: when the write pool is
+            // short, the upload waits here and the client's socket fills up (backpressure).
+            let permit = self.model.block.reserve_write(bs).await;
+            let mut block = BytesMut::with_capacity(bs);
+            loop {
+                let n = (bs - block.len()).min(pending.len());
+                block.extend_from_slice(&pending.split_to(n));
+                if block.len() >= bs || ended {
+                    break;
+                }
                 match body.next().await {
-                    Some(chunk) => buf.extend_from_slice(&chunk?),
+                    Some(chunk) => pending = chunk?,
                     None => ended = true,
                 }
             }
-            if buf.is_empty() {
+            if block.is_empty() {
                 break;
             }
-            let block = buf.split_to(buf.len().min(bs)).freeze();
+            let block = block.freeze();
             let len = block.len() as u64;
             // A task per block, so hashing and writing go on while the body is being read.
-            in_flight.push_back(tokio::spawn(self.store_block(offset, block)));
+            in_flight.push_back(tokio::spawn(self.store_block(offset, block, permit)));
             offset += len;
             if in_flight.len() >= PUT_BLOCKS_IN_FLIGHT {
                 let h = joined(in_flight.next().await.expect("non-empty"))?;
                 first_block.get_or_insert(h);
+            }
+            if ended && pending.is_empty() {
+                break;
             }
         }
         while let Some(h) = in_flight.next().await {
@@ -298,6 +356,7 @@ impl PutUpload {
         &self,
         offset: u64,
         block: Bytes,
+        permit: BufferPermit,
     ) -> impl std::future::Future<Output = Result<Hash, ModelError>> + Send + 'static {
         let model = self.model.clone();
         let (uuid, bucket, key) = (self.uuid, self.bucket, self.key.clone());
@@ -315,7 +374,7 @@ impl PutUpload {
                 },
             );
             let (stored, listed) = tokio::join!(
-                model.block.put_block(hash, block),
+                model.block.put_block_reserved(hash, block, permit),
                 model.versions.insert(&v)
             );
             stored?;
@@ -372,6 +431,12 @@ impl PutUpload {
     }
 }
 
+/// How many blocks a read keeps in memory: `GET_READ_AHEAD` for a client, 1 for a copy (see the
+/// module doc), never 0.
+fn blocks_in_memory(asked: usize) -> usize {
+    asked.clamp(1, GET_READ_AHEAD)
+}
+
 fn joined<T>(r: Result<Result<T, ModelError>, tokio::task::JoinError>) -> Result<T, ModelError> {
     r.map_err(|e| ModelError::Invalid(format!("block task: {e}")))?
 }
@@ -418,14 +483,14 @@ impl Model {
 
     /// Write a complete version (with `also`, e.g. an upload it replaces) in one quorum write. If a
     /// replica already had a newer timestamp for the key (this node's clock is behind), the version is
-    /// written again as a new version above it and the first one aborted, so that a write always lands
+    /// written again as a new version above it (which supersedes the first), so that a write always lands
     /// above every version the key has seen: at most one more round trip, only when clocks disagree.
     pub async fn write_version(
         &self,
         bucket: Hash,
         key: &str,
         mut v: ObjectVersion,
-        mut also: Vec<ObjectVersion>,
+        also: Vec<ObjectVersion>,
     ) -> Result<ObjectVersion, ModelError> {
         for _ in 0..4 {
             let mut versions = also.clone();
@@ -436,12 +501,10 @@ impl Model {
             };
             tracing::debug!("object {key}: a replica had a newer version; writing above it");
             self.observe_timestamp(newer);
-            let again = self.restamped(&v, bucket, key).await?;
-            also.push(ObjectVersion {
-                state: VersionState::Aborted,
-                ..v
-            });
-            v = again;
+            // The first version is not aborted: the new one above it supersedes it (its blocks are
+            // released then), and a version never goes from complete to aborted, which would leave
+            // the key without a current version.
+            v = self.restamped(&v, bucket, key).await?;
         }
         Ok(v)
     }

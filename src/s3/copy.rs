@@ -170,7 +170,8 @@ pub async fn upload_part_copy(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Erro
         futures::stream::empty().boxed()
     } else {
         model
-            .read_object(&src.version, begin, end)
+            // No read-ahead: see `model::ops` on memory.
+            .read_object(&src.version, begin, end, 1)
             .await
             .map_err(internal)?
             .boxed()

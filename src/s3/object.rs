@@ -435,7 +435,7 @@ pub async fn get_object(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
         return respond(r, full(Bytes::new()));
     }
     let stream = model
-        .read_object(&version, begin, end)
+        .read_object(&version, begin, end, crate::model::ops::GET_READ_AHEAD)
         .await
         .map_err(internal)?;
     let body = StreamBody::new(stream.map(|c| {

@@ -6,5 +6,6 @@ mod cluster;
 mod front_door;
 mod harness;
 mod hostile;
+mod memory;
 mod s3;
 mod table;
