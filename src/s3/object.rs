@@ -432,13 +432,11 @@ pub async fn get_object(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
     Ok(r.body(BodyExt::boxed_unsync(body)).expect("valid headers"))
 }
 
-/// Largest DeleteObjects body (1000 keys of up to 1024 bytes, escaped, with markup).
-const MAX_DELETE_BODY: usize = 8 << 20;
 /// Deletions of one DeleteObjects request run this many at a time.
 const DELETE_CONCURRENCY: usize = 32;
 
 pub async fn delete_objects(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
-    let body = super::server::small_body(ctx, MAX_DELETE_BODY).await?;
+    let body = super::server::small_body(ctx, ctx.state.xml_body_max).await?;
     if let Some(expected) = content_md5(&ctx.headers)? {
         let got: [u8; 16] = <md5::Md5 as md5::Digest>::digest(&body[..]).into();
         if got != expected {
