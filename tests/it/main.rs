@@ -5,3 +5,4 @@ mod cluster;
 mod harness;
 mod s3;
 mod table;
+mod xml_limits;
