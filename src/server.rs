@@ -268,6 +268,7 @@ impl Node {
             model: model.clone(),
             region: config.s3_api.s3_region.clone(),
             root_domain: config.s3_api.root_domain.clone(),
+            xml_body_max: usize::try_from(config.s3_api.xml_body_max).unwrap_or(usize::MAX),
         });
         let s3_addr = config.s3_api.api_bind_addr;
         let s3_limits = HttpLimits::from_config(

@@ -166,3 +166,169 @@ mod tests {
         );
     }
 }
+
+/// Property-based fuzzing of the frame decoder and of a connection's reader fed arbitrary bytes
+/// (case count: `PROPTEST_CASES`, default 256; `script/fuzz` runs them for a given time).
+#[cfg(test)]
+mod fuzz {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use futures::StreamExt;
+    use futures::future::BoxFuture;
+    use proptest::prelude::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::net::NetError;
+    use crate::net::conn::{ByteStream, Conn, Dispatch, Reply};
+    use crate::net::identity::NodeId;
+
+    /// Answers every request with its body, after reading its stream to the end.
+    struct Echo;
+
+    impl Dispatch for Echo {
+        fn dispatch(
+            &self,
+            _from: NodeId,
+            _endpoint: &str,
+            body: Bytes,
+            stream: Option<ByteStream>,
+        ) -> BoxFuture<'static, Reply> {
+            Box::pin(async move {
+                if let Some(mut s) = stream {
+                    while s.next().await.is_some() {}
+                }
+                Ok((body, None))
+            })
+        }
+    }
+
+    /// Runs a connection whose peer sends `input` (then ends its side unless `keep_open`); returns
+    /// why the connection ended. Panics if it does not end within 20 s.
+    fn run_conn(input: Vec<u8>, keep_open: bool) -> NetError {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let (ours, theirs) = tokio::io::duplex(64 << 10);
+            let (conn, queues) = Conn::new(NodeId([7; 32]), "127.0.0.1:1".parse().unwrap(), false);
+            let run = tokio::spawn(async move { conn.run(ours, queues, Arc::new(Echo)).await });
+            let (mut rd, mut wr) = tokio::io::split(theirs);
+            let drain = tokio::spawn(async move {
+                let mut buf = vec![0; 64 << 10];
+                while rd.read(&mut buf).await.is_ok_and(|n| n > 0) {}
+            });
+            let feed = tokio::spawn(async move {
+                let _ = wr.write_all(&input).await;
+                if keep_open {
+                    std::future::pending::<()>().await;
+                }
+                let _ = wr.shutdown().await;
+            });
+            let ended = tokio::time::timeout(Duration::from_secs(20), run).await;
+            feed.abort();
+            drain.abort();
+            ended.expect("the connection ends").expect("no panic")
+        })
+    }
+
+    /// One frame as a peer could send it: header fields and payload arbitrary, the length
+    /// sometimes lying.
+    fn frame() -> impl Strategy<Value = Vec<u8>> {
+        (
+            prop::option::of(prop_oneof![
+                Just(u32::MAX),
+                Just(MAX_FRAME as u32 + 1),
+                0u32..200
+            ]),
+            0u32..4,
+            prop_oneof![4 => 1u8..=7, 1 => any::<u8>()],
+            any::<u8>(),
+            prop_oneof![
+                prop::collection::vec(any::<u8>(), 0..64),
+                // A well-formed request header: endpoint name length, name, body.
+                ("[a-z/]{0,12}", prop::collection::vec(any::<u8>(), 0..16)).prop_map(
+                    |(name, body)| {
+                        let mut m = (name.len() as u16).to_be_bytes().to_vec();
+                        m.extend_from_slice(name.as_bytes());
+                        m.extend_from_slice(&body);
+                        m
+                    }
+                ),
+                // Reply-shaped and window-shaped payloads.
+                prop::collection::vec(any::<u8>(), 4..5),
+                Just(vec![0u8]),
+                Just(vec![1u8, b'x']),
+            ],
+        )
+            .prop_map(|(len, id, kind, flags, payload)| {
+                let len = len.unwrap_or(payload.len() as u32);
+                let mut out = len.to_be_bytes().to_vec();
+                out.extend_from_slice(&id.to_be_bytes());
+                out.push(kind);
+                out.push(flags);
+                out.extend_from_slice(&payload);
+                out
+            })
+    }
+
+    /// The connection has ended for a reason a peer's bytes can cause.
+    fn acceptable(e: &NetError) -> bool {
+        matches!(
+            e,
+            NetError::Protocol(_) | NetError::Disconnected | NetError::Io(_)
+        )
+    }
+
+    proptest! {
+        /// Any 10 bytes: a header within the limits, or an error; never a panic.
+        #[test]
+        fn headers(h in any::<[u8; HEADER_LEN]>()) {
+            if let Ok((len, id, kind, fl)) = parse_header(&h) {
+                prop_assert!(len <= MAX_FRAME);
+                let mut out = BytesMut::new();
+                Frame { id, kind, flags: fl, payload: Bytes::from(vec![0; len]) }.write_header(&mut out);
+                prop_assert_eq!(&out[..], &h[..]);
+            }
+        }
+
+        /// Splitting a message gives frames within the limit whose concatenation is the message.
+        #[test]
+        fn split_then_join(len in 0usize..3 * MAX_FRAME) {
+            let msg: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let parts = split_message(Bytes::from(msg.clone()));
+            prop_assert!(parts.iter().all(|p| p.len() <= MAX_FRAME));
+            prop_assert_eq!(parts.concat(), msg);
+        }
+
+        /// A connection fed arbitrary frames (lying lengths, unknown kinds, reused ids, streams
+        /// without requests…) or raw garbage ends with an error, never a panic or a hang.
+        #[test]
+        fn connection_survives_any_input(
+            frames in prop::collection::vec(frame(), 0..24),
+            garbage in prop::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let mut input = frames.concat();
+            input.extend_from_slice(&garbage);
+            let e = run_conn(input, false);
+            prop_assert!(acceptable(&e), "{:?}", e);
+        }
+    }
+
+    /// A 4 GiB length prefix is refused from the header alone: the connection ends at once (its
+    /// peer still connected and sending nothing more), nothing is allocated for the payload.
+    #[test]
+    fn huge_length_prefix_is_refused_before_reading() {
+        for len in [u32::MAX, MAX_FRAME as u32 + 1] {
+            let mut input = len.to_be_bytes().to_vec();
+            input.extend_from_slice(&[0, 0, 0, 1, Kind::Request as u8, flags::LAST]);
+            let e = run_conn(input, true);
+            assert!(
+                matches!(&e, NetError::Protocol(m) if m.contains("exceeds")),
+                "{e:?}"
+            );
+        }
+    }
+}

@@ -149,9 +149,9 @@ fn copy_range(ctx: &Ctx, size: u64) -> Result<(u64, u64), S3Error> {
     };
     let spec = h.trim().strip_prefix("bytes=").ok_or_else(bad)?;
     let (a, b) = spec.split_once('-').ok_or_else(bad)?;
-    let (a, b): (u64, u64) = (
-        a.trim().parse().map_err(|_| bad())?,
-        b.trim().parse().map_err(|_| bad())?,
+    let (a, b) = (
+        super::object::decimal(a.trim()).ok_or_else(bad)?,
+        super::object::decimal(b.trim()).ok_or_else(bad)?,
     );
     if a > b || b >= size {
         return Err(bad());

@@ -15,8 +15,6 @@ use crate::util::hash::Hash;
 
 /// Largest part (as S3).
 pub const MAX_PART_SIZE: u64 = 5 << 30;
-/// Largest CompleteMultipartUpload body (10,000 parts).
-const MAX_COMPLETE_BODY: usize = 4 << 20;
 /// Most parts or uploads per listing.
 const MAX_LIST: usize = 1000;
 
@@ -106,7 +104,7 @@ pub async fn upload_part(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
 }
 
 pub async fn complete(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
-    let body = small_body(ctx, MAX_COMPLETE_BODY).await?;
+    let body = small_body(ctx, ctx.state.xml_body_max).await?;
     let parts = xml::parse_complete_multipart_upload(&body)?;
     let (_, up) = upload(ctx).await?;
     let list: Vec<(u32, String)> = parts

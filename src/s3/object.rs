@@ -254,21 +254,25 @@ fn parse_range(h: Option<&str>, size: u64) -> Result<Option<(u64, u64)>, S3Error
         .with("RangeRequested", format!("bytes={spec}"))
         .with("ActualObjectSize", size.to_string())
     };
-    // A position too large for u64 is still a position (past the end of any object).
-    let pos = |s: &str| match s.parse::<u64>() {
-        Err(_) if !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()) => Ok(u64::MAX),
-        other => other,
-    };
-    let range = match (pos(a), pos(b)) {
-        (Ok(start), Ok(end)) if start <= end => (start, end.saturating_add(1).min(size)),
-        (Ok(start), _) if b.is_empty() => (start, size),
-        (Err(_), Ok(n)) if a.is_empty() && n > 0 => (size.saturating_sub(n), size),
+    let range = match (decimal(a), decimal(b)) {
+        (Some(start), Some(end)) if start <= end => (start, end.saturating_add(1).min(size)),
+        (Some(start), _) if b.is_empty() => (start, size),
+        (None, Some(n)) if a.is_empty() && n > 0 => (size.saturating_sub(n), size),
         _ => return Ok(None), // not a valid range header: ignored, as HTTP says
     };
     if range.0 >= size {
         return Err(unsatisfiable());
     }
     Ok(Some(range))
+}
+
+/// A byte position of a range header: ASCII digits only (`u64::from_str` alone takes a `+`). A
+/// position too large for u64 is still a position, past the end of any object: `u64::MAX`.
+pub(super) fn decimal(s: &str) -> Option<u64> {
+    if s.is_empty() || !s.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    Some(s.parse().unwrap_or(u64::MAX))
 }
 
 /// Whether an `If-Match`/`If-None-Match` style header (a list of ETags, or `*`) names `etag`.
@@ -445,13 +449,11 @@ pub async fn get_object(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
     respond(r, BodyExt::boxed_unsync(body))
 }
 
-/// Largest DeleteObjects body (1000 keys of up to 1024 bytes, escaped, with markup).
-const MAX_DELETE_BODY: usize = 8 << 20;
 /// Deletions of one DeleteObjects request run this many at a time.
 const DELETE_CONCURRENCY: usize = 32;
 
 pub async fn delete_objects(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
-    let body = super::server::small_body(ctx, MAX_DELETE_BODY).await?;
+    let body = super::server::small_body(ctx, ctx.state.xml_body_max).await?;
     if let Some(expected) = content_md5(&ctx.headers)? {
         let got: [u8; 16] = <md5::Md5 as md5::Digest>::digest(&body[..]).into();
         if got != expected {
@@ -528,5 +530,134 @@ mod tests {
         let e = parse_range(Some("bytes=10-"), 10).unwrap_err();
         assert_eq!(e.code, S3ErrorCode::InvalidRange);
         assert!(parse_range(Some("bytes=0-"), 0).is_err());
+    }
+}
+
+/// Property-based fuzzing of the Range and `If-*` header parsing (case count: `PROPTEST_CASES`,
+/// default 256; `script/fuzz` runs them for a given time).
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// RFC 9110 single byte range, as the reference: `bytes=first-[last]` or `bytes=-suffix`,
+    /// digits only; anything else is ignored (`Ok(None)`).
+    fn model(h: &str, size: u64) -> Result<Option<(u64, u64)>, ()> {
+        let Some(spec) = h.trim().strip_prefix("bytes=") else {
+            return Ok(None);
+        };
+        if spec.contains(',') {
+            return Ok(None);
+        }
+        let (a, b) = spec.split_once('-').unwrap_or((spec, ""));
+        let num = |s: &str| {
+            let s = s.trim();
+            if s.is_empty() || !s.bytes().all(|c| c.is_ascii_digit()) {
+                None
+            } else {
+                // 1*DIGIT: a position too large for u64 is still a position (past any end).
+                Some(s.parse::<u64>().unwrap_or(u64::MAX))
+            }
+        };
+        let range = match (num(a), num(b)) {
+            (Some(first), Some(last)) if first <= last => (first, last.saturating_add(1).min(size)),
+            (Some(first), None) if b.trim().is_empty() => (first, size),
+            (None, Some(n)) if a.trim().is_empty() && n > 0 => (size.saturating_sub(n), size),
+            _ => return Ok(None),
+        };
+        if range.0 >= size {
+            return Err(());
+        }
+        Ok(Some(range))
+    }
+
+    /// `<unit>=<first><sep><last><rest>`, each piece usual or odd.
+    fn rangeish() -> impl Strategy<Value = String> {
+        let number = (
+            prop::sample::select(vec!["", "", "", "+", "-", " ", "\t", "x"]),
+            prop_oneof![
+                "[0-9]{0,3}",
+                Just("18446744073709551615".to_string()),
+                Just("18446744073709551616".to_string()),
+            ],
+            prop::sample::select(vec!["", "", "", " ", "x", "é"]),
+        )
+            .prop_map(|(pre, digits, post)| format!("{pre}{digits}{post}"));
+        (
+            prop::sample::select(vec!["bytes=", " bytes= ", "bytes", "Bytes=", "items=", ""]),
+            number.clone(),
+            prop::sample::select(vec!["-", "-", "", "--", ",", "-,", "="]),
+            number,
+            prop::sample::select(vec!["", "", ",0-1", " ", "-"]),
+        )
+            .prop_map(|(unit, a, sep, b, rest)| format!("{unit}{a}{sep}{b}{rest}"))
+    }
+
+    proptest! {
+        /// Any Range header: never a panic, and exactly what RFC 9110 says (a satisfiable range
+        /// within the object, InvalidRange, or ignored).
+        #[test]
+        fn range_parsing_follows_the_rfc(
+            h in prop_oneof![rangeish(), "\\PC{0,30}"],
+            size in prop_oneof![0u64..20, any::<u64>()],
+        ) {
+            let got = parse_range(Some(&h), size);
+            if let Ok(Some((a, b))) = got {
+                prop_assert!(a < b && b <= size);
+            }
+            match (got, model(&h, size)) {
+                (Ok(g), Ok(m)) => prop_assert_eq!(g, m, "{:?}", h),
+                (Err(e), Err(())) => prop_assert_eq!(e.code, S3ErrorCode::InvalidRange),
+                (g, m) => prop_assert!(false, "{:?}: got {:?}, expected {:?}", h, g, m),
+            }
+        }
+
+        /// If-Match / If-None-Match lists: any value is safe, and a list naming the ETag (quoted,
+        /// weak or not, among others) matches it.
+        #[test]
+        fn etag_lists(
+            h in "\\PC{0,40}",
+            etag in "[0-9a-f]{1,32}(-[0-9]{1,5})?",
+            others in prop::collection::vec("[0-9a-f]{1,32}", 0..3),
+            weak in any::<bool>(),
+        ) {
+            let _ = etag_matches(&h, &etag);
+            let mut list: Vec<String> = others.iter().map(|o| format!("\"{o}x\"")).collect();
+            prop_assert!(!etag_matches(&list.join(", "), &etag) || list.is_empty());
+            list.insert(list.len() / 2, format!("{}\"{etag}\"", if weak { "W/" } else { "" }));
+            prop_assert!(etag_matches(&list.join(" ,"), &etag));
+            prop_assert!(etag_matches("*", &etag));
+        }
+
+        /// If-Modified-Since and friends: any value is safe, and every HTTP date we write reads
+        /// back as its second.
+        #[test]
+        fn http_dates(h in "\\PC{0,40}", msec in 0u64..253_402_300_800_000) {
+            let _ = http_date_secs(&h);
+            prop_assert_eq!(http_date_secs(&crate::s3::xml::http_date(msec)), Some(msec / 1000));
+        }
+
+        /// Part numbers from the query: any string is safe, and accepted ones are 1..=10000.
+        #[test]
+        fn part_numbers(s in "\\PC{0,12}", n in any::<u32>()) {
+            if let Ok(n) = crate::s3::multipart::part_number(&s) {
+                prop_assert!((1..=10_000).contains(&n));
+            }
+            prop_assert_eq!(crate::s3::multipart::part_number(&n.to_string()).is_ok(), (1..=10_000).contains(&n));
+        }
+    }
+
+    /// Found by `range_parsing_follows_the_rfc`: `u64::from_str` takes a leading `+`, so
+    /// `bytes=+1-` was served as a range; RFC 9110 positions are digits only (else the header is
+    /// ignored and the whole object sent, as for any invalid range).
+    #[test]
+    fn range_positions_are_digits_only() {
+        for h in ["bytes=+1-", "bytes=1-+5", "bytes=-+3", "bytes=+0-+0"] {
+            assert_eq!(parse_range(Some(h), 10).unwrap(), None, "{h}");
+        }
+        assert_eq!(
+            parse_range(Some("bytes= 1 - 5 "), 10).unwrap(),
+            Some((1, 6))
+        );
     }
 }

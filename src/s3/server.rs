@@ -34,6 +34,8 @@ pub struct S3State {
     pub model: Arc<Model>,
     pub region: String,
     pub root_domain: Option<String>,
+    /// `[s3_api] xml_body_max`: largest XML request body read.
+    pub xml_body_max: usize,
 }
 
 /// Everything a handler needs about a request that passed authentication and permission checks.

@@ -848,37 +848,189 @@ mod tests {
         ]
     }
 
-    proptest! {
-        /// Whatever the chunk size and however the input is split, decoding gives back the data.
-        #[test]
-        fn encode_then_decode(mode in any_mode(), data in proptest::collection::vec(any::<u8>(), 0..3000),
-                              chunk in 1usize..700, cuts in proptest::collection::vec(any::<usize>(), 0..20)) {
-            let trailers = vec![("x-amz-checksum-crc32".to_string(), "DUoRhQ==".to_string())];
-            let body = encode(&mode, &data, chunk, &trailers);
-            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (body.len() + 1)).collect();
-            cuts.sort();
-            let expect_trailers = if mode.has_trailers() { trailers } else { vec![] };
-            let (decoded, got) = decode(mode, &body, &cuts).unwrap();
-            prop_assert_eq!(decoded, data);
-            prop_assert_eq!(got, expect_trailers);
+    /// Property-based fuzzing of the decoder (case count: `PROPTEST_CASES`, default 256;
+    /// `script/fuzz` runs them for a given time).
+    mod fuzz {
+        use super::*;
+
+        proptest! {
+            /// Whatever the chunk size and however the input is split, decoding gives back the data.
+            #[test]
+            fn encode_then_decode(mode in any_mode(), data in proptest::collection::vec(any::<u8>(), 0..3000),
+                                  chunk in 1usize..700, cuts in proptest::collection::vec(any::<usize>(), 0..20)) {
+                let trailers = vec![("x-amz-checksum-crc32".to_string(), "DUoRhQ==".to_string())];
+                let body = encode(&mode, &data, chunk, &trailers);
+                let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (body.len() + 1)).collect();
+                cuts.sort();
+                let expect_trailers = if mode.has_trailers() { trailers } else { vec![] };
+                let (decoded, got) = decode(mode, &body, &cuts).unwrap();
+                prop_assert_eq!(decoded, data);
+                prop_assert_eq!(got, expect_trailers);
+            }
+
+            /// Arbitrary input never panics, in any mode.
+            #[test]
+            fn arbitrary_bytes_never_panic(mode in any_mode(), body in proptest::collection::vec(any::<u8>(), 0..600),
+                                           cuts in proptest::collection::vec(any::<usize>(), 0..8)) {
+                let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (body.len() + 1)).collect();
+                cuts.sort();
+                let _ = decode(mode, &body, &cuts);
+            }
+
+            /// Mostly-valid input with one byte changed: an error or the right data, never a panic.
+            #[test]
+            fn mutated_bodies_never_panic(mode in any_mode(), at in any::<usize>(), byte in any::<u8>()) {
+                let mut body = encode(&mode, b"hello world, some payload", 7, &[("a".into(), "b".into())]);
+                let at = at % body.len();
+                body[at] = byte;
+                let _ = decode(mode, &body, &[at]);
+            }
         }
 
-        /// Arbitrary input never panics, in any mode.
-        #[test]
-        fn arbitrary_bytes_never_panic(mode in any_mode(), body in proptest::collection::vec(any::<u8>(), 0..600),
-                                       cuts in proptest::collection::vec(any::<usize>(), 0..8)) {
-            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (body.len() + 1)).collect();
-            cuts.sort();
-            let _ = decode(mode, &body, &cuts);
+        /// Everything the decoder yields before it ends or fails, and the error if any.
+        fn yielded(
+            mode: StreamingMode,
+            body: &[u8],
+            cuts: &[usize],
+            expected_len: Option<u64>,
+        ) -> (Vec<u8>, Option<S3Error>) {
+            let mut pieces = vec![];
+            let mut start = 0;
+            for &c in cuts.iter().chain(std::iter::once(&body.len())) {
+                let c = c.clamp(start, body.len());
+                pieces.push(Ok::<_, std::io::Error>(Bytes::copy_from_slice(
+                    &body[start..c],
+                )));
+                start = c;
+            }
+            let mut decoder = ChunkedDecoder::new(futures::stream::iter(pieces), mode);
+            if let Some(len) = expected_len {
+                decoder = decoder.with_decoded_length(len);
+            }
+            let mut out = vec![];
+            futures::executor::block_on(async {
+                while let Some(piece) = decoder.next().await {
+                    match piece {
+                        Ok(b) => out.extend_from_slice(&b),
+                        Err(e) => return (out, Some(e)),
+                    }
+                }
+                (out, None)
+            })
         }
 
-        /// Mostly-valid input with one byte changed: an error or the right data, never a panic.
-        #[test]
-        fn mutated_bodies_never_panic(mode in any_mode(), at in any::<usize>(), byte in any::<u8>()) {
-            let mut body = encode(&mode, b"hello world, some payload", 7, &[("a".into(), "b".into())]);
-            let at = at % body.len();
-            body[at] = byte;
-            let _ = decode(mode, &body, &[at]);
+        /// Chunked-looking garbage: sizes, extensions, CRLFs, trailers, data.
+        fn chunkish() -> impl Strategy<Value = Vec<u8>> {
+            let atoms = prop::sample::select(vec![
+                "0",
+                "1",
+                "5",
+                "a",
+                "F",
+                "10",
+                "ffff",
+                "1000000",
+                "ffffffffffffffff",
+                "10000000000000000",
+                ";",
+                "chunk-signature=",
+                ";chunk-signature=00",
+                "\r\n",
+                "\r",
+                "\n",
+                ":",
+                " ",
+                "x-amz-checksum-crc32:",
+                "DUoRhQ==",
+                "x-amz-trailer-signature:",
+                "hello",
+                "\u{0}",
+                "é",
+            ]);
+            prop::collection::vec(atoms, 0..40).prop_map(|v| v.concat().into_bytes())
+        }
+
+        fn sorted_cuts(cuts: Vec<usize>, len: usize) -> Vec<usize> {
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (len + 1)).collect();
+            cuts.sort();
+            cuts
+        }
+
+        proptest! {
+            /// Arbitrary or chunk-like input: never a panic, never more bytes than the input
+            /// holds, nor than `x-amz-decoded-content-length` announces; success means the whole
+            /// announced length was delivered.
+            #[test]
+            fn never_yields_more_than_announced(
+                mode in any_mode(),
+                body in prop_oneof![chunkish(), proptest::collection::vec(any::<u8>(), 0..300)],
+                cuts in proptest::collection::vec(any::<usize>(), 0..8),
+                announced in prop::option::of(0u64..40),
+            ) {
+                let cuts = sorted_cuts(cuts, body.len());
+                let (out, error) = yielded(mode, &body, &cuts, announced);
+                prop_assert!(out.len() <= body.len());
+                if let Some(n) = announced {
+                    prop_assert!(out.len() as u64 <= n);
+                    if error.is_none() {
+                        prop_assert_eq!(out.len() as u64, n);
+                    }
+                }
+                if let Some(e) = error {
+                    prop_assert!(e.status().is_client_error(), "{:?}", e);
+                }
+            }
+
+            /// Every strict prefix of a valid body is an error, or (trailer modes, where the final
+            /// empty line is optional) the whole payload: never a silently truncated one.
+            #[test]
+            fn prefixes_are_errors_or_complete(
+                mode in any_mode(),
+                data in proptest::collection::vec(any::<u8>(), 0..200),
+                chunk in 1usize..64,
+                cut in any::<usize>(),
+            ) {
+                let trailers = vec![("x-amz-checksum-crc32".to_string(), "DUoRhQ==".to_string())];
+                let body = encode(&mode, &data, chunk, &trailers);
+                let cut = cut % body.len();
+                let (out, error) = yielded(mode, &body[..cut], &[], None);
+                if error.is_none() {
+                    prop_assert_eq!(out, data);
+                }
+            }
+
+            /// Signed modes: however a valid body is edited, what decodes successfully is exactly
+            /// the signed payload.
+            #[test]
+            fn signed_bodies_are_tamper_evident(
+                signed_trailer in any::<bool>(),
+                data in proptest::collection::vec(any::<u8>(), 0..200),
+                chunk in 1usize..64,
+                edits in proptest::collection::vec((any::<usize>(), any::<u8>(), any::<u8>()), 1..4),
+            ) {
+                let mode = if signed_trailer {
+                    StreamingMode::SignedTrailer(context(TRAILER_SEED))
+                } else {
+                    StreamingMode::Signed(context(SEED))
+                };
+                let trailers = vec![("x-amz-checksum-crc32".to_string(), "DUoRhQ==".to_string())];
+                let mut body = encode(&mode, &data, chunk, &trailers);
+                for (at, op, byte) in edits {
+                    let at = at % (body.len() + 1);
+                    match op % 3 {
+                        0 if at < body.len() => body[at] = byte,
+                        1 => body.insert(at, byte),
+                        _ if at < body.len() => {
+                            body.remove(at);
+                        }
+                        _ => {}
+                    }
+                }
+                let (out, error) = yielded(mode, &body, &[], None);
+                if error.is_none() {
+                    prop_assert_eq!(out, data);
+                }
+            }
         }
     }
 }

@@ -17,6 +17,15 @@
 //! [`S3ErrorCode::MalformedXML`] error. Namespaces are ignored (elements match on their local name), so
 //! documents with or without `xmlns` are accepted. Key text is kept exactly as sent: entities and
 //! character references are decoded, nothing is trimmed and line ends are not normalized.
+//!
+//! The tree is bounded **while parsing**, before an element is added to it (the caller has already
+//! capped the body at `[s3_api] xml_body_max`): the root must be the expected one, every element
+//! name must belong to the document's schema, the root has at most [`MAX_DELETE_OBJECTS`] objects
+//! (+ `Quiet`) or [`MAX_COMPLETE_PARTS`] parts (as AWS: more is `MalformedXML`), any other element
+//! at most [`MAX_CHILDREN`] children, nesting is at most [`MAX_DEPTH`] deep, an element has at most
+//! [`MAX_ATTRIBUTES`] attributes and [`MAX_TEXT`] bytes of text (whitespace between elements is
+//! counted, not kept). So a hostile body costs at most a few thousand small nodes, never one per
+//! byte.
 
 use std::fmt::Write as _;
 
@@ -33,9 +42,6 @@ const XML_DECL: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
 
 /// AWS's limit on the number of keys in one DeleteObjects request.
 pub const MAX_DELETE_OBJECTS: usize = 1000;
-
-/// Deepest element nesting accepted in a request document (ours need 3).
-const MAX_DEPTH: usize = 16;
 
 /// The only storage class Grenier reports.
 const STORAGE_CLASS: &str = "STANDARD";
@@ -799,11 +805,90 @@ fn is_xml_space(c: char) -> bool {
     matches!(c, ' ' | '\t' | '\r' | '\n')
 }
 
+/// What a request document may hold, checked while it is parsed: the tree is built only from
+/// elements that fit, so a body can never cost more than a few times its (capped) size, whatever
+/// its content.
+struct Shape {
+    /// The root element's local name (checked on the first start tag).
+    root: &'static str,
+    /// Local names allowed below the root (anything else is refused on its start tag); empty =
+    /// any (only for reading our own responses back in tests).
+    names: &'static [&'static str],
+    /// Most child elements of the root (e.g. 1000 `<Object>` plus one `<Quiet>`).
+    max_root_children: usize,
+    /// Most child elements of any other element ([`MAX_CHILDREN`] for requests).
+    max_children: usize,
+    /// Deepest nesting, the root being at depth 1 ([`MAX_DEPTH`] for requests).
+    max_depth: usize,
+}
+
+/// Deepest element nesting accepted in a request document (all of ours need exactly 3).
+pub const MAX_DEPTH: usize = 3;
+
+/// Most child elements of an element below the root (a `<Part>` has at most 7: PartNumber, ETag
+/// and five checksums; an `<Object>` 5).
+pub const MAX_CHILDREN: usize = 8;
+
+/// Most attributes on one element (only namespace declarations are expected).
+pub const MAX_ATTRIBUTES: usize = 16;
+
+/// Most bytes of character data (entities decoded) in one element, beyond whitespace: keys are at
+/// most 1024 bytes, every other value is shorter. Whitespace-only runs (indentation between
+/// elements) are counted but not kept beyond this.
+pub const MAX_TEXT: usize = 4096;
+
+/// Most parts in one CompleteMultipartUpload request (AWS's limit: part numbers are 1..=10000).
+pub const MAX_COMPLETE_PARTS: usize = 10_000;
+
+const DELETE_SHAPE: Shape = Shape {
+    root: "Delete",
+    names: &[
+        "Quiet",
+        "Object",
+        "Key",
+        "VersionId",
+        "ETag",
+        "LastModifiedTime",
+        "Size",
+    ],
+    max_root_children: MAX_DELETE_OBJECTS + 1,
+    max_children: MAX_CHILDREN,
+    max_depth: MAX_DEPTH,
+};
+
+const COMPLETE_SHAPE: Shape = Shape {
+    root: "CompleteMultipartUpload",
+    names: &[
+        "Part",
+        "PartNumber",
+        "ETag",
+        "ChecksumCRC32",
+        "ChecksumCRC32C",
+        "ChecksumCRC64NVME",
+        "ChecksumSHA1",
+        "ChecksumSHA256",
+    ],
+    max_root_children: MAX_COMPLETE_PARTS,
+    max_children: MAX_CHILDREN,
+    max_depth: MAX_DEPTH,
+};
+
+const CREATE_BUCKET_SHAPE: Shape = Shape {
+    root: "CreateBucketConfiguration",
+    names: &["LocationConstraint"],
+    max_root_children: 1,
+    max_children: MAX_CHILDREN,
+    max_depth: MAX_DEPTH,
+};
+
 /// An element of a parsed request: local name, concatenated character data, child elements.
 #[derive(Debug)]
 struct Node {
     name: String,
     text: String,
+    /// Whitespace-only text longer than [`MAX_TEXT`] was dropped: fine for a container, not for a
+    /// leaf (whose text must be kept exactly).
+    text_dropped: bool,
     children: Vec<Node>,
 }
 
@@ -819,11 +904,25 @@ impl Node {
 
     /// The element only holds text (returned exactly, entities decoded).
     fn leaf(&self) -> Result<&str, S3Error> {
-        if self.children.is_empty() {
+        if self.children.is_empty() && !self.text_dropped {
             Ok(&self.text)
         } else {
             Err(malformed())
         }
+    }
+
+    /// Appends character data, within [`MAX_TEXT`] (see there).
+    fn push_text(&mut self, s: &str) -> Result<(), S3Error> {
+        if self.text.len() + s.len() <= MAX_TEXT {
+            self.text.push_str(s);
+            return Ok(());
+        }
+        if self.text.chars().all(is_xml_space) && s.chars().all(is_xml_space) {
+            self.text.clear();
+            self.text_dropped = true;
+            return Ok(());
+        }
+        Err(malformed())
     }
 }
 
@@ -857,7 +956,10 @@ fn resolve_ref(name: &str) -> Result<char, S3Error> {
 /// Parses a whole document into its root element; `Ok(None)` when there is no element at all (empty
 /// or whitespace-only body). DTDs are refused; comments, processing instructions and the declaration
 /// are skipped; attributes (namespace declarations included) are checked for syntax and ignored.
-fn parse_document(body: &[u8]) -> Result<Option<Node>, S3Error> {
+///
+/// Every limit of `shape` (root name, allowed names, children per element, depth, attributes, text
+/// per element) is checked as each event is read, before anything is added to the tree.
+fn parse_document(body: &[u8], shape: &Shape) -> Result<Option<Node>, S3Error> {
     let text = std::str::from_utf8(body).map_err(|_| malformed())?;
     let text = text.strip_prefix('\u{FEFF}').unwrap_or(text);
     let mut reader = Reader::from_str(text);
@@ -867,22 +969,41 @@ fn parse_document(body: &[u8]) -> Result<Option<Node>, S3Error> {
     fn start(
         stack: &mut Vec<Node>,
         root: &Option<Node>,
+        shape: &Shape,
         e: &quick_xml::events::BytesStart,
     ) -> Result<(), S3Error> {
-        if root.is_some() || stack.len() >= MAX_DEPTH {
+        if root.is_some() || stack.len() >= shape.max_depth {
             return Err(malformed());
-        }
-        for attr in e.attributes() {
-            attr.map_err(|_| malformed())?;
         }
         let name = e.local_name();
         let name: &str = name.as_ref();
-        if name.is_empty() {
+        let (allowed, room) = match (stack.len(), stack.last()) {
+            (_, None) => (shape.root.is_empty() || name == shape.root, true),
+            (depth, Some(parent)) => (
+                shape.names.is_empty() || shape.names.contains(&name),
+                parent.children.len()
+                    < if depth == 1 {
+                        shape.max_root_children
+                    } else {
+                        shape.max_children
+                    },
+            ),
+        };
+        if name.is_empty() || !allowed || !room {
             return Err(malformed());
         }
+        for (i, attr) in e.attributes().enumerate() {
+            if i >= MAX_ATTRIBUTES {
+                return Err(malformed());
+            }
+            attr.map_err(|_| malformed())?;
+        }
+        #[cfg(test)]
+        NODES_BUILT.with(|n| n.set(n.get() + 1));
         stack.push(Node {
             name: name.to_string(),
             text: String::new(),
+            text_dropped: false,
             children: Vec::new(),
         });
         Ok(())
@@ -899,23 +1020,23 @@ fn parse_document(body: &[u8]) -> Result<Option<Node>, S3Error> {
 
     loop {
         match reader.read_event().map_err(|_| malformed())? {
-            Event::Start(e) => start(&mut stack, &root, &e)?,
+            Event::Start(e) => start(&mut stack, &root, shape, &e)?,
             Event::Empty(e) => {
-                start(&mut stack, &root, &e)?;
+                start(&mut stack, &root, shape, &e)?;
                 end(&mut stack, &mut root)?;
             }
             Event::End(_) => end(&mut stack, &mut root)?,
             Event::Text(t) => match stack.last_mut() {
-                Some(top) => top.text.push_str(&t),
+                Some(top) => top.push_text(&t)?,
                 None if t.chars().all(is_xml_space) => {}
                 None => return Err(malformed()),
             },
             Event::CData(t) => match stack.last_mut() {
-                Some(top) => top.text.push_str(&t),
+                Some(top) => top.push_text(&t)?,
                 None => return Err(malformed()),
             },
             Event::GeneralRef(r) => match stack.last_mut() {
-                Some(top) => top.text.push(resolve_ref(&r)?),
+                Some(top) => top.push_text(resolve_ref(&r)?.encode_utf8(&mut [0; 4]))?,
                 None => return Err(malformed()),
             },
             Event::Comment(_) | Event::PI(_) | Event::Decl(_) => {}
@@ -929,12 +1050,15 @@ fn parse_document(body: &[u8]) -> Result<Option<Node>, S3Error> {
     Ok(root)
 }
 
-/// Parses a request body that must be one `root` element.
-fn parse_root(body: &[u8], root: &str) -> Result<Node, S3Error> {
-    match parse_document(body)? {
-        Some(node) if node.name == root => Ok(node),
-        _ => Err(malformed()),
-    }
+#[cfg(test)]
+thread_local! {
+    /// Elements added to a tree by [`parse_document`] on this thread (tests check the limits with it).
+    static NODES_BUILT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Parses a request body that must be one element of `shape`.
+fn parse_root(body: &[u8], shape: &Shape) -> Result<Node, S3Error> {
+    parse_document(body, shape)?.ok_or_else(malformed)
 }
 
 /// Stores the text of a leaf element that may appear at most once.
@@ -969,7 +1093,7 @@ const CHECKSUM_ELEMENTS: [&str; 5] = [
 /// </CompleteMultipartUpload>`. At least one part; every part has exactly one PartNumber (decimal)
 /// and one ETag. Part numbers and their order are the caller's to validate.
 pub fn parse_complete_multipart_upload(body: &[u8]) -> Result<Vec<CompletedPart>, S3Error> {
-    let root = parse_root(body, "CompleteMultipartUpload")?;
+    let root = parse_root(body, &COMPLETE_SHAPE)?;
     let mut parts = Vec::new();
     for part in root.container()? {
         if part.name != "Part" {
@@ -1034,7 +1158,7 @@ pub struct DeleteRequest {
 /// 1 to [`MAX_DELETE_OBJECTS`] objects, each with exactly one Key. Conditional deletes (`ETag`,
 /// `LastModifiedTime`, `Size` in an Object) are answered `NotImplemented` rather than ignored.
 pub fn parse_delete(body: &[u8]) -> Result<DeleteRequest, S3Error> {
-    let root = parse_root(body, "Delete")?;
+    let root = parse_root(body, &DELETE_SHAPE)?;
     let mut quiet: Option<String> = None;
     let mut objects = Vec::new();
     for child in root.container()? {
@@ -1086,12 +1210,9 @@ fn parse_object_identifier(object: &Node) -> Result<ObjectIdentifier, S3Error> {
 /// Parses a CreateBucket body: `None` for an empty body, an empty `<CreateBucketConfiguration/>` or
 /// an empty `<LocationConstraint/>`; otherwise the (trimmed) location constraint.
 pub fn parse_create_bucket_configuration(body: &[u8]) -> Result<Option<String>, S3Error> {
-    let Some(root) = parse_document(body)? else {
+    let Some(root) = parse_document(body, &CREATE_BUCKET_SHAPE)? else {
         return Ok(None);
     };
-    if root.name != "CreateBucketConfiguration" {
-        return Err(malformed());
-    }
     let mut location: Option<String> = None;
     for child in root.container()? {
         match child.name.as_str() {
@@ -1135,13 +1256,22 @@ mod tests {
         format!("{DECL}{}", compact(body))
     }
 
+    /// Any well-formed document (to read our own responses back).
+    const ANY_SHAPE: Shape = Shape {
+        root: "",
+        names: &[],
+        max_root_children: usize::MAX,
+        max_children: usize::MAX,
+        max_depth: 16,
+    };
+
     fn code(r: Result<impl std::fmt::Debug, S3Error>) -> S3ErrorCode {
         r.expect_err("expected an error").code
     }
 
     /// Every response must be well-formed: re-read it with quick-xml down to EOF.
     fn assert_well_formed(xml: &str) {
-        let root = parse_document(xml.as_bytes())
+        let root = parse_document(xml.as_bytes(), &ANY_SHAPE)
             .expect("well-formed")
             .expect("a root");
         assert!(!root.name.is_empty());
@@ -1801,7 +1931,7 @@ mod tests {
         assert_well_formed(&xml);
         assert!(xml.contains("<Key>&lt;a&gt;&amp;&quot;b&apos;&#13;&#10;&#9;\u{FFFD}é😀</Key>"));
         // Re-parse: the key comes back exactly, except the unrepresentable U+0001.
-        let root = parse_document(xml.as_bytes()).unwrap().unwrap();
+        let root = parse_document(xml.as_bytes(), &ANY_SHAPE).unwrap().unwrap();
         let contents = root.children.iter().find(|n| n.name == "Contents").unwrap();
         let key = contents.children.iter().find(|n| n.name == "Key").unwrap();
         assert_eq!(key.text, "<a>&\"b'\r\n\t\u{FFFD}é😀");
@@ -2075,6 +2205,136 @@ mod tests {
         );
     }
 
+    /// Parses `body` with `parse`, returning the error code and how many elements were built.
+    fn cost<T: std::fmt::Debug>(
+        parse: fn(&[u8]) -> Result<T, S3Error>,
+        body: &str,
+    ) -> (Option<S3ErrorCode>, usize) {
+        NODES_BUILT.with(|n| n.set(0));
+        let code = parse(body.as_bytes()).err().map(|e| e.code);
+        (code, NODES_BUILT.with(|n| n.get()))
+    }
+
+    /// Issue 9, point 6: counts are enforced while parsing, so a hostile body is refused after at
+    /// most a few thousand elements, never turned into a tree of millions first.
+    #[test]
+    fn request_limits_are_enforced_while_parsing() {
+        let malformed = Some(S3ErrorCode::MalformedXML);
+        // 8 MiB of empty elements: refused at the 1002nd child of the root.
+        let wide = format!("<Delete>{}</Delete>", "<Object/>".repeat((8 << 20) / 9));
+        let (got, built) = cost(parse_delete, &wide);
+        assert_eq!(got, malformed);
+        assert!(built <= MAX_DELETE_OBJECTS + 2, "{built} elements built");
+        // Unknown elements are refused on their start tag, wherever they are.
+        for body in [
+            format!("<Delete>{}</Delete>", "<x/>".repeat(100_000)),
+            format!(
+                "<Delete><Object>{}</Object></Delete>",
+                "<y/>".repeat(100_000)
+            ),
+            format!("<Nope>{}</Nope>", "<Object/>".repeat(100_000)),
+        ] {
+            let (got, built) = cost(parse_delete, &body);
+            assert_eq!(got, malformed);
+            assert!(built <= 2, "{built} elements built");
+        }
+        // Children of a non-root element, depth, attributes.
+        let (got, built) = cost(
+            parse_delete,
+            &format!(
+                "<Delete><Object>{}</Object></Delete>",
+                "<Key>k</Key>".repeat(100_000)
+            ),
+        );
+        assert_eq!(got, malformed);
+        assert!(built <= MAX_CHILDREN + 2, "{built} elements built");
+        let (got, built) = cost(
+            parse_delete,
+            &format!("<Delete>{}</Delete>", "<Object>".repeat(100_000)),
+        );
+        assert_eq!(got, malformed);
+        assert!(built <= MAX_DEPTH, "{built} elements built");
+        let attrs = |n: usize| (0..n).map(|i| format!(" a{i}=\"v\"")).collect::<String>();
+        let ok = format!(
+            "<Delete{}><Object><Key>k</Key></Object></Delete>",
+            attrs(MAX_ATTRIBUTES)
+        );
+        assert_eq!(parse_delete(ok.as_bytes()).unwrap().objects.len(), 1);
+        let bad = format!(
+            "<Delete{}><Object><Key>k</Key></Object></Delete>",
+            attrs(1_000_000)
+        );
+        assert_eq!(cost(parse_delete, &bad), (malformed, 0));
+
+        // CompleteMultipartUpload: 10000 parts are fine, the 10001st is refused as it starts.
+        let parts = |n: usize| {
+            let part = "<Part><PartNumber>1</PartNumber><ETag>e</ETag></Part>";
+            format!(
+                "<CompleteMultipartUpload>{}</CompleteMultipartUpload>",
+                part.repeat(n)
+            )
+        };
+        assert_eq!(
+            parse_complete_multipart_upload(parts(MAX_COMPLETE_PARTS).as_bytes())
+                .unwrap()
+                .len(),
+            MAX_COMPLETE_PARTS
+        );
+        let (got, built) = cost(parse_complete_multipart_upload, &parts(50_000));
+        assert_eq!(got, malformed);
+        assert!(
+            built <= 1 + 3 * MAX_COMPLETE_PARTS + 1,
+            "{built} elements built"
+        );
+        let (got, built) = cost(
+            parse_complete_multipart_upload,
+            &format!(
+                "<CompleteMultipartUpload>{}</CompleteMultipartUpload>",
+                "<Part/>".repeat(1_000_000)
+            ),
+        );
+        assert_eq!(got, malformed);
+        assert!(built <= MAX_COMPLETE_PARTS + 2, "{built} elements built");
+        let (got, built) = cost(
+            parse_create_bucket_configuration,
+            &format!(
+                "<CreateBucketConfiguration>{}</CreateBucketConfiguration>",
+                "<LocationConstraint/>".repeat(100_000)
+            ),
+        );
+        assert_eq!(got, malformed);
+        assert!(built <= 2, "{built} elements built");
+
+        // Text: up to MAX_TEXT bytes per element (a 1024-byte key is far below), whitespace between
+        // elements is never a problem, and a whitespace-only value too long is refused, not cut.
+        let key = |k: &str| format!("<Delete><Object><Key>{k}</Key></Object></Delete>");
+        let long = "é".repeat(MAX_TEXT / 2);
+        assert_eq!(
+            parse_delete(key(&long).as_bytes()).unwrap().objects[0].key,
+            long
+        );
+        assert_eq!(
+            code(parse_delete(key(&format!("{long}x")).as_bytes())),
+            S3ErrorCode::MalformedXML
+        );
+        assert_eq!(
+            code(parse_delete(key(&"&amp;".repeat(MAX_TEXT + 1)).as_bytes())),
+            S3ErrorCode::MalformedXML
+        );
+        assert_eq!(
+            code(parse_delete(key(&" ".repeat(MAX_TEXT + 1)).as_bytes())),
+            S3ErrorCode::MalformedXML
+        );
+        let indented = format!(
+            "<Delete>{0}<Object>{0}<Key>k</Key>{0}</Object>{0}</Delete>",
+            " \n\t".repeat(10_000)
+        );
+        assert_eq!(
+            parse_delete(indented.as_bytes()).unwrap().objects[0].key,
+            "k"
+        );
+    }
+
     #[test]
     fn create_bucket_configuration() {
         assert_eq!(parse_create_bucket_configuration(b"").unwrap(), None);
@@ -2197,66 +2457,252 @@ mod tests {
         prop::collection::vec(atoms, 0..64).prop_map(|v| v.concat().into_bytes())
     }
 
-    proptest! {
-        #[test]
-        fn parsers_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
-            let _ = parse_delete(&bytes);
-            let _ = parse_complete_multipart_upload(&bytes);
-            let _ = parse_create_bucket_configuration(&bytes);
+    /// Property-based fuzzing of the request parsers (case count: `PROPTEST_CASES`, default 256;
+    /// `script/fuzz` runs them for a given time).
+    mod fuzz {
+        use super::*;
+
+        proptest! {
+            #[test]
+            fn parsers_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+                let _ = parse_delete(&bytes);
+                let _ = parse_complete_multipart_upload(&bytes);
+                let _ = parse_create_bucket_configuration(&bytes);
+            }
+
+            #[test]
+            fn parsers_never_panic_on_xmlish(bytes in xmlish()) {
+                let _ = parse_delete(&bytes);
+                let _ = parse_complete_multipart_upload(&bytes);
+                let _ = parse_create_bucket_configuration(&bytes);
+            }
+
+            /// Any key made of characters XML 1.0 allows round-trips through our escaping, exactly.
+            #[test]
+            fn delete_keys_round_trip(keys in prop::collection::vec(
+                "[^\u{0}-\u{8}\u{B}\u{C}\u{E}-\u{1F}\u{FFFE}\u{FFFF}]{0,40}", 1..8)
+            ) {
+                let body = delete_doc(&keys, xml_escape);
+                let d = parse_delete(body.as_bytes()).unwrap();
+                let got: Vec<String> = d.objects.into_iter().map(|o| o.key).collect();
+                prop_assert_eq!(got, keys);
+            }
+
+            /// Any key at all (but NUL) round-trips when the client writes forbidden characters as
+            /// character references, as SDKs do.
+            #[test]
+            fn delete_any_keys_round_trip(keys in prop::collection::vec("[^\u{0}]{0,40}", 1..8)) {
+                let body = delete_doc(&keys, escape_with_char_refs);
+                let d = parse_delete(body.as_bytes()).unwrap();
+                let got: Vec<String> = d.objects.into_iter().map(|o| o.key).collect();
+                prop_assert_eq!(got, keys);
+            }
+
+            /// Listings stay well-formed whatever the keys, and with encoding-type=url they are exact.
+            #[test]
+            fn listings_always_well_formed(keys in prop::collection::vec(any::<String>(), 0..6), url in any::<bool>()) {
+                let r = ListBucketResultV2 {
+                    name: "b".into(),
+                    prefix: keys.first().cloned().unwrap_or_default(),
+                    url_encoding: url,
+                    contents: keys.iter().map(|k| object(k, None)).collect(),
+                    common_prefixes: keys.clone(),
+                    ..Default::default()
+                };
+                let xml = r.to_xml();
+                let root = parse_document(xml.as_bytes(), &ANY_SHAPE).unwrap().unwrap();
+                let got: Vec<String> = root
+                    .children
+                    .iter()
+                    .filter(|n| n.name == "Contents")
+                    .map(|c| c.children.iter().find(|n| n.name == "Key").unwrap().text.clone())
+                    .collect();
+                let expected: Vec<String> = keys
+                    .iter()
+                    .map(|k| if url { url_encode_key(k) } else { xml_escape_roundtrip(k) })
+                    .collect();
+                prop_assert_eq!(got, expected);
+            }
         }
 
-        #[test]
-        fn parsers_never_panic_on_xmlish(bytes in xmlish()) {
-            let _ = parse_delete(&bytes);
-            let _ = parse_complete_multipart_upload(&bytes);
-            let _ = parse_create_bucket_configuration(&bytes);
-        }
-
-        /// Any key made of characters XML 1.0 allows round-trips through our escaping, exactly.
-        #[test]
-        fn delete_keys_round_trip(keys in prop::collection::vec(
-            "[^\u{0}-\u{8}\u{B}\u{C}\u{E}-\u{1F}\u{FFFE}\u{FFFF}]{0,40}", 1..8)
-        ) {
-            let body = delete_doc(&keys, xml_escape);
-            let d = parse_delete(body.as_bytes()).unwrap();
-            let got: Vec<String> = d.objects.into_iter().map(|o| o.key).collect();
-            prop_assert_eq!(got, keys);
-        }
-
-        /// Any key at all (but NUL) round-trips when the client writes forbidden characters as
-        /// character references, as SDKs do.
-        #[test]
-        fn delete_any_keys_round_trip(keys in prop::collection::vec("[^\u{0}]{0,40}", 1..8)) {
-            let body = delete_doc(&keys, escape_with_char_refs);
-            let d = parse_delete(body.as_bytes()).unwrap();
-            let got: Vec<String> = d.objects.into_iter().map(|o| o.key).collect();
-            prop_assert_eq!(got, keys);
-        }
-
-        /// Listings stay well-formed whatever the keys, and with encoding-type=url they are exact.
-        #[test]
-        fn listings_always_well_formed(keys in prop::collection::vec(any::<String>(), 0..6), url in any::<bool>()) {
-            let r = ListBucketResultV2 {
-                name: "b".into(),
-                prefix: keys.first().cloned().unwrap_or_default(),
-                url_encoding: url,
-                contents: keys.iter().map(|k| object(k, None)).collect(),
-                common_prefixes: keys.clone(),
-                ..Default::default()
+        /// A CompleteMultipartUpload body for `parts`, formatted one of several ways clients do.
+        fn complete_doc(parts: &[CompletedPart], style: u8) -> String {
+            let (p, ns) = match style % 3 {
+                0 => ("", format!(" {NS}")),
+                1 => (
+                    "s3:",
+                    " xmlns:s3=\"http://s3.amazonaws.com/doc/2006-03-01/\"".into(),
+                ),
+                _ => ("", String::new()),
             };
-            let xml = r.to_xml();
-            let root = parse_document(xml.as_bytes()).unwrap().unwrap();
-            let got: Vec<String> = root
-                .children
-                .iter()
-                .filter(|n| n.name == "Contents")
-                .map(|c| c.children.iter().find(|n| n.name == "Key").unwrap().text.clone())
-                .collect();
-            let expected: Vec<String> = keys
-                .iter()
-                .map(|k| if url { url_encode_key(k) } else { xml_escape_roundtrip(k) })
-                .collect();
-            prop_assert_eq!(got, expected);
+            let sep = if style & 4 != 0 { "\n  " } else { "" };
+            let mut s = format!("{DECL}<{p}CompleteMultipartUpload{ns}>");
+            for part in parts {
+                let etag = if style & 8 != 0 {
+                    format!("&quot;{}&quot;", xml_escape(&part.etag))
+                } else {
+                    format!("\"{}\"", xml_escape(&part.etag))
+                };
+                s.push_str(&format!(
+                    "{sep}<{p}Part>{sep}<{p}PartNumber>{}</{p}PartNumber>{sep}<{p}ETag>{etag}</{p}ETag>",
+                    part.part_number
+                ));
+                for (name, value) in &part.checksums {
+                    s.push_str(&format!(
+                        "{sep}<{p}{name}>{}</{p}{name}>",
+                        xml_escape(value)
+                    ));
+                }
+                s.push_str(&format!("{sep}</{p}Part>"));
+            }
+            s.push_str(&format!("{sep}</{p}CompleteMultipartUpload>"));
+            s
+        }
+
+        fn any_part() -> impl Strategy<Value = CompletedPart> {
+            let etag = "\\PC{0,40}".prop_filter("no surrounding spaces or quotes", |e| {
+                !e.starts_with(|c: char| is_xml_space(c) || c == '"')
+                    && !e.ends_with(|c: char| is_xml_space(c) || c == '"')
+            });
+            let checksums = prop::sample::subsequence(CHECKSUM_ELEMENTS.to_vec(), 0..=5)
+                .prop_flat_map(|names| {
+                    let n = names.len();
+                    (
+                        Just(names),
+                        prop::collection::vec("[A-Za-z0-9+/=]{1,20}", n),
+                    )
+                })
+                .prop_map(|(names, values)| {
+                    names
+                        .into_iter()
+                        .map(String::from)
+                        .zip(values)
+                        .collect::<Vec<_>>()
+                });
+            (any::<u32>(), etag, checksums).prop_map(|(part_number, etag, checksums)| {
+                CompletedPart {
+                    part_number,
+                    etag,
+                    checksums,
+                }
+            })
+        }
+
+        /// Applies byte edits (overwrite, insert, delete) to `doc`.
+        fn mutate(doc: &[u8], edits: &[(usize, u8, u8)]) -> Vec<u8> {
+            let mut out = doc.to_vec();
+            for &(at, op, byte) in edits {
+                let at = at % (out.len() + 1);
+                match op % 3 {
+                    0 if at < out.len() => out[at] = byte,
+                    1 => out.insert(at, byte),
+                    _ if at < out.len() => {
+                        out.remove(at);
+                    }
+                    _ => {}
+                }
+            }
+            out
+        }
+
+        /// Whatever a parser accepts satisfies the limits its callers rely on.
+        fn check_invariants(body: &[u8]) -> Result<(), TestCaseError> {
+            if let Ok(d) = parse_delete(body) {
+                prop_assert!((1..=MAX_DELETE_OBJECTS).contains(&d.objects.len()));
+                prop_assert!(d.objects.iter().all(|o| o.key.len() <= MAX_TEXT));
+            }
+            if let Ok(parts) = parse_complete_multipart_upload(body) {
+                prop_assert!((1..=MAX_COMPLETE_PARTS).contains(&parts.len()));
+                prop_assert!(
+                    parts
+                        .iter()
+                        .all(|p| p.checksums.len() <= CHECKSUM_ELEMENTS.len())
+                );
+            }
+            if let Ok(Some(l)) = parse_create_bucket_configuration(body) {
+                prop_assert!(l.len() <= MAX_TEXT);
+            }
+            Ok(())
+        }
+
+        proptest! {
+            /// Any parts, formatted any usual way, come back exactly.
+            #[test]
+            fn complete_round_trip(parts in prop::collection::vec(any_part(), 1..12), style in any::<u8>()) {
+                let body = complete_doc(&parts, style);
+                prop_assert_eq!(parse_complete_multipart_upload(body.as_bytes()).unwrap(), parts);
+            }
+
+            /// Any Delete request (quiet flag, keys, version ids), indented or not, with or without
+            /// a namespace prefix, keys as text or CDATA, comes back exactly.
+            #[test]
+            fn delete_round_trip(
+                objects in prop::collection::vec(("\\PC{0,40}", prop::option::of("[A-Za-z0-9._-]{1,32}"), any::<bool>()), 1..12),
+                quiet in any::<bool>(), pretty in any::<bool>(), prefixed in any::<bool>(),
+            ) {
+                let (p, ns) = if prefixed {
+                    ("s3:", " xmlns:s3=\"http://s3.amazonaws.com/doc/2006-03-01/\"")
+                } else {
+                    ("", "")
+                };
+                let sep = if pretty { "\n    " } else { "" };
+                let mut s = format!("{DECL}<{p}Delete{ns}>{sep}<{p}Quiet>{quiet}</{p}Quiet>");
+                for (key, version, cdata) in &objects {
+                    let key = if *cdata && !key.contains("]]>") {
+                        format!("<![CDATA[{key}]]>")
+                    } else {
+                        xml_escape(key)
+                    };
+                    s.push_str(&format!("{sep}<{p}Object>{sep}<{p}Key>{key}</{p}Key>"));
+                    if let Some(v) = version {
+                        s.push_str(&format!("{sep}<{p}VersionId>{v}</{p}VersionId>"));
+                    }
+                    s.push_str(&format!("{sep}</{p}Object>"));
+                }
+                s.push_str(&format!("{sep}</{p}Delete>{sep}"));
+                let d = parse_delete(s.as_bytes()).unwrap();
+                prop_assert_eq!(d.quiet, quiet);
+                let expected: Vec<ObjectIdentifier> = objects
+                    .into_iter()
+                    .map(|(key, version_id, _)| ObjectIdentifier { key, version_id })
+                    .collect();
+                prop_assert_eq!(d.objects, expected);
+            }
+
+            /// Valid documents with random byte edits: an error or a result within the limits,
+            /// never a panic.
+            #[test]
+            fn mutated_documents_never_panic(
+                parts in prop::collection::vec(any_part(), 1..4),
+                keys in prop::collection::vec("\\PC{0,12}", 1..4),
+                edits in prop::collection::vec((any::<usize>(), any::<u8>(), any::<u8>()), 1..6),
+                style in any::<u8>(),
+            ) {
+                let docs = [
+                    complete_doc(&parts, style),
+                    delete_doc(&keys, xml_escape),
+                    format!("<CreateBucketConfiguration {NS}><LocationConstraint>{}</LocationConstraint></CreateBucketConfiguration>", xml_escape(&keys[0])),
+                ];
+                for doc in docs {
+                    check_invariants(&mutate(doc.as_bytes(), &edits))?;
+                }
+            }
+
+            /// Documents made of many repeated fragments (wide, deep, long text, many attributes)
+            /// stay within the limits.
+            #[test]
+            fn repeated_fragments_stay_within_limits(
+                root in prop::sample::select(vec!["Delete", "CompleteMultipartUpload", "CreateBucketConfiguration"]),
+                fragment in prop::sample::select(vec![
+                    "<Object><Key>k</Key></Object>", "<Object/>", "<Part><PartNumber>1</PartNumber><ETag>e</ETag></Part>",
+                    "<Part>", "</Part>", "<Key>", "x", " ", "&amp;", "<![CDATA[y]]>", "<!-- c -->",
+                    "<LocationConstraint>a</LocationConstraint>", "<Object a=\"1\" b=\"2\">", "</Object>",
+                ]),
+                count in 0usize..12_000,
+            ) {
+                let body = format!("<{root}>{}</{root}>", fragment.repeat(count));
+                check_invariants(body.as_bytes())?;
+            }
         }
     }
 

@@ -67,6 +67,12 @@ pub const MIN_BLOCK_RAM_BUFFER_MAX: u64 = 1 << 20;
 pub const DEFAULT_S3_API_BIND_ADDR: &str = "[::]:3900";
 /// Default `[s3_api] s3_region`.
 pub const DEFAULT_S3_REGION: &str = "garage";
+/// Default `[s3_api] xml_body_max`: 8 MiB (a DeleteObjects of 1000 long keys, escaped).
+pub const DEFAULT_S3_XML_BODY_MAX: u64 = 8 << 20;
+/// Smallest accepted `[s3_api] xml_body_max`: 64 KiB.
+pub const MIN_S3_XML_BODY_MAX: u64 = 64 << 10;
+/// Largest accepted `[s3_api] xml_body_max`: 64 MiB.
+pub const MAX_S3_XML_BODY_MAX: u64 = 64 << 20;
 /// Default `[s3_web] bind_addr`.
 pub const DEFAULT_S3_WEB_BIND_ADDR: &str = "[::]:3902";
 /// Default `[admin] api_bind_addr`.
@@ -228,6 +234,11 @@ pub struct S3ApiConfig {
     /// Enables virtual-hosted-style buckets. Normalized: lowercase and always starting with `.`
     /// (`"s3.example.org"` and `".s3.example.org"` both give `".s3.example.org"`).
     pub root_domain: Option<String>,
+    /// Largest XML request body (DeleteObjects, CompleteMultipartUpload), in bytes: larger ones are
+    /// refused with `MaxMessageLengthExceeded` as soon as they get that long, before any parsing.
+    /// (CreateBucket bodies have a fixed 64 KiB cap.)
+    /// [`MIN_S3_XML_BODY_MAX`]..=[`MAX_S3_XML_BODY_MAX`], default [`DEFAULT_S3_XML_BODY_MAX`].
+    pub xml_body_max: u64,
     /// Connection cap and timeouts of the listener.
     pub http: HttpListenerConfig,
 }
@@ -238,6 +249,7 @@ impl Default for S3ApiConfig {
             api_bind_addr: DEFAULT_S3_API_BIND_ADDR.parse().expect("valid default"),
             s3_region: DEFAULT_S3_REGION.to_string(),
             root_domain: None,
+            xml_body_max: DEFAULT_S3_XML_BODY_MAX,
             http: HttpListenerConfig::default(),
         }
     }
@@ -608,6 +620,7 @@ struct RawS3Api {
     api_bind_addr: Field,
     s3_region: Field,
     root_domain: Field,
+    xml_body_max: Field,
     max_connections: Field,
     header_read_timeout_secs: Field,
     idle_timeout_secs: Field,
@@ -1272,6 +1285,23 @@ impl<'a> Ctx<'a> {
                     }
                 },
                 root_domain: self.root_domain("s3_api.root_domain", &s.root_domain)?,
+                xml_body_max: match &s.xml_body_max {
+                    None => DEFAULT_S3_XML_BODY_MAX,
+                    Some(v) => {
+                        let size = self.size("s3_api.xml_body_max", v)?;
+                        if !(MIN_S3_XML_BODY_MAX..=MAX_S3_XML_BODY_MAX).contains(&size) {
+                            return Err(self.err(
+                                "s3_api.xml_body_max",
+                                Some(v.span()),
+                                format!(
+                                    "must be between 64KiB and 64MiB, found {size} bytes; \
+                                     \"8MiB\" is the default"
+                                ),
+                            ));
+                        }
+                        size
+                    }
+                },
                 http: self.http_listener(
                     "s3_api",
                     [
@@ -1813,6 +1843,21 @@ metrics_token = "<secret>"               # optional; /metrics is open without it
         assert_eq!(c.s3_api.api_bind_addr, "[::]:3900".parse().unwrap());
         assert_eq!(c.s3_api.s3_region, "eu-west-1");
         assert_eq!(c.s3_api.root_domain.as_deref(), Some(".s3.example.org"));
+        assert_eq!(c.s3_api.xml_body_max, DEFAULT_S3_XML_BODY_MAX);
+    }
+
+    #[test]
+    fn xml_body_max() {
+        let c = parse(&minimal("[s3_api]\nxml_body_max = \"1MiB\"\n")).unwrap();
+        assert_eq!(c.s3_api.xml_body_max, 1 << 20);
+        let c = parse(&minimal("[s3_api]\nxml_body_max = 65536\n")).unwrap();
+        assert_eq!(c.s3_api.xml_body_max, 65536);
+        for bad in ["65535", "\"65MiB\"", "-1", "\"lots\"", "true"] {
+            let e = parse(&minimal(&format!("[s3_api]\nxml_body_max = {bad}\n")))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("s3_api.xml_body_max"), "{bad}: {e}");
+        }
     }
 
     #[test]

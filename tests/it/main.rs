@@ -9,3 +9,4 @@ mod hostile;
 mod memory;
 mod s3;
 mod table;
+mod xml_limits;
