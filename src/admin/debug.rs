@@ -138,3 +138,24 @@ pub(super) fn percent_decode(s: &str) -> Result<String, ApiError> {
         DecodeError::NotUtf8 => ApiError::bad_request(format!("`{s}` is not UTF-8 once decoded")),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    /// The admin API decodes as the S3 router does: a signed hex escape (`%+F`, which the old
+    /// `from_str_radix` decoder here accepted) is a bad escape, and errors name the segment.
+    #[test]
+    fn percent_decoding_is_strict() {
+        assert_eq!(super::percent_decode("a%20b%2Fc").unwrap(), "a b/c");
+        for s in ["%zz", "%+F", "a%+0b"] {
+            let e = super::percent_decode(s).unwrap_err();
+            assert_eq!(e.1, format!("bad percent-encoding in `{s}`"));
+        }
+        let e = super::percent_decode("%ff").unwrap_err();
+        assert_eq!(e.1, "`%ff` is not UTF-8 once decoded");
+        let q = super::parse_query(Some("start=a+b&bad=%+F&limit=2"));
+        assert_eq!(
+            q,
+            [("start".into(), "a b".into()), ("limit".into(), "2".into())]
+        );
+    }
+}
