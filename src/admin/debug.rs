@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::{AdminState, ApiError};
 use crate::table::kv::KvEntry;
+use crate::util::url::{self, DecodeError, Plus};
 
 /// Most entries one kv listing returns.
 pub const MAX_KV_LIST: usize = 10_000;
@@ -125,46 +126,36 @@ fn entry_json(e: &KvEntry) -> Value {
 }
 
 fn parse_query(q: Option<&str>) -> Vec<(String, String)> {
-    q.unwrap_or("")
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .filter_map(|p| {
-            let p = p.replace('+', " ");
-            let (k, v) = p.split_once('=').unwrap_or((&p, ""));
-            Some((percent_decode(k).ok()?, percent_decode(v).ok()?))
-        })
+    url::decode_query(q.unwrap_or(""))
+        .filter_map(Result::ok)
         .collect()
 }
 
+/// A path segment, strictly decoded ([`url::decode`]), errors as 400s.
 pub(super) fn percent_decode(s: &str) -> Result<String, ApiError> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let h = b
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok());
-            out.push(
-                h.ok_or_else(|| ApiError::bad_request(format!("bad percent-encoding in `{s}`")))?,
-            );
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out)
-        .map_err(|_| ApiError::bad_request(format!("`{s}` is not UTF-8 once decoded")))
+    url::decode(s, Plus::Literal).map_err(|e| match e {
+        DecodeError::BadEscape => ApiError::bad_request(format!("bad percent-encoding in `{s}`")),
+        DecodeError::NotUtf8 => ApiError::bad_request(format!("`{s}` is not UTF-8 once decoded")),
+    })
 }
 
 #[cfg(test)]
 mod tests {
+    /// The admin API decodes as the S3 router does: a signed hex escape (`%+F`, which the old
+    /// `from_str_radix` decoder here accepted) is a bad escape, and errors name the segment.
     #[test]
-    fn percent_decoding() {
+    fn percent_decoding_is_strict() {
         assert_eq!(super::percent_decode("a%20b%2Fc").unwrap(), "a b/c");
-        assert!(super::percent_decode("%zz").is_err());
-        assert!(super::percent_decode("%ff").is_err());
+        for s in ["%zz", "%+F", "a%+0b"] {
+            let e = super::percent_decode(s).unwrap_err();
+            assert_eq!(e.1, format!("bad percent-encoding in `{s}`"));
+        }
+        let e = super::percent_decode("%ff").unwrap_err();
+        assert_eq!(e.1, "`%ff` is not UTF-8 once decoded");
+        let q = super::parse_query(Some("start=a+b&bad=%+F&limit=2"));
+        assert_eq!(
+            q,
+            [("start".into(), "a b".into()), ("limit".into(), "2".into())]
+        );
     }
 }

@@ -18,6 +18,7 @@ use super::{AdminState, ApiError};
 use crate::model::bucket::Bucket;
 use crate::model::key::{Key, Permissions};
 use crate::model::{Model, ModelError};
+use crate::util::url;
 
 impl From<ModelError> for ApiError {
     fn from(e: ModelError) -> ApiError {
@@ -165,7 +166,7 @@ pub(super) async fn route(
 }
 
 fn parse_query(q: Option<&str>) -> BTreeMap<String, String> {
-    crate::s3::router::parse_query(q.unwrap_or("")).unwrap_or_default()
+    url::parse_query(q.unwrap_or("")).unwrap_or_default()
 }
 
 fn key_name(k: &Key) -> String {

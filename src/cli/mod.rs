@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 
 use crate::util::config::Config;
 use crate::util::size::{format_size, parse_size};
+use crate::util::url;
 use client::AdminClient;
 use table::format_table;
 
@@ -400,16 +401,9 @@ fn human_status(v: &Value) -> String {
     out
 }
 
+/// One path segment or query value for the admin API.
 pub(crate) fn enc(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    url::encode(s, url::Encode::Component)
 }
 
 async fn debug(client: &AdminClient, cmd: &DebugCmd) -> Result<()> {

@@ -11,14 +11,13 @@ use hyper::Response;
 use super::body::Wanted;
 use super::error::{S3Error, S3ErrorCode, err};
 use super::multipart::part_number;
-use super::object::{
-    etag_matches, headers_to_store, http_date_secs, precondition_failed, store_stream,
-};
-use super::router::percent_decode;
+use super::object::{etag_matches, headers_to_store, precondition_failed, store_stream};
 use super::server::{Ctx, ResBody, internal, no_such_bucket, xml_response};
 use super::xml;
 use crate::model::object::{ObjectMeta, ObjectVersion};
 use crate::model::ops::meta_of;
+use crate::util::timefmt;
+use crate::util::url::{self, Plus};
 
 /// The source object of a copy, found and readable by the request's key.
 struct Source {
@@ -31,7 +30,7 @@ struct Source {
 async fn source(ctx: &Ctx) -> Result<Source, S3Error> {
     let raw = ctx.header("x-amz-copy-source").unwrap_or("");
     let raw = raw.split_once('?').map_or(raw, |(p, _)| p);
-    let decoded = percent_decode(raw.trim_start_matches('/'))?;
+    let decoded = url::decode(raw.trim_start_matches('/'), Plus::Literal)?;
     let (b, k) = decoded.split_once('/').ok_or_else(|| {
         err(
             S3ErrorCode::InvalidArgument,
@@ -77,7 +76,7 @@ async fn source(ctx: &Ctx) -> Result<Source, S3Error> {
 /// `x-amz-copy-source-if-*`: every failure is 412, as S3.
 fn check_copy_conditions(ctx: &Ctx, etag: &str, modified_msec: u64) -> Result<(), S3Error> {
     let matches = |h: &str| etag_matches(h, etag);
-    let secs = http_date_secs;
+    let secs = timefmt::parse_http_date;
     let modified = modified_msec / 1000;
     let h = |n: &str| ctx.header(n);
     if h("x-amz-copy-source-if-match").is_some_and(|v| !matches(v))

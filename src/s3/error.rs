@@ -188,6 +188,18 @@ impl S3Error {
 }
 
 /// Shorthand: `err(S3ErrorCode::NoSuchKey, "The specified key does not exist.")`.
+/// A bad request URI (or `x-amz-copy-source`) as S3 reports it.
+impl From<crate::util::url::DecodeError> for S3Error {
+    fn from(e: crate::util::url::DecodeError) -> S3Error {
+        use crate::util::url::DecodeError;
+        let message = match e {
+            DecodeError::BadEscape => "Invalid percent-encoding in the request URI.",
+            DecodeError::NotUtf8 => "The request URI is not valid UTF-8.",
+        };
+        err(S3ErrorCode::InvalidArgument, message)
+    }
+}
+
 pub fn err(code: S3ErrorCode, message: impl Into<String>) -> S3Error {
     S3Error::new(code, message)
 }

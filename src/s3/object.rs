@@ -14,6 +14,7 @@ use super::sigv4::ContentSha256;
 use super::xml;
 use crate::model::object::{ObjectData, ObjectMeta, ObjectVersion};
 use crate::model::ops::{PutUpload, StoredBody};
+use crate::util::timefmt;
 
 /// Largest single PUT (as AWS: 5 GiB; larger objects use multipart uploads).
 pub const MAX_PUT_SIZE: u64 = 5 << 30;
@@ -283,14 +284,6 @@ pub(super) fn etag_matches(header: &str, etag: &str) -> bool {
         .any(|t| t == "*" || t == etag)
 }
 
-/// An HTTP date header as seconds since the epoch (None if unparsable: the condition is ignored).
-pub(super) fn http_date_secs(header: &str) -> Option<u64> {
-    httpdate::parse_http_date(header)
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_secs())
-}
-
 pub(super) fn precondition_failed() -> S3Error {
     err(
         S3ErrorCode::PreconditionFailed,
@@ -302,7 +295,7 @@ pub(super) fn precondition_failed() -> S3Error {
 fn check_preconditions(ctx: &Ctx, etag: &str, modified_msec: u64) -> Result<(), S3Error> {
     let matches = |h: &str| etag_matches(h, etag);
     let modified_secs = modified_msec / 1000;
-    let since = http_date_secs;
+    let since = timefmt::parse_http_date;
     let failed = precondition_failed;
     let not_modified = || err(S3ErrorCode::NotModified, "Not Modified");
     if let Some(h) = ctx.header("if-match") {
@@ -380,7 +373,7 @@ pub async fn get_object(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
             StatusCode::OK
         })
         .header("etag", format!("\"{}\"", meta.etag))
-        .header("last-modified", xml::http_date(last_modified))
+        .header("last-modified", timefmt::http_date(last_modified))
         .header("accept-ranges", "bytes")
         .header("content-length", (end - begin).to_string());
     if range.is_some() {
@@ -633,8 +626,8 @@ mod fuzz {
         /// back as its second.
         #[test]
         fn http_dates(h in "\\PC{0,40}", msec in 0u64..253_402_300_800_000) {
-            let _ = http_date_secs(&h);
-            prop_assert_eq!(http_date_secs(&crate::s3::xml::http_date(msec)), Some(msec / 1000));
+            let _ = timefmt::parse_http_date(&h);
+            prop_assert_eq!(timefmt::parse_http_date(&timefmt::http_date(msec)), Some(msec / 1000));
         }
 
         /// Part numbers from the query: any string is safe, and accepted ones are 1..=10000.

@@ -1,11 +1,13 @@
 //! Which S3 operation a request is: from the host (virtual-hosted-style when `root_domain` is set), the
-//! path (path-style), the method, the query parameters and a few headers.
+//! path (path-style), the method, the query parameters and a few headers. The path and query are
+//! decoded strictly by `util::url` (a bad `%` escape or non-UTF-8 result is `InvalidArgument`).
 
 use std::collections::BTreeMap;
 
 use hyper::{HeaderMap, Method};
 
 use super::error::{S3Error, S3ErrorCode, err};
+use crate::util::url::{self, Plus};
 
 /// Longest object key, in bytes.
 pub const MAX_KEY_LEN: usize = 1024;
@@ -112,8 +114,8 @@ pub fn route(
     headers: &HeaderMap,
     root_domain: Option<&str>,
 ) -> Result<Route, S3Error> {
-    let query = parse_query(query.unwrap_or(""))?;
-    let path = percent_decode(path.strip_prefix('/').unwrap_or(path))?;
+    let query = url::parse_query(query.unwrap_or(""))?;
+    let path = url::decode(path.strip_prefix('/').unwrap_or(path), Plus::Literal)?;
     let vhost_bucket = host
         .map(|h| h.rsplit_once(':').map_or(h, |(h, _)| h))
         .zip(root_domain)
@@ -250,57 +252,6 @@ fn not_allowed(method: &Method) -> S3Error {
         S3ErrorCode::MethodNotAllowed,
         format!("The specified method ({method}) is not allowed against this resource."),
     )
-}
-
-/// Parse `a=1&b&c=x%20y` into decoded pairs.
-pub fn parse_query(q: &str) -> Result<BTreeMap<String, String>, S3Error> {
-    let mut out = BTreeMap::new();
-    for part in q.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = part.split_once('=').unwrap_or((part, ""));
-        out.insert(form_decode(k)?, form_decode(v)?);
-    }
-    Ok(out)
-}
-
-fn form_decode(s: &str) -> Result<String, S3Error> {
-    percent_decode(&s.replace('+', " "))
-}
-
-/// Decode `%XX` escapes; the result must be UTF-8.
-pub fn percent_decode(s: &str) -> Result<String, S3Error> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            // Two hex digits exactly (`from_str_radix` alone would take "+F").
-            let hex = b
-                .get(i + 1..i + 3)
-                .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
-                .and_then(|h| std::str::from_utf8(h).ok());
-            match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                Some(v) => {
-                    out.push(v);
-                    i += 3;
-                    continue;
-                }
-                None => {
-                    return Err(err(
-                        S3ErrorCode::InvalidArgument,
-                        "Invalid percent-encoding in the request URI.",
-                    ));
-                }
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8(out).map_err(|_| {
-        err(
-            S3ErrorCode::InvalidArgument,
-            "The request URI is not valid UTF-8.",
-        )
-    })
 }
 
 #[cfg(test)]

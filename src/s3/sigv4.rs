@@ -4,12 +4,14 @@
 //! The canonical request follows S3's rules, which differ from other AWS services: the path is
 //! URI-encoded once (no double encoding) and never normalized, the query is decoded the way
 //! `application/x-www-form-urlencoded` is (`+` is a space, as the AWS SDKs do) and re-encoded with the
-//! unreserved set, header values are trimmed of spaces with inner runs collapsed.
+//! unreserved set, header values are trimmed of spaces with inner runs collapsed. The decoding
+//! (`util::url::decode_lenient`), `UriEncode` (`util::url::uri_encode`) and the `x-amz-date` format
+//! (`util::timefmt`) live in `util`, shared with the router, so what is signed is what is executed.
 //!
 //! Errors are the S3 error codes AWS uses for the same mistakes, so SDKs react as they do with AWS
 //! (notably `AuthorizationHeaderMalformed` carrying `<Region>` makes them retry in the right region).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use hmac::{Hmac, Mac};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -18,6 +20,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::s3::error::{S3Error, S3ErrorCode, err};
+use crate::util::timefmt::{format_amz_date, parse_amz_date};
+use crate::util::url::{self, Encode, Plus, uri_encode};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -649,7 +653,12 @@ pub fn canonical_uri(path: &str) -> String {
     }
     let segments: Vec<String> = path
         .split('/')
-        .map(|segment| encode_bytes(&percent_decode(segment, false), true))
+        .map(|segment| {
+            url::encode_bytes(
+                &url::decode_lenient(segment, Plus::Literal),
+                Encode::Component,
+            )
+        })
         .collect();
     segments.join("/")
 }
@@ -657,16 +666,9 @@ pub fn canonical_uri(path: &str) -> String {
 /// Query parameters decoded (`+` = space), re-encoded with the unreserved set, sorted by key then
 /// value, `k=v` joined by `&` (a bare `k` is `k=`).
 pub fn canonical_query(query: &str, skip_signature: bool) -> String {
-    let mut pairs: Vec<(String, String)> = query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| p.split_once('=').unwrap_or((p, "")))
-        .map(|(k, v)| {
-            (
-                encode_bytes(&percent_decode(k, true), true),
-                encode_bytes(&percent_decode(v, true), true),
-            )
-        })
+    let canonical = |s| url::encode_bytes(&url::decode_lenient(s, Plus::Space), Encode::Component);
+    let mut pairs: Vec<(String, String)> = url::split_query(query)
+        .map(|(k, v)| (canonical(k), canonical(v)))
         .filter(|(k, _)| !(skip_signature && k == "X-Amz-Signature"))
         .collect();
     pairs.sort();
@@ -676,68 +678,10 @@ pub fn canonical_query(query: &str, skip_signature: bool) -> String {
 
 /// Decoded query parameters, lossily as text (for reading the `X-Amz-*` parameters).
 fn query_pairs(query: &str) -> Vec<(String, String)> {
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| p.split_once('=').unwrap_or((p, "")))
-        .map(|(k, v)| {
-            (
-                String::from_utf8_lossy(&percent_decode(k, true)).into_owned(),
-                String::from_utf8_lossy(&percent_decode(v, true)).into_owned(),
-            )
-        })
+    let text = |s| String::from_utf8_lossy(&url::decode_lenient(s, Plus::Space)).into_owned();
+    url::split_query(query)
+        .map(|(k, v)| (text(k), text(v)))
         .collect()
-}
-
-/// `%XX` → byte (an invalid escape stays literal); with `plus_as_space`, `+` → space (query strings).
-pub fn percent_decode(s: &str, plus_as_space: bool) -> Vec<u8> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = match bytes.get(i + 1..i + 3) {
-            Some(&[hi, lo]) if bytes[i] == b'%' => hex_digit(hi).zip(hex_digit(lo)),
-            _ => None,
-        };
-        match (bytes[i], escaped) {
-            (_, Some((hi, lo))) => {
-                out.push(hi << 4 | lo);
-                i += 2;
-            }
-            (b'+', None) if plus_as_space => out.push(b' '),
-            (b, None) => out.push(b),
-        }
-        i += 1;
-    }
-    out
-}
-
-fn hex_digit(b: u8) -> Option<u8> {
-    (b as char).to_digit(16).map(|d| d as u8)
-}
-
-/// AWS URI encoding: every byte but `A-Z a-z 0-9 - _ . ~` becomes `%XX` (uppercase hex); `/` is kept
-/// unless `encode_slash` (object keys in paths keep their slashes, query values do not).
-pub fn uri_encode(s: &str, encode_slash: bool) -> String {
-    encode_bytes(s.as_bytes(), encode_slash)
-}
-
-fn encode_bytes(bytes: &[u8], encode_slash: bool) -> String {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let mut out = String::with_capacity(bytes.len() * 3);
-    for &b in bytes {
-        if b.is_ascii_alphanumeric()
-            || matches!(b, b'-' | b'_' | b'.' | b'~')
-            || (b == b'/' && !encode_slash)
-        {
-            out.push(b as char);
-        } else {
-            out.push('%');
-            out.push(HEX[(b >> 4) as usize] as char);
-            out.push(HEX[(b & 15) as usize] as char);
-        }
-    }
-    out
 }
 
 /// `AWS4-HMAC-SHA256\n<time>\n<scope>\n<hex sha256(canonical request)>`.
@@ -762,70 +706,6 @@ pub fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
     let mut mac = <HmacSha256 as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!());
     mac.update(data);
     mac.finalize().into_bytes().into()
-}
-
-/// `yyyymmddThhmmssZ` → time; `None` unless exactly that shape and a real date.
-pub fn parse_amz_date(s: &str) -> Option<SystemTime> {
-    let b = s.as_bytes();
-    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<u32> {
-        let digits = s.get(r)?;
-        digits
-            .bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| digits.parse().ok())?
-    };
-    let (y, mo, d) = (num(0..4)?, num(4..6)?, num(6..8)?);
-    let (h, mi, sec) = (num(9..11)?, num(11..13)?, num(13..15)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 59 {
-        return None;
-    }
-    let days = days_from_civil(y as i64, mo, d);
-    if civil_from_days(days) != (y as i64, mo, d) || days < 0 {
-        return None; // e.g. February 30th, or before 1970
-    }
-    let secs = days as u64 * 86400 + (h * 3600 + mi * 60 + sec) as u64;
-    Some(UNIX_EPOCH + Duration::from_secs(secs))
-}
-
-/// Time → `yyyymmddThhmmssZ` (times before 1970 print as 1970).
-pub fn format_amz_date(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let (y, m, d) = civil_from_days((secs / 86400) as i64);
-    let s = secs % 86400;
-    format!(
-        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
-        s / 3600,
-        s / 60 % 60,
-        s % 60
-    )
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m as i64 + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146097 + doe - 719468
-}
-
-/// Inverse of [`days_from_civil`].
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1532,28 +1412,6 @@ mod tests {
         );
         assert_eq!(canonical_query("z=1&%C3%A4=1", false), "%C3%A4=1&z=1");
         assert_eq!(canonical_query("X-Amz-Signature=1&a=", true), "a=");
-        assert_eq!(percent_decode("%4a%4A%4%+", true), b"JJ%4% ");
-    }
-
-    #[test]
-    fn amz_dates_round_trip() {
-        assert_eq!(
-            t0().duration_since(UNIX_EPOCH).unwrap().as_secs(),
-            1369353600
-        );
-        assert_eq!(format_amz_date(t0()), "20130524T000000Z");
-        for s in ["20000229T235959Z", "19700101T000000Z", "20991231T120000Z"] {
-            assert_eq!(format_amz_date(parse_amz_date(s).unwrap()), s);
-        }
-        for s in [
-            "20130229T000000Z",
-            "20130524T240000Z",
-            "2013-05-24T00:00:00Z",
-            "20130524T000000",
-            "+0130524T000000Z",
-        ] {
-            assert_eq!(parse_amz_date(s), None, "{s}");
-        }
     }
 
     proptest! {
@@ -1592,6 +1450,7 @@ mod tests {
 mod fuzz {
     use super::*;
     use proptest::prelude::*;
+    use std::time::UNIX_EPOCH;
 
     const SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
     const REGION: &str = "us-east-1";
@@ -1757,8 +1616,8 @@ mod fuzz {
         #[test]
         fn canonicalizer_is_total_and_idempotent(s in urlish(), any in "\\PC{0,40}", skip in any::<bool>()) {
             for s in [&s, &any] {
-                for plus in [false, true] {
-                    prop_assert!(percent_decode(s, plus).len() <= s.len());
+                for plus in [Plus::Literal, Plus::Space] {
+                    prop_assert!(url::decode_lenient(s, plus).len() <= s.len());
                 }
                 let uri = canonical_uri(s);
                 prop_assert!(uri.is_ascii());
@@ -1894,15 +1753,28 @@ mod fuzz {
             }
         }
 
-        /// The router's query decoding agrees with the canonicalizer's on every string it accepts
-        /// (what is signed is what is executed).
+        /// The router's decoding (util::url's strict mode) agrees with the canonicalizer's (its
+        /// lenient mode) on every string it accepts (what is signed is what is executed).
         #[test]
         fn router_decoding_agrees_with_canonical_decoding(s in urlish()) {
-            if let Ok(decoded) = crate::s3::router::percent_decode(&s) {
-                prop_assert_eq!(decoded.into_bytes(), percent_decode(&s, false));
+            if let Ok(decoded) = url::decode(&s, Plus::Literal) {
+                prop_assert_eq!(decoded.into_bytes(), url::decode_lenient(&s, Plus::Literal));
             }
-            let _ = crate::s3::router::parse_query(&s);
+            if let Ok(decoded) = url::decode(&s, Plus::Space) {
+                prop_assert_eq!(decoded.into_bytes(), url::decode_lenient(&s, Plus::Space));
+            }
+            let _ = url::parse_query(&s);
+            // And through the router itself: the key it executes on is the one signed.
+            if let Ok(r) = routed(&format!("/bucket/{s}"), None) {
+                let key = r.key.unwrap_or_default().into_bytes();
+                prop_assert_eq!(key, url::decode_lenient(&s, Plus::Literal));
+            }
         }
+    }
+
+    fn routed(path: &str, query: Option<&str>) -> Result<crate::s3::router::Route, S3Error> {
+        let headers = HeaderMap::new();
+        crate::s3::router::route(&Method::GET, Some("localhost"), path, query, &headers, None)
     }
 
     /// Found by `router_decoding_agrees_with_canonical_decoding`: the router decoded `%+F` (as
@@ -1911,12 +1783,13 @@ mod fuzz {
     #[test]
     fn router_refuses_signed_hex_escapes() {
         for s in ["%+F", "a%+0b", "%-1"] {
-            assert!(crate::s3::router::percent_decode(s).is_err(), "{s}");
-            assert!(
-                crate::s3::router::parse_query(&format!("k={s}")).is_err(),
-                "{s}"
-            );
+            assert!(url::decode(s, Plus::Literal).is_err(), "{s}");
+            assert!(url::parse_query(&format!("k={s}")).is_err(), "{s}");
+            assert!(routed(&format!("/bucket/{s}"), None).is_err(), "{s}");
+            assert!(routed("/bucket/k", Some(&format!("k={s}"))).is_err(), "{s}");
         }
-        assert_eq!(crate::s3::router::percent_decode("%2Fa%2f").unwrap(), "/a/");
+        assert_eq!(url::decode("%2Fa%2f", Plus::Literal).unwrap(), "/a/");
+        let r = routed("/bucket/%2Fa%2f", None).unwrap();
+        assert_eq!(r.key.as_deref(), Some("/a/"));
     }
 }

@@ -5,12 +5,12 @@
 //! examples): a `<?xml version="1.0" encoding="UTF-8"?>` declaration, a newline, then the root element
 //! carrying `xmlns="http://s3.amazonaws.com/doc/2006-03-01/"` (except `<Error>`, which S3 sends without
 //! a namespace). Booleans are `true`/`false`, timestamps ISO 8601 with milliseconds
-//! ([`iso8601`]), ETags quoted (the quotes written as `&quot;`).
+//! ([`timefmt::iso8601`]), ETags quoted (the quotes written as `&quot;`).
 //!
 //! Text is escaped with [`xml_escape`]: `& < > " '` as entities, TAB/LF/CR as character references (so
 //! that no parser normalizes them away), and the characters XML 1.0 cannot carry at all (most C0
 //! controls, U+FFFE, U+FFFF) replaced by U+FFFD — the document always stays well-formed, and a client
-//! that needs such keys exactly asks for `encoding-type=url` ([`url_encode_key`]).
+//! that needs such keys exactly asks for `encoding-type=url` ([`url::encode`] with [`Encode::Path`]).
 //!
 //! **Requests** (`CompleteMultipartUpload`, `Delete`, `CreateBucketConfiguration`) are parsed from bytes
 //! with quick-xml into a small element tree and validated; anything malformed or unexpected is an
@@ -33,6 +33,8 @@ use quick_xml::events::Event;
 use quick_xml::reader::Reader;
 
 use crate::s3::error::{S3Error, S3ErrorCode};
+use crate::util::timefmt;
+use crate::util::url::{self, Encode};
 
 /// The namespace of every S3 response root element.
 pub const S3_XMLNS: &str = "http://s3.amazonaws.com/doc/2006-03-01/";
@@ -78,95 +80,6 @@ pub fn xml_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 8);
     push_escaped(&mut out, s);
     out
-}
-
-/// Percent-encodes a key (or prefix, delimiter, marker) for `encoding-type=url` listings: every byte
-/// of the UTF-8 form except the unreserved `A-Z a-z 0-9 - _ . ~` and `/` becomes `%XX` (upper-case
-/// hex); a space is `%20` and a `+` is `%2B`, so both `unquote` and `unquote_plus` (boto3) decode it.
-pub fn url_encode_key(s: &str) -> String {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let mut out = String::with_capacity(s.len());
-    for &b in s.as_bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
-            out.push(b as char);
-        } else {
-            out.push('%');
-            out.push(HEX[(b >> 4) as usize] as char);
-            out.push(HEX[(b & 15) as usize] as char);
-        }
-    }
-    out
-}
-
-/// Latest instant we format (9999-12-31T23:59:59.999Z); later ones are clamped to it.
-const MAX_MSEC: u64 = 253_402_300_799_999;
-
-struct Civil {
-    year: u64,
-    month: u32,
-    day: u32,
-    hour: u32,
-    min: u32,
-    sec: u32,
-    msec: u32,
-    /// 0 = Sunday.
-    weekday: u32,
-}
-
-fn civil(msec: u64) -> Civil {
-    let msec = msec.min(MAX_MSEC);
-    let secs = msec / 1000;
-    let days = secs / 86_400;
-    let sod = secs % 86_400;
-    // Howard Hinnant's civil_from_days, for days >= 0.
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    Civil {
-        year,
-        month,
-        day,
-        hour: (sod / 3600) as u32,
-        min: (sod / 60 % 60) as u32,
-        sec: (sod % 60) as u32,
-        msec: (msec % 1000) as u32,
-        weekday: ((days + 4) % 7) as u32,
-    }
-}
-
-/// ISO 8601 as S3 writes it in XML: `2009-10-12T17:50:30.000Z` (UTC, milliseconds).
-pub fn iso8601(msec_since_epoch: u64) -> String {
-    let c = civil(msec_since_epoch);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        c.year, c.month, c.day, c.hour, c.min, c.sec, c.msec
-    )
-}
-
-/// RFC 7231 IMF-fixdate, for `Last-Modified` and friends: `Mon, 12 Oct 2009 17:50:30 GMT`
-/// (milliseconds are dropped).
-pub fn http_date(msec: u64) -> String {
-    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let c = civil(msec);
-    format!(
-        "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
-        DAYS[c.weekday as usize],
-        c.day,
-        MONTHS[c.month as usize - 1],
-        c.year,
-        c.hour,
-        c.min,
-        c.sec
-    )
 }
 
 /// An ETag as S3 shows it: in double quotes (added unless already there).
@@ -242,14 +155,14 @@ impl XmlWriter {
     /// A key-like value: percent-encoded first when the listing asked for `encoding-type=url`.
     fn elem_key(&mut self, name: &str, value: &str, url: bool) {
         if url {
-            self.elem(name, &url_encode_key(value));
+            self.elem(name, &url::encode(value, Encode::Path));
         } else {
             self.elem(name, value);
         }
     }
 
     fn elem_time(&mut self, name: &str, msec: u64) {
-        self.elem(name, &iso8601(msec));
+        self.elem(name, &timefmt::iso8601(msec));
     }
 
     fn elem_etag(&mut self, name: &str, etag: &str) {
@@ -397,7 +310,8 @@ impl XmlWriter {
 
 /// ListObjects (v1) answer. Values are written as given (the caller decides them); with
 /// `url_encoding`, `<EncodingType>url</EncodingType>` is added and Prefix, Marker, NextMarker,
-/// Delimiter, every Key and every CommonPrefixes/Prefix are percent-encoded ([`url_encode_key`]).
+/// Delimiter, every Key and every CommonPrefixes/Prefix are percent-encoded ([`url::encode`] with
+/// [`Encode::Path`]).
 ///
 /// Order: Name, Prefix, Marker, NextMarker?, MaxKeys, Delimiter?, EncodingType?, IsTruncated,
 /// Contents*, CommonPrefixes*. S3 sends NextMarker only when the listing is truncated and a
@@ -1280,24 +1194,6 @@ mod tests {
     // ----- dates, escaping, encoding ----------------------------------------------------------------
 
     #[test]
-    fn dates() {
-        assert_eq!(iso8601(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(iso8601(T), "2009-10-12T17:50:30.000Z");
-        assert_eq!(iso8601(T + 7), "2009-10-12T17:50:30.007Z");
-        assert_eq!(iso8601(951_782_400_123), "2000-02-29T00:00:00.123Z");
-        assert_eq!(iso8601(u64::MAX), "9999-12-31T23:59:59.999Z");
-        assert_eq!(http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
-        assert_eq!(http_date(T + 999), "Mon, 12 Oct 2009 17:50:30 GMT");
-        assert_eq!(http_date(784_111_777_000), "Sun, 06 Nov 1994 08:49:37 GMT");
-        assert_eq!(http_date(u64::MAX), "Fri, 31 Dec 9999 23:59:59 GMT");
-        // Agrees with httpdate over a spread of instants.
-        for s in (0..4_000_000_000u64).step_by(86_400 * 37 + 3_607) {
-            let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(s);
-            assert_eq!(http_date(s * 1000), httpdate::fmt_http_date(t));
-        }
-    }
-
-    #[test]
     fn escaping() {
         assert_eq!(xml_escape("a<b>&\"c'd"), "a&lt;b&gt;&amp;&quot;c&apos;d");
         assert_eq!(xml_escape("été 日本 😀"), "été 日本 😀");
@@ -1305,21 +1201,6 @@ mod tests {
         assert_eq!(
             xml_escape("\u{0}\u{1}x\u{1F}\u{FFFE}\u{FFFF}"),
             "\u{FFFD}\u{FFFD}x\u{FFFD}\u{FFFD}\u{FFFD}"
-        );
-    }
-
-    #[test]
-    fn url_encoding() {
-        assert_eq!(
-            url_encode_key("photos/2006/a b+c.jpg"),
-            "photos/2006/a%20b%2Bc.jpg"
-        );
-        assert_eq!(url_encode_key("AZaz09-_.~/"), "AZaz09-_.~/");
-        assert_eq!(url_encode_key("100%"), "100%25");
-        assert_eq!(url_encode_key("\u{1}\n&<"), "%01%0A%26%3C");
-        assert_eq!(
-            url_encode_key("été/한글"),
-            "%C3%A9t%C3%A9/%ED%95%9C%EA%B8%80"
         );
     }
 
@@ -2519,7 +2400,7 @@ mod tests {
                     .collect();
                 let expected: Vec<String> = keys
                     .iter()
-                    .map(|k| if url { url_encode_key(k) } else { xml_escape_roundtrip(k) })
+                    .map(|k| if url { url::encode(k, Encode::Path) } else { xml_escape_roundtrip(k) })
                     .collect();
                 prop_assert_eq!(got, expected);
             }

@@ -1,4 +1,5 @@
-//! Small shared helpers: configuration, human sizes, time, versioned encoding.
+//! Small shared helpers: configuration, human sizes, time and its wire formats, percent-encoding and
+//! query strings, versioned encoding.
 //! **Invariant:** `util` depends on no other Grenier module.
 
 pub mod background;
@@ -10,3 +11,5 @@ pub mod http;
 pub mod rlimit;
 pub mod size;
 pub mod time;
+pub mod timefmt;
+pub mod url;

@@ -413,7 +413,7 @@ fn unknown_keys_answer_locally_and_errors_leak_nothing() {
              Signature={}\r\nx-amz-date: {}\r\nx-amz-content-sha256: UNSIGNED-PAYLOAD",
             s.addr(),
             "0".repeat(64),
-            sigv4::format_amz_date(SystemTime::now()),
+            grenier::util::timefmt::format_amz_date(SystemTime::now()),
         );
         let (status, text) = raw(&s.addr(), head.as_bytes(), b"");
         assert_eq!(status, 403, "{text}");
