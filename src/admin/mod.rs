@@ -10,6 +10,9 @@
 //! read-only operator endpoints (`/v1/stats`, `/v1/repair/*`, `/v1/workers`, `GET /v1/debug/blocks/*`)
 //! are always there.
 //!
+//! Request and response bodies are typed in [`api`], shared with the CLI (node, status and layout so
+//! far); requests are parsed with [`parse_body`], answers encoded with [`reply`].
+//!
 //! **Invariant:** `admin` never talks RPC itself; it calls the layers' public APIs (`layout::System`, ...).
 
 pub mod api;

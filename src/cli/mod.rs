@@ -1,5 +1,7 @@
 //! The `grenier` command line: `server` and `dev` run a node; every other command is a thin client of the
 //! admin API of a running node (see [`crate::admin`]). `anyhow` is used here and in `main` only.
+//! Answers are read into the typed bodies of [`crate::admin::api`] (node, status, layout so far; the
+//! other commands still index `serde_json::Value`), and `--json` re-serializes the typed value.
 
 mod blocks;
 mod client;
