@@ -10,8 +10,12 @@
 //! read-only operator endpoints (`/v1/stats`, `/v1/repair/*`, `/v1/workers`, `GET /v1/debug/blocks/*`)
 //! are always there.
 //!
+//! Request and response bodies are typed in [`api`], shared with the CLI (node, status and layout so
+//! far); requests are parsed with [`parse_body`], answers encoded with [`reply`].
+//!
 //! **Invariant:** `admin` never talks RPC itself; it calls the layers' public APIs (`layout::System`, ...).
 
+pub mod api;
 mod blocks;
 mod cluster;
 mod debug;
@@ -118,6 +122,27 @@ pub async fn serve(
         state,
         |state, req| async move { handle(&state, req).await },
     ))
+}
+
+/// Parse a request body into its typed form: an empty body is the default request (every field
+/// missing), so handlers answer "field `x` is required" as before; a body of the wrong shape is a 400.
+pub(crate) fn parse_body<T: serde::de::DeserializeOwned + Default>(
+    body: Value,
+) -> Result<T, ApiError> {
+    if body.is_null() {
+        return Ok(T::default());
+    }
+    serde_json::from_value(body).map_err(|e| ApiError::bad_request(format!("invalid request: {e}")))
+}
+
+/// A typed answer as the JSON document the dispatcher sends.
+pub(crate) fn reply<T: serde::Serialize>(v: &T) -> Result<Value, ApiError> {
+    serde_json::to_value(v).map_err(|e| {
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot encode the answer: {e}"),
+        )
+    })
 }
 
 fn json_response(status: StatusCode, v: &Value) -> Response<Full<Bytes>> {

@@ -5,7 +5,16 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
+
+/// An answer of the admin API in its typed form ([`crate::admin::api`]).
+fn typed<T: DeserializeOwned>(path: &str, v: Value) -> Result<T> {
+    serde_json::from_value(v).with_context(|| {
+        format!("the admin API's answer to {path} has an unexpected shape: is the node running the same grenier version?")
+    })
+}
 
 pub struct AdminClient {
     /// `host:port`
@@ -31,6 +40,20 @@ impl AdminClient {
 
     pub async fn post(&self, path: &str, body: Value) -> Result<Value> {
         self.call(Method::POST, path, Some(body)).await
+    }
+
+    /// GET an endpoint and parse its answer into the admin API's typed form.
+    pub async fn get_as<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        typed(path, self.get(path).await?)
+    }
+
+    /// POST a typed request and parse the typed answer.
+    pub async fn post_as<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<T> {
+        typed(path, self.post(path, serde_json::to_value(body)?).await?)
     }
 
     pub async fn request(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value> {

@@ -1,5 +1,7 @@
 //! The `grenier` command line: `server` and `dev` run a node; every other command is a thin client of the
 //! admin API of a running node (see [`crate::admin`]). `anyhow` is used here and in `main` only.
+//! Answers are read into the typed bodies of [`crate::admin::api`] (node, status, layout so far; the
+//! other commands still index `serde_json::Value`), and `--json` re-serializes the typed value.
 
 mod blocks;
 mod client;
@@ -13,6 +15,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
 
+use crate::admin::api;
 use crate::util::config::Config;
 use crate::util::size::{format_size, parse_size};
 use crate::util::url;
@@ -188,22 +191,23 @@ pub async fn run_client(cli: &Cli) -> Result<()> {
     match &cli.command {
         Command::Server | Command::Dev(_) => unreachable!("handled by main"),
         Command::Node(NodeCmd::Id(f)) => {
-            let v = client.get("/v1/node").await?;
+            let v: api::NodeIdentity = client.get_as("/v1/node").await?;
             if f.json {
                 print_json(&v);
             } else {
-                let addr = v["addr"].as_str().unwrap_or("<no rpc_public_addr>");
-                println!("{}@{}", v["id"].as_str().unwrap_or(""), addr);
+                let addr = v.addr.as_deref().unwrap_or("<no rpc_public_addr>");
+                println!("{}@{}", v.id, addr);
             }
         }
         Command::Node(NodeCmd::Connect { peer }) => {
-            let v = client
-                .post("/v1/node/connect", json!({ "peer": peer }))
-                .await?;
-            println!("connected to {}", v["connected"].as_str().unwrap_or(""));
+            let req = api::ConnectRequest {
+                peer: Some(peer.clone()),
+            };
+            let v: api::ConnectResponse = client.post_as("/v1/node/connect", &req).await?;
+            println!("connected to {}", v.connected);
         }
         Command::Status(f) => {
-            let v = client.get("/v1/status").await?;
+            let v: api::ClusterStatus = client.get_as("/v1/status").await?;
             if f.json {
                 print_json(&v)
             } else {
@@ -315,20 +319,27 @@ fn admin_client(cli: &Cli) -> Result<AdminClient> {
     AdminClient::new(url.as_deref().unwrap_or_default(), token)
 }
 
-pub(crate) fn print_json(v: &Value) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+/// Print one JSON document on stdout. Typed values go through a `Value` first, so keys come out in the
+/// same (sorted) order as the server's answer.
+pub(crate) fn print_json(v: &impl serde::Serialize) {
+    let v = serde_json::to_value(v).unwrap_or_default();
+    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
 }
 
 fn short(id: &str) -> String {
     id.chars().take(16).collect()
 }
 
-fn opt_size(v: &Value) -> String {
-    v.as_u64().map(format_size).unwrap_or_else(|| "-".into())
+fn size_or_dash(v: Option<u64>) -> String {
+    v.map(format_size).unwrap_or_else(|| "-".into())
 }
 
 fn ago(msec: &Value) -> String {
-    let Some(t) = msec.as_u64() else {
+    ago_msec(msec.as_u64())
+}
+
+fn ago_msec(msec: Option<u64>) -> String {
+    let Some(t) = msec else {
         return "never".into();
     };
     let now = crate::util::time::now_msec();
@@ -341,18 +352,18 @@ fn ago(msec: &Value) -> String {
     }
 }
 
-fn human_status(v: &Value) -> String {
+fn human_status(v: &api::ClusterStatus) -> String {
     let mut out = format!(
         "Cluster health: {} (layout version {}; {}/{} storage nodes up; partitions: {} all replicas up, {} quorum only, {} unavailable)\n\n",
-        v["health"].as_str().unwrap_or("?"),
-        v["layout_version"],
-        v["storage_nodes_up"],
-        v["storage_nodes"],
-        v["partitions_all_replicas_up"],
-        v["partitions_quorum_up"],
-        v["partitions_unavailable"],
+        v.health,
+        v.layout_version,
+        v.storage_nodes_up,
+        v.storage_nodes,
+        v.partitions_all_replicas_up,
+        v.partitions_quorum_up,
+        v.partitions_unavailable,
     );
-    if v["layout_version"] == 0 {
+    if v.layout_version == 0 {
         out.push_str(
             "No layout applied yet: give nodes a role with `grenier layout assign <node> -z ZONE -c CAPACITY`, \
              then `grenier layout apply`.\n\n",
@@ -372,28 +383,19 @@ fn human_status(v: &Value) -> String {
         .map(String::from)
         .to_vec(),
     ];
-    for n in v["nodes"].as_array().into_iter().flatten() {
-        let capacity = if n["gateway"].as_bool() == Some(true) {
-            "gateway".into()
-        } else {
-            opt_size(&n["capacity"])
-        };
-        let free = match (n["data_avail"].as_u64(), n["data_total"].as_u64()) {
+    for n in &v.nodes {
+        let free = match (n.data_avail, n.data_total) {
             (Some(a), Some(t)) if t > 0 => format!("{} ({}%)", format_size(a), a * 100 / t),
             _ => "-".into(),
         };
         rows.push(vec![
-            short(n["id"].as_str().unwrap_or("")),
-            n["hostname"].as_str().unwrap_or("?").into(),
-            n["addr"].as_str().unwrap_or("-").into(),
-            n["zone"].as_str().unwrap_or("(no role)").into(),
-            capacity,
-            if n["up"].as_bool() == Some(true) {
-                "yes".into()
-            } else {
-                "NO".into()
-            },
-            ago(&n["last_seen_msec"]),
+            short(&n.id),
+            n.hostname.as_deref().unwrap_or("?").into(),
+            n.addr.as_deref().unwrap_or("-").into(),
+            n.zone.as_deref().unwrap_or("(no role)").into(),
+            capacity_cell(n.gateway, n.capacity),
+            if n.up { "yes".into() } else { "NO".into() },
+            ago_msec(n.last_seen_msec),
             free,
         ]);
     }
@@ -458,7 +460,7 @@ async fn debug(client: &AdminClient, cmd: &DebugCmd) -> Result<()> {
 async fn layout(client: &AdminClient, cmd: &LayoutCmd) -> Result<()> {
     match cmd {
         LayoutCmd::Show(f) => {
-            let v = client.get("/v1/layout").await?;
+            let v: api::LayoutShow = client.get_as("/v1/layout").await?;
             if f.json {
                 print_json(&v)
             } else {
@@ -472,191 +474,191 @@ async fn layout(client: &AdminClient, cmd: &LayoutCmd) -> Result<()> {
             gateway,
             tags,
         } => {
-            let Some(zone) = zone else {
-                bail!("give the node's zone with -z ZONE (one zone = one site)")
-            };
-            let capacity = match (capacity, gateway) {
-                (Some(c), false) => Some(parse_size(c)?),
-                (None, true) => None,
-                (None, false) => {
-                    bail!("give the node's capacity with -c CAPACITY (like 500G), or --gateway")
-                }
-                (Some(_), true) => unreachable!("clap rejects --capacity with --gateway"),
-            };
-            let v = client
-                .post("/v1/layout/assign", json!({"node": node, "zone": zone, "capacity": capacity, "gateway": gateway, "tags": tags}))
-                .await?;
-            let what = match capacity {
-                Some(c) => format!("zone {zone}, capacity {}", format_size(c)),
-                None => format!("zone {zone}, gateway"),
-            };
-            println!(
-                "Staged role for {}: {what}.",
-                short(v["staged"].as_str().unwrap_or(""))
-            );
-            println!("Review with `grenier layout show`, then `grenier layout apply`.");
+            layout_assign(
+                client,
+                node,
+                zone.as_deref(),
+                capacity.as_deref(),
+                *gateway,
+                tags,
+            )
+            .await?
         }
         LayoutCmd::Remove { node } => {
-            let v = client
-                .post("/v1/layout/remove", json!({ "node": node }))
-                .await?;
+            let req = api::RemoveRequest {
+                node: Some(node.clone()),
+            };
+            let v: api::RemoveResponse = client.post_as("/v1/layout/remove", &req).await?;
             println!(
                 "Staged removal of {}. Apply with `grenier layout apply`.",
-                short(v["staged_removal"].as_str().unwrap_or(""))
+                short(&v.staged_removal)
             );
         }
         LayoutCmd::Config { zone_redundancy } => {
-            client
-                .post(
-                    "/v1/layout/config",
-                    json!({ "zone_redundancy": zone_redundancy }),
-                )
-                .await?;
+            let req = api::LayoutConfigRequest {
+                zone_redundancy: Some(api::ZoneRedundancyArg::Text(zone_redundancy.clone())),
+            };
+            let _: api::LayoutConfigResponse = client.post_as("/v1/layout/config", &req).await?;
             println!(
                 "Staged zone redundancy {zone_redundancy}. Apply with `grenier layout apply`."
             );
         }
         LayoutCmd::Apply { version } => {
-            let v = client
-                .post("/v1/layout/apply", json!({ "version": version }))
-                .await?;
-            println!(
-                "Applied layout version {}: {} partition replicas move; usable capacity {} (zone redundancy {}).\n",
-                v["version"],
-                v["moved"],
-                opt_size(&v["usable_capacity"]),
-                v["zone_redundancy"]
-            );
-            let mut rows = vec![
-                ["NODE", "ZONE", "PARTITIONS BEFORE", "PARTITIONS AFTER"]
-                    .map(String::from)
-                    .to_vec(),
-            ];
-            for n in v["nodes"].as_array().into_iter().flatten() {
-                rows.push(vec![
-                    short(n["id"].as_str().unwrap_or("")),
-                    n["zone"].as_str().unwrap_or("").into(),
-                    n["partitions_before"].to_string(),
-                    n["partitions_after"].to_string(),
-                ]);
-            }
-            print!("{}", format_table(&rows));
+            let req = api::ApplyRequest { version: *version };
+            let v: api::ApplyResponse = client.post_as("/v1/layout/apply", &req).await?;
+            print!("{}", human_apply(&v));
         }
         LayoutCmd::Revert => {
-            client.post("/v1/layout/revert", json!({})).await?;
+            let _: api::RevertResponse = client.post_as("/v1/layout/revert", &json!({})).await?;
             println!("Staged changes dropped.");
         }
         LayoutCmd::History(f) => {
-            let v = client.get("/v1/layout/history").await?;
+            let v: api::LayoutHistory = client.get_as("/v1/layout/history").await?;
             if f.json {
                 print_json(&v);
             } else {
-                let mut rows = vec![
-                    [
-                        "VERSION",
-                        "STATUS",
-                        "APPLIED",
-                        "STORAGE NODES",
-                        "GATEWAYS",
-                        "ZONES",
-                        "USABLE",
-                        "MOVED",
-                    ]
-                    .map(String::from)
-                    .to_vec(),
-                ];
-                for e in v["versions"].as_array().into_iter().flatten() {
-                    rows.push(vec![
-                        e["version"].to_string(),
-                        e["status"].as_str().unwrap_or("").into(),
-                        ago(&e["applied_msec"]),
-                        e["storage_nodes"].to_string(),
-                        e["gateways"].to_string(),
-                        e["zones"].to_string(),
-                        opt_size(&e["usable_capacity"]),
-                        e["moved"].to_string(),
-                    ]);
-                }
-                print!("{}", format_table(&rows));
-                print!("{}", transition_line(&v["transition"]));
+                print!("{}", human_history(&v));
             }
         }
     }
     Ok(())
 }
 
+async fn layout_assign(
+    client: &AdminClient,
+    node: &str,
+    zone: Option<&str>,
+    capacity: Option<&str>,
+    gateway: bool,
+    tags: &[String],
+) -> Result<()> {
+    let Some(zone) = zone else {
+        bail!("give the node's zone with -z ZONE (one zone = one site)")
+    };
+    let capacity = match (capacity, gateway) {
+        (Some(c), false) => Some(parse_size(c)?),
+        (None, true) => None,
+        (None, false) => {
+            bail!("give the node's capacity with -c CAPACITY (like 500G), or --gateway")
+        }
+        (Some(_), true) => unreachable!("clap rejects --capacity with --gateway"),
+    };
+    let req = api::AssignRequest {
+        node: Some(node.to_string()),
+        zone: Some(zone.to_string()),
+        capacity,
+        gateway: Some(gateway),
+        tags: Some(tags.to_vec()),
+    };
+    let v: api::AssignResponse = client.post_as("/v1/layout/assign", &req).await?;
+    let what = match capacity {
+        Some(c) => format!("zone {zone}, capacity {}", format_size(c)),
+        None => format!("zone {zone}, gateway"),
+    };
+    println!("Staged role for {}: {what}.", short(&v.staged));
+    println!("Review with `grenier layout show`, then `grenier layout apply`.");
+    Ok(())
+}
+
+fn human_apply(v: &api::ApplyResponse) -> String {
+    let mut out = format!(
+        "Applied layout version {}: {} partition replicas move; usable capacity {} (zone redundancy {}).\n\n",
+        v.version,
+        v.moved,
+        format_size(v.usable_capacity),
+        v.zone_redundancy
+    );
+    let mut rows = vec![
+        ["NODE", "ZONE", "PARTITIONS BEFORE", "PARTITIONS AFTER"]
+            .map(String::from)
+            .to_vec(),
+    ];
+    for n in &v.nodes {
+        rows.push(vec![
+            short(&n.id),
+            n.zone.clone(),
+            n.partitions_before.to_string(),
+            n.partitions_after.to_string(),
+        ]);
+    }
+    out.push_str(&format_table(&rows));
+    out
+}
+
+fn human_history(v: &api::LayoutHistory) -> String {
+    let mut rows = vec![
+        [
+            "VERSION",
+            "STATUS",
+            "APPLIED",
+            "STORAGE NODES",
+            "GATEWAYS",
+            "ZONES",
+            "USABLE",
+            "MOVED",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    for e in &v.versions {
+        rows.push(vec![
+            e.version.to_string(),
+            e.status.clone(),
+            ago_msec(Some(e.applied_msec)),
+            e.storage_nodes.to_string(),
+            e.gateways.to_string(),
+            e.zones.to_string(),
+            format_size(e.usable_capacity),
+            e.moved.to_string(),
+        ]);
+    }
+    let mut out = format_table(&rows);
+    out.push_str(&transition_line(&v.transition));
+    out
+}
+
 /// One line on an unfinished layout transition, or nothing.
-fn transition_line(t: &Value) -> String {
-    let active = t["active_versions"].as_array().map(Vec::len).unwrap_or(0);
-    if active <= 1 {
+fn transition_line(t: &api::Transition) -> String {
+    if t.active_versions.len() <= 1 {
         return String::new();
     }
-    let nodes = t["nodes"].as_array().cloned().unwrap_or_default();
-    let target = t["active_versions"]
-        .as_array()
-        .and_then(|a| a.last())
-        .and_then(Value::as_u64)
-        .unwrap_or(0);
-    let count = |k: &str| {
-        nodes
-            .iter()
-            .filter(|n| n[k].as_u64() >= Some(target))
-            .count()
-    };
+    let target = t.active_versions.last().copied().unwrap_or(0);
+    let count =
+        |k: fn(&api::TransitionNode) -> u64| t.nodes.iter().filter(|n| k(n) >= target).count();
     format!(
         "Transition to version {target} in progress (reads use version {}): {}/{} nodes acknowledged, {} synced, {} switched reads.\n",
-        t["read_version"],
-        count("ack"),
-        nodes.len(),
-        count("sync"),
-        count("sync_ack")
+        t.read_version,
+        count(|n| n.ack),
+        t.nodes.len(),
+        count(|n| n.sync),
+        count(|n| n.sync_ack)
     )
 }
 
-fn human_layout(v: &Value) -> String {
+fn human_layout(v: &api::LayoutShow) -> String {
     let mut out = format!(
         "Layout version {}, replication factor {}, zone redundancy {} (in force: {})\n\n",
-        v["version"],
-        v["replication_factor"],
-        v["zone_redundancy"].as_str().unwrap_or("?"),
-        v["effective_zone_redundancy"]
+        v.version, v.replication_factor, v.zone_redundancy, v.effective_zone_redundancy
     );
-    out.push_str(&transition_line(&v["transition"]));
-    let usage: std::collections::HashMap<&str, &Value> = v["nodes_usage"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|n| Some((n["id"].as_str()?, n)))
-        .collect();
+    out.push_str(&transition_line(&v.transition));
+    let usage: std::collections::HashMap<&str, &api::NodeUsage> =
+        v.nodes_usage.iter().map(|n| (n.id.as_str(), n)).collect();
     let mut rows = vec![
         ["ID", "ZONE", "CAPACITY", "PARTITIONS", "USABLE", "TAGS"]
             .map(String::from)
             .to_vec(),
     ];
-    for r in v["roles"].as_array().into_iter().flatten() {
-        let id = r["id"].as_str().unwrap_or("");
-        let u = usage.get(id);
+    for r in &v.roles {
+        let u = usage.get(r.id.as_str());
         rows.push(vec![
-            short(id),
-            r["zone"].as_str().unwrap_or("").into(),
-            if r["gateway"].as_bool() == Some(true) {
-                "gateway".into()
-            } else {
-                opt_size(&r["capacity"])
-            },
-            u.map(|u| u["partitions"].to_string())
+            short(&r.id),
+            r.zone.clone(),
+            capacity_cell(r.gateway, r.capacity),
+            u.map(|u| u.partitions.to_string())
                 .unwrap_or_else(|| "-".into()),
-            u.map(|u| opt_size(&u["usable_capacity"]))
+            u.map(|u| format_size(u.usable_capacity))
                 .unwrap_or_else(|| "-".into()),
-            r["tags"]
-                .as_array()
-                .map(|t| {
-                    t.iter()
-                        .filter_map(Value::as_str)
-                        .collect::<Vec<_>>()
-                        .join(",")
-                })
-                .unwrap_or_default(),
+            r.tags.join(","),
         ]);
     }
     if rows.len() == 1 {
@@ -666,44 +668,53 @@ fn human_layout(v: &Value) -> String {
     } else {
         out.push_str(&format_table(&rows));
         out.push('\n');
-        for z in v["zones"].as_array().into_iter().flatten() {
+        for z in &v.zones {
             out.push_str(&format!(
                 "Zone {}: {} storage node(s), usable {}\n",
-                z["zone"].as_str().unwrap_or(""),
-                z["nodes"],
-                opt_size(&z["usable_capacity"])
+                z.zone,
+                z.nodes,
+                format_size(z.usable_capacity)
             ));
         }
         out.push_str(&format!(
             "Usable capacity of the cluster: {} (partition size {})\n",
-            opt_size(&v["usable_capacity"]),
-            opt_size(&v["partition_size"])
+            format_size(v.usable_capacity),
+            format_size(v.partition_size)
         ));
     }
-    let staged = v["staged"].as_array().cloned().unwrap_or_default();
-    if !staged.is_empty() || !v["staged_parameters"].is_null() {
+    if !v.staged.is_empty() || v.staged_parameters.is_some() {
         out.push_str("\nStaged changes (apply with `grenier layout apply`, drop with `grenier layout revert`):\n");
         let mut rows = vec![["ID", "CHANGE"].map(String::from).to_vec()];
-        for s in &staged {
-            let change = if s["remove"].as_bool() == Some(true) {
-                "remove".to_string()
-            } else if s["gateway"].as_bool() == Some(true) {
-                format!("zone {}, gateway", s["zone"].as_str().unwrap_or(""))
-            } else {
-                format!(
-                    "zone {}, capacity {}",
-                    s["zone"].as_str().unwrap_or(""),
-                    opt_size(&s["capacity"])
-                )
-            };
-            rows.push(vec![short(s["id"].as_str().unwrap_or("")), change]);
+        for s in &v.staged {
+            rows.push(match s {
+                api::StagedRole::Remove { id, .. } => vec![short(id), "remove".to_string()],
+                api::StagedRole::Role(r) if r.gateway => {
+                    vec![short(&r.id), format!("zone {}, gateway", r.zone)]
+                }
+                api::StagedRole::Role(r) => vec![
+                    short(&r.id),
+                    format!("zone {}, capacity {}", r.zone, size_or_dash(r.capacity)),
+                ],
+            });
         }
-        if let Some(zr) = v["staged_parameters"]["zone_redundancy"].as_str() {
-            rows.push(vec!["(parameters)".into(), format!("zone redundancy {zr}")]);
+        if let Some(p) = &v.staged_parameters {
+            rows.push(vec![
+                "(parameters)".into(),
+                format!("zone redundancy {}", p.zone_redundancy),
+            ]);
         }
         out.push_str(&format_table(&rows));
     }
     out
+}
+
+/// A node's capacity, or `gateway` for a node that stores nothing.
+fn capacity_cell(gateway: bool, capacity: Option<u64>) -> String {
+    if gateway {
+        "gateway".into()
+    } else {
+        size_or_dash(capacity)
+    }
 }
 
 /// Load the configuration for `server`, with the path in the error.

@@ -1,0 +1,570 @@
+//! The admin API's request and response bodies, typed once for both sides: the handlers in
+//! [`crate::admin`] build these and parse requests into them, and the CLI ([`crate::cli`]) deserializes
+//! answers into them and prints `--json` by re-serializing the typed value.
+//!
+//! **Invariant:** this module is a leaf: it depends on `serde` (and `serde_json` for the rare field that
+//! accepts several JSON types) only, so the CLI can import it without pulling in the server layers.
+//! Field names are the product contract (doc SPEC §1): more fields may be added, none renamed. An
+//! `Option` field without `skip_serializing_if` is `null` when empty, as it always was; the one field
+//! that is absent rather than `null` says so.
+//!
+//! Request bodies have `Option` fields and `Default`: an empty body is the default request, and a
+//! missing field gets the same "field `x` is required" answer it always did (the handler checks it).
+
+use serde::{Deserialize, Serialize};
+
+// ---------------------------------------------------------------------------------------------------
+// Node identity and status
+
+/// `GET /v1/node`; `node id --json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeIdentity {
+    pub id: String,
+    /// `rpc_public_addr`, `null` when not configured.
+    pub addr: Option<String>,
+}
+
+/// `POST /v1/node/connect`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConnectRequest {
+    /// `<id>@<host:port>`.
+    pub peer: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConnectResponse {
+    pub connected: String,
+}
+
+/// Cluster health, as `status` and `/health` name it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    Healthy,
+    Degraded,
+    Unavailable,
+}
+
+impl std::fmt::Display for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Health::Healthy => "healthy",
+            Health::Degraded => "degraded",
+            Health::Unavailable => "unavailable",
+        })
+    }
+}
+
+/// `GET /v1/status`; `status --json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    pub health: Health,
+    pub layout_version: u64,
+    pub partitions: usize,
+    pub partitions_all_replicas_up: usize,
+    pub partitions_quorum_up: usize,
+    pub partitions_unavailable: usize,
+    pub storage_nodes: usize,
+    pub storage_nodes_up: usize,
+    pub nodes: Vec<NodeStatus>,
+}
+
+/// One node of [`ClusterStatus`]; `zone`/`capacity` are `null` for nodes without a role.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub id: String,
+    pub hostname: Option<String>,
+    pub addr: Option<String>,
+    pub zone: Option<String>,
+    pub capacity: Option<u64>,
+    pub gateway: bool,
+    pub up: bool,
+    pub last_seen_msec: Option<u64>,
+    pub rtt_ms: Option<f64>,
+    pub release: Option<String>,
+    pub layout_version: Option<u64>,
+    pub data_avail: Option<u64>,
+    pub data_total: Option<u64>,
+    pub meta_avail: Option<u64>,
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Layout
+
+/// A node's role in a layout (current or staged).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Role {
+    pub id: String,
+    pub zone: String,
+    /// `null` for a gateway.
+    pub capacity: Option<u64>,
+    pub gateway: bool,
+    pub tags: Vec<String>,
+}
+
+/// A staged change: a new role, or the removal of the node (`{"id", "remove": true}`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum StagedRole {
+    Role(Role),
+    Remove { id: String, remove: bool },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StagedParameters {
+    pub zone_redundancy: String,
+}
+
+/// Partitions and usable capacity of one storage node in the current version.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeUsage {
+    pub id: String,
+    pub zone: String,
+    pub partitions: usize,
+    pub usable_capacity: u64,
+    pub capacity: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ZoneUsage {
+    pub zone: String,
+    pub nodes: usize,
+    pub usable_capacity: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PartitionNodes {
+    pub partition: usize,
+    pub nodes: Vec<String>,
+}
+
+/// Progress of the transition to the current version.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Transition {
+    pub active_versions: Vec<u64>,
+    pub read_version: u64,
+    pub nodes: Vec<TransitionNode>,
+}
+
+/// Highest version each node has acknowledged, synced, and switched its reads to.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TransitionNode {
+    pub id: String,
+    pub ack: u64,
+    pub sync: u64,
+    pub sync_ack: u64,
+}
+
+/// `GET /v1/layout`; `layout show --json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LayoutShow {
+    pub version: u64,
+    pub transition: Transition,
+    pub replication_factor: usize,
+    pub zone_redundancy: String,
+    pub effective_zone_redundancy: usize,
+    pub partition_size: u64,
+    pub usable_capacity: u64,
+    pub roles: Vec<Role>,
+    pub staged: Vec<StagedRole>,
+    pub staged_parameters: Option<StagedParameters>,
+    pub nodes_usage: Vec<NodeUsage>,
+    pub zones: Vec<ZoneUsage>,
+    /// 256 entries once a layout is applied, none before.
+    pub partitions: Vec<PartitionNodes>,
+}
+
+/// One applied version in `GET /v1/layout/history`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HistoryVersion {
+    pub version: u64,
+    pub applied_msec: u64,
+    pub storage_nodes: usize,
+    pub gateways: usize,
+    pub zones: usize,
+    pub usable_capacity: u64,
+    pub moved: usize,
+    /// `historical`, `current` or `active (transition in progress)`.
+    pub status: String,
+}
+
+/// `GET /v1/layout/history`; `layout history --json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LayoutHistory {
+    pub current_version: u64,
+    pub versions: Vec<HistoryVersion>,
+    pub transition: Transition,
+}
+
+/// `POST /v1/layout/assign`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AssignRequest {
+    /// Node id or unique prefix of it.
+    pub node: Option<String>,
+    pub zone: Option<String>,
+    /// Bytes; required unless `gateway`.
+    pub capacity: Option<u64>,
+    #[serde(default)]
+    pub gateway: Option<bool>,
+    #[serde(default)]
+    pub tags: Option<Vec<String>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AssignResponse {
+    pub staged: String,
+    pub role: Role,
+}
+
+/// `POST /v1/layout/remove`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RemoveRequest {
+    pub node: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RemoveResponse {
+    pub staged_removal: String,
+}
+
+/// `zone_redundancy`: a number of zones, given as a JSON number or string, or `"max"`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ZoneRedundancyArg {
+    Text(String),
+    Number(serde_json::Number),
+}
+
+/// `POST /v1/layout/config`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LayoutConfigRequest {
+    pub zone_redundancy: Option<ZoneRedundancyArg>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LayoutConfigResponse {
+    pub staged_zone_redundancy: String,
+}
+
+/// `POST /v1/layout/apply`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ApplyRequest {
+    /// Refuse unless this is the next version.
+    pub version: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ApplyResponse {
+    pub version: u64,
+    pub moved: usize,
+    pub partition_size: u64,
+    pub usable_capacity: u64,
+    pub zone_redundancy: usize,
+    pub nodes: Vec<ApplyNode>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ApplyNode {
+    pub id: String,
+    pub zone: String,
+    pub partitions_before: usize,
+    pub partitions_after: usize,
+}
+
+/// `POST /v1/layout/revert`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RevertResponse {
+    pub reverted: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Serialize;
+    use serde::de::DeserializeOwned;
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    /// `v` serializes to exactly `expected` (names, nesting, null vs absent), and `expected` parses back
+    /// into a value equal to `v`: what the CLI prints with `--json` is what the server sent.
+    fn round_trip<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(
+        v: &T,
+        expected: Value,
+    ) {
+        let got = serde_json::to_value(v).unwrap();
+        assert_eq!(got, expected);
+        let back: T = serde_json::from_value(expected).unwrap();
+        assert_eq!(&back, v);
+    }
+
+    fn transition() -> (Transition, Value) {
+        (
+            Transition {
+                active_versions: vec![1, 2],
+                read_version: 1,
+                nodes: vec![TransitionNode {
+                    id: "aa".into(),
+                    ack: 2,
+                    sync: 1,
+                    sync_ack: 1,
+                }],
+            },
+            json!({"active_versions": [1, 2], "read_version": 1,
+                   "nodes": [{"id": "aa", "ack": 2, "sync": 1, "sync_ack": 1}]}),
+        )
+    }
+
+    #[test]
+    fn node_id_json() {
+        round_trip(
+            &NodeIdentity {
+                id: "ab12".into(),
+                addr: Some("10.0.0.1:3901".into()),
+            },
+            json!({"id": "ab12", "addr": "10.0.0.1:3901"}),
+        );
+        round_trip(
+            &NodeIdentity {
+                id: "ab12".into(),
+                addr: None,
+            },
+            json!({"id": "ab12", "addr": null}),
+        );
+    }
+
+    #[test]
+    fn status_json() {
+        let role = NodeStatus {
+            id: "aa".into(),
+            hostname: Some("h1".into()),
+            addr: Some("127.0.0.1:3901".into()),
+            zone: Some("paris".into()),
+            capacity: Some(1 << 30),
+            gateway: false,
+            up: true,
+            last_seen_msec: Some(5),
+            rtt_ms: Some(0.25),
+            release: Some("0.1.0".into()),
+            layout_version: Some(1),
+            data_avail: Some(10),
+            data_total: Some(20),
+            meta_avail: Some(30),
+        };
+        let no_role = NodeStatus {
+            id: "bb".into(),
+            hostname: None,
+            addr: None,
+            zone: None,
+            capacity: None,
+            gateway: false,
+            up: false,
+            last_seen_msec: None,
+            rtt_ms: None,
+            release: None,
+            layout_version: None,
+            data_avail: None,
+            data_total: None,
+            meta_avail: None,
+        };
+        round_trip(
+            &ClusterStatus {
+                health: Health::Degraded,
+                layout_version: 1,
+                partitions: 256,
+                partitions_all_replicas_up: 200,
+                partitions_quorum_up: 56,
+                partitions_unavailable: 0,
+                storage_nodes: 2,
+                storage_nodes_up: 1,
+                nodes: vec![role, no_role],
+            },
+            json!({
+                "health": "degraded", "layout_version": 1, "partitions": 256,
+                "partitions_all_replicas_up": 200, "partitions_quorum_up": 56, "partitions_unavailable": 0,
+                "storage_nodes": 2, "storage_nodes_up": 1,
+                "nodes": [
+                    {"id": "aa", "hostname": "h1", "addr": "127.0.0.1:3901", "zone": "paris",
+                     "capacity": 1u64 << 30, "gateway": false, "up": true, "last_seen_msec": 5, "rtt_ms": 0.25,
+                     "release": "0.1.0", "layout_version": 1, "data_avail": 10, "data_total": 20,
+                     "meta_avail": 30},
+                    {"id": "bb", "hostname": null, "addr": null, "zone": null, "capacity": null,
+                     "gateway": false, "up": false, "last_seen_msec": null, "rtt_ms": null, "release": null,
+                     "layout_version": null, "data_avail": null, "data_total": null, "meta_avail": null},
+                ],
+            }),
+        );
+        for h in ["healthy", "degraded", "unavailable"] {
+            let parsed: Health = serde_json::from_value(json!(h)).unwrap();
+            assert_eq!(parsed.to_string(), h);
+        }
+    }
+
+    #[test]
+    fn layout_show_json() {
+        let (t, tj) = transition();
+        let role = Role {
+            id: "aa".into(),
+            zone: "paris".into(),
+            capacity: Some(100),
+            gateway: false,
+            tags: vec!["ssd".into()],
+        };
+        let gw = Role {
+            id: "cc".into(),
+            zone: "lyon".into(),
+            capacity: None,
+            gateway: true,
+            tags: vec![],
+        };
+        round_trip(
+            &LayoutShow {
+                version: 2,
+                transition: t.clone(),
+                replication_factor: 3,
+                zone_redundancy: "max".into(),
+                effective_zone_redundancy: 1,
+                partition_size: 10,
+                usable_capacity: 2560,
+                roles: vec![role.clone(), gw.clone()],
+                staged: vec![
+                    StagedRole::Role(gw),
+                    StagedRole::Remove {
+                        id: "bb".into(),
+                        remove: true,
+                    },
+                ],
+                staged_parameters: Some(StagedParameters {
+                    zone_redundancy: "2".into(),
+                }),
+                nodes_usage: vec![NodeUsage {
+                    id: "aa".into(),
+                    zone: "paris".into(),
+                    partitions: 256,
+                    usable_capacity: 2560,
+                    capacity: Some(100),
+                }],
+                zones: vec![ZoneUsage {
+                    zone: "paris".into(),
+                    nodes: 1,
+                    usable_capacity: 2560,
+                }],
+                partitions: vec![PartitionNodes {
+                    partition: 0,
+                    nodes: vec!["aa".into()],
+                }],
+            },
+            json!({
+                "version": 2, "transition": tj, "replication_factor": 3, "zone_redundancy": "max",
+                "effective_zone_redundancy": 1, "partition_size": 10, "usable_capacity": 2560,
+                "roles": [
+                    {"id": "aa", "zone": "paris", "capacity": 100, "gateway": false, "tags": ["ssd"]},
+                    {"id": "cc", "zone": "lyon", "capacity": null, "gateway": true, "tags": []},
+                ],
+                "staged": [
+                    {"id": "cc", "zone": "lyon", "capacity": null, "gateway": true, "tags": []},
+                    {"id": "bb", "remove": true},
+                ],
+                "staged_parameters": {"zone_redundancy": "2"},
+                "nodes_usage": [{"id": "aa", "zone": "paris", "partitions": 256, "usable_capacity": 2560,
+                                 "capacity": 100}],
+                "zones": [{"zone": "paris", "nodes": 1, "usable_capacity": 2560}],
+                "partitions": [{"partition": 0, "nodes": ["aa"]}],
+            }),
+        );
+        // Nothing staged: `staged_parameters` is null, not absent.
+        let empty = LayoutShow {
+            version: 0,
+            transition: t,
+            replication_factor: 1,
+            zone_redundancy: "max".into(),
+            effective_zone_redundancy: 0,
+            partition_size: 0,
+            usable_capacity: 0,
+            roles: vec![],
+            staged: vec![],
+            staged_parameters: None,
+            nodes_usage: vec![],
+            zones: vec![],
+            partitions: vec![],
+        };
+        let v = serde_json::to_value(&empty).unwrap();
+        assert_eq!(v["staged_parameters"], Value::Null);
+        assert!(v.as_object().unwrap().contains_key("staged_parameters"));
+        round_trip(&empty, v.clone());
+        // Role round-trips on its own too (assign's answer).
+        round_trip(
+            &AssignResponse {
+                staged: "aa".into(),
+                role: role.clone(),
+            },
+            json!({"staged": "aa", "role": {"id": "aa", "zone": "paris", "capacity": 100,
+                   "gateway": false, "tags": ["ssd"]}}),
+        );
+    }
+
+    #[test]
+    fn layout_history_and_apply_json() {
+        let (t, tj) = transition();
+        round_trip(
+            &LayoutHistory {
+                current_version: 2,
+                versions: vec![HistoryVersion {
+                    version: 1,
+                    applied_msec: 7,
+                    storage_nodes: 3,
+                    gateways: 0,
+                    zones: 3,
+                    usable_capacity: 99,
+                    moved: 768,
+                    status: "historical".into(),
+                }],
+                transition: t,
+            },
+            json!({"current_version": 2, "transition": tj, "versions": [
+                {"version": 1, "applied_msec": 7, "storage_nodes": 3, "gateways": 0, "zones": 3,
+                 "usable_capacity": 99, "moved": 768, "status": "historical"}]}),
+        );
+        round_trip(
+            &ApplyResponse {
+                version: 1,
+                moved: 768,
+                partition_size: 10,
+                usable_capacity: 2560,
+                zone_redundancy: 3,
+                nodes: vec![ApplyNode {
+                    id: "aa".into(),
+                    zone: "paris".into(),
+                    partitions_before: 0,
+                    partitions_after: 256,
+                }],
+            },
+            json!({"version": 1, "moved": 768, "partition_size": 10, "usable_capacity": 2560,
+                   "zone_redundancy": 3, "nodes": [{"id": "aa", "zone": "paris", "partitions_before": 0,
+                   "partitions_after": 256}]}),
+        );
+    }
+
+    #[test]
+    fn cluster_requests_parse_as_the_cli_sends_them() {
+        let a: AssignRequest = serde_json::from_value(json!({"node": "ab", "zone": "z",
+            "capacity": null, "gateway": true, "tags": ["t"]}))
+        .unwrap();
+        assert_eq!(a.capacity, None);
+        assert_eq!(a.gateway, Some(true));
+        let c: LayoutConfigRequest =
+            serde_json::from_value(json!({"zone_redundancy": "max"})).unwrap();
+        assert_eq!(
+            c.zone_redundancy,
+            Some(ZoneRedundancyArg::Text("max".into()))
+        );
+        let c: LayoutConfigRequest = serde_json::from_value(json!({"zone_redundancy": 2})).unwrap();
+        assert!(matches!(
+            c.zone_redundancy,
+            Some(ZoneRedundancyArg::Number(_))
+        ));
+        let r: ApplyRequest = serde_json::from_value(json!({"version": null})).unwrap();
+        assert_eq!(r.version, None);
+        let e: RemoveRequest = serde_json::from_value(json!({})).unwrap();
+        assert_eq!(e.node, None);
+    }
+}
