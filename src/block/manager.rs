@@ -262,7 +262,7 @@ impl BlockManager {
         let level = self.compression;
         let block = tokio::task::spawn_blocking(move || DataBlock::from_plain(plain, level))
             .await
-            .map_err(|e| BlockError::Net(format!("compression task: {e}")))?;
+            .map_err(|e| BlockError::Task("compression task", e))?;
         let _guard = self.system.layout.write_guard();
         let sets = self.replication.write_sets(&hash);
         let quorum = self.replication.write_quorum();
@@ -316,7 +316,7 @@ impl BlockManager {
             let h = *hash;
             let verified = tokio::task::spawn_blocking(move || block.verify(&h))
                 .await
-                .map_err(|e| BlockError::Net(format!("verify task: {e}")))?;
+                .map_err(|e| BlockError::Task("verify task", e))?;
             match verified {
                 Ok(plain) => {
                     self.metrics
@@ -339,7 +339,7 @@ impl BlockManager {
         let (store, h) = (self.store.clone(), *hash);
         tokio::task::spawn_blocking(move || store.read(&h))
             .await
-            .map_err(|e| BlockError::Net(format!("read task: {e}")))?
+            .map_err(|e| BlockError::Task("read task", e))?
     }
 
     /// A local copy failed verification: move it aside and fetch it again from a replica.
@@ -431,7 +431,7 @@ impl BlockManager {
         match msg {
             BlockRpc::Put { hash, kind, len } => {
                 let stream =
-                    stream.ok_or_else(|| BlockError::Net("block put without data".into()))?;
+                    stream.ok_or_else(|| BlockError::Protocol("block put without data".into()))?;
                 let payload = collect(stream, len).await?;
                 let block = DataBlock::from_parts(kind, payload)?;
                 // Verified before it is stored: a block that does not match its hash is refused (the
@@ -439,7 +439,7 @@ impl BlockManager {
                 let check = block.clone();
                 tokio::task::spawn_blocking(move || check.verify(&hash))
                     .await
-                    .map_err(|e| BlockError::Net(format!("verify task: {e}")))??;
+                    .map_err(|e| BlockError::Task("verify task", e))??;
                 self.write_local(hash, block).await?;
                 Ok((BlockRpcResponse::Ok, None))
             }
@@ -454,7 +454,7 @@ impl BlockManager {
                         .map(|m| m.len())
                 })
                 .await
-                .map_err(|e| BlockError::Net(format!("stat task: {e}")))?
+                .map_err(|e| BlockError::Task("stat task", e))?
                 .ok_or_else(|| BlockError::NotFound(hex::encode(hash)))?;
                 let permit = self
                     .serve_pool
@@ -489,7 +489,7 @@ impl BlockManager {
         let store = self.store.clone();
         let written = tokio::task::spawn_blocking(move || store.write(&hash, &block))
             .await
-            .map_err(|e| BlockError::Net(format!("write task: {e}")))??;
+            .map_err(|e| BlockError::Task("write task", e))??;
         if written {
             self.metrics.bytes_written.fetch_add(len, Ordering::Relaxed);
             self.rc.on_block_written(&hash);
@@ -537,21 +537,20 @@ async fn fetch_from(
             Prio::Bulk,
             GET_HEADER_TIMEOUT,
         )
-        .await
-        .map_err(|e| BlockError::Net(e.to_string()))?;
+        .await?;
     let (kind, len) = match resp {
         BlockRpcResponse::Block { kind, len } => (kind, len),
-        r => return Err(BlockError::Net(format!("unexpected answer {r:?}"))),
+        r => return Err(BlockError::Protocol(format!("unexpected answer {r:?}"))),
     };
     answering.store(true, Ordering::Relaxed);
-    let stream = stream.ok_or_else(|| BlockError::Net("block answer without data".into()))?;
+    let stream = stream.ok_or_else(|| BlockError::Protocol("block answer without data".into()))?;
     let payload = collect(stream, len).await;
     answering.store(false, Ordering::Relaxed);
     let block = DataBlock::from_parts(kind, payload?)?;
     let check = block.clone();
     let plain = tokio::task::spawn_blocking(move || check.verify(&hash))
         .await
-        .map_err(|e| BlockError::Net(format!("verify task: {e}")))??;
+        .map_err(|e| BlockError::Task("verify task", e))??;
     Ok((block, plain))
 }
 
@@ -560,26 +559,26 @@ async fn fetch_from(
 async fn collect(mut stream: ByteStream, len: u64) -> Result<Bytes, BlockError> {
     let max = MAX_BLOCK_SIZE + MAX_BLOCK_SIZE / 16 + 1024;
     if len > max {
-        return Err(BlockError::Net(format!(
+        return Err(BlockError::Protocol(format!(
             "block of {len} bytes exceeds {max}"
         )));
     }
     let mut buf = BytesMut::with_capacity(len as usize);
     loop {
         match tokio::time::timeout(STALL_TIMEOUT, stream.next()).await {
-            Err(_) => return Err(BlockError::Net("block transfer stalled".into())),
+            Err(_) => return Err(BlockError::Protocol("block transfer stalled".into())),
             Ok(None) => break,
-            Ok(Some(Err(e))) => return Err(BlockError::Net(format!("block transfer: {e}"))),
+            Ok(Some(Err(e))) => return Err(BlockError::Transfer(e)),
             Ok(Some(Ok(chunk))) => {
                 if buf.len() + chunk.len() > len as usize {
-                    return Err(BlockError::Net("block longer than announced".into()));
+                    return Err(BlockError::Protocol("block longer than announced".into()));
                 }
                 buf.extend_from_slice(&chunk);
             }
         }
     }
     if buf.len() as u64 != len {
-        return Err(BlockError::Net(format!(
+        return Err(BlockError::Protocol(format!(
             "block transfer ended after {} of {len} bytes",
             buf.len()
         )));

@@ -31,8 +31,26 @@ pub enum BlockError {
     Io(String, std::io::Error),
     #[error("no data directory accepts new blocks (all read-only?)")]
     NoWritableDir,
+    /// An RPC to another node failed; the network layer's error is kept as the source.
     #[error("{0}")]
-    Net(String),
+    Net(#[from] crate::net::NetError),
+    /// An RPC to a named node failed while `doing` something (resync: "asking", "sending to").
+    #[error("{doing} {node}: {source}")]
+    Peer {
+        doing: &'static str,
+        node: String,
+        #[source]
+        source: crate::net::NetError,
+    },
+    /// A peer's answer or block transfer broke the protocol (wrong answer, wrong length, stalled).
+    #[error("{0}")]
+    Protocol(String),
+    /// A block's byte stream failed in the middle of a transfer.
+    #[error("block transfer: {0}")]
+    Transfer(#[source] std::io::Error),
+    /// A blocking task (hashing, compression, file I/O) died (panicked or was cancelled).
+    #[error("{0}: {1}")]
+    Task(&'static str, #[source] tokio::task::JoinError),
     #[error("{0}")]
     Db(#[from] crate::db::Error),
     #[error("{0}")]
@@ -46,4 +64,19 @@ pub enum BlockError {
     },
     #[error("no layout: the cluster has no storage nodes yet")]
     NoLayout,
+}
+
+impl BlockError {
+    /// For `map_err`: an RPC to `node` failed while `doing` something ("asking", "sending to").
+    pub fn peer(
+        doing: &'static str,
+        node: &crate::net::NodeId,
+    ) -> impl FnOnce(crate::net::NetError) -> BlockError {
+        let node = node.short();
+        move |source| BlockError::Peer {
+            doing,
+            node,
+            source,
+        }
+    }
 }

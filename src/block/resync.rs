@@ -386,7 +386,7 @@ impl Resync {
             let (_have, needed) = m
                 .need_query(node, *hash)
                 .await
-                .map_err(|e| BlockError::Net(format!("asking {}: {e}", node.short())))?;
+                .map_err(BlockError::peer("asking", node))?;
             if !needed {
                 continue;
             }
@@ -398,7 +398,7 @@ impl Resync {
             };
             m.put_to(node, *hash, b)
                 .await
-                .map_err(|e| BlockError::Net(format!("sending to {}: {e}", node.short())))?;
+                .map_err(BlockError::peer("sending to", node))?;
         }
         // The layout may have changed while we were sending.
         if m.storage_nodes(hash).contains(&m.system.id()) {
@@ -556,7 +556,7 @@ pub(super) async fn spawn_blocking<T: Send + 'static>(
 ) -> Result<T, BlockError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| BlockError::Net(format!("blocking task: {e}")))?
+        .map_err(|e| BlockError::Task("blocking task", e))?
 }
 
 #[cfg(test)]

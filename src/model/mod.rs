@@ -60,6 +60,14 @@ pub enum ModelError {
     Invalid(String),
     #[error("several keys are named {0:?}; use the key id")]
     AmbiguousKey(String),
+    /// The body stream given to [`ops::PutUpload::write`] failed: its error is kept as it came, boxed,
+    /// so the caller that made the stream can take its own error type back out (the s3 layer downcasts
+    /// it to its `S3Error`) while this layer knows nothing of HTTP or S3.
+    #[error("{0}")]
+    Body(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
+    /// A blocking or spawned task of the model died (panicked or was cancelled).
+    #[error("{0}: {1}")]
+    Task(&'static str, #[source] tokio::task::JoinError),
 }
 
 impl ModelError {

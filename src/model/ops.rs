@@ -21,7 +21,10 @@
 //! - **DELETE**: one quorum write (a delete marker), no read before.
 //!
 //! Interrupted uploads never become visible (the version stays "uploading" until committed) and are
-//! aborted on error, which releases their blocks through the cascading queues.
+//! aborted on error, which releases their blocks through the cascading queues. A PUT body is any
+//! stream of `Result<Bytes, E>` with `E` an error type of the caller's: its error comes back unchanged
+//! (boxed) in [`ModelError::Body`], so the s3 layer gets its own S3 error back without this module
+//! knowing about S3.
 
 use std::sync::Arc;
 
@@ -263,13 +266,14 @@ impl Model {
 
 impl PutUpload {
     /// Store the body. Small bodies stay in memory (they go inline in the object entry); larger ones
-    /// are cut into blocks written as they arrive.
+    /// are cut into blocks written as they arrive. An error of the body stream ends the write with
+    /// [`ModelError::Body`] holding that very error, for the caller to take back (by downcasting).
     pub async fn write<S, E>(&self, body: S) -> Result<StoredBody, ModelError>
     where
         S: Stream<Item = Result<Bytes, E>> + Send + Unpin,
-        E: Into<ModelError>,
+        E: std::error::Error + Send + Sync + 'static,
     {
-        let mut body = body.map_err(Into::into);
+        let mut body = body.map_err(|e| ModelError::Body(Box::new(e)));
         let bs = self.model.block_size;
         let mut buf = BytesMut::new();
         // Inline if the whole body fits.
@@ -364,7 +368,7 @@ impl PutUpload {
             let b = block.clone();
             let hash = tokio::task::spawn_blocking(move || blake2sum(&b))
                 .await
-                .map_err(|e| ModelError::Invalid(format!("hashing task: {e}")))?;
+                .map_err(|e| ModelError::Task("hashing task", e))?;
             let mut v = Version::new(uuid, bucket, key);
             v.blocks.put(
                 (0, offset),
@@ -438,7 +442,7 @@ fn blocks_in_memory(asked: usize) -> usize {
 }
 
 fn joined<T>(r: Result<Result<T, ModelError>, tokio::task::JoinError>) -> Result<T, ModelError> {
-    r.map_err(|e| ModelError::Invalid(format!("block task: {e}")))?
+    r.map_err(|e| ModelError::Task("block task", e))?
 }
 
 /// The response headers of a version (content-type etc. and user metadata).

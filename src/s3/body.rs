@@ -3,8 +3,6 @@
 //! dedicated blocking thread while the body streams to the block store, so hashing never stalls the
 //! async threads and MD5 (the slowest) runs on its own core.
 
-use std::sync::{Arc, Mutex};
-
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use md5::Digest as _;
@@ -12,7 +10,6 @@ use tokio::sync::mpsc;
 
 use super::checksum::{Checksum, ChecksumAlgorithm, Checksummer};
 use super::error::{S3Error, S3ErrorCode, err};
-use crate::model::ModelError;
 
 /// Digests of a whole body.
 #[derive(Clone, Debug)]
@@ -79,22 +76,20 @@ impl Digester {
     }
 }
 
-/// Where a body stream's precise S3 error is kept (the stream itself reports a generic model error).
-pub type ErrorSlot = Arc<Mutex<Option<S3Error>>>;
-
-/// Tee a body into a digester, with a size limit, recording the first error in `slot`.
+/// Tee a body into a digester, with a size limit (`EntityTooLarge` past `max_len`). The stream's errors
+/// stay `S3Error`s: the model's write hands them back inside `ModelError::Body` (see
+/// `object::store_stream`).
 pub fn digesting<S>(
     body: S,
     digest: mpsc::Sender<Bytes>,
     max_len: u64,
-    slot: ErrorSlot,
-) -> impl Stream<Item = Result<Bytes, ModelError>> + Send + Unpin
+) -> impl Stream<Item = Result<Bytes, S3Error>> + Send + Unpin
 where
     S: Stream<Item = Result<Bytes, S3Error>> + Send + Unpin + 'static,
 {
     let mut seen = 0u64;
     Box::pin(body.then(move |chunk| {
-        let (digest, slot) = (digest.clone(), slot.clone());
+        let digest = digest.clone();
         let chunk = chunk.and_then(|c| {
             seen += c.len() as u64;
             if seen > max_len {
@@ -107,19 +102,10 @@ where
             }
         });
         async move {
-            match chunk {
-                Ok(c) => {
-                    let _ = digest.send(c.clone()).await;
-                    Ok(c)
-                }
-                Err(e) => {
-                    let msg = e.to_string();
-                    slot.lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .get_or_insert(e);
-                    Err(ModelError::Invalid(msg))
-                }
+            if let Ok(c) = &chunk {
+                let _ = digest.send(c.clone()).await;
             }
+            chunk
         }
     }))
 }

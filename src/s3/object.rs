@@ -6,12 +6,13 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use hyper::{Response, StatusCode};
 
-use super::body::{Digester, Digests, ErrorSlot, Wanted, digesting};
+use super::body::{Digester, Digests, Wanted, digesting};
 use super::checksum::{Checksum, RequestChecksum, content_md5, request_checksum};
 use super::error::{S3Error, S3ErrorCode, err};
 use super::server::{Ctx, ReqBody, ResBody, empty, full, internal, respond};
 use super::sigv4::ContentSha256;
 use super::xml;
+use crate::model::ModelError;
 use crate::model::object::{ObjectData, ObjectMeta, ObjectVersion};
 use crate::model::ops::{PutUpload, StoredBody};
 use crate::util::timefmt;
@@ -121,15 +122,25 @@ pub async fn store_stream(
     max: u64,
 ) -> Result<(StoredBody, Digests), S3Error> {
     let digester = Digester::start(wanted);
-    let slot = ErrorSlot::default();
-    let body = digesting(body, digester.sender(), max, slot.clone());
+    let body = digesting(body, digester.sender(), max);
     match upload.write(body).await {
         Ok(stored) => Ok((stored, digester.finish().await?)),
         Err(e) => {
             let _ = upload.abort(None).await;
-            let precise = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
-            Err(precise.unwrap_or_else(|| internal(e)))
+            Err(body_error(e))
         }
+    }
+}
+
+/// The S3 error of a failed write: the body's own error when the body stream failed (the model keeps
+/// it, boxed, in `ModelError::Body`), else an internal error (or 503 when replicas are missing).
+fn body_error(e: ModelError) -> S3Error {
+    match e {
+        ModelError::Body(b) => match b.downcast::<S3Error>() {
+            Ok(s3) => *s3,
+            Err(other) => internal(ModelError::Body(other)),
+        },
+        e => internal(e),
     }
 }
 
@@ -501,6 +512,24 @@ pub async fn delete_objects(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn body_error_comes_back_as_the_s3_error() {
+        // The body stream's own S3 error travels through the model unchanged...
+        let too_large = err(S3ErrorCode::EntityTooLarge, "too large");
+        let e = ModelError::Body(Box::new(too_large.clone()));
+        assert_eq!(body_error(e), too_large);
+        // ...another error of a body stream, or of the model, is an internal error.
+        let io = std::io::Error::other("reset");
+        assert_eq!(
+            body_error(ModelError::Body(Box::new(io))).code,
+            S3ErrorCode::InternalError
+        );
+        assert_eq!(
+            body_error(ModelError::Invalid("x".into())).code,
+            S3ErrorCode::InternalError
+        );
+    }
 
     #[test]
     fn ranges() {

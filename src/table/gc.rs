@@ -382,7 +382,7 @@ impl<F: TableSchema, R: TableReplication> TableGc<F, R> {
             GcRpc::DeleteIfEqualHash(v) => v.len(),
         };
         if n > MAX_ITEMS_PER_MESSAGE {
-            return Err(TableError::Net(format!(
+            return Err(TableError::Protocol(format!(
                 "GC message with {n} items (at most {MAX_ITEMS_PER_MESSAGE})"
             )));
         }
@@ -673,7 +673,7 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, TableError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| TableError::Net(format!("GC task failed: {e}")))?
+        .map_err(|e| TableError::Task("GC task failed", e))?
 }
 
 #[cfg(test)]

@@ -41,7 +41,7 @@ const GROUP_COMMIT_MAX: usize = 1024;
 /// Updates waiting for the committer, with whom to tell.
 struct Commit {
     entries: Vec<ByteBuf>,
-    done: oneshot::Sender<Result<(), String>>,
+    done: oneshot::Sender<Result<(), TableError>>,
 }
 
 /// Group commit: updates that arrive while a commit is in progress (each costs an fsync) are merged in
@@ -77,9 +77,7 @@ fn spawn_committer<F: TableSchema>(data: Arc<TableData<F>>) -> mpsc::Sender<Comm
                     Err(_) => {
                         for c in batch {
                             let own: Vec<&[u8]> = c.entries.iter().map(|e| &e[..]).collect();
-                            let _ = c
-                                .done
-                                .send(d.update_many(&own).map(|_| ()).map_err(|e| e.to_string()));
+                            let _ = c.done.send(d.update_many(&own).map(|_| ()));
                         }
                     }
                 }
@@ -119,8 +117,31 @@ pub enum TableError {
         got: usize,
         errors: Vec<String>,
     },
+    /// An RPC to a replica failed; the network layer's error is kept as the source.
     #[error("RPC: {0}")]
-    Net(String),
+    Net(#[from] crate::net::NetError),
+    /// A peer's request or answer broke the protocol (unexpected answer kind, a list over its limit).
+    #[error("RPC: {0}")]
+    Protocol(String),
+    /// Replicas that a sync pass needed were not connected: expected during an outage, they are synced
+    /// when they connect.
+    #[error("RPC: replicas not connected: {} (synced when they connect)", .0.join(", "))]
+    Unreachable(Vec<String>),
+    /// Syncing with some connected peers failed (one line per peer in `errors`).
+    #[error("RPC: sync with {} peer(s) failed: {}", errors.len(), errors.join("; "))]
+    PeerSync { errors: Vec<String> },
+    /// A background or blocking task of the table died (panicked or was cancelled).
+    #[error("RPC: {0}: {1}")]
+    Task(&'static str, #[source] tokio::task::JoinError),
+    /// An internal task of the table (committer, syncer) has stopped: the node is shutting down.
+    #[error("RPC: {0}")]
+    Stopped(&'static str),
+    /// A call did not finish within its time limit.
+    #[error("RPC: {what} timed out after {after:?}")]
+    Timeout {
+        what: &'static str,
+        after: std::time::Duration,
+    },
 }
 
 /// Requests between replicas of a table. Keys and entries travel as bytes (entries in their versioned
@@ -251,11 +272,10 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
                 committer
                     .send(Commit { entries, done })
                     .await
-                    .map_err(|_| TableError::Net("the table's committer stopped".into()))?;
+                    .map_err(|_| TableError::Stopped("the table's committer stopped"))?;
                 result
                     .await
-                    .map_err(|_| TableError::Net("the table's committer stopped".into()))?
-                    .map_err(TableError::Net)?;
+                    .map_err(|_| TableError::Stopped("the table's committer stopped"))??;
                 Ok(match newer {
                     Some(n) => TableRpcResponse::Newer(n),
                     None => TableRpcResponse::Ok,
@@ -328,7 +348,7 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
             let (d, b) = (self.data.clone(), bytes.clone());
             tokio::task::spawn_blocking(move || d.update_entry(&b))
                 .await
-                .map_err(|e| TableError::Net(format!("local write task: {e}")))??;
+                .map_err(|e| TableError::Task("local write task", e))??;
         }
         let sets = self.replication.write_sets(&hash);
         let msg = Arc::new(TableRpc::Update(vec![ByteBuf::from(bytes)]));
@@ -439,7 +459,7 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
         let mut got: Vec<(NodeId, Option<ByteBuf>)> = vec![];
         for (node, resp) in answers {
             let TableRpcResponse::Entry(v) = resp else {
-                return Err(TableError::Net("unexpected answer".into()));
+                return Err(TableError::Protocol("unexpected answer".into()));
             };
             if let Some(b) = &v {
                 let e = TableData::<F>::decode(b)?;
@@ -502,7 +522,7 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
             let mut cutoff: Option<Vec<u8>> = None;
             for (node, resp) in answers {
                 let TableRpcResponse::Entries(list) = resp else {
-                    return Err(TableError::Net("unexpected answer".into()));
+                    return Err(TableError::Protocol("unexpected answer".into()));
                 };
                 let full = list.len() >= ask;
                 let mut mine = BTreeMap::new();

@@ -394,10 +394,10 @@ impl<F: TableSchema> InsertQueueWorker<F> {
             .await
         {
             Ok(r) => r,
-            Err(_) => Err(TableError::Net(format!(
-                "insert timed out after {:?}",
-                self.config.insert_timeout
-            ))),
+            Err(_) => Err(TableError::Timeout {
+                what: "insert",
+                after: self.config.insert_timeout,
+            }),
         };
         if res.is_err() {
             self.counters.failed.fetch_add(1, Ordering::Relaxed);
@@ -444,7 +444,7 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, TableError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| TableError::Net(format!("insert queue task failed: {e}")))?
+        .map_err(|e| TableError::Task("insert queue task failed", e))?
 }
 
 #[cfg(test)]
@@ -457,6 +457,7 @@ mod tests {
 
     use super::*;
     use crate::crdt::Lww;
+    use crate::net::NetError;
     use crate::table::kv::{KvEntry, KvSchema};
 
     fn entry(key: &str, ts: u64, value: &[u8]) -> KvEntry {
@@ -501,13 +502,15 @@ mod tests {
                     cb();
                 }
                 if f.fail.load(Ordering::Relaxed) {
-                    return Err(TableError::Net("down".into()));
+                    return Err(TableError::Net(NetError::Disconnected));
                 }
                 let bad = f.fail_key.lock().unwrap().clone();
                 if let Some(bad) = bad
                     && entries.iter().any(|e| e.key == bad)
                 {
-                    return Err(TableError::Net("partition down".into()));
+                    return Err(TableError::Net(NetError::NotConnected(
+                        "partition down".into(),
+                    )));
                 }
                 let mut w = f.written.lock().unwrap();
                 for e in entries {

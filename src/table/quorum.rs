@@ -153,9 +153,3 @@ pub fn hedge_delay(rtts: impl Iterator<Item = Option<Duration>>) -> Duration {
         .unwrap_or_default();
     (worst * 4 + Duration::from_millis(10)).clamp(Duration::from_millis(20), Duration::from_secs(1))
 }
-
-impl From<NetError> for TableError {
-    fn from(e: NetError) -> Self {
-        TableError::Net(e.to_string())
-    }
-}

@@ -17,7 +17,10 @@
 //!    the peer merges (CRDT). Items we have removed (garbage-collected) are never pushed.
 //!
 //! Only pushes: the peer runs the same comparison towards us, so both converge. Every call has a
-//! timeout; a failure is logged and the work is done again at the next trigger.
+//! timeout; a failure is logged and the work is done again at the next trigger. A pass that missed only
+//! disconnected replicas ends with [`TableError::Unreachable`] (expected during an outage, logged at
+//! debug level); any other failure (e.g. [`TableError::PeerSync`]) is logged at info level. The choice
+//! is made on the variant, never on the message.
 //!
 //! # Triggers
 //!
@@ -106,8 +109,13 @@ const CONNECT_ATTEMPTS: [Duration; 6] = [
     Duration::from_secs(8),
     Duration::from_secs(16),
 ];
-/// Start of the error of a full pass that synced every connected replica but not the others.
-const UNREACHABLE: &str = "replicas not connected";
+/// Whether a full pass that did not complete only missed replicas that are not connected (expected
+/// during an outage: logged at debug level, they are synced when they connect). Decided on the error's
+/// variant, never on its message.
+fn only_unreachable(e: &TableError) -> bool {
+    matches!(e, TableError::Unreachable(_))
+}
+
 /// Pending Merkle to-do entries a `RootHashes` handler applies before answering.
 const HANDLER_DRAIN: usize = 16 * UPDATE_BATCH;
 
@@ -233,7 +241,7 @@ impl<F: TableSchema, R: TableReplication> TableSyncer<F, R> {
                 // A peer-supplied list: each entry costs a lookup and a line of the answer. There are
                 // only 256 partitions; a longer list is not something a node sends.
                 if partitions.len() > MAX_ROOT_HASHES {
-                    return Err(TableError::Net(format!(
+                    return Err(TableError::Protocol(format!(
                         "RootHashes: at most {MAX_ROOT_HASHES} partitions"
                     )));
                 }
@@ -252,7 +260,7 @@ impl<F: TableSchema, R: TableReplication> TableSyncer<F, R> {
             } => {
                 if prefixes.len() > NODES_PER_CALL || prefixes.iter().any(|p| p.len() > MAX_PREFIX)
                 {
-                    return Err(TableError::Net(format!(
+                    return Err(TableError::Protocol(format!(
                         "GetNodes: at most {NODES_PER_CALL} prefixes of at most {MAX_PREFIX} bytes"
                     )));
                 }
@@ -333,7 +341,7 @@ impl<F: TableSchema, R: TableReplication> TableSyncer<F, R> {
                 true
             }
             // Replicas down: expected during an outage; they are synced when they connect.
-            Err(TableError::Net(e)) if e.starts_with(UNREACHABLE) => {
+            Err(e) if only_unreachable(&e) => {
                 tracing::debug!("table {}: full sync incomplete: {e}", F::TABLE_NAME);
                 false
             }
@@ -489,17 +497,10 @@ impl<F: TableSchema, R: TableReplication> TableSyncer<F, R> {
             }
         }
         let res = if !errors.is_empty() {
-            Err(TableError::Net(format!(
-                "sync with {} peer(s) failed: {}",
-                errors.len(),
-                errors.join("; ")
-            )))
+            Err(TableError::PeerSync { errors })
         } else if !down.is_empty() {
             let ids: Vec<String> = down.iter().map(|(p, _)| p.short()).collect();
-            Err(TableError::Net(format!(
-                "{UNREACHABLE}: {} (synced when they connect)",
-                ids.join(", ")
-            )))
+            Err(TableError::Unreachable(ids))
         } else {
             Ok(())
         };
@@ -512,7 +513,7 @@ impl<F: TableSchema, R: TableReplication> TableSyncer<F, R> {
         let pending = m.todo_len()?;
         tokio::task::spawn_blocking(move || m.update_all(pending + UPDATE_BATCH))
             .await
-            .map_err(|e| TableError::Net(format!("Merkle update task failed: {e}")))??;
+            .map_err(|e| TableError::Task("Merkle update task failed", e))??;
         Ok(())
     }
 
@@ -542,7 +543,9 @@ impl<F: TableSchema, R: TableReplication> TableSyncer<F, R> {
             )
             .await?;
         let SyncRpcResponse::RootHashes(theirs) = resp else {
-            return Err(TableError::Net("unexpected answer to RootHashes".into()));
+            return Err(TableError::Protocol(
+                "unexpected answer to RootHashes".into(),
+            ));
         };
         let mut differing = vec![];
         for (p, h) in theirs {
@@ -583,7 +586,7 @@ impl<F: TableSchema, R: TableReplication> TableSyncer<F, R> {
             .in_flight
             .acquire()
             .await
-            .map_err(|_| TableError::Net("syncer closed".into()))?;
+            .map_err(|_| TableError::Stopped("syncer closed"))?;
         let mut stats = SyncStats::default();
         let mut pusher = Pusher::new(self, peer);
         let mut stack: Vec<(Vec<u8>, Option<MerkleNode>)> = vec![(vec![], None)];
@@ -601,10 +604,12 @@ impl<F: TableSchema, R: TableReplication> TableSyncer<F, R> {
                 .call(&peer, &msg, Prio::Normal, SYNC_RPC_TIMEOUT)
                 .await?;
             let SyncRpcResponse::Nodes(remote) = resp else {
-                return Err(TableError::Net("unexpected answer to GetNodes".into()));
+                return Err(TableError::Protocol("unexpected answer to GetNodes".into()));
             };
             if remote.len() != chunk.len() {
-                return Err(TableError::Net("GetNodes: wrong number of nodes".into()));
+                return Err(TableError::Protocol(
+                    "GetNodes: wrong number of nodes".into(),
+                ));
             }
             stats.nodes += remote.len();
             let mut work = vec![];
@@ -770,7 +775,7 @@ impl<'a, F: TableSchema, R: TableReplication> Pusher<'a, F, R> {
                 self.sent += n;
                 Ok(())
             }
-            _ => Err(TableError::Net("unexpected answer to Update".into())),
+            _ => Err(TableError::Protocol("unexpected answer to Update".into())),
         }
     }
 
@@ -825,7 +830,24 @@ mod tests {
                 partitions: vec![0; 1 << 20],
             },
         );
-        assert!(matches!(too_many, Err(TableError::Net(e)) if e.contains("at most 256")));
+        assert!(matches!(too_many, Err(TableError::Protocol(e)) if e.contains("at most 256")));
+    }
+
+    #[test]
+    fn outage_is_decided_on_the_variant() {
+        assert!(only_unreachable(&TableError::Unreachable(vec![
+            "a1b2".into()
+        ])));
+        // Same text, other variants: not an outage (the old prefix match took these for one).
+        for e in [
+            TableError::Protocol("replicas not connected: a1b2".into()),
+            TableError::PeerSync {
+                errors: vec!["replicas not connected".into()],
+            },
+            TableError::Net(NetError::Remote("replicas not connected: a1b2".into())),
+        ] {
+            assert!(!only_unreachable(&e), "{e}");
+        }
     }
 
     struct Node {
@@ -1022,6 +1044,17 @@ mod tests {
             nodes[0].table.insert(&e).await.unwrap();
         }
         assert_eq!(nodes[2].table.data.len().unwrap(), 0);
+        // A pass on the cut-off replica reports exactly its two unreachable peers, as a variant.
+        match nodes[2].table.syncer.full_sync().await {
+            Err(TableError::Unreachable(ids)) => {
+                let mut want = vec![nodes[0].net.id.short(), nodes[1].net.id.short()];
+                let mut ids = ids;
+                ids.sort();
+                want.sort();
+                assert_eq!(ids, want);
+            }
+            r => panic!("expected Unreachable, got {r:?}"),
+        }
         let target = nodes[0].table.data.len().unwrap();
         assert_eq!(target, 1000);
 
