@@ -1,8 +1,8 @@
 //! Wiring: builds every layer of a node from its [`Config`] and runs it.
 //!
 //! Start order: private directories (metadata and data dirs mode 0700, fixed if looser) → node key →
-//! metadata database → RPC listener and peering → layout manager → status gossip
-//! → admin API. With `test_hooks` (tests only) the test `kv` table is registered and the test clock
+//! metadata database → RPC listener and peering → layout manager → status gossip → tables → block
+//! layer ([`crate::block::start`]) → model → admin and S3 APIs. With `test_hooks` (tests only) the test `kv` table is registered and the test clock
 //! offset applies; without it neither exists. Shutdown (SIGINT/SIGTERM) aborts the background tasks; every persisted state was written
 //! with write-then-rename, so there is nothing to flush beyond the database.
 
@@ -10,11 +10,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::admin;
-use crate::block::rc::BlockRc;
 use crate::block::refs::BlockRefSchema;
-use crate::block::resync::{MAX_WORKERS, Resync, ResyncQueue};
-use crate::block::scrub::Scrub;
-use crate::block::store::BlockStore;
+use crate::block::start::BlockParts;
 use crate::block::{BlockError, BlockManager};
 use crate::db::Db;
 use crate::layout::manager::SyncPass;
@@ -25,7 +22,7 @@ use crate::net::{NetApp, NodeId, NodeKey};
 use crate::table::gc::GcConfig;
 use crate::table::kv::KvSchema;
 use crate::table::{ShardedReplication, Table, TableInfo, TableWorkers};
-use crate::util::background::{Registry, Tunable};
+use crate::util::background::Registry;
 use crate::util::config::Config;
 use crate::util::http::{HttpLimits, default_max_connections};
 
@@ -143,71 +140,16 @@ impl Node {
             None
         };
 
-        // Blocks: the reference table's hook keeps local reference counts, which feed the resync queue.
         let workers = Registry::new();
-        let resync_queue = ResyncQueue::open(&db)?;
-        let rc = BlockRc::open(
-            &db,
-            resync_queue.clone(),
-            std::time::Duration::from_secs(config.block_gc_delay_secs),
-        )?;
-        tasks.push(rc.spawn_recorder());
-        let block_ref = Table::new(BlockRefSchema { rc: rc.clone() }, sharded(), &system, &db)?;
-        tasks.extend(block_ref.spawn_all(gc_config.clone()));
-        let store = {
-            let (dirs, fsync) = (config.data_dir.clone(), config.data_fsync);
-            tokio::task::spawn_blocking(move || BlockStore::open(&dirs, fsync))
-                .await
-                .map_err(|e| ServerError::Io("opening the data directories".into(), e.into()))??
-        };
-        let block = BlockManager::new(
-            &system,
-            Arc::new(store),
-            rc,
-            resync_queue,
-            Arc::new(sharded()),
-            config.compression_level,
-            config.block_ram_buffer_max,
-        );
-        let vars = db.open_tree("worker_vars")?;
-        let resync = Resync::new(
-            block.clone(),
-            persisted_tunable(
-                &vars,
-                "resync-worker-count",
-                2,
-                1,
-                MAX_WORKERS,
-                "parallel resync workers (fetch, hand over, delete blocks)",
-            ),
-            persisted_tunable(
-                &vars,
-                "resync-tranquility",
-                2,
-                0,
-                100,
-                "resync sleeps this many times the duration of each step (0 = full speed)",
-            ),
-        );
-        tasks.extend(resync.spawn());
-        let scrub = Scrub::new(
-            block.clone(),
-            &db,
-            persisted_tunable(
-                &vars,
-                "scrub-tranquility",
-                4,
-                0,
-                100,
-                "scrub sleeps this many times the duration of each block check",
-            ),
-        )?;
-        tasks.push(scrub.spawn());
-        workers.add_tunable("resync-worker-count", resync.workers.clone());
-        workers.add_tunable("resync-tranquility", resync.tranquility.clone());
-        workers.add_tunable("scrub-tranquility", scrub.tranquility.clone());
-        workers.add_worker(resync.clone());
-        workers.add_worker(scrub.clone());
+        let BlockParts {
+            block,
+            block_ref,
+            resync,
+            scrub,
+            tasks: block_tasks,
+        } = crate::block::start::start(&config, &system, &db, &sharded, &gc_config, &workers)
+            .await?;
+        tasks.extend(block_tasks);
         let (model, model_tasks) = Model::start(
             &system,
             &db,
@@ -264,7 +206,7 @@ impl Node {
             default_max_connections(nofile, 16, 1024),
         );
         tasks.push(admin::serve(config.admin.api_bind_addr, admin_limits, admin_state).await?);
-        let s3_state = Arc::new(crate::s3::server::S3State {
+        let s3_state = Arc::new(crate::s3::ctx::S3State {
             model: model.clone(),
             region: config.s3_api.s3_region.clone(),
             root_domain: config.s3_api.root_domain.clone(),
@@ -363,27 +305,6 @@ fn raise_nofile_limit() -> u64 {
             now
         }
     }
-}
-
-/// A tunable whose value survives restarts (tree `worker_vars`, big-endian u64 per name).
-fn persisted_tunable(
-    tree: &crate::db::Tree,
-    name: &'static str,
-    default: u64,
-    min: u64,
-    max: u64,
-    description: &'static str,
-) -> Arc<Tunable> {
-    let value = match tree.get(name) {
-        Ok(Some(v)) if v.len() == 8 => u64::from_be_bytes(v[..].try_into().expect("8 bytes")),
-        _ => default,
-    };
-    let tree = tree.clone();
-    Tunable::new(value, min, max, description, move |v| {
-        if let Err(e) = tree.insert(name, v.to_be_bytes()) {
-            tracing::error!("saving {name}: {e}");
-        }
-    })
 }
 
 #[cfg(test)]
