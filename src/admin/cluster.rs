@@ -6,9 +6,9 @@ use hyper::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 
 use super::{AdminState, ApiError};
+use crate::layout::NodeId;
 use crate::layout::history::LayoutHistory;
 use crate::layout::{LayoutError, LayoutParameters, NodeRole, ZoneRedundancy};
-use crate::net::NodeId;
 
 pub(super) async fn route(
     state: &AdminState,
