@@ -1592,57 +1592,8 @@ impl<'a> Ctx<'a> {
         let several = entries.len() > 1;
         let mut dirs: Vec<DataDir> = Vec::with_capacity(entries.len());
         for (i, e) in entries.iter().enumerate() {
-            let field = |name: &str| format!("data_dir[{i}].{name}");
-            let any_span = [&e.path, &e.capacity, &e.read_only]
-                .into_iter()
-                .flatten()
-                .map(|v| v.span())
-                .next();
-            let path = match &e.path {
-                Some(v) => self.path_value(&field("path"), v)?,
-                None => {
-                    return Err(self.err(
-                        &field("path"),
-                        any_span,
-                        "missing; every data_dir entry needs a path",
-                    ));
-                }
-            };
-            let capacity = match &e.capacity {
-                None => None,
-                Some(v) => {
-                    let c = self.size(&field("capacity"), v)?;
-                    if c == 0 {
-                        return Err(self.err(
-                            &field("capacity"),
-                            Some(v.span()),
-                            "must not be zero",
-                        ));
-                    }
-                    Some(c)
-                }
-            };
-            let read_only = self.boolean(&field("read_only"), &e.read_only, false)?;
-            if several && !read_only && capacity.is_none() {
-                return Err(self.err(
-                    &field("capacity"),
-                    any_span,
-                    "missing; with several data directories each writable one needs a capacity \
-                     (e.g. capacity = \"2T\") so that blocks are spread in proportion",
-                ));
-            }
-            if let Some(j) = dirs.iter().position(|d| d.path == path) {
-                return Err(self.err(
-                    &field("path"),
-                    any_span,
-                    format!("{} is already listed as data_dir[{j}]", path.display()),
-                ));
-            }
-            dirs.push(DataDir {
-                path,
-                capacity,
-                read_only,
-            });
+            let dir = self.data_dir_entry(i, e, several, &dirs)?;
+            dirs.push(dir);
         }
         if dirs.iter().all(|d| d.read_only) {
             return Err(self.err(
@@ -1652,6 +1603,63 @@ impl<'a> Ctx<'a> {
             ));
         }
         Ok(dirs)
+    }
+
+    /// Entry `i` of a `data_dir = [ … ]` array; `dirs` are the entries before it.
+    fn data_dir_entry(
+        &self,
+        i: usize,
+        e: &RawDataDirEntry,
+        several: bool,
+        dirs: &[DataDir],
+    ) -> Result<DataDir> {
+        let field = |name: &str| format!("data_dir[{i}].{name}");
+        let any_span = [&e.path, &e.capacity, &e.read_only]
+            .into_iter()
+            .flatten()
+            .map(|v| v.span())
+            .next();
+        let path = match &e.path {
+            Some(v) => self.path_value(&field("path"), v)?,
+            None => {
+                return Err(self.err(
+                    &field("path"),
+                    any_span,
+                    "missing; every data_dir entry needs a path",
+                ));
+            }
+        };
+        let capacity = match &e.capacity {
+            None => None,
+            Some(v) => {
+                let c = self.size(&field("capacity"), v)?;
+                if c == 0 {
+                    return Err(self.err(&field("capacity"), Some(v.span()), "must not be zero"));
+                }
+                Some(c)
+            }
+        };
+        let read_only = self.boolean(&field("read_only"), &e.read_only, false)?;
+        if several && !read_only && capacity.is_none() {
+            return Err(self.err(
+                &field("capacity"),
+                any_span,
+                "missing; with several data directories each writable one needs a capacity \
+                 (e.g. capacity = \"2T\") so that blocks are spread in proportion",
+            ));
+        }
+        if let Some(j) = dirs.iter().position(|d| d.path == path) {
+            return Err(self.err(
+                &field("path"),
+                any_span,
+                format!("{} is already listed as data_dir[{j}]", path.display()),
+            ));
+        }
+        Ok(DataDir {
+            path,
+            capacity,
+            read_only,
+        })
     }
 }
 
