@@ -68,24 +68,7 @@ impl Node {
     pub async fn start(config: Config) -> Result<Node, ServerError> {
         let nofile = raise_nofile_limit();
         let meta = config.metadata_dir.clone();
-        private_dir("metadata directory", &meta)?;
-        for d in &config.data_dir {
-            if d.read_only {
-                std::fs::create_dir_all(&d.path)
-                    .map_err(|e| ServerError::Io(d.path.display().to_string(), e))?;
-            } else {
-                private_dir("data directory", &d.path)?;
-            }
-        }
-        if config.test_hooks {
-            tracing::warn!(
-                "test_hooks = true: endpoints that destroy data (/v1/debug/*, the kv table) and the test \
-                 clock offset are enabled; this is for the test suite only, never for a real node"
-            );
-            if let Some(ms) = crate::util::time::enable_test_clock_offset() {
-                tracing::warn!("test clock offset: {ms} ms");
-            }
-        }
+        prepare(&config)?;
         let key = NodeKey::load_or_create(&meta)?;
         let db = Db::open_redb(&meta.join("db.redb"), config.metadata_fsync)?;
 
@@ -206,24 +189,7 @@ impl Node {
             default_max_connections(nofile, 16, 1024),
         );
         tasks.push(admin::serve(config.admin.api_bind_addr, admin_limits, admin_state).await?);
-        let s3_state = Arc::new(crate::s3::ctx::S3State {
-            model: model.clone(),
-            region: config.s3_api.s3_region.clone(),
-            root_domain: config.s3_api.root_domain.clone(),
-            xml_body_max: usize::try_from(config.s3_api.xml_body_max).unwrap_or(usize::MAX),
-        });
-        let s3_addr = config.s3_api.api_bind_addr;
-        let s3_limits = HttpLimits::from_config(
-            "S3 API",
-            "s3_api",
-            &config.s3_api.http,
-            default_max_connections(nofile, 4, 16384),
-        );
-        tasks.push(
-            crate::s3::server::serve(s3_addr, s3_limits, s3_state)
-                .await
-                .map_err(|e| ServerError::Io(format!("S3 API on {s3_addr}"), e))?,
-        );
+        tasks.push(serve_s3(&config, nofile, &model).await?);
 
         tracing::info!(
             "node {} started: rpc {}, S3 http://{}, admin http://{}",
@@ -268,6 +234,54 @@ impl Node {
             tracing::error!("flushing the metadata database: {e}");
         }
     }
+}
+
+/// Create the private directories (metadata and writable data dirs 0700), and with `test_hooks` warn
+/// and enable the test clock offset.
+fn prepare(config: &Config) -> Result<(), ServerError> {
+    private_dir("metadata directory", &config.metadata_dir)?;
+    for d in &config.data_dir {
+        if d.read_only {
+            std::fs::create_dir_all(&d.path)
+                .map_err(|e| ServerError::Io(d.path.display().to_string(), e))?;
+        } else {
+            private_dir("data directory", &d.path)?;
+        }
+    }
+    if config.test_hooks {
+        tracing::warn!(
+            "test_hooks = true: endpoints that destroy data (/v1/debug/*, the kv table) and the test \
+             clock offset are enabled; this is for the test suite only, never for a real node"
+        );
+        if let Some(ms) = crate::util::time::enable_test_clock_offset() {
+            tracing::warn!("test clock offset: {ms} ms");
+        }
+    }
+    Ok(())
+}
+
+/// Serve the S3 API (`[s3_api]`); its default connection cap derives from the open-file limit `nofile`.
+async fn serve_s3(
+    config: &Config,
+    nofile: u64,
+    model: &Arc<Model>,
+) -> Result<tokio::task::JoinHandle<()>, ServerError> {
+    let s3_state = Arc::new(crate::s3::ctx::S3State {
+        model: model.clone(),
+        region: config.s3_api.s3_region.clone(),
+        root_domain: config.s3_api.root_domain.clone(),
+        xml_body_max: usize::try_from(config.s3_api.xml_body_max).unwrap_or(usize::MAX),
+    });
+    let s3_addr = config.s3_api.api_bind_addr;
+    let s3_limits = HttpLimits::from_config(
+        "S3 API",
+        "s3_api",
+        &config.s3_api.http,
+        default_max_connections(nofile, 4, 16384),
+    );
+    crate::s3::server::serve(s3_addr, s3_limits, s3_state)
+        .await
+        .map_err(|e| ServerError::Io(format!("S3 API on {s3_addr}"), e))
 }
 
 /// Create `dir` mode 0700, or set an existing one open to other users to 0700 (logged).
