@@ -1,8 +1,8 @@
 //! Wiring: builds every layer of a node from its [`Config`] and runs it.
 //!
 //! Start order: private directories (metadata and data dirs mode 0700, fixed if looser) → node key →
-//! metadata database → RPC listener and peering → layout manager → status gossip
-//! → admin API. With `test_hooks` (tests only) the test `kv` table is registered and the test clock
+//! metadata database → RPC listener and peering → layout manager → status gossip → tables → block
+//! layer ([`crate::block::start`]) → model → admin and S3 APIs. With `test_hooks` (tests only) the test `kv` table is registered and the test clock
 //! offset applies; without it neither exists. Shutdown (SIGINT/SIGTERM) aborts the background tasks; every persisted state was written
 //! with write-then-rename, so there is nothing to flush beyond the database.
 
@@ -10,11 +10,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::admin;
-use crate::block::rc::BlockRc;
 use crate::block::refs::BlockRefSchema;
-use crate::block::resync::{MAX_WORKERS, Resync, ResyncQueue};
-use crate::block::scrub::Scrub;
-use crate::block::store::BlockStore;
+use crate::block::start::BlockParts;
 use crate::block::{BlockError, BlockManager};
 use crate::db::Db;
 use crate::layout::manager::SyncPass;
@@ -25,7 +22,7 @@ use crate::net::{NetApp, NodeId, NodeKey};
 use crate::table::gc::GcConfig;
 use crate::table::kv::KvSchema;
 use crate::table::{ShardedReplication, Table, TableInfo, TableWorkers};
-use crate::util::background::{Registry, Tunable};
+use crate::util::background::Registry;
 use crate::util::config::Config;
 use crate::util::http::{HttpLimits, default_max_connections};
 
@@ -71,24 +68,7 @@ impl Node {
     pub async fn start(config: Config) -> Result<Node, ServerError> {
         let nofile = raise_nofile_limit();
         let meta = config.metadata_dir.clone();
-        private_dir("metadata directory", &meta)?;
-        for d in &config.data_dir {
-            if d.read_only {
-                std::fs::create_dir_all(&d.path)
-                    .map_err(|e| ServerError::Io(d.path.display().to_string(), e))?;
-            } else {
-                private_dir("data directory", &d.path)?;
-            }
-        }
-        if config.test_hooks {
-            tracing::warn!(
-                "test_hooks = true: endpoints that destroy data (/v1/debug/*, the kv table) and the test \
-                 clock offset are enabled; this is for the test suite only, never for a real node"
-            );
-            if let Some(ms) = crate::util::time::enable_test_clock_offset() {
-                tracing::warn!("test clock offset: {ms} ms");
-            }
-        }
+        prepare(&config)?;
         let key = NodeKey::load_or_create(&meta)?;
         let db = Db::open_redb(&meta.join("db.redb"), config.metadata_fsync)?;
 
@@ -143,71 +123,16 @@ impl Node {
             None
         };
 
-        // Blocks: the reference table's hook keeps local reference counts, which feed the resync queue.
         let workers = Registry::new();
-        let resync_queue = ResyncQueue::open(&db)?;
-        let rc = BlockRc::open(
-            &db,
-            resync_queue.clone(),
-            std::time::Duration::from_secs(config.block_gc_delay_secs),
-        )?;
-        tasks.push(rc.spawn_recorder());
-        let block_ref = Table::new(BlockRefSchema { rc: rc.clone() }, sharded(), &system, &db)?;
-        tasks.extend(block_ref.spawn_all(gc_config.clone()));
-        let store = {
-            let (dirs, fsync) = (config.data_dir.clone(), config.data_fsync);
-            tokio::task::spawn_blocking(move || BlockStore::open(&dirs, fsync))
-                .await
-                .map_err(|e| ServerError::Io("opening the data directories".into(), e.into()))??
-        };
-        let block = BlockManager::new(
-            &system,
-            Arc::new(store),
-            rc,
-            resync_queue,
-            Arc::new(sharded()),
-            config.compression_level,
-            config.block_ram_buffer_max,
-        );
-        let vars = db.open_tree("worker_vars")?;
-        let resync = Resync::new(
-            block.clone(),
-            persisted_tunable(
-                &vars,
-                "resync-worker-count",
-                2,
-                1,
-                MAX_WORKERS,
-                "parallel resync workers (fetch, hand over, delete blocks)",
-            ),
-            persisted_tunable(
-                &vars,
-                "resync-tranquility",
-                2,
-                0,
-                100,
-                "resync sleeps this many times the duration of each step (0 = full speed)",
-            ),
-        );
-        tasks.extend(resync.spawn());
-        let scrub = Scrub::new(
-            block.clone(),
-            &db,
-            persisted_tunable(
-                &vars,
-                "scrub-tranquility",
-                4,
-                0,
-                100,
-                "scrub sleeps this many times the duration of each block check",
-            ),
-        )?;
-        tasks.push(scrub.spawn());
-        workers.add_tunable("resync-worker-count", resync.workers.clone());
-        workers.add_tunable("resync-tranquility", resync.tranquility.clone());
-        workers.add_tunable("scrub-tranquility", scrub.tranquility.clone());
-        workers.add_worker(resync.clone());
-        workers.add_worker(scrub.clone());
+        let BlockParts {
+            block,
+            block_ref,
+            resync,
+            scrub,
+            tasks: block_tasks,
+        } = crate::block::start::start(&config, &system, &db, &sharded, &gc_config, &workers)
+            .await?;
+        tasks.extend(block_tasks);
         let (model, model_tasks) = Model::start(
             &system,
             &db,
@@ -264,24 +189,7 @@ impl Node {
             default_max_connections(nofile, 16, 1024),
         );
         tasks.push(admin::serve(config.admin.api_bind_addr, admin_limits, admin_state).await?);
-        let s3_state = Arc::new(crate::s3::server::S3State {
-            model: model.clone(),
-            region: config.s3_api.s3_region.clone(),
-            root_domain: config.s3_api.root_domain.clone(),
-            xml_body_max: usize::try_from(config.s3_api.xml_body_max).unwrap_or(usize::MAX),
-        });
-        let s3_addr = config.s3_api.api_bind_addr;
-        let s3_limits = HttpLimits::from_config(
-            "S3 API",
-            "s3_api",
-            &config.s3_api.http,
-            default_max_connections(nofile, 4, 16384),
-        );
-        tasks.push(
-            crate::s3::server::serve(s3_addr, s3_limits, s3_state)
-                .await
-                .map_err(|e| ServerError::Io(format!("S3 API on {s3_addr}"), e))?,
-        );
+        tasks.push(serve_s3(&config, nofile, &model).await?);
 
         tracing::info!(
             "node {} started: rpc {}, S3 http://{}, admin http://{}",
@@ -328,6 +236,54 @@ impl Node {
     }
 }
 
+/// Create the private directories (metadata and writable data dirs 0700), and with `test_hooks` warn
+/// and enable the test clock offset.
+fn prepare(config: &Config) -> Result<(), ServerError> {
+    private_dir("metadata directory", &config.metadata_dir)?;
+    for d in &config.data_dir {
+        if d.read_only {
+            std::fs::create_dir_all(&d.path)
+                .map_err(|e| ServerError::Io(d.path.display().to_string(), e))?;
+        } else {
+            private_dir("data directory", &d.path)?;
+        }
+    }
+    if config.test_hooks {
+        tracing::warn!(
+            "test_hooks = true: endpoints that destroy data (/v1/debug/*, the kv table) and the test \
+             clock offset are enabled; this is for the test suite only, never for a real node"
+        );
+        if let Some(ms) = crate::util::time::enable_test_clock_offset() {
+            tracing::warn!("test clock offset: {ms} ms");
+        }
+    }
+    Ok(())
+}
+
+/// Serve the S3 API (`[s3_api]`); its default connection cap derives from the open-file limit `nofile`.
+async fn serve_s3(
+    config: &Config,
+    nofile: u64,
+    model: &Arc<Model>,
+) -> Result<tokio::task::JoinHandle<()>, ServerError> {
+    let s3_state = Arc::new(crate::s3::ctx::S3State {
+        model: model.clone(),
+        region: config.s3_api.s3_region.clone(),
+        root_domain: config.s3_api.root_domain.clone(),
+        xml_body_max: usize::try_from(config.s3_api.xml_body_max).unwrap_or(usize::MAX),
+    });
+    let s3_addr = config.s3_api.api_bind_addr;
+    let s3_limits = HttpLimits::from_config(
+        "S3 API",
+        "s3_api",
+        &config.s3_api.http,
+        default_max_connections(nofile, 4, 16384),
+    );
+    crate::s3::server::serve(s3_addr, s3_limits, s3_state)
+        .await
+        .map_err(|e| ServerError::Io(format!("S3 API on {s3_addr}"), e))
+}
+
 /// Create `dir` mode 0700, or set an existing one open to other users to 0700 (logged).
 fn private_dir(what: &str, dir: &std::path::Path) -> Result<(), ServerError> {
     let fixed = crate::util::fs::create_private_dir(dir)
@@ -363,27 +319,6 @@ fn raise_nofile_limit() -> u64 {
             now
         }
     }
-}
-
-/// A tunable whose value survives restarts (tree `worker_vars`, big-endian u64 per name).
-fn persisted_tunable(
-    tree: &crate::db::Tree,
-    name: &'static str,
-    default: u64,
-    min: u64,
-    max: u64,
-    description: &'static str,
-) -> Arc<Tunable> {
-    let value = match tree.get(name) {
-        Ok(Some(v)) if v.len() == 8 => u64::from_be_bytes(v[..].try_into().expect("8 bytes")),
-        _ => default,
-    };
-    let tree = tree.clone();
-    Tunable::new(value, min, max, description, move |v| {
-        if let Err(e) = tree.insert(name, v.to_be_bytes()) {
-            tracing::error!("saving {name}: {e}");
-        }
-    })
 }
 
 #[cfg(test)]

@@ -6,9 +6,9 @@ use hyper::{Method, Response, StatusCode};
 use serde_json::Value;
 
 use super::{AdminState, ApiError, api, parse_body, reply};
+use crate::layout::NodeId;
 use crate::layout::history::LayoutHistory;
 use crate::layout::{Health, LayoutError, LayoutParameters, NodeRole, ZoneRedundancy};
-use crate::net::NodeId;
 
 pub(super) async fn route(
     state: &AdminState,

@@ -60,7 +60,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::BlockError;
 use super::data::DataBlock;
 use super::rc::BlockRc;
-use super::resync::ResyncQueue;
+use super::resync_queue::ResyncQueue;
 use super::store::BlockStore;
 use crate::layout::System;
 use crate::net::{ByteStream, Endpoint, Message, NetError, NodeId, Prio};

@@ -15,7 +15,9 @@ pub mod manager;
 pub mod rc;
 pub mod refs;
 pub mod resync;
+pub mod resync_queue;
 pub mod scrub;
+pub mod start;
 pub mod store;
 
 pub use manager::BlockManager;

@@ -17,7 +17,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-use super::resync::ResyncQueue;
+use super::resync_queue::ResyncQueue;
 use crate::db::{self, Db, Tree, Tx};
 use crate::util::encode::{NoPrevious, Versioned};
 use crate::util::hash::Hash;
@@ -86,8 +86,11 @@ impl BlockRc {
         v.deletable_at = None;
         self.put_tx(tx, hash, &v)?;
         if v.count == 1 {
-            self.resync
-                .enqueue_tx(tx, hash, now_msec() + super::resync::CHECK_AFTER_REF_MS)?;
+            self.resync.enqueue_tx(
+                tx,
+                hash,
+                now_msec() + super::resync_queue::CHECK_AFTER_REF_MS,
+            )?;
         }
         Ok(())
     }
@@ -153,7 +156,7 @@ impl BlockRc {
             }
             Ok::<(), db::TxError<db::Error>>(())
         });
-        r.map_err(flatten)
+        r.map_err(db::flatten)
     }
 
     /// Forget a deleted, unreferenced block's entry (if still unreferenced).
@@ -166,7 +169,7 @@ impl BlockRc {
             }
             Ok::<(), db::TxError<db::Error>>(())
         });
-        r.map_err(flatten)
+        r.map_err(db::flatten)
     }
 
     fn get_tx(&self, tx: &mut Tx<'_>, hash: &Hash) -> Result<Option<RcValue>, db::Error> {
@@ -182,10 +185,4 @@ impl BlockRc {
 
 fn decode(v: &[u8]) -> Result<RcValue, db::Error> {
     RcValue::decode(v).map_err(|e| db::Error::Corrupt(format!("block_rc: {e}")))
-}
-
-pub(super) fn flatten(e: db::TxError<db::Error>) -> db::Error {
-    match e {
-        db::TxError::Abort(e) | db::TxError::Db(e) => e,
-    }
 }

@@ -105,7 +105,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::block::resync::ResyncQueue;
+    use crate::block::resync_queue::ResyncQueue;
     use crate::db::Db;
     use crate::table::TableData;
     use crate::util::time::now_msec;

@@ -158,6 +158,13 @@ pub enum TxError<E> {
     Db(Error),
 }
 
+/// The database error of a transaction whose closure aborts with a database error itself.
+pub fn flatten(e: TxError<Error>) -> Error {
+    match e {
+        TxError::Abort(e) | TxError::Db(e) => e,
+    }
+}
+
 impl<E> From<Error> for TxError<E> {
     fn from(e: Error) -> Self {
         TxError::Db(e)

@@ -14,6 +14,8 @@ pub mod manager;
 pub mod solver;
 pub mod system;
 
+/// Node ids as the layout names them (so that its users need not depend on `net`).
+pub use crate::net::NodeId;
 pub use history::{
     ApplyReport, LayoutHistory, LayoutParameters, LayoutVersion, NodeRole, Tracker, ZoneRedundancy,
 };

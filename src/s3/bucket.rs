@@ -2,8 +2,8 @@
 
 use hyper::{Response, StatusCode};
 
+use super::ctx::{Ctx, ResBody, empty, internal, small_body, xml_response};
 use super::error::{S3Error, S3ErrorCode, err};
-use super::server::{Ctx, ResBody, empty, internal, small_body, xml_response};
 use super::xml::{self, BucketSummary, ListAllMyBucketsResult, Owner};
 use crate::model::ModelError;
 
@@ -90,11 +90,11 @@ pub async fn create_bucket(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> 
         .with("BucketName", name));
     }
     match ctx.model().create_bucket(&name, Some(&ctx.key.id)).await {
-        Ok(_) => super::server::respond(
+        Ok(_) => super::ctx::respond(
             Response::builder()
                 .status(StatusCode::OK)
                 .header("location", format!("/{name}")),
-            super::server::full(bytes::Bytes::new()),
+            super::ctx::full(bytes::Bytes::new()),
         ),
         Err(ModelError::InvalidBucketName(_)) => Err(err(
             S3ErrorCode::InvalidBucketName,

@@ -9,10 +9,10 @@ use futures::StreamExt;
 use hyper::Response;
 
 use super::body::Wanted;
+use super::ctx::part_number;
+use super::ctx::{Ctx, ResBody, internal, no_such_bucket, xml_response};
 use super::error::{S3Error, S3ErrorCode, err};
-use super::multipart::part_number;
 use super::object::{etag_matches, headers_to_store, precondition_failed, store_stream};
-use super::server::{Ctx, ResBody, internal, no_such_bucket, xml_response};
 use super::xml;
 use crate::model::object::{ObjectMeta, ObjectVersion};
 use crate::model::ops::meta_of;

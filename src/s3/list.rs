@@ -11,9 +11,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hyper::Response;
 
 use super::bucket::owner_of;
+use super::ctx::{Ctx, ResBody, internal, xml_response};
 use super::error::{S3Error, S3ErrorCode, err};
 use super::router::Op;
-use super::server::{Ctx, ResBody, internal, xml_response};
 use super::xml::{ListBucketResultV1, ListBucketResultV2, ObjectSummary};
 use crate::model::ops::meta_of;
 

@@ -1,7 +1,8 @@
 //! The S3 HTTP API (our own code on hyper 1 and quick-xml): routing (`router`), SigV4 (`sigv4`,
 //! `streaming` for aws-chunked bodies), checksums (`checksum`), request bodies and their digests
-//! (`body`), XML documents (`xml`), the server and request lifecycle (`server`), and the operations
-//! (`bucket`, `list`, `object`). Request paths and their round trips: `doc/s3.md`.
+//! (`body`), XML documents (`xml`), the handlers' shared context and response helpers (`ctx`), the
+//! server and request lifecycle (`server`), and the operations (`bucket`, `list`, `object`,
+//! `multipart`, `copy`). Request paths and their round trips: `doc/s3.md`.
 //!
 //! **Invariant:** `s3` never talks RPC or touches tables directly; it goes through `model`.
 
@@ -9,6 +10,7 @@ pub mod body;
 pub mod bucket;
 pub mod checksum;
 pub mod copy;
+pub mod ctx;
 pub mod error;
 pub mod list;
 pub mod multipart;

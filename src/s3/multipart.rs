@@ -5,11 +5,13 @@ use bytes::Bytes;
 use hyper::{Response, StatusCode};
 
 use super::bucket::owner_of;
+use super::ctx::{
+    Ctx, ResBody, empty, full, internal, part_number, respond, small_body, xml_response,
+};
 use super::error::{S3Error, S3ErrorCode, err};
 use super::object::{Received, headers_to_store, receive};
-use super::server::{Ctx, ResBody, empty, full, internal, respond, small_body, xml_response};
 use super::xml;
-use crate::model::multipart::{CompleteError, MAX_PART_NUMBER, Upload};
+use crate::model::multipart::{CompleteError, Upload};
 use crate::model::object::VersionState;
 use crate::util::hash::Hash;
 
@@ -17,19 +19,6 @@ use crate::util::hash::Hash;
 pub const MAX_PART_SIZE: u64 = 5 << 30;
 /// Most parts or uploads per listing.
 const MAX_LIST: usize = 1000;
-
-pub fn part_number(s: &str) -> Result<u32, S3Error> {
-    s.parse::<u32>()
-        .ok()
-        .filter(|n| (1..=MAX_PART_NUMBER).contains(n))
-        .ok_or_else(|| {
-            err(
-                S3ErrorCode::InvalidArgument,
-                "Part number must be an integer between 1 and 10000, inclusive",
-            )
-            .with("ArgumentName", "partNumber")
-        })
-}
 
 fn no_such_upload() -> S3Error {
     err(

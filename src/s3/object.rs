@@ -8,8 +8,8 @@ use hyper::{Response, StatusCode};
 
 use super::body::{Digester, Digests, Wanted, digesting};
 use super::checksum::{Checksum, RequestChecksum, content_md5, request_checksum};
+use super::ctx::{Ctx, ReqBody, ResBody, empty, full, internal, respond};
 use super::error::{S3Error, S3ErrorCode, err};
-use super::server::{Ctx, ReqBody, ResBody, empty, full, internal, respond};
 use super::sigv4::ContentSha256;
 use super::xml;
 use crate::model::ModelError;
@@ -357,7 +357,7 @@ pub async fn get_object(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
     })?;
     let mut range = parse_range(ctx.header("range"), meta.size)?;
     if let Some(p) = ctx.route.query.get("partNumber") {
-        let n = super::multipart::part_number(p)?;
+        let n = super::ctx::part_number(p)?;
         let invalid = || {
             err(
                 S3ErrorCode::InvalidPart,
@@ -457,7 +457,7 @@ pub async fn get_object(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
 const DELETE_CONCURRENCY: usize = 32;
 
 pub async fn delete_objects(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
-    let body = super::server::small_body(ctx, ctx.state.xml_body_max).await?;
+    let body = super::ctx::small_body(ctx, ctx.state.xml_body_max).await?;
     if let Some(expected) = content_md5(&ctx.headers)? {
         let got: [u8; 16] = <md5::Md5 as md5::Digest>::digest(&body[..]).into();
         if got != expected {
@@ -506,7 +506,7 @@ pub async fn delete_objects(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error>
             }),
         }
     }
-    Ok(super::server::xml_response(doc.to_xml()))
+    Ok(super::ctx::xml_response(doc.to_xml()))
 }
 
 #[cfg(test)]
@@ -662,10 +662,10 @@ mod fuzz {
         /// Part numbers from the query: any string is safe, and accepted ones are 1..=10000.
         #[test]
         fn part_numbers(s in "\\PC{0,12}", n in any::<u32>()) {
-            if let Ok(n) = crate::s3::multipart::part_number(&s) {
+            if let Ok(n) = crate::s3::ctx::part_number(&s) {
                 prop_assert!((1..=10_000).contains(&n));
             }
-            prop_assert_eq!(crate::s3::multipart::part_number(&n.to_string()).is_ok(), (1..=10_000).contains(&n));
+            prop_assert_eq!(crate::s3::ctx::part_number(&n.to_string()).is_ok(), (1..=10_000).contains(&n));
         }
     }
 

@@ -69,7 +69,7 @@ use super::TableError;
 use super::data::TableData;
 use super::replication::TableReplication;
 use super::schema::{Entry, TableSchema};
-use crate::db::{self, Tree, TxError};
+use crate::db::{self, Tree};
 use crate::layout::System;
 use crate::net::{Endpoint, Message, NetError, NodeId, Prio};
 use crate::util::hash::{Hash, blake2sum};
@@ -255,9 +255,7 @@ pub fn remove_todo_if_equal(
             }
             _ => Ok(false),
         })
-        .map_err(|e: TxError<db::Error>| match e {
-            TxError::Abort(e) | TxError::Db(e) => e,
-        })
+        .map_err(db::flatten)
 }
 
 /// The stored encoding of `key` if its BLAKE2 is `value_hash` and it is a tombstone.

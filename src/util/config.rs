@@ -1079,7 +1079,70 @@ impl<'a> Ctx<'a> {
         };
         let data_dir = self.data_dirs(&raw.data_dir)?;
 
-        let replication_factor = match &raw.replication_factor {
+        let replication_factor = self.replication_factor(&raw.replication_factor)?;
+        let consistency_mode = self.consistency_mode(&raw.consistency_mode)?;
+        let db_engine = self.db_engine(&raw.db_engine)?;
+
+        let metadata_fsync = self.boolean("metadata_fsync", &raw.metadata_fsync, true)?;
+        let data_fsync = self.boolean("data_fsync", &raw.data_fsync, false)?;
+        let tombstone_gc_delay_secs = self.seconds(
+            "tombstone_gc_delay_secs",
+            &raw.tombstone_gc_delay_secs,
+            DEFAULT_TOMBSTONE_GC_DELAY_SECS,
+            "a number of seconds (default 86400 = 24 h)",
+        )?;
+        let block_gc_delay_secs = self.seconds(
+            "block_gc_delay_secs",
+            &raw.block_gc_delay_secs,
+            DEFAULT_BLOCK_GC_DELAY_SECS,
+            "a number of seconds (default 600 = 10 min)",
+        )?;
+        let block_ram_buffer_max = self.block_ram_buffer_max(&raw.block_ram_buffer_max)?;
+        let block_size = self.block_size(&raw.block_size)?;
+        let compression_level = self.compression_level(&raw.compression_level)?;
+
+        let rpc_bind_addr =
+            self.socket_addr("rpc_bind_addr", &raw.rpc_bind_addr, DEFAULT_RPC_BIND_ADDR)?;
+        let rpc_public_addr = self.rpc_public_addr(&raw.rpc_public_addr)?;
+        let rpc_bind_outgoing = self.boolean("rpc_bind_outgoing", &raw.rpc_bind_outgoing, false)?;
+        let rpc_secret = self.rpc_secret(&raw.rpc_secret, &raw.rpc_secret_file)?;
+
+        let bootstrap_peers = self.bootstrap_peers(&raw.bootstrap_peers)?;
+
+        let s3_api = self.s3_api_section(&raw.s3_api)?;
+        let s3_web = self.s3_web_section(&raw.s3_web)?;
+        let admin = self.admin_section(&raw.admin)?;
+
+        let test_hooks = self.boolean("test_hooks", &raw.test_hooks, false)?;
+
+        Ok(Config {
+            metadata_dir,
+            data_dir,
+            replication_factor,
+            consistency_mode,
+            db_engine,
+            metadata_fsync,
+            data_fsync,
+            tombstone_gc_delay_secs,
+            block_gc_delay_secs,
+            block_ram_buffer_max,
+            block_size,
+            compression_level,
+            rpc_bind_addr,
+            rpc_public_addr,
+            rpc_bind_outgoing,
+            rpc_secret,
+            bootstrap_peers,
+            s3_api,
+            s3_web,
+            admin,
+            test_hooks,
+        })
+    }
+
+    /// `replication_factor`: required, 1 to 7.
+    fn replication_factor(&self, v: &Field) -> Result<usize> {
+        Ok(match v {
             None => {
                 return Err(self.missing(
                     "replication_factor",
@@ -1099,9 +1162,12 @@ impl<'a> Ctx<'a> {
                     return Err(self.type_error("replication_factor", v, "an integer from 1 to 7"));
                 }
             },
-        };
+        })
+    }
 
-        let consistency_mode = match &raw.consistency_mode {
+    /// `consistency_mode`: one of the known modes.
+    fn consistency_mode(&self, v: &Field) -> Result<ConsistencyMode> {
+        Ok(match v {
             None => ConsistencyMode::default(),
             Some(v) => {
                 let names = ConsistencyMode::ALL.map(|m| format!("\"{m}\"")).join(", ");
@@ -1117,9 +1183,12 @@ impl<'a> Ctx<'a> {
                         )
                     })?
             }
-        };
+        })
+    }
 
-        let db_engine = match &raw.db_engine {
+    /// `db_engine`: one of the known engines.
+    fn db_engine(&self, v: &Field) -> Result<DbEngine> {
+        Ok(match v {
             None => DbEngine::default(),
             Some(v) => {
                 let names = DbEngine::ALL.map(|m| format!("\"{m}\"")).join(", ");
@@ -1135,23 +1204,12 @@ impl<'a> Ctx<'a> {
                         )
                     })?
             }
-        };
+        })
+    }
 
-        let metadata_fsync = self.boolean("metadata_fsync", &raw.metadata_fsync, true)?;
-        let data_fsync = self.boolean("data_fsync", &raw.data_fsync, false)?;
-        let tombstone_gc_delay_secs = self.seconds(
-            "tombstone_gc_delay_secs",
-            &raw.tombstone_gc_delay_secs,
-            DEFAULT_TOMBSTONE_GC_DELAY_SECS,
-            "a number of seconds (default 86400 = 24 h)",
-        )?;
-        let block_gc_delay_secs = self.seconds(
-            "block_gc_delay_secs",
-            &raw.block_gc_delay_secs,
-            DEFAULT_BLOCK_GC_DELAY_SECS,
-            "a number of seconds (default 600 = 10 min)",
-        )?;
-        let block_ram_buffer_max = match &raw.block_ram_buffer_max {
+    /// `block_ram_buffer_max`: at least 1 MiB.
+    fn block_ram_buffer_max(&self, v: &Field) -> Result<u64> {
+        Ok(match v {
             None => DEFAULT_BLOCK_RAM_BUFFER_MAX,
             Some(v) => {
                 let size = self.size("block_ram_buffer_max", v)?;
@@ -1166,24 +1224,30 @@ impl<'a> Ctx<'a> {
                 }
                 size
             }
-        };
+        })
+    }
 
-        let block_size = match &raw.block_size {
+    /// `block_size`: 4 KiB to 64 MiB.
+    fn block_size(&self, v: &Field) -> Result<u64> {
+        Ok(match v {
             None => DEFAULT_BLOCK_SIZE,
             Some(v) => {
                 let size = self.size("block_size", v)?;
                 if !(MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(&size) {
                     return Err(self.err(
-                        "block_size",
-                        Some(v.span()),
-                        format!("must be between 4KiB and 64MiB, found {size} bytes; \"1MiB\" is a good default"),
-                    ));
+                    "block_size",
+                    Some(v.span()),
+                    format!("must be between 4KiB and 64MiB, found {size} bytes; \"1MiB\" is a good default"),
+                ));
                 }
                 size
             }
-        };
+        })
+    }
 
-        let compression_level = match &raw.compression_level {
+    /// `compression_level`: a zstd level or `"none"`.
+    fn compression_level(&self, v: &Field) -> Result<Option<i32>> {
+        Ok(match v {
             None => Some(DEFAULT_COMPRESSION_LEVEL),
             Some(v) => {
                 let expected = format!(
@@ -1208,11 +1272,12 @@ impl<'a> Ctx<'a> {
                     _ => return Err(self.type_error("compression_level", v, &expected)),
                 }
             }
-        };
+        })
+    }
 
-        let rpc_bind_addr =
-            self.socket_addr("rpc_bind_addr", &raw.rpc_bind_addr, DEFAULT_RPC_BIND_ADDR)?;
-        let rpc_public_addr = match &raw.rpc_public_addr {
+    /// `rpc_public_addr`: a `host:port`.
+    fn rpc_public_addr(&self, v: &Field) -> Result<Option<String>> {
+        Ok(match v {
             None => None,
             Some(v) => {
                 let expected = "host:port such as \"203.0.113.7:3901\" or \"[2001:db8::1]:3901\"";
@@ -1226,11 +1291,12 @@ impl<'a> Ctx<'a> {
                 })?;
                 Some(s)
             }
-        };
-        let rpc_bind_outgoing = self.boolean("rpc_bind_outgoing", &raw.rpc_bind_outgoing, false)?;
-        let rpc_secret = self.rpc_secret(&raw.rpc_secret, &raw.rpc_secret_file)?;
+        })
+    }
 
-        let bootstrap_peers = match &raw.bootstrap_peers {
+    /// `bootstrap_peers`: `"<node-id>@host:port"` strings.
+    fn bootstrap_peers(&self, v: &Field) -> Result<Vec<String>> {
+        Ok(match v {
             None => Vec::new(),
             Some(v) => {
                 let Value::Array(items) = v.get_ref() else {
@@ -1259,9 +1325,12 @@ impl<'a> Ctx<'a> {
                 }
                 peers
             }
-        };
+        })
+    }
 
-        let s3_api = match &raw.s3_api {
+    /// The `[s3_api]` section.
+    fn s3_api_section(&self, s3_api: &Option<RawS3Api>) -> Result<S3ApiConfig> {
+        Ok(match s3_api {
             None => S3ApiConfig::default(),
             Some(s) => S3ApiConfig {
                 api_bind_addr: self.socket_addr(
@@ -1295,7 +1364,7 @@ impl<'a> Ctx<'a> {
                                 Some(v.span()),
                                 format!(
                                     "must be between 64KiB and 64MiB, found {size} bytes; \
-                                     \"8MiB\" is the default"
+                                 \"8MiB\" is the default"
                                 ),
                             ));
                         }
@@ -1313,9 +1382,12 @@ impl<'a> Ctx<'a> {
                     ],
                 )?,
             },
-        };
+        })
+    }
 
-        let s3_web = match &raw.s3_web {
+    /// The `[s3_web]` section.
+    fn s3_web_section(&self, s3_web: &Option<RawS3Web>) -> Result<Option<S3WebConfig>> {
+        Ok(match s3_web {
             None => None,
             Some(w) => Some(S3WebConfig {
                 bind_addr: self.socket_addr(
@@ -1335,9 +1407,12 @@ impl<'a> Ctx<'a> {
                     ],
                 )?,
             }),
-        };
+        })
+    }
 
-        let admin = match &raw.admin {
+    /// The `[admin]` section.
+    fn admin_section(&self, admin: &Option<RawAdmin>) -> Result<AdminConfig> {
+        Ok(match admin {
             None => AdminConfig::default(),
             Some(a) => AdminConfig {
                 api_bind_addr: self.socket_addr(
@@ -1368,32 +1443,6 @@ impl<'a> Ctx<'a> {
                     ],
                 )?,
             },
-        };
-
-        let test_hooks = self.boolean("test_hooks", &raw.test_hooks, false)?;
-
-        Ok(Config {
-            metadata_dir,
-            data_dir,
-            replication_factor,
-            consistency_mode,
-            db_engine,
-            metadata_fsync,
-            data_fsync,
-            tombstone_gc_delay_secs,
-            block_gc_delay_secs,
-            block_ram_buffer_max,
-            block_size,
-            compression_level,
-            rpc_bind_addr,
-            rpc_public_addr,
-            rpc_bind_outgoing,
-            rpc_secret,
-            bootstrap_peers,
-            s3_api,
-            s3_web,
-            admin,
-            test_hooks,
         })
     }
 
@@ -1543,57 +1592,8 @@ impl<'a> Ctx<'a> {
         let several = entries.len() > 1;
         let mut dirs: Vec<DataDir> = Vec::with_capacity(entries.len());
         for (i, e) in entries.iter().enumerate() {
-            let field = |name: &str| format!("data_dir[{i}].{name}");
-            let any_span = [&e.path, &e.capacity, &e.read_only]
-                .into_iter()
-                .flatten()
-                .map(|v| v.span())
-                .next();
-            let path = match &e.path {
-                Some(v) => self.path_value(&field("path"), v)?,
-                None => {
-                    return Err(self.err(
-                        &field("path"),
-                        any_span,
-                        "missing; every data_dir entry needs a path",
-                    ));
-                }
-            };
-            let capacity = match &e.capacity {
-                None => None,
-                Some(v) => {
-                    let c = self.size(&field("capacity"), v)?;
-                    if c == 0 {
-                        return Err(self.err(
-                            &field("capacity"),
-                            Some(v.span()),
-                            "must not be zero",
-                        ));
-                    }
-                    Some(c)
-                }
-            };
-            let read_only = self.boolean(&field("read_only"), &e.read_only, false)?;
-            if several && !read_only && capacity.is_none() {
-                return Err(self.err(
-                    &field("capacity"),
-                    any_span,
-                    "missing; with several data directories each writable one needs a capacity \
-                     (e.g. capacity = \"2T\") so that blocks are spread in proportion",
-                ));
-            }
-            if let Some(j) = dirs.iter().position(|d| d.path == path) {
-                return Err(self.err(
-                    &field("path"),
-                    any_span,
-                    format!("{} is already listed as data_dir[{j}]", path.display()),
-                ));
-            }
-            dirs.push(DataDir {
-                path,
-                capacity,
-                read_only,
-            });
+            let dir = self.data_dir_entry(i, e, several, &dirs)?;
+            dirs.push(dir);
         }
         if dirs.iter().all(|d| d.read_only) {
             return Err(self.err(
@@ -1603,6 +1603,63 @@ impl<'a> Ctx<'a> {
             ));
         }
         Ok(dirs)
+    }
+
+    /// Entry `i` of a `data_dir = [ … ]` array; `dirs` are the entries before it.
+    fn data_dir_entry(
+        &self,
+        i: usize,
+        e: &RawDataDirEntry,
+        several: bool,
+        dirs: &[DataDir],
+    ) -> Result<DataDir> {
+        let field = |name: &str| format!("data_dir[{i}].{name}");
+        let any_span = [&e.path, &e.capacity, &e.read_only]
+            .into_iter()
+            .flatten()
+            .map(|v| v.span())
+            .next();
+        let path = match &e.path {
+            Some(v) => self.path_value(&field("path"), v)?,
+            None => {
+                return Err(self.err(
+                    &field("path"),
+                    any_span,
+                    "missing; every data_dir entry needs a path",
+                ));
+            }
+        };
+        let capacity = match &e.capacity {
+            None => None,
+            Some(v) => {
+                let c = self.size(&field("capacity"), v)?;
+                if c == 0 {
+                    return Err(self.err(&field("capacity"), Some(v.span()), "must not be zero"));
+                }
+                Some(c)
+            }
+        };
+        let read_only = self.boolean(&field("read_only"), &e.read_only, false)?;
+        if several && !read_only && capacity.is_none() {
+            return Err(self.err(
+                &field("capacity"),
+                any_span,
+                "missing; with several data directories each writable one needs a capacity \
+                 (e.g. capacity = \"2T\") so that blocks are spread in proportion",
+            ));
+        }
+        if let Some(j) = dirs.iter().position(|d| d.path == path) {
+            return Err(self.err(
+                &field("path"),
+                any_span,
+                format!("{} is already listed as data_dir[{j}]", path.display()),
+            ));
+        }
+        Ok(DataDir {
+            path,
+            capacity,
+            read_only,
+        })
     }
 }
 
