@@ -2,7 +2,7 @@
 //! signing behaviour) on the same multi-thread tokio runtime as the nodes, in one process, over plain
 //! HTTP on 127.0.x.y (real TLS mesh between nodes, real files, data_fsync off, metadata_fsync on).
 //! 1. One node (rf 1, its layout applied like `grenier dev`): single-core MD5 (and SHA-256) speed,
-//!    then PUT and GET of 64 MiB objects, one at a time and 4 at a time (SPEC §5: PUT ≥ 70% of MD5,
+//!    then PUT and GET of 64 MiB objects, one at a time and 4 at a time (doc/guarantees.md: PUT ≥ 70% of MD5,
 //!    GET ≥ 1 GB/s from the page cache). One extra PUT line without payload signing shows what the
 //!    SHA-256 of a signed payload costs.
 //! 2. Three nodes, rf 3 over three zones: 4 KiB objects, PUT then GET with 32 requests in flight

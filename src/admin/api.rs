@@ -4,7 +4,7 @@
 //!
 //! **Invariant:** this module is a leaf: it depends on `serde` (and `serde_json` for the rare field that
 //! accepts several JSON types) only, so the CLI can import it without pulling in the server layers.
-//! Field names are the product contract (doc SPEC §1): more fields may be added, none renamed. An
+//! Field names are the product contract (doc/cli.md): more fields may be added, none renamed. An
 //! `Option` field without `skip_serializing_if` is `null` when empty, as it always was; the one field
 //! that is absent rather than `null` says so.
 //!

@@ -1,4 +1,4 @@
-//! Object operations, designed for the round-trip budget of SPEC §5 (see `doc/s3.md`):
+//! Object operations, designed for the round-trip budget of doc/guarantees.md (see `doc/s3.md`):
 //!
 //! - **small PUT** (body ≤ [`INLINE_MAX`]): one quorum write of the object entry with the data inline;
 //! - **large PUT**: the object entry is written as "uploading" while the first block is received; each

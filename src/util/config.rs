@@ -1,4 +1,4 @@
-//! The node configuration file (TOML), as specified in SPEC §2.
+//! The node configuration file (TOML), as documented in doc/configuration.md.
 //!
 //! [`Config::load`] reads a file and [`Config::parse`] parses text; both return a fully
 //! validated [`Config`] in which every default is filled in, every relative path is resolved and

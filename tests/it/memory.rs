@@ -1,4 +1,4 @@
-//! Bounded memory under load (SPEC §5): a node's RSS stays within its base plus its block memory
+//! Bounded memory under load (doc/guarantees.md): a node's RSS stays within its base plus its block memory
 //! budget (`block_ram_buffer_max`) plus a small per-connection overhead, however many slow clients
 //! read or write at once, and every client still gets exactly its bytes.
 //!
