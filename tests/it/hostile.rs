@@ -123,6 +123,23 @@ impl Signer<'_> {
     }
 }
 
+/// A 3-node cluster with bucket `dev` holding one object.
+fn env_with_object(key: &str, body: &'static [u8]) -> S3Env {
+    let env = S3Env::start("");
+    let c = env.client(0);
+    env.block_on(async {
+        c.create_bucket().bucket("dev").send().await.unwrap();
+        c.put_object()
+            .bucket("dev")
+            .key(key)
+            .body(ByteStream::from_static(body))
+            .send()
+            .await
+            .unwrap();
+    });
+    env
+}
+
 fn assert_no_panic(env: &S3Env) {
     for p in &env.procs {
         let log = p.log_text();
@@ -138,18 +155,8 @@ fn assert_no_panic(env: &S3Env) {
 /// and no unsigned `x-amz-*` header may change what a presigned or header-signed request does.
 #[test]
 fn unsigned_amz_headers_are_refused() {
-    let env = S3Env::start("");
+    let env = env_with_object("private/secret.txt", b"top secret");
     let c = env.client(0);
-    env.block_on(async {
-        c.create_bucket().bucket("dev").send().await.unwrap();
-        c.put_object()
-            .bucket("dev")
-            .key("private/secret.txt")
-            .body(ByteStream::from_static(b"top secret"))
-            .send()
-            .await
-            .unwrap();
-    });
     let s = Signer { env: &env, node: 0 };
     let host = format!("Host: {}", s.addr());
     let presigned_put = |extra: &str| {
@@ -224,18 +231,8 @@ fn unsigned_amz_headers_are_refused() {
 /// node goes on serving.
 #[test]
 fn hostile_requests_get_4xx_and_never_a_panic() {
-    let env = S3Env::start("");
+    let env = env_with_object("obj", b"0123456789");
     let c = env.client(0);
-    env.block_on(async {
-        c.create_bucket().bucket("dev").send().await.unwrap();
-        c.put_object()
-            .bucket("dev")
-            .key("obj")
-            .body(ByteStream::from_static(b"0123456789"))
-            .send()
-            .await
-            .unwrap();
-    });
     let s = Signer { env: &env, node: 0 };
     let deep = format!("<Delete>{}", "<Object>".repeat(200_000));
     let wide = format!("<Delete>{}</Delete>", "<Object/>".repeat(900_000));
@@ -389,18 +386,7 @@ fn hostile_requests_get_4xx_and_never_a_panic() {
 /// request id, while the detail goes to the server's log under the same id.
 #[test]
 fn unknown_keys_answer_locally_and_errors_leak_nothing() {
-    let env = S3Env::start("");
-    let c = env.client(0);
-    env.block_on(async {
-        c.create_bucket().bucket("dev").send().await.unwrap();
-        c.put_object()
-            .bucket("dev")
-            .key("obj")
-            .body(ByteStream::from_static(b"data"))
-            .send()
-            .await
-            .unwrap();
-    });
+    let env = env_with_object("obj", b"data");
     env.procs[1].signal(libc::SIGSTOP);
     env.procs[2].signal(libc::SIGSTOP);
     let s = Signer { env: &env, node: 0 };
