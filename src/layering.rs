@@ -29,7 +29,19 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "admin", "s3", "model", "block", "table", "layout", "net", "crdt", "db", "util",
         ],
     ),
+    // The shared unit-test helpers (in-process node, node config, poll-until): like `server`, above all.
+    (
+        "test_support",
+        &[
+            "server", "cli", "admin", "s3", "model", "block", "table", "layout", "net", "crdt",
+            "db", "util",
+        ],
+    ),
 ];
+
+/// Layers every layer may use: they exist only under `#[cfg(test)]`, so they add no edge to the
+/// product's dependency graph.
+const TEST_ONLY: &[&str] = &["test_support"];
 
 /// Known violations tolerated for now: (file, imported layer, why). Each names the issue that removes it.
 /// None today: keep it that way.
@@ -160,6 +172,7 @@ fn violations(rel: &str, src: &str) -> Vec<String> {
         .into_iter()
         .filter(|u| u.target != layer && layers.contains(u.target.as_str()))
         .filter(|u| !allowed.contains(&u.target.as_str()))
+        .filter(|u| !TEST_ONLY.contains(&u.target.as_str()))
         .filter(|u| {
             !EXCEPTIONS
                 .iter()
@@ -343,4 +356,15 @@ fn a_fake_file_cycle_is_detected() {
     );
     graph.insert("resync".into(), BTreeSet::new());
     assert_eq!(find_cycle(&graph), None);
+}
+
+#[test]
+fn every_layer_may_use_the_test_support_and_it_may_use_every_layer() {
+    assert!(violations("util/fs.rs", "use crate::test_support::wait_until;").is_empty());
+    assert!(violations("test_support.rs", "use crate::server::Node;").is_empty());
+    // The exemption is for the test-only module, not for what it uses.
+    assert_eq!(
+        violations("util/fs.rs", "use crate::server::Node;").len(),
+        1
+    );
 }

@@ -19,3 +19,5 @@ pub mod util;
 
 #[cfg(test)]
 mod layering;
+#[cfg(test)]
+pub(crate) mod test_support;

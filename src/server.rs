@@ -325,7 +325,7 @@ fn raise_nofile_limit() -> u64 {
 mod tests {
     //! Whole nodes in one process: tests that need every layer, so they live at the top one.
 
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     use serde_bytes::ByteBuf;
 
@@ -334,6 +334,7 @@ mod tests {
     use crate::db::Db;
     use crate::table::TableData;
     use crate::table::kv::{KvEntry, KvSchema};
+    use crate::test_support::{NodeConfig, start_node, wait_until};
     use crate::util::hash::blake2sum;
 
     fn entry(key: &str, ts: u64, value: Option<&[u8]>) -> KvEntry {
@@ -363,42 +364,16 @@ mod tests {
         use crate::layout::NodeRole;
         use crate::net::{NodeId, NodeKey};
         use crate::table::gc::{GcConfig, TableGc, current_tombstone};
-        use crate::util::config::Config;
 
-        const SECRET: &str = "5b1c1e7a9f4d2c6b8a0e5f7d9c1b3a5e7f9d1c3b5a7e9f1d3c5b7a9e1f3d5c7b";
         let root = tempfile::tempdir().unwrap();
         let a = 10 + (std::process::id() % 200) as u8;
         let ips: Vec<String> = (1..=3).map(|i| format!("127.{a}.253.{i}")).collect();
         let config = |i: usize, boot: Option<&str>| {
-            let dir = root.path().join(format!("n{i}"));
-            std::fs::create_dir_all(&dir).unwrap();
-            let boot = boot
-                .map(|b| format!("bootstrap_peers = [\"{b}\"]"))
-                .unwrap_or_default();
-            let ip = &ips[i];
-            let text = format!(
-                "metadata_dir = \"meta\"\ndata_dir = \"data\"\nreplication_factor = 3\n\
-                 rpc_bind_addr = \"{ip}:3901\"\nrpc_public_addr = \"{ip}:3901\"\n\
-                 rpc_bind_outgoing = true\nrpc_secret = \"{SECRET}\"\n{boot}\n\
-                 test_hooks = true\n\
-                 [s3_api]\napi_bind_addr = \"{ip}:3900\"\n[admin]\napi_bind_addr = \"{ip}:3903\"\nadmin_token = \"t\"\n"
-            );
-            let path = dir.join("grenier.toml");
-            std::fs::write(&path, &text).unwrap();
-            std::fs::set_permissions(
-                &path,
-                <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600),
-            )
-            .unwrap();
-            Config::load(&path).unwrap()
+            NodeConfig::new(&ips[i])
+                .bootstrap(boot)
+                .write(&root.path().join(format!("n{i}")))
         };
-        async fn wait(what: &str, mut f: impl FnMut() -> bool) {
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while !f() {
-                assert!(Instant::now() < deadline, "timed out: {what}");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
+        const T: Duration = Duration::from_secs(30);
         let meta = |i: usize| root.path().join(format!("n{i}/meta"));
         let ids: Vec<NodeId> = (0..3)
             .map(|i| NodeKey::load_or_create(&meta(i)).unwrap().id())
@@ -428,8 +403,8 @@ mod tests {
             put(&d, &live);
             db.flush().unwrap();
         }
-        let n0 = Node::start(config(0, None)).await.unwrap();
-        let n1 = Node::start(config(1, Some(&boot))).await.unwrap();
+        let n0 = start_node(config(0, None)).await;
+        let n1 = start_node(config(1, Some(&boot))).await;
         let (gc0, gc1) = (gc_of(&n0), gc_of(&n1));
         n0.layout
             .update(|h| {
@@ -446,7 +421,7 @@ mod tests {
                 h.apply(None)
             })
             .unwrap();
-        wait("layout on node 1", || {
+        wait_until("layout on node 1", T, || {
             n1.layout.version() == 1 && n0.system.is_up(&ids[1])
         })
         .await;
@@ -485,9 +460,9 @@ mod tests {
 
         // Node 2 comes back with its old value; once it is reachable and the backoff expired, GC pushes
         // the tombstone to it and removes it everywhere.
-        let n2 = Node::start(config(2, Some(&boot))).await.unwrap();
+        let n2 = start_node(config(2, Some(&boot))).await;
         let gc2 = gc_of(&n2);
-        wait("node 2 up", || n0.system.is_up(&ids[2])).await;
+        wait_until("node 2 up", T, || n0.system.is_up(&ids[2])).await;
         tokio::time::sleep(Duration::from_millis(250)).await;
         let r = gc0.round(&mut None).await.unwrap();
         assert_eq!((r.collected, r.deferred), (1, 0), "{r:?}");
@@ -509,7 +484,7 @@ mod tests {
 
         // The other replicas' to-dos for the same tombstone are dropped as stale by their own workers.
         let tasks = [gc1.spawn(), gc2.spawn()];
-        wait("other to-dos dropped", || {
+        wait_until("other to-dos dropped", T, || {
             kv(&n1).data.gc_todo.is_empty().unwrap() && kv(&n2).data.gc_todo.is_empty().unwrap()
         })
         .await;

@@ -10,6 +10,7 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::*;
+use crate::test_support::wait_until;
 
 #[derive(Serialize, Deserialize, Debug, PartialEq)]
 struct Echo(Vec<u8>);
@@ -206,11 +207,10 @@ async fn simultaneous_dials_keep_one_connection_and_peering_meshes() {
     let pb = peering::Peering::new(&b, vec![], None);
     let pc = peering::Peering::new(&c, vec![(a.id, aaddr.to_string())], None);
     let tasks = [pa.spawn(), pb.spawn(), pc.spawn()];
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !(c.is_connected(&b.id) && pc.rtt(&b.id).is_some()) {
-        assert!(Instant::now() < deadline, "c never meshed with b");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until("c to mesh with b", Duration::from_secs(30), || {
+        c.is_connected(&b.id) && pc.rtt(&b.id).is_some()
+    })
+    .await;
     assert!(pc.peers().iter().all(|p| p.up));
     for t in tasks {
         t.abort();
@@ -505,11 +505,10 @@ async fn peer_exchange_answers_are_bounded() {
     });
     let pa = peering::Peering::new(&a, vec![(b.id, baddr.to_string())], None);
     let task = pa.spawn();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while pa.peers().len() < peering::MAX_KNOWN_PEERS {
-        assert!(Instant::now() < deadline, "the exchange never happened");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until("the peer exchange", Duration::from_secs(30), || {
+        pa.peers().len() >= peering::MAX_KNOWN_PEERS
+    })
+    .await;
     // One answer is applied at once, under the lock: what is there now is all of it.
     assert_eq!(pa.peers().len(), peering::MAX_KNOWN_PEERS);
     task.abort();

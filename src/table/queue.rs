@@ -459,6 +459,7 @@ mod tests {
     use crate::crdt::Lww;
     use crate::net::NetError;
     use crate::table::kv::{KvEntry, KvSchema};
+    use crate::test_support::wait_until;
 
     fn entry(key: &str, ts: u64, value: &[u8]) -> KvEntry {
         KvEntry {
@@ -646,22 +647,19 @@ mod tests {
         let calls = f.calls.load(Ordering::Relaxed);
         assert!(calls > 6, "retried: {calls} calls");
         f.fail.store(false, Ordering::Relaxed);
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while !q.is_empty().unwrap() {
-            assert!(std::time::Instant::now() < deadline, "queue not drained");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        wait_until("the queue to drain", Duration::from_secs(5), || {
+            q.is_empty().unwrap()
+        })
+        .await;
         assert_eq!(f.written.lock().unwrap().len(), 5);
         // Enqueued later: the worker is woken and writes it.
         enqueue(&db, &q, &entry("late", 1, b"v"));
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while !f.written.lock().unwrap().contains_key("late") {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "late entry not written"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        wait_until(
+            "the late entry to be written",
+            Duration::from_secs(5),
+            || f.written.lock().unwrap().contains_key("late"),
+        )
+        .await;
         task.abort();
     }
 

@@ -807,6 +807,7 @@ mod tests {
     use crate::net::{NetApp, NodeKey};
     use crate::table::kv::{KvEntry, KvSchema};
     use crate::table::{ShardedReplication, Table};
+    use crate::test_support::wait_until;
     use crate::util::config::ConsistencyMode;
 
     type KvTable = Table<KvSchema, ShardedReplication>;
@@ -897,15 +898,6 @@ mod tests {
         }
     }
 
-    async fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Duration {
-        let t0 = Instant::now();
-        while !f() {
-            assert!(t0.elapsed() < timeout, "timed out waiting for {what}");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        t0.elapsed()
-    }
-
     /// `n` connected nodes in `n` zones, with a layout applied everywhere.
     async fn cluster(n: usize, rf: usize) -> Vec<Node> {
         let mut nodes = vec![];
@@ -937,7 +929,7 @@ mod tests {
                 h.apply(None).map(|_| ())
             })
             .unwrap();
-        wait_for("layout everywhere", Duration::from_secs(10), || {
+        wait_until("layout everywhere", Duration::from_secs(10), || {
             nodes.iter().all(|n| n.table.system.layout.version() == 1)
         })
         .await;
@@ -1031,7 +1023,7 @@ mod tests {
         for i in 0..2 {
             nodes[2].net.disconnect(&nodes[i].net.id);
         }
-        wait_for("c disconnected", Duration::from_secs(10), || {
+        wait_until("c disconnected", Duration::from_secs(10), || {
             !nodes[0].net.is_connected(&c_id) && !nodes[1].net.is_connected(&c_id)
         })
         .await;
@@ -1064,7 +1056,7 @@ mod tests {
             nodes[2].net.connect(id, &addr).await.unwrap();
         }
         let c = nodes[2].table.clone();
-        wait_for("c converges", Duration::from_secs(20), || {
+        wait_until("c converges", Duration::from_secs(20), || {
             c.data.len().unwrap() == target
         })
         .await;
