@@ -358,3 +358,17 @@ pub fn three_zone_cluster_with(extra: &str) -> Vec<Proc> {
     assign_and_apply(&procs, &[(0, "a"), (1, "b"), (2, "c")]);
     procs
 }
+
+/// A `/proc/<pid>/status` memory field (`VmRSS`, `VmHWM`, ...) of a process, in bytes.
+pub fn proc_memory(pid: i32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib << 10)
+}

@@ -111,10 +111,7 @@ impl Node {
 }
 
 fn rss(pid: i32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
+    proc_memory(pid, "VmRSS")
 }
 
 /// Samples a process's RSS every 20 ms until stopped; returns the maximum seen.

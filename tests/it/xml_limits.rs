@@ -7,17 +7,12 @@ use std::io::{Read, Write};
 use grenier::s3::sigv4::{self, Credentials};
 use hyper::{HeaderMap, Method};
 
+use crate::harness::proc_memory;
 use crate::s3::S3Env;
 
 /// Peak resident memory of a process, in bytes (`VmHWM`).
 fn peak_rss(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
-    kib << 10
+    proc_memory(pid, "VmHWM").unwrap()
 }
 
 /// Sends `body` as a header-signed request; returns (status, response text).
