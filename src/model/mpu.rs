@@ -278,17 +278,10 @@ mod tests {
                 .map_err(crate::db::TxError::Abort)
         })
         .unwrap();
-        let mut released: Vec<Hash> = schema
-            .version_queue
-            .tree()
-            .iter()
-            .unwrap()
-            .map(|r| Version::decode(&r.unwrap().1).unwrap())
-            .inspect(|v| assert!(v.deleted.get()))
-            .map(|v| v.uuid)
-            .collect();
-        released.sort();
-        assert_eq!(released, vec![[1; 32], [2; 32]]);
+        assert_eq!(
+            crate::model::version::queued_deletions(&schema.version_queue),
+            vec![[1; 32], [2; 32]]
+        );
     }
 
     fn upload() -> impl Strategy<Value = MultipartUpload> {

@@ -524,17 +524,7 @@ mod tests {
                 .map_err(crate::db::TxError::Abort)
         })
         .unwrap();
-        let mut out: Vec<Hash> = schema
-            .version_queue
-            .tree()
-            .iter()
-            .unwrap()
-            .map(|r| Version::decode(&r.unwrap().1).unwrap())
-            .inspect(|v| assert!(v.deleted.get()))
-            .map(|v| v.uuid)
-            .collect();
-        out.sort();
-        out
+        crate::model::version::queued_deletions(&schema.version_queue)
     }
 
     #[test]

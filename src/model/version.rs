@@ -128,3 +128,19 @@ impl TableSchema for VersionSchema {
         Ok(())
     }
 }
+
+/// Test support: the uuids of the versions whose deletion `queue` holds (each must be a deletion),
+/// sorted. Used by the object and multipart hooks' tests.
+#[cfg(test)]
+pub(crate) fn queued_deletions(queue: &InsertQueue<VersionSchema>) -> Vec<Hash> {
+    let mut out: Vec<Hash> = queue
+        .tree()
+        .iter()
+        .unwrap()
+        .map(|r| Version::decode(&r.unwrap().1).unwrap())
+        .inspect(|v| assert!(v.deleted.get()))
+        .map(|v| v.uuid)
+        .collect();
+    out.sort();
+    out
+}
