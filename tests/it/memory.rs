@@ -110,6 +110,24 @@ impl Node {
     }
 }
 
+/// Print the RSS figures of a run and fail if the maximum went above the bound.
+fn check_rss(what: &str, base: u64, max: u64, bound: u64, elapsed: Duration) {
+    eprintln!(
+        "{what}: base RSS {} MiB, max {} MiB, bound {} MiB, {:.1} s",
+        base / MIB,
+        max / MIB,
+        bound / MIB,
+        elapsed.as_secs_f64()
+    );
+    assert!(
+        max <= bound,
+        "{what}: RSS reached {} MiB, above the bound of {} MiB (base {} MiB)",
+        max / MIB,
+        bound / MIB,
+        base / MIB
+    );
+}
+
 fn rss(pid: i32) -> Option<u64> {
     proc_memory(pid, "VmRSS")
 }
@@ -287,20 +305,7 @@ fn slow_readers_stay_within_the_memory_budget() {
     let elapsed = start.elapsed();
     let max = sampler.finish();
     let bound = base + BUDGET + READERS as u64 * PER_CONNECTION + SLACK;
-    eprintln!(
-        "slow readers: base RSS {} MiB, max {} MiB, bound {} MiB, {:.1} s",
-        base / MIB,
-        max / MIB,
-        bound / MIB,
-        elapsed.as_secs_f64()
-    );
-    assert!(
-        max <= bound,
-        "RSS reached {} MiB, above the bound of {} MiB (base {} MiB)",
-        max / MIB,
-        bound / MIB,
-        base / MIB
-    );
+    check_rss("slow readers", base, max, bound, elapsed);
 }
 
 /// 100 concurrent slow uploads of 2 MiB each through one presigned PUT URL: the node reads their
@@ -352,13 +357,7 @@ fn slow_writers_stay_within_the_memory_budget() {
     let elapsed = start.elapsed();
     let max = sampler.finish();
     let bound = base + BUDGET + WRITERS as u64 * PER_CONNECTION + SLACK;
-    eprintln!(
-        "slow writers: base RSS {} MiB, max {} MiB, bound {} MiB, {:.1} s",
-        base / MIB,
-        max / MIB,
-        bound / MIB,
-        elapsed.as_secs_f64()
-    );
+    check_rss("slow writers", base, max, bound, elapsed);
     for i in [0usize, 37, 99] {
         let got = node.rt.block_on(async {
             let o = node
@@ -373,13 +372,6 @@ fn slow_writers_stay_within_the_memory_budget() {
         });
         assert!(got[..] == data(SIZE, i as u8)[..], "object up{i}");
     }
-    assert!(
-        max <= bound,
-        "RSS reached {} MiB, above the bound of {} MiB (base {} MiB)",
-        max / MIB,
-        bound / MIB,
-        base / MIB
-    );
 }
 
 /// 24 concurrent UploadPartCopy of unaligned 6 MiB ranges of one object, on a node whose pools hold
