@@ -354,20 +354,18 @@ mod caps {
             send(&mut peer, 2, Kind::Request, 0, &frame).await;
         }
         // 15 full frames (and a head) buffered: still serving; the 16th frame is over 1 MiB.
-        send(
-            &mut peer,
-            3,
-            Kind::Request,
-            flags::LAST,
-            &request("echo", b"x"),
-        )
-        .await;
-        assert_eq!(response_id(&mut peer).await, 3);
+        still_serving(&mut peer, 3).await;
         send(&mut peer, 2, Kind::Request, 0, &frame).await;
         closed_with(task, "bytes of incomplete requests").await;
     }
 
     const MAX_FRAME_LEN: usize = super::super::frame::MAX_FRAME;
+
+    /// An `echo` request with id `id` is still answered on the connection.
+    async fn still_serving(peer: &mut DuplexStream, id: u32) {
+        send(peer, id, Kind::Request, flags::LAST, &request("echo", b"x")).await;
+        assert_eq!(response_id(peer).await, id);
+    }
 
     #[tokio::test]
     async fn too_many_request_streams_close_the_connection() {
@@ -383,15 +381,7 @@ mod caps {
             )
             .await;
         }
-        send(
-            &mut peer,
-            5000,
-            Kind::Request,
-            flags::LAST,
-            &request("echo", b"x"),
-        )
-        .await;
-        assert_eq!(response_id(&mut peer).await, 5000);
+        still_serving(&mut peer, 5000).await;
         send(
             &mut peer,
             5001,
@@ -419,15 +409,7 @@ mod caps {
         for _ in 0..conn::STREAM_WINDOW / MAX_FRAME_LEN {
             send(&mut peer, 1, Kind::RequestStream, 0, &chunk).await;
         }
-        send(
-            &mut peer,
-            2,
-            Kind::Request,
-            flags::LAST,
-            &request("echo", b"x"),
-        )
-        .await;
-        assert_eq!(response_id(&mut peer).await, 2);
+        still_serving(&mut peer, 2).await;
         send(&mut peer, 1, Kind::RequestStream, 0, b"!").await;
         closed_with(task, "flow-control window").await;
     }
