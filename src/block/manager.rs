@@ -505,13 +505,7 @@ async fn send_block(
     hash: Hash,
     block: &DataBlock,
 ) -> Result<(), NetError> {
-    let payload = block.payload().clone();
-    let msg = BlockRpc::Put {
-        hash,
-        kind: block.kind_byte(),
-        len: payload.len() as u64,
-    };
-    let stream: ByteStream = Box::pin(futures::stream::once(async move { Ok(payload) }));
+    let (msg, stream) = put_message(hash, block);
     match ep
         .call_streaming(node, &msg, Some(stream), Prio::Bulk, PUT_TIMEOUT)
         .await?
@@ -520,6 +514,20 @@ async fn send_block(
         BlockRpcResponse::Ok => Ok(()),
         r => Err(NetError::Protocol(format!("unexpected answer {r:?}"))),
     }
+}
+
+/// The `Put` message of a block and the stream that carries its stored bytes.
+fn put_message(hash: Hash, block: &DataBlock) -> (BlockRpc, ByteStream) {
+    let payload = block.payload().clone();
+    let msg = BlockRpc::Put {
+        hash,
+        kind: block.kind_byte(),
+        len: payload.len() as u64,
+    };
+    (
+        msg,
+        Box::pin(futures::stream::once(async move { Ok(payload) })),
+    )
 }
 
 /// Ask one node for a block; mark `answering` once it started sending; verify before returning.
@@ -658,13 +666,7 @@ mod tests {
     }
 
     fn put(hash: Hash, block: &DataBlock) -> (BlockRpc, Option<ByteStream>) {
-        let payload = block.payload().clone();
-        let msg = BlockRpc::Put {
-            hash,
-            kind: block.kind_byte(),
-            len: payload.len() as u64,
-        };
-        let stream: ByteStream = Box::pin(futures::stream::once(async move { Ok(payload) }));
+        let (msg, stream) = put_message(hash, block);
         (msg, Some(stream))
     }
 
