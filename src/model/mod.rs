@@ -15,6 +15,7 @@ pub mod mpu;
 pub mod multipart;
 pub mod object;
 pub mod ops;
+pub mod sse;
 pub mod version;
 
 use std::sync::Arc;
@@ -65,6 +66,9 @@ pub enum ModelError {
     /// it to its `S3Error`) while this layer knows nothing of HTTP or S3.
     #[error("{0}")]
     Body(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
+    /// Encrypted data did not decrypt with the key given (a wrong SSE-C key, or altered bytes).
+    #[error("the data does not decrypt with the key given")]
+    Decrypt,
     /// A blocking or spawned task of the model died (panicked or was cancelled).
     #[error("{0}: {1}")]
     Task(&'static str, #[source] tokio::task::JoinError),

@@ -7,6 +7,7 @@ use md5::Digest;
 use super::mpu::{MpuPart, MultipartUpload};
 use super::object::{Object, ObjectData, ObjectMeta, ObjectVersion, VersionState};
 use super::ops::{PutUpload, StoredBody};
+use super::sse::Encryption;
 use super::version::Version;
 use super::{Model, ModelError, random_bytes};
 use crate::table::schema::EmptyKey;
@@ -42,6 +43,8 @@ pub struct Upload {
     pub version: ObjectVersion,
     pub mpu: MultipartUpload,
     pub headers: Vec<(String, String)>,
+    /// SSE-C: every part is encrypted with the key this records (given again with each part).
+    pub encryption: Option<Encryption>,
 }
 
 impl Model {
@@ -52,6 +55,7 @@ impl Model {
         bucket: Hash,
         key: &str,
         headers: Vec<(String, String)>,
+        encryption: Option<Encryption>,
     ) -> Result<Hash, ModelError> {
         let id = random_bytes::<32>();
         let v = ObjectVersion {
@@ -60,6 +64,7 @@ impl Model {
             state: VersionState::Uploading {
                 multipart: true,
                 headers,
+                encryption,
             },
         };
         let (o, m) = (
@@ -96,15 +101,17 @@ impl Model {
         let VersionState::Uploading {
             multipart: true,
             headers,
+            encryption,
         } = &version.state
         else {
             return Ok(None);
         };
-        let headers = headers.clone();
+        let (headers, encryption) = (headers.clone(), encryption.clone());
         Ok(Some(Upload {
             version,
             mpu,
             headers,
+            encryption,
         }))
     }
 
@@ -123,6 +130,7 @@ impl Model {
             timestamp: self.next_timestamp(),
             headers: vec![],
             is_part: true,
+            encryption: None,
         };
         let mut m = MultipartUpload::new(upload.mpu.upload_id, p.bucket, p.key.clone());
         m.parts.put(
@@ -234,6 +242,7 @@ impl Model {
             headers: upload.headers.clone(),
             checksum,
             parts: Some(chosen.len() as u32),
+            encryption: upload.encryption.clone(),
         };
         let data = match first_block {
             Some(first_block) => ObjectData::Blocks { meta, first_block },

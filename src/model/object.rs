@@ -29,6 +29,7 @@
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
+use super::sse::Encryption;
 use super::version::{Version, VersionSchema};
 use crate::crdt::{Crdt, Timestamp};
 use crate::db;
@@ -59,6 +60,9 @@ pub struct ObjectMeta {
     pub checksum: Option<(String, String)>,
     /// Number of parts for multipart uploads (None for a simple PUT).
     pub parts: Option<u32>,
+    /// How the data is encrypted (None: stored as sent). Absent in entries written before SSE-C.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<Encryption>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -92,6 +96,9 @@ pub enum VersionState {
     Uploading {
         multipart: bool,
         headers: Vec<(String, String)>,
+        /// For a multipart upload: the encryption every part must use (absent before SSE-C).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        encryption: Option<Encryption>,
     },
     Complete(ObjectData),
     Aborted,
@@ -389,6 +396,7 @@ mod tests {
                 headers: vec![],
                 checksum: None,
                 parts: None,
+                encryption: None,
             },
             bytes: ByteBuf::from(b.to_vec()),
         })
@@ -398,6 +406,7 @@ mod tests {
         VersionState::Uploading {
             multipart: false,
             headers: vec![],
+            encryption: None,
         }
     }
 
@@ -503,6 +512,7 @@ mod tests {
                     state: VersionState::Uploading {
                         multipart: true,
                         headers: vec![("x-amz-meta-a".into(), "v".repeat(2048))],
+                        encryption: None,
                     },
                 }],
             ));
@@ -594,6 +604,23 @@ mod tests {
         assert_eq!(o.floor, Some((Timestamp::new(1, 0, 0), [1; 32])));
         assert_eq!(o.current().unwrap().uuid, [1; 32]);
         assert_eq!(o.versions.len(), 2);
+    }
+
+    #[test]
+    fn encryption_is_recorded_and_absent_for_plain_data() {
+        let mut st = inline(b"x");
+        let plain = Object::new([0; 32], "k".into(), vec![v(1, 1, st.clone())]);
+        if let VersionState::Complete(ObjectData::Inline { meta, .. }) = &mut st {
+            meta.encryption = Some(Encryption::SseC { key_md5: [3; 16] });
+        }
+        let enc = Object::new([0; 32], "k".into(), vec![v(1, 1, st)]);
+        let (p, e) = (plain.encode().unwrap(), enc.encode().unwrap());
+        assert!(
+            !p.windows(10).any(|w| w == b"encryption"),
+            "a plain entry encodes as before SSE-C, so older releases' entries and these decode alike"
+        );
+        assert_eq!(Object::decode(&p).unwrap(), plain);
+        assert_eq!(Object::decode(&e).unwrap(), enc);
     }
 
     /// An object entry merged with a small bound, so that the property tests reach it.

@@ -36,6 +36,7 @@ use serde_bytes::ByteBuf;
 use super::object::{
     INLINE_MAX, Object, ObjectData, ObjectFilter, ObjectMeta, ObjectVersion, VersionState,
 };
+use super::sse::CustomerKey;
 use super::version::{Version, VersionBlock};
 use super::{Model, ModelError, random_bytes};
 use crate::block::manager::{BufferPermit, held};
@@ -84,6 +85,8 @@ pub struct PutUpload {
     pub(super) headers: Vec<(String, String)>,
     /// For a part: never inline, and no object entry of its own (the `mpu` entry lists it).
     pub(super) is_part: bool,
+    /// SSE-C: every block (or the inline body) is sealed with this key (see [`super::sse`]).
+    pub(super) encryption: Option<CustomerKey>,
 }
 
 impl Model {
@@ -102,6 +105,7 @@ impl Model {
             timestamp: self.next_timestamp(),
             headers,
             is_part: false,
+            encryption: None,
         }
     }
 
@@ -162,19 +166,37 @@ impl Model {
 
     /// The bytes `[begin, end)` of a complete version, as a stream of chunks, in order, holding at most
     /// `in_memory` blocks in memory (each reserved in the read pool until its chunk is dropped).
+    /// An encrypted version (SSE-C) is decrypted with `key`, which must be the one it was stored with
+    /// (the caller checks it against the recorded MD5 first, to answer with the right error).
     pub async fn read_object(
         self: &Arc<Self>,
         version: &ObjectVersion,
         begin: u64,
         end: u64,
         in_memory: usize,
+        key: Option<&CustomerKey>,
     ) -> Result<impl Stream<Item = Result<Bytes, ModelError>> + Send + 'static, ModelError> {
         let data = version
             .data()
             .ok_or_else(|| ModelError::Invalid("version has no data".into()))?;
+        let stored = data.meta().and_then(|m| m.encryption.as_ref());
+        let key = match (stored, key) {
+            (None, _) => None,
+            (Some(e), Some(k)) if k.matches(e) => Some(k.clone()),
+            (Some(_), _) => return Err(ModelError::Decrypt),
+        };
         let (blocks, first) = match data {
             ObjectData::Inline { bytes, .. } => {
-                let b = Bytes::copy_from_slice(&bytes[begin as usize..end as usize]);
+                // An empty multipart upload stores no bytes at all, encrypted or not.
+                let all = match &key {
+                    Some(k) if !bytes.is_empty() => k.open(&bytes[..])?,
+                    _ => Bytes::copy_from_slice(bytes),
+                };
+                let range = begin as usize..(end as usize).min(all.len());
+                if range.start > range.end {
+                    return Err(ModelError::Invalid("range past the inline body".into()));
+                }
+                let b = all.slice(range);
                 return Ok(futures::stream::once(async move { Ok(b) }).boxed());
             }
             ObjectData::Blocks { first_block, .. } => {
@@ -199,7 +221,7 @@ impl Model {
             ObjectData::DeleteMarker => unreachable!("data() excludes delete markers"),
         };
         Ok(self
-            .stream_blocks(blocks, first, begin, end, blocks_in_memory(in_memory))
+            .stream_blocks(blocks, first, begin, end, blocks_in_memory(in_memory), key)
             .boxed())
     }
 
@@ -211,6 +233,7 @@ impl Model {
         begin: u64,
         end: u64,
         in_memory: usize,
+        key: Option<CustomerKey>,
     ) -> impl Stream<Item = Result<Bytes, ModelError>> + Send + 'static {
         let mut offset = 0u64;
         let mut wanted = vec![];
@@ -229,6 +252,12 @@ impl Model {
             wanted.push((b.hash, b.size, from, to, pre));
         }
         let (model, reserving) = (self.clone(), self.clone());
+        // An encrypted block is that much longer than the plaintext size its version lists.
+        let overhead = if key.is_some() {
+            super::sse::OVERHEAD
+        } else {
+            0
+        };
         futures::stream::iter(wanted)
             // One block at a time, in order: a request never waits for a later block's reservation
             // while an earlier one is unreserved.
@@ -238,19 +267,24 @@ impl Model {
                     match pre {
                         Some((r, permit)) => (hash, from, to, Some(r), permit),
                         None => {
-                            let permit = model.block.reserve_read(size as usize).await;
+                            let permit = model.block.reserve_read(size as usize + overhead).await;
                             (hash, from, to, None, permit)
                         }
                     }
                 }
             })
             .map(move |(hash, from, to, pre, permit)| {
-                let model = model.clone();
+                let (model, key) = (model.clone(), key.clone());
                 async move {
-                    let data = match pre {
+                    let mut data = match pre {
                         Some(r) => r?,
                         None => model.block.get_block(&hash).await?,
                     };
+                    if let Some(k) = key {
+                        data = tokio::task::spawn_blocking(move || k.open(data))
+                            .await
+                            .map_err(|e| ModelError::Task("decryption task", e))??;
+                    }
                     if to > data.len() {
                         return Err(ModelError::Invalid(format!(
                             "block {} is shorter than its version says",
@@ -265,6 +299,12 @@ impl Model {
 }
 
 impl PutUpload {
+    /// Encrypt what this upload stores with a customer key (SSE-C).
+    pub fn encrypted(mut self, key: Option<CustomerKey>) -> PutUpload {
+        self.encryption = key;
+        self
+    }
+
     /// Store the body. Small bodies stay in memory (they go inline in the object entry); larger ones
     /// are cut into blocks written as they arrive. An error of the body stream ends the write with
     /// [`ModelError::Body`] holding that very error, for the caller to take back (by downcasting).
@@ -346,6 +386,7 @@ impl PutUpload {
             state: VersionState::Uploading {
                 multipart: false,
                 headers: self.headers.clone(),
+                encryption: None,
             },
         };
         self.model
@@ -364,19 +405,22 @@ impl PutUpload {
     ) -> impl std::future::Future<Output = Result<Hash, ModelError>> + Send + 'static {
         let model = self.model.clone();
         let (uuid, bucket, key) = (self.uuid, self.bucket, self.key.clone());
+        let encryption = self.encryption.clone();
         async move {
-            let b = block.clone();
-            let hash = tokio::task::spawn_blocking(move || blake2sum(&b))
-                .await
-                .map_err(|e| ModelError::Task("hashing task", e))?;
+            let size = block.len() as u64;
+            // Sealing (SSE-C) happens here too: the block is stored, and addressed, encrypted.
+            let (hash, block) = tokio::task::spawn_blocking(move || {
+                let block = match encryption {
+                    Some(k) => Bytes::from(k.seal(&block)),
+                    None => block,
+                };
+                (blake2sum(&block), block)
+            })
+            .await
+            .map_err(|e| ModelError::Task("hashing task", e))?;
             let mut v = Version::new(uuid, bucket, key);
-            v.blocks.put(
-                (0, offset),
-                VersionBlock {
-                    hash,
-                    size: block.len() as u64,
-                },
-            );
+            // The size listed is the plaintext's: offsets and ranges are in the object's bytes.
+            v.blocks.put((0, offset), VersionBlock { hash, size });
             let (stored, listed) = tokio::join!(
                 model.block.put_block_reserved(hash, block, permit),
                 model.versions.insert(&v)
@@ -391,12 +435,16 @@ impl PutUpload {
     pub async fn commit(
         &self,
         body: StoredBody,
-        meta: ObjectMeta,
+        mut meta: ObjectMeta,
     ) -> Result<ObjectVersion, ModelError> {
+        meta.encryption = self.encryption.as_ref().map(CustomerKey::encryption);
         let data = match body {
             StoredBody::Inline(bytes) => ObjectData::Inline {
                 meta,
-                bytes: ByteBuf::from(bytes.to_vec()),
+                bytes: ByteBuf::from(match &self.encryption {
+                    Some(k) => k.seal(&bytes),
+                    None => bytes.to_vec(),
+                }),
             },
             StoredBody::Blocks { first_block, .. } => ObjectData::Blocks {
                 meta,

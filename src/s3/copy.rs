@@ -1,7 +1,8 @@
 //! CopyObject and UploadPartCopy.
 //!
 //! CopyObject shares the source's blocks (content addressing: nothing is read or rewritten, whatever
-//! the size). UploadPartCopy streams the source range into a new part attempt, which hashes it again
+//! the size), unless the copy changes the SSE-C encryption (another key, or to or from plain data):
+//! then the source is read, decrypted and stored again under the new key. UploadPartCopy streams the source range into a new part attempt, which hashes it again
 //! (the range rarely falls on block boundaries); equal blocks are stored once all the same.
 
 use bytes::Bytes;
@@ -13,9 +14,11 @@ use super::ctx::part_number;
 use super::ctx::{Ctx, ResBody, internal, no_such_bucket, xml_response};
 use super::error::{S3Error, S3ErrorCode, err};
 use super::object::{etag_matches, headers_to_store, precondition_failed, store_stream};
+use super::sse::{self, KeyFor};
 use super::xml;
 use crate::model::object::{ObjectMeta, ObjectVersion};
 use crate::model::ops::meta_of;
+use crate::model::sse::CustomerKey;
 use crate::util::timefmt;
 use crate::util::url::{self, Plus};
 
@@ -25,6 +28,8 @@ struct Source {
     key: String,
     version: ObjectVersion,
     meta: ObjectMeta,
+    /// The SSE-C key of an encrypted source (checked against it).
+    sse_key: Option<CustomerKey>,
 }
 
 async fn source(ctx: &Ctx) -> Result<Source, S3Error> {
@@ -64,12 +69,15 @@ async fn source(ctx: &Ctx) -> Result<Source, S3Error> {
             err(S3ErrorCode::NoSuchKey, "The specified key does not exist.").with("Key", k)
         })?;
     let meta = meta_of(&version).cloned().expect("current() has data");
+    let sse_key = sse::customer_key(&ctx.headers, KeyFor::CopySource)?;
+    sse::check_read(meta.encryption.as_ref(), sse_key.as_ref())?;
     check_copy_conditions(ctx, &meta.etag, version.timestamp.msec)?;
     Ok(Source {
         bucket,
         key: k.to_string(),
         version,
         meta,
+        sse_key,
     })
 }
 
@@ -105,8 +113,10 @@ pub async fn copy_object(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
             );
         }
     };
+    let dst_key = sse::customer_key(&ctx.headers, KeyFor::Target)?;
+    let encryption = dst_key.as_ref().map(CustomerKey::encryption);
     let same = src.bucket.id == ctx.bucket().id && src.key == ctx.object_key();
-    if same && !replace {
+    if same && !replace && encryption == src.meta.encryption {
         return Err(err(
             S3ErrorCode::InvalidRequest,
             "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
@@ -116,22 +126,65 @@ pub async fn copy_object(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
     if replace {
         meta.headers = headers_to_store(ctx)?;
     }
-    let v = ctx
-        .model()
-        .copy_object(
-            &src.version,
-            ctx.bucket().id,
-            ctx.object_key(),
-            meta.clone(),
-        )
-        .await
-        .map_err(internal)?;
+    let (etag, last_modified_msec) = if encryption == src.meta.encryption {
+        // Same key (or both plain): the blocks are shared as they are.
+        let v = ctx
+            .model()
+            .copy_object(
+                &src.version,
+                ctx.bucket().id,
+                ctx.object_key(),
+                meta.clone(),
+            )
+            .await
+            .map_err(internal)?;
+        (meta.etag, v.timestamp.msec)
+    } else {
+        reencrypt(ctx, &src, meta, dst_key).await?
+    };
     let doc = xml::CopyObjectResult {
-        etag: meta.etag,
-        last_modified_msec: v.timestamp.msec,
+        etag,
+        last_modified_msec,
         checksums: vec![],
     };
-    Ok(xml_response(doc.to_xml()))
+    let mut r = xml_response(doc.to_xml());
+    sse::add_response_headers(&mut r, encryption.as_ref());
+    Ok(r)
+}
+
+/// A copy to another key (or from or to plain data): the source is read, decrypted, and stored
+/// again, encrypted with the destination's key. Returns the new ETag and timestamp.
+async fn reencrypt(
+    ctx: &Ctx,
+    src: &Source,
+    mut meta: ObjectMeta,
+    dst_key: Option<CustomerKey>,
+) -> Result<(String, u64), S3Error> {
+    let model = ctx.model().clone();
+    let upload = model
+        .start_put(
+            ctx.bucket().id,
+            ctx.object_key().to_string(),
+            meta.headers.clone(),
+        )
+        .encrypted(dst_key.clone());
+    let data = model
+        // No read-ahead: see `model::ops` on memory.
+        .read_object(&src.version, 0, src.meta.size, 1, src.sse_key.as_ref())
+        .await
+        .map_err(internal)?
+        .map(|r: Result<Bytes, crate::model::ModelError>| r.map_err(internal));
+    let (stored, d) = store_stream(&upload, Box::pin(data), Wanted::default(), u64::MAX).await?;
+    meta.etag = super::object::etag_of(d.md5, dst_key.as_ref());
+    // The object is now one body: no parts, and a checksum only if it was of the whole body.
+    if meta.parts.take().is_some() {
+        meta.checksum = None;
+    }
+    let v = upload
+        .commit(stored, meta.clone())
+        .await
+        .map_err(internal)?;
+    Ok((meta.etag, v.timestamp.msec))
 }
 
 /// `x-amz-copy-source-range: bytes=first-last`, within the source.
@@ -163,14 +216,20 @@ pub async fn upload_part_copy(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Erro
     let src = source(ctx).await?;
     let (begin, end) = copy_range(ctx, src.meta.size)?;
     let (id, up) = super::multipart::upload_of(ctx).await?;
+    let dst_key = sse::customer_key(&ctx.headers, KeyFor::Target)?;
+    sse::check_part(up.encryption.as_ref(), dst_key.as_ref())?;
     let model = ctx.model().clone();
-    let attempt = model.start_part(&up, n).await.map_err(internal)?;
+    let attempt = model
+        .start_part(&up, n)
+        .await
+        .map_err(internal)?
+        .encrypted(dst_key.clone());
     let data = if begin == end {
         futures::stream::empty().boxed()
     } else {
         model
             // No read-ahead: see `model::ops` on memory.
-            .read_object(&src.version, begin, end, 1)
+            .read_object(&src.version, begin, end, 1, src.sse_key.as_ref())
             .await
             .map_err(internal)?
             .boxed()
@@ -183,7 +242,7 @@ pub async fn upload_part_copy(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Erro
         super::multipart::MAX_PART_SIZE,
     )
     .await?;
-    let etag = hex::encode(d.md5);
+    let etag = super::object::etag_of(d.md5, dst_key.as_ref());
     model
         .finish_part(id, n, &attempt, &stored, etag.clone(), None)
         .await
@@ -193,5 +252,7 @@ pub async fn upload_part_copy(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Erro
         last_modified_msec: attempt.timestamp.msec,
         checksums: vec![],
     };
-    Ok(xml_response(doc.to_xml()))
+    let mut r = xml_response(doc.to_xml());
+    sse::add_response_headers(&mut r, up.encryption.as_ref());
+    Ok(r)
 }

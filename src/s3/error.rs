@@ -21,6 +21,7 @@ pub enum S3ErrorCode {
     InvalidArgument,
     InvalidBucketName,
     InvalidDigest,
+    InvalidEncryptionAlgorithmError,
     InvalidObjectState,
     InvalidPart,
     InvalidPartOrder,
@@ -67,6 +68,7 @@ impl S3ErrorCode {
             InvalidArgument => "InvalidArgument",
             InvalidBucketName => "InvalidBucketName",
             InvalidDigest => "InvalidDigest",
+            InvalidEncryptionAlgorithmError => "InvalidEncryptionAlgorithmError",
             InvalidObjectState => "InvalidObjectState",
             InvalidPart => "InvalidPart",
             InvalidPartOrder => "InvalidPartOrder",
@@ -123,6 +125,7 @@ impl S3ErrorCode {
             | InvalidArgument
             | InvalidBucketName
             | InvalidDigest
+            | InvalidEncryptionAlgorithmError
             | InvalidPart
             | InvalidPartOrder
             | InvalidRequest

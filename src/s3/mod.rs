@@ -1,5 +1,5 @@
 //! The S3 HTTP API (our own code on hyper 1 and quick-xml): routing (`router`), SigV4 (`sigv4`,
-//! `streaming` for aws-chunked bodies), checksums (`checksum`), request bodies and their digests
+//! `streaming` for aws-chunked bodies), checksums (`checksum`), SSE-C headers (`sse`), request bodies and their digests
 //! (`body`), XML documents (`xml`), the handlers' shared context and response helpers (`ctx`), the
 //! server and request lifecycle (`server`), and the operations (`bucket`, `list`, `object`,
 //! `multipart`, `copy`). Request paths and their round trips: `doc/s3.md`.
@@ -18,5 +18,6 @@ pub mod object;
 pub mod router;
 pub mod server;
 pub mod sigv4;
+pub mod sse;
 pub mod streaming;
 pub mod xml;

@@ -9,10 +9,12 @@ use super::ctx::{
     Ctx, ResBody, empty, full, internal, part_number, respond, small_body, xml_response,
 };
 use super::error::{S3Error, S3ErrorCode, err};
-use super::object::{Received, headers_to_store, receive};
+use super::object::{Received, etag_of, headers_to_store, receive};
+use super::sse::{self, KeyFor};
 use super::xml;
 use crate::model::multipart::{CompleteError, Upload};
 use crate::model::object::VersionState;
+use crate::model::sse::CustomerKey;
 use crate::util::hash::Hash;
 
 /// Largest part (as S3).
@@ -51,9 +53,17 @@ async fn upload(ctx: &Ctx) -> Result<(Hash, Upload), S3Error> {
 
 pub async fn create(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
     let headers = headers_to_store(ctx)?;
+    let encryption = sse::customer_key(&ctx.headers, KeyFor::Target)?
+        .as_ref()
+        .map(CustomerKey::encryption);
     let id = ctx
         .model()
-        .create_multipart(ctx.bucket().id, ctx.object_key(), headers)
+        .create_multipart(
+            ctx.bucket().id,
+            ctx.object_key(),
+            headers,
+            encryption.clone(),
+        )
         .await
         .map_err(internal)?;
     let doc = xml::InitiateMultipartUploadResult {
@@ -61,21 +71,29 @@ pub async fn create(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
         key: ctx.object_key().to_string(),
         upload_id: hex::encode(id),
     };
-    Ok(xml_response(doc.to_xml()))
+    let mut r = xml_response(doc.to_xml());
+    sse::add_response_headers(&mut r, encryption.as_ref());
+    Ok(r)
 }
 
 pub async fn upload_part(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
     let n = part_number(ctx.route.query.get("partNumber").map_or("", |s| s))?;
     let (id, up) = upload(ctx).await?;
+    let sse_key = sse::customer_key(&ctx.headers, KeyFor::Target)?;
+    sse::check_part(up.encryption.as_ref(), sse_key.as_ref())?;
     let model = ctx.model().clone();
-    let attempt = model.start_part(&up, n).await.map_err(internal)?;
+    let attempt = model
+        .start_part(&up, n)
+        .await
+        .map_err(internal)?
+        .encrypted(sse_key.clone());
     let Received {
         stored,
         md5,
         checksum,
         ..
     } = receive(ctx, &attempt, MAX_PART_SIZE).await?;
-    let etag = hex::encode(md5);
+    let etag = etag_of(md5, sse_key.as_ref());
     let ck = checksum
         .as_ref()
         .map(|c| (c.algorithm.as_str().to_string(), c.to_base64()));
@@ -89,6 +107,7 @@ pub async fn upload_part(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
     if let Some(c) = &checksum {
         r = r.header(c.algorithm.header_name(), c.to_base64());
     }
+    r = sse::response_headers(r, up.encryption.as_ref());
     respond(r, full(Bytes::new()))
 }
 
@@ -134,7 +153,9 @@ pub async fn complete(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
         etag,
         checksums: vec![],
     };
-    Ok(xml_response(doc.to_xml()))
+    let mut r = xml_response(doc.to_xml());
+    sse::add_response_headers(&mut r, up.encryption.as_ref());
+    Ok(r)
 }
 
 pub async fn abort(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {

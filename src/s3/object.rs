@@ -11,10 +11,12 @@ use super::checksum::{Checksum, RequestChecksum, content_md5, request_checksum};
 use super::ctx::{Ctx, ReqBody, ResBody, empty, full, internal, respond};
 use super::error::{S3Error, S3ErrorCode, err};
 use super::sigv4::ContentSha256;
+use super::sse::{self, KeyFor};
 use super::xml;
 use crate::model::ModelError;
 use crate::model::object::{ObjectData, ObjectMeta, ObjectVersion};
 use crate::model::ops::{PutUpload, StoredBody};
+use crate::model::sse::CustomerKey;
 use crate::util::timefmt;
 
 /// Largest single PUT (as AWS: 5 GiB; larger objects use multipart uploads).
@@ -63,6 +65,15 @@ pub fn headers_to_store(ctx: &Ctx) -> Result<Vec<(String, String)>, S3Error> {
         ));
     }
     Ok(out)
+}
+
+/// The ETag of a new body: its MD5, or random when it is stored encrypted (see
+/// [`crate::model::sse::random_etag`]).
+pub fn etag_of(md5: [u8; 16], key: Option<&CustomerKey>) -> String {
+    match key {
+        Some(_) => crate::model::sse::random_etag(),
+        None => hex::encode(md5),
+    }
 }
 
 fn no_such_key(ctx: &Ctx) -> S3Error {
@@ -208,19 +219,23 @@ fn verify_digests(
 
 pub async fn put_object(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
     let headers = headers_to_store(ctx)?;
+    let sse_key = sse::customer_key(&ctx.headers, KeyFor::Target)?;
     let model = ctx.model().clone();
-    let upload = model.start_put(
-        ctx.bucket().id,
-        ctx.object_key().to_string(),
-        headers.clone(),
-    );
+    let upload = model
+        .start_put(
+            ctx.bucket().id,
+            ctx.object_key().to_string(),
+            headers.clone(),
+        )
+        .encrypted(sse_key.clone());
     let Received {
         stored,
         len,
         md5,
         checksum: checksum_value,
     } = receive(ctx, &upload, MAX_PUT_SIZE).await?;
-    let etag = hex::encode(md5);
+    let etag = etag_of(md5, sse_key.as_ref());
+    let encryption = sse_key.as_ref().map(CustomerKey::encryption);
     let meta = ObjectMeta {
         size: len,
         etag: etag.clone(),
@@ -229,11 +244,13 @@ pub async fn put_object(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
             .as_ref()
             .map(|c| (c.algorithm.as_str().to_string(), c.to_base64())),
         parts: None,
+        encryption: encryption.clone(),
     };
     upload.commit(stored, meta).await.map_err(internal)?;
     let mut r = Response::builder()
         .status(StatusCode::OK)
         .header("etag", format!("\"{etag}\""));
+    r = sse::response_headers(r, encryption.as_ref());
     if let Some(c) = &checksum_value {
         r = r.header(c.algorithm.header_name(), c.to_base64());
     }
@@ -346,6 +363,8 @@ pub async fn get_object(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
         .and_then(ObjectData::meta)
         .cloned()
         .expect("current() has data");
+    let sse_key = sse::customer_key(&ctx.headers, KeyFor::Target)?;
+    sse::check_read(meta.encryption.as_ref(), sse_key.as_ref())?;
     let last_modified = version.timestamp.msec;
     check_preconditions(ctx, &meta.etag, last_modified).map_err(|e| {
         if e.code == S3ErrorCode::NotModified {
@@ -387,6 +406,7 @@ pub async fn get_object(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
         .header("last-modified", timefmt::http_date(last_modified))
         .header("accept-ranges", "bytes")
         .header("content-length", (end - begin).to_string());
+    r = sse::response_headers(r, meta.encryption.as_ref());
     if range.is_some() {
         r = r.header(
             "content-range",
@@ -443,7 +463,13 @@ pub async fn get_object(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
         return respond(r, full(Bytes::new()));
     }
     let stream = model
-        .read_object(&version, begin, end, crate::model::ops::GET_READ_AHEAD)
+        .read_object(
+            &version,
+            begin,
+            end,
+            crate::model::ops::GET_READ_AHEAD,
+            sse_key.as_ref(),
+        )
         .await
         .map_err(internal)?;
     let body = StreamBody::new(stream.map(|c| {

@@ -299,10 +299,14 @@ pub fn refuse_unhonoured(op: Op, headers: &HeaderMap) -> Result<(), S3Error> {
     for (name, value) in headers {
         let n = name.as_str();
         let v = value.to_str().unwrap_or("");
-        if n.starts_with("x-amz-server-side-encryption")
-            || n.starts_with("x-amz-copy-source-server-side-encryption")
-        {
-            return refuse(&format!("Server-side encryption ({n})"));
+        // SSE-C (`…-customer-*`) is honoured (`s3::sse`); encryption with keys the store would
+        // manage (SSE-S3, SSE-KMS, bucket keys) is not.
+        let sse = n
+            .strip_prefix("x-amz-copy-source-")
+            .unwrap_or(n)
+            .strip_prefix("x-amz-server-side-encryption");
+        if sse.is_some_and(|rest| !rest.starts_with("-customer-")) {
+            return refuse(&format!("Server-side encryption with managed keys ({n})"));
         }
         if n.starts_with("x-amz-object-lock-") || n == "x-amz-bypass-governance-retention" {
             return refuse(&format!("Object lock ({n})"));
