@@ -7,7 +7,7 @@ use hyper::body::Frame;
 use hyper::{Response, StatusCode};
 
 use super::body::{Digester, Digests, Wanted, digesting};
-use super::checksum::{Checksum, RequestChecksum, content_md5, request_checksum};
+use super::checksum::{Checksum, RequestChecksum, content_md5, md5_mismatch, request_checksum};
 use super::ctx::{Ctx, ReqBody, ResBody, empty, full, internal, respond};
 use super::error::{S3Error, S3ErrorCode, err};
 use super::sigv4::ContentSha256;
@@ -159,10 +159,7 @@ fn verify_digests(
         ));
     }
     if md5_expected.is_some_and(|m| m != d.md5) {
-        return Err(err(
-            S3ErrorCode::BadDigest,
-            "The Content-MD5 you specified did not match what we received.",
-        ));
+        return Err(md5_mismatch());
     }
     if let (ContentSha256::Literal(exp), Some(got)) = (&ctx.content_sha256, d.sha256)
         && *exp != got
@@ -194,14 +191,8 @@ fn verify_digests(
         }
         None => None,
     };
-    if expected.as_ref().is_some_and(|e| e != got) {
-        return Err(err(
-            S3ErrorCode::BadDigest,
-            format!(
-                "The {} you specified did not match the calculated checksum.",
-                got.algorithm.as_str()
-            ),
-        ));
+    if let Some(e) = &expected {
+        got.check(e)?;
     }
     Ok(Some(got.clone()))
 }
@@ -461,10 +452,7 @@ pub async fn delete_objects(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error>
     if let Some(expected) = content_md5(&ctx.headers)? {
         let got: [u8; 16] = <md5::Md5 as md5::Digest>::digest(&body[..]).into();
         if got != expected {
-            return Err(err(
-                S3ErrorCode::BadDigest,
-                "The Content-MD5 you specified did not match what we received.",
-            ));
+            return Err(md5_mismatch());
         }
     }
     let req = xml::parse_delete(&body)?;
