@@ -15,7 +15,7 @@ use super::xml;
 use crate::model::ModelError;
 use crate::model::object::{ObjectData, ObjectMeta, ObjectVersion};
 use crate::model::ops::{PutUpload, StoredBody};
-use crate::util::timefmt;
+use crate::util::{rfc2047, timefmt};
 
 /// Largest single PUT (as AWS: 5 GiB; larger objects use multipart uploads).
 pub const MAX_PUT_SIZE: u64 = 5 << 30;
@@ -38,7 +38,8 @@ pub fn headers_to_store(ctx: &Ctx) -> Result<Vec<(String, String)>, S3Error> {
     let mut user = 0;
     for (name, value) in ctx.headers.iter() {
         let n = name.as_str();
-        let Ok(v) = value.to_str() else { continue };
+        // Values beyond visible ASCII are kept, not dropped (see util::rfc2047).
+        let v = &rfc2047::header_text(value.as_bytes());
         if n == "content-encoding" {
             // aws-chunked is transport framing, not the object's encoding.
             let rest: Vec<&str> = v
@@ -52,8 +53,9 @@ pub fn headers_to_store(ctx: &Ctx) -> Result<Vec<(String, String)>, S3Error> {
         } else if STORED_HEADERS.contains(&n) {
             out.push((n.to_string(), v.to_string()));
         } else if let Some(m) = n.strip_prefix("x-amz-meta-") {
+            let v = rfc2047::decode(value.as_bytes());
             user += m.len() + v.len();
-            out.push((n.to_string(), v.to_string()));
+            out.push((n.to_string(), v));
         }
     }
     if user > MAX_USER_META {
@@ -387,7 +389,12 @@ pub async fn get_object(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
     let mut has_type = false;
     for (n, v) in &meta.headers {
         has_type |= n == "content-type";
-        r = r.header(n.as_str(), v.as_str());
+        let v = if n.starts_with("x-amz-meta-") {
+            rfc2047::encode(v)
+        } else {
+            v.into()
+        };
+        r = r.header(n.as_str(), v.as_ref());
     }
     if !has_type {
         r = r.header("content-type", "binary/octet-stream");
