@@ -1,5 +1,7 @@
-//! ListBuckets, CreateBucket, DeleteBucket, GetBucketLocation, GetBucketVersioning.
+//! ListBuckets (with its pagination), CreateBucket, DeleteBucket, GetBucketLocation, GetBucketVersioning.
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hyper::{Response, StatusCode};
 
 use super::ctx::{Ctx, ResBody, empty, internal, small_body, xml_response};
@@ -21,7 +23,73 @@ pub fn owner_of(ctx: &Ctx) -> Owner {
     }
 }
 
+/// Most buckets per ListBuckets page, and the page size AWS applies when a paginated request
+/// (`prefix`, `continuation-token` or `bucket-region`) gives no `max-buckets`.
+pub const MAX_BUCKETS: usize = 10_000;
+
+/// ListBuckets' query: `max-buckets` (1 to 10,000), `continuation-token` (a bucket name, opaque),
+/// `prefix`, `bucket-region`. `None` for a plain request, which lists every bucket on one page.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct BucketPage {
+    max: usize,
+    after: Option<String>,
+    prefix: Option<String>,
+    region: Option<String>,
+}
+
+fn bucket_page(
+    q: &std::collections::BTreeMap<String, String>,
+) -> Result<Option<BucketPage>, S3Error> {
+    let given = [
+        "max-buckets",
+        "continuation-token",
+        "prefix",
+        "bucket-region",
+    ];
+    if !given.iter().any(|p| q.contains_key(*p)) {
+        return Ok(None);
+    }
+    let max = match q.get("max-buckets") {
+        None => MAX_BUCKETS,
+        Some(m) => m
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_BUCKETS).contains(n))
+            .ok_or_else(|| {
+                err(
+                    S3ErrorCode::InvalidArgument,
+                    "Argument maxBuckets must be an integer between 1 and 10000.",
+                )
+                .with("ArgumentName", "max-buckets")
+                .with("ArgumentValue", m.clone())
+            })?,
+    };
+    let after = match q.get("continuation-token") {
+        None => None,
+        Some(t) => Some(
+            URL_SAFE_NO_PAD
+                .decode(t)
+                .ok()
+                .and_then(|raw| String::from_utf8(raw).ok())
+                .ok_or_else(|| {
+                    err(
+                        S3ErrorCode::InvalidArgument,
+                        "The continuation token provided is incorrect",
+                    )
+                    .with("ArgumentName", "continuation-token")
+                })?,
+        ),
+    };
+    Ok(Some(BucketPage {
+        max,
+        after,
+        prefix: q.get("prefix").cloned(),
+        region: q.get("bucket-region").cloned(),
+    }))
+}
+
 pub async fn list_buckets(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
+    let page = bucket_page(&ctx.route.query)?;
     let all = ctx.model().list_buckets().map_err(internal)?;
     let visible = |id: &crate::util::hash::Hash| !ctx.key.permissions(id).is_none();
     let mut buckets: Vec<BucketSummary> = all
@@ -53,9 +121,29 @@ pub async fn list_buckets(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
     }
     buckets.sort_by(|a, b| a.name.cmp(&b.name));
     buckets.dedup_by(|a, b| a.name == b.name);
+    let mut continuation_token = None;
+    let mut prefix = None;
+    if let Some(page) = page {
+        // Every bucket of the cluster is in its one region.
+        let elsewhere = page.region.is_some_and(|r| r != ctx.state.region);
+        buckets.retain(|b| {
+            !elsewhere
+                && page.after.as_ref().is_none_or(|a| b.name > *a)
+                && page.prefix.as_ref().is_none_or(|p| b.name.starts_with(p))
+        });
+        if buckets.len() > page.max {
+            buckets.truncate(page.max);
+            // Opaque to clients: the last bucket name listed.
+            continuation_token = buckets.last().map(|b| URL_SAFE_NO_PAD.encode(&b.name));
+        }
+        prefix = page.prefix;
+    }
     let doc = ListAllMyBucketsResult {
         owner: owner_of(ctx),
         buckets,
+        region: ctx.state.region.clone(),
+        continuation_token,
+        prefix,
     };
     Ok(xml_response(doc.to_xml()))
 }
@@ -131,4 +219,49 @@ pub fn location(ctx: &Ctx) -> Result<Response<ResBody>, S3Error> {
 
 pub fn versioning() -> Result<Response<ResBody>, S3Error> {
     Ok(xml_response(xml::versioning_configuration_xml()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn list_buckets_page_parameters() {
+        assert_eq!(bucket_page(&query(&[])).unwrap(), None);
+        assert_eq!(
+            bucket_page(&query(&[("prefix", "ph")])).unwrap(),
+            Some(BucketPage {
+                max: MAX_BUCKETS,
+                prefix: Some("ph".into()),
+                ..Default::default()
+            })
+        );
+        let token = URL_SAFE_NO_PAD.encode("photos");
+        assert_eq!(
+            bucket_page(&query(&[
+                ("max-buckets", "2"),
+                ("continuation-token", &token)
+            ]))
+            .unwrap()
+            .unwrap(),
+            BucketPage {
+                max: 2,
+                after: Some("photos".into()),
+                ..Default::default()
+            }
+        );
+        for bad in ["0", "10001", "-1", "x", ""] {
+            let e = bucket_page(&query(&[("max-buckets", bad)])).unwrap_err();
+            assert_eq!(e.code, S3ErrorCode::InvalidArgument, "{bad}");
+        }
+        let e = bucket_page(&query(&[("continuation-token", "!!")])).unwrap_err();
+        assert_eq!(e.code, S3ErrorCode::InvalidArgument);
+    }
 }

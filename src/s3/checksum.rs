@@ -123,12 +123,14 @@ impl Checksum {
         BASE64.encode(&self.value)
     }
 
-    /// Reads a client-sent value: padded standard base64 of exactly the algorithm's length.
+    /// Reads a client-sent value: padded standard base64 of exactly the algorithm's length, else
+    /// 400 `InvalidRequest` "Value for x-amz-checksum-… header is invalid." (AWS's answer; a value
+    /// that decodes but does not match the body is `BadDigest`, see [`Checksum::check`]).
     pub fn from_base64(algorithm: ChecksumAlgorithm, s: &str) -> Result<Checksum, S3Error> {
         match BASE64.decode(s.trim()) {
             Ok(value) if value.len() == algorithm.value_len() => Ok(Checksum { algorithm, value }),
             _ => Err(err(
-                S3ErrorCode::InvalidArgument,
+                S3ErrorCode::InvalidRequest,
                 format!("Value for {} header is invalid.", algorithm.header_name()),
             )),
         }
@@ -441,7 +443,14 @@ mod tests {
         assert_eq!(c.to_base64(), "DUoRhQ==");
         for bad in ["DUoRhQ", "DUoRhQAA", "!!!!", ""] {
             let e = Checksum::from_base64(ChecksumAlgorithm::Crc32, bad).unwrap_err();
-            assert_eq!(e.code, S3ErrorCode::InvalidArgument, "{bad}");
+            assert_eq!(
+                (e.code, e.message.as_str()),
+                (
+                    S3ErrorCode::InvalidRequest,
+                    "Value for x-amz-checksum-crc32 header is invalid."
+                ),
+                "{bad}"
+            );
         }
         let other = compute(ChecksumAlgorithm::Crc32, b"hello");
         let e = other.check(&c).unwrap_err();
@@ -519,7 +528,7 @@ mod tests {
         );
         assert_eq!(
             code(&[("x-amz-checksum-crc32", "nope")]),
-            S3ErrorCode::InvalidArgument
+            S3ErrorCode::InvalidRequest
         );
     }
 

@@ -9,6 +9,7 @@ use hyper::StatusCode;
 pub enum S3ErrorCode {
     AccessDenied,
     AuthorizationHeaderMalformed,
+    AuthorizationQueryParametersError,
     BadDigest,
     BucketAlreadyExists,
     BucketAlreadyOwnedByYou,
@@ -56,6 +57,7 @@ impl S3ErrorCode {
         match self {
             AccessDenied => "AccessDenied",
             AuthorizationHeaderMalformed => "AuthorizationHeaderMalformed",
+            AuthorizationQueryParametersError => "AuthorizationQueryParametersError",
             BadDigest => "BadDigest",
             BucketAlreadyExists => "BucketAlreadyExists",
             BucketAlreadyOwnedByYou => "BucketAlreadyOwnedByYou",
@@ -118,6 +120,7 @@ impl S3ErrorCode {
             ServiceUnavailable | SlowDown => StatusCode::SERVICE_UNAVAILABLE,
             RequestHeaderSectionTooLarge | RequestTimeout => StatusCode::BAD_REQUEST,
             AuthorizationHeaderMalformed
+            | AuthorizationQueryParametersError
             | BadDigest
             | EntityTooLarge
             | EntityTooSmall

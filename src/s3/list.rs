@@ -50,20 +50,36 @@ fn encode_token(a: &After) -> String {
     URL_SAFE_NO_PAD.encode(s)
 }
 
+/// AWS's answer to a continuation token it did not issue.
+fn bad_token() -> S3Error {
+    err(
+        S3ErrorCode::InvalidArgument,
+        "The continuation token provided is incorrect",
+    )
+    .with("ArgumentName", "continuation-token")
+}
+
 fn decode_token(t: &str) -> Result<After, S3Error> {
-    let bad = || {
-        err(
-            S3ErrorCode::InvalidArgument,
-            "The continuation token provided is incorrect",
-        )
-        .with("ArgumentName", "continuation-token")
-    };
-    let raw = URL_SAFE_NO_PAD.decode(t).map_err(|_| bad())?;
-    let s = String::from_utf8(raw).map_err(|_| bad())?;
+    let raw = URL_SAFE_NO_PAD.decode(t).map_err(|_| bad_token())?;
+    let s = String::from_utf8(raw).map_err(|_| bad_token())?;
     match s.split_at_checked(1) {
         Some(("k", k)) => Ok(After::Key(k.into())),
         Some(("p", p)) => Ok(After::Prefix(p.into())),
-        _ => Err(bad()),
+        _ => Err(bad_token()),
+    }
+}
+
+/// `encoding-type`: absent, or `url` (keys and prefixes percent-encoded in the answer); anything
+/// else is `InvalidArgument`, as on AWS. Shared by every listing that takes it.
+pub fn url_encoding(q: &std::collections::BTreeMap<String, String>) -> Result<bool, S3Error> {
+    match q.get("encoding-type").map(String::as_str) {
+        None => Ok(false),
+        Some("url") => Ok(true),
+        Some(_) => Err(err(
+            S3ErrorCode::InvalidArgument,
+            "Invalid Encoding Method specified in Request",
+        )
+        .with("ArgumentName", "encoding-type")),
     }
 }
 
@@ -83,17 +99,7 @@ pub async fn list_objects(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
         None => MAX_KEYS,
     }
     .min(MAX_KEYS);
-    let url = match q.get("encoding-type").map(String::as_str) {
-        None => false,
-        Some("url") => true,
-        Some(_) => {
-            return Err(err(
-                S3ErrorCode::InvalidArgument,
-                "Invalid Encoding Method specified in Request",
-            )
-            .with("ArgumentName", "encoding-type"));
-        }
-    };
+    let url = url_encoding(q)?;
     let token = if v2 {
         q.get("continuation-token")
             .map(|t| decode_token(t))

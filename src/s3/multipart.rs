@@ -238,7 +238,7 @@ pub async fn list_uploads(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
     let delimiter = q.get("delimiter").cloned().filter(|d| !d.is_empty());
     let key_marker = q.get("key-marker").cloned().unwrap_or_default();
     let id_marker = q.get("upload-id-marker").cloned().unwrap_or_default();
-    let url = q.get("encoding-type").map(String::as_str) == Some("url");
+    let url = super::list::url_encoding(&q)?;
     let max = max_param(ctx, "max-uploads")?;
     let start = if key_marker.as_str() > prefix.as_str() {
         key_marker.clone()

@@ -7,7 +7,7 @@ use hyper::body::Frame;
 use hyper::{Response, StatusCode};
 
 use super::body::{Digester, Digests, Wanted, digesting};
-use super::checksum::{Checksum, RequestChecksum, content_md5, request_checksum};
+use super::checksum::{Checksum, RequestChecksum, content_md5, md5_mismatch, request_checksum};
 use super::ctx::{Ctx, ReqBody, ResBody, empty, full, internal, respond};
 use super::error::{S3Error, S3ErrorCode, err};
 use super::sigv4::ContentSha256;
@@ -17,7 +17,7 @@ use crate::model::ModelError;
 use crate::model::object::{ObjectData, ObjectMeta, ObjectVersion};
 use crate::model::ops::{PutUpload, StoredBody};
 use crate::model::sse::CustomerKey;
-use crate::util::timefmt;
+use crate::util::{rfc2047, timefmt};
 
 /// Largest single PUT (as AWS: 5 GiB; larger objects use multipart uploads).
 pub const MAX_PUT_SIZE: u64 = 5 << 30;
@@ -40,7 +40,8 @@ pub fn headers_to_store(ctx: &Ctx) -> Result<Vec<(String, String)>, S3Error> {
     let mut user = 0;
     for (name, value) in ctx.headers.iter() {
         let n = name.as_str();
-        let Ok(v) = value.to_str() else { continue };
+        // Values beyond visible ASCII are kept, not dropped (see util::rfc2047).
+        let v = &rfc2047::header_text(value.as_bytes());
         if n == "content-encoding" {
             // aws-chunked is transport framing, not the object's encoding.
             let rest: Vec<&str> = v
@@ -54,8 +55,9 @@ pub fn headers_to_store(ctx: &Ctx) -> Result<Vec<(String, String)>, S3Error> {
         } else if STORED_HEADERS.contains(&n) {
             out.push((n.to_string(), v.to_string()));
         } else if let Some(m) = n.strip_prefix("x-amz-meta-") {
+            let v = rfc2047::decode(value.as_bytes());
             user += m.len() + v.len();
-            out.push((n.to_string(), v.to_string()));
+            out.push((n.to_string(), v));
         }
     }
     if user > MAX_USER_META {
@@ -170,10 +172,7 @@ fn verify_digests(
         ));
     }
     if md5_expected.is_some_and(|m| m != d.md5) {
-        return Err(err(
-            S3ErrorCode::BadDigest,
-            "The Content-MD5 you specified did not match what we received.",
-        ));
+        return Err(md5_mismatch());
     }
     if let (ContentSha256::Literal(exp), Some(got)) = (&ctx.content_sha256, d.sha256)
         && *exp != got
@@ -205,14 +204,8 @@ fn verify_digests(
         }
         None => None,
     };
-    if expected.as_ref().is_some_and(|e| e != got) {
-        return Err(err(
-            S3ErrorCode::BadDigest,
-            format!(
-                "The {} you specified did not match the calculated checksum.",
-                got.algorithm.as_str()
-            ),
-        ));
+    if let Some(e) = &expected {
+        got.check(e)?;
     }
     Ok(Some(got.clone()))
 }
@@ -416,7 +409,12 @@ pub async fn get_object(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
     let mut has_type = false;
     for (n, v) in &meta.headers {
         has_type |= n == "content-type";
-        r = r.header(n.as_str(), v.as_str());
+        let v = if n.starts_with("x-amz-meta-") {
+            rfc2047::encode(v)
+        } else {
+            v.into()
+        };
+        r = r.header(n.as_str(), v.as_ref());
     }
     if !has_type {
         r = r.header("content-type", "binary/octet-stream");
@@ -487,10 +485,7 @@ pub async fn delete_objects(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error>
     if let Some(expected) = content_md5(&ctx.headers)? {
         let got: [u8; 16] = <md5::Md5 as md5::Digest>::digest(&body[..]).into();
         if got != expected {
-            return Err(err(
-                S3ErrorCode::BadDigest,
-                "The Content-MD5 you specified did not match what we received.",
-            ));
+            return Err(md5_mismatch());
         }
     }
     let req = xml::parse_delete(&body)?;

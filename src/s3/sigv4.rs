@@ -316,9 +316,7 @@ fn parse_presigned(query: &[(String, String)], headers: &HeaderMap) -> Result<Pa
             "X-Amz-Date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\"",
         ));
     }
-    let expires_secs = get("X-Amz-Expires")?
-        .parse::<u64>()
-        .map_err(|_| query_error("X-Amz-Expires should be a number"))?;
+    let expires_secs = parse_expires(get("X-Amz-Expires")?)?;
     let signed_headers = parse_signed_headers(get("X-Amz-SignedHeaders")?)
         .ok_or_else(|| query_error("X-Amz-SignedHeaders is mal-formed"))?;
     let content_sha256 = ContentSha256::parse(&presigned_payload_hash(query, headers))?;
@@ -333,6 +331,27 @@ fn parse_presigned(query: &[(String, String)], headers: &HeaderMap) -> Result<Pa
         kind: AuthKind::Presigned { expires_secs },
         content_sha256,
     })
+}
+
+/// `X-Amz-Expires`: whole seconds, at most [`MAX_PRESIGNED_EXPIRES`], with AWS's messages for a value
+/// that is not a number, negative, or over a week. 0 is accepted here and is expired on arrival
+/// ([`check_time`]), as on AWS.
+fn parse_expires(value: &str) -> Result<u64, S3Error> {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if value.strip_prefix('-').is_some_and(digits) {
+        return Err(query_error("X-Amz-Expires must be non-negative"));
+    }
+    if !digits(value) {
+        return Err(query_error("X-Amz-Expires should be a number"));
+    }
+    // Too many digits for u64 is still a number, and more than a week.
+    let n = value.parse::<u64>().unwrap_or(u64::MAX);
+    if n > MAX_PRESIGNED_EXPIRES {
+        return Err(query_error(
+            "X-Amz-Expires must be less than a week (in seconds) that is 604800",
+        ));
+    }
+    Ok(n)
 }
 
 /// The payload hash a presigned URL was signed with: an `X-Amz-Content-Sha256` query parameter,
@@ -392,9 +411,12 @@ fn header_malformed(detail: &str) -> S3Error {
     )
 }
 
-/// AWS's `AuthorizationQueryParametersError`, which Grenier reports as `InvalidArgument`.
+/// A malformed presigned URL: 400 `AuthorizationQueryParametersError`, as on AWS.
 fn query_error(detail: &str) -> S3Error {
-    err(S3ErrorCode::InvalidArgument, detail.to_string())
+    err(
+        S3ErrorCode::AuthorizationQueryParametersError,
+        detail.to_string(),
+    )
 }
 
 /// The error for a malformed authorization, in the flavour of where it came from.
@@ -532,8 +554,8 @@ fn check_scope(auth: &ParsedAuth, region: &str) -> Result<(), S3Error> {
     Ok(())
 }
 
-/// Header auth: within 15 minutes of `now`. Presigned: a lifetime of 1 s to 7 days, started no more
-/// than 15 minutes in the future, not yet over.
+/// Header auth: within 15 minutes of `now`. Presigned: started no more than 15 minutes in the future,
+/// lifetime not yet over (a lifetime of 0 always is: 403 AccessDenied "Request has expired").
 fn check_time(auth: &ParsedAuth, now: SystemTime) -> Result<(), S3Error> {
     let time =
         parse_amz_date(&auth.amz_date).ok_or_else(|| malformed(auth.kind, "invalid date"))?;
@@ -558,12 +580,8 @@ fn check_time(auth: &ParsedAuth, now: SystemTime) -> Result<(), S3Error> {
         AuthKind::Header if past > MAX_SKEW => Err(skewed()),
         AuthKind::Header => Ok(()),
         AuthKind::Presigned { expires_secs } => {
-            if !(1..=MAX_PRESIGNED_EXPIRES).contains(&expires_secs) {
-                return Err(query_error(
-                    "X-Amz-Expires must be between 1 and 604800 seconds (7 days)",
-                ));
-            }
-            if past > Duration::from_secs(expires_secs) {
+            // A lifetime of 0 is over as soon as it starts (AWS: "Request has expired").
+            if expires_secs == 0 || past > Duration::from_secs(expires_secs) {
                 return Err(err(S3ErrorCode::AccessDenied, "Request has expired")
                     .with("X-Amz-Expires", expires_secs.to_string())
                     .with(
@@ -1054,17 +1072,44 @@ mod tests {
         let e = check(&req, t0() - Duration::from_secs(16 * 60)).unwrap_err();
         assert_eq!(e.code, S3ErrorCode::RequestTimeTooSkewed);
         check(&req, t0() - Duration::from_secs(14 * 60)).unwrap();
-        for expires in [0, MAX_PRESIGNED_EXPIRES + 1] {
-            let (method, uri, headers) = request("GET", "/test.txt", &[("host", "h")]);
+        // As AWS: a lifetime of 0 has expired even at its start, a lifetime of exactly a week is
+        // fine, one second more (or a negative or non-numeric one) is a malformed query.
+        let (method, uri, headers) = request("GET", "/test.txt", &[("host", "h")]);
+        let at = |expires: u64, now: SystemTime| {
             let query = presign(&method, &uri, &headers, &CREDS, t0(), expires);
-            let e = check(&presigned_at("h", &query), t0()).unwrap_err();
-            assert_eq!(e.code, S3ErrorCode::InvalidArgument, "{expires}");
-        }
-        let bad = PRESIGNED_QUERY.replace("X-Amz-Expires=86400", "X-Amz-Expires=-1");
+            check(&presigned_at("h", &query), now)
+        };
+        let e = at(0, t0()).unwrap_err();
         assert_eq!(
-            check(&presigned(&bad), t0()).unwrap_err().code,
-            S3ErrorCode::InvalidArgument
+            (e.code, e.code.status().as_u16(), e.message.as_str()),
+            (S3ErrorCode::AccessDenied, 403, "Request has expired")
         );
+        let week = Duration::from_secs(MAX_PRESIGNED_EXPIRES);
+        at(MAX_PRESIGNED_EXPIRES, t0() + week).unwrap();
+        let e = at(MAX_PRESIGNED_EXPIRES, t0() + week + Duration::from_secs(1)).unwrap_err();
+        assert_eq!(e.code, S3ErrorCode::AccessDenied);
+        for (expires, message) in [
+            (
+                "604801",
+                "X-Amz-Expires must be less than a week (in seconds) that is 604800",
+            ),
+            (
+                "99999999999999999999",
+                "X-Amz-Expires must be less than a week (in seconds) that is 604800",
+            ),
+            ("-1", "X-Amz-Expires must be non-negative"),
+            ("1e3", "X-Amz-Expires should be a number"),
+            ("+5", "X-Amz-Expires should be a number"),
+        ] {
+            let bad =
+                PRESIGNED_QUERY.replace("X-Amz-Expires=86400", &format!("X-Amz-Expires={expires}"));
+            let e = check(&presigned(&bad), t0()).unwrap_err();
+            assert_eq!(
+                (e.code, e.code.status().as_u16(), e.message.as_str()),
+                (S3ErrorCode::AuthorizationQueryParametersError, 400, message),
+                "{expires}"
+            );
+        }
     }
 
     fn presigned_at(host: &str, query: &str) -> (Method, Uri, HeaderMap) {
@@ -1085,12 +1130,12 @@ mod tests {
         let missing = PRESIGNED_QUERY.replace("&X-Amz-SignedHeaders=host", "");
         assert_eq!(
             check(&presigned(&missing), t0()).unwrap_err().code,
-            S3ErrorCode::InvalidArgument
+            S3ErrorCode::AuthorizationQueryParametersError
         );
         let algo = PRESIGNED_QUERY.replace("AWS4-HMAC-SHA256", "AWS4-HMAC-SHA1");
         assert_eq!(
             check(&presigned(&algo), t0()).unwrap_err().code,
-            S3ErrorCode::InvalidArgument
+            S3ErrorCode::AuthorizationQueryParametersError
         );
     }
 

@@ -91,7 +91,7 @@ impl Trailers {
             .map(|(_, v)| v.as_str())
     }
 
-    /// The `x-amz-checksum-<alg>` trailer, decoded (`InvalidArgument` if not valid base64 of the
+    /// The `x-amz-checksum-<alg>` trailer, decoded (`InvalidRequest` if not valid base64 of the
     /// right length). `None` if the body is not finished or has no such trailer.
     pub fn checksum(&self, algorithm: ChecksumAlgorithm) -> Result<Option<Checksum>, S3Error> {
         self.value(algorithm.header_name())

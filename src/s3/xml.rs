@@ -248,12 +248,18 @@ pub struct BucketSummary {
     pub creation_date_msec: u64,
 }
 
-/// ListBuckets: `<ListAllMyBucketsResult><Owner/><Buckets><Bucket><Name/><CreationDate/></Bucket>…
-/// </Buckets></ListAllMyBucketsResult>`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// ListBuckets: `<ListAllMyBucketsResult><Owner/><Buckets><Bucket><Name/><CreationDate/>
+/// <BucketRegion/></Bucket>…</Buckets><ContinuationToken/>?<Prefix/>?</ListAllMyBucketsResult>`.
+/// `ContinuationToken` is the token of the *next* page (present only when the list is truncated),
+/// `Prefix` echoes the request's prefix, as on AWS.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ListAllMyBucketsResult {
     pub owner: Owner,
     pub buckets: Vec<BucketSummary>,
+    /// Every bucket's `BucketRegion` (a Grenier cluster is one region).
+    pub region: String,
+    pub continuation_token: Option<String>,
+    pub prefix: Option<String>,
 }
 
 impl ListAllMyBucketsResult {
@@ -265,9 +271,12 @@ impl ListAllMyBucketsResult {
             w.open("Bucket");
             w.elem("Name", &b.name);
             w.elem_time("CreationDate", b.creation_date_msec);
+            w.elem("BucketRegion", &self.region);
             w.close("Bucket");
         }
         w.close("Buckets");
+        w.elem_opt("ContinuationToken", self.continuation_token.as_deref());
+        w.elem_opt("Prefix", self.prefix.as_deref());
         w.finish("ListAllMyBucketsResult")
     }
 }
@@ -1248,6 +1257,8 @@ mod tests {
                     creation_date_msec: 1_139_253_713_000,
                 },
             ],
+            region: "garage".into(),
+            ..Default::default()
         };
         assert_eq!(
             r.to_xml(),
@@ -1255,21 +1266,28 @@ mod tests {
                 "<ListAllMyBucketsResult {NS}>
                    <Owner><ID>bcaf1ffd86f461ca5fb16fd081034f</ID><DisplayName>webfile</DisplayName></Owner>
                    <Buckets>
-                     <Bucket><Name>quotes</Name><CreationDate>2006-02-06T19:21:53.000Z</CreationDate></Bucket>
-                     <Bucket><Name>samples</Name><CreationDate>2006-02-06T19:21:53.000Z</CreationDate></Bucket>
+                     <Bucket><Name>quotes</Name><CreationDate>2006-02-06T19:21:53.000Z</CreationDate><BucketRegion>garage</BucketRegion></Bucket>
+                     <Bucket><Name>samples</Name><CreationDate>2006-02-06T19:21:53.000Z</CreationDate><BucketRegion>garage</BucketRegion></Bucket>
                    </Buckets>
                  </ListAllMyBucketsResult>"
             ))
         );
-        let empty = ListAllMyBucketsResult {
-            owner: Owner::default(),
-            buckets: vec![],
-        };
+        let empty = ListAllMyBucketsResult::default();
         assert!(
             empty
                 .to_xml()
                 .ends_with("</Owner><Buckets></Buckets></ListAllMyBucketsResult>")
         );
+        // A page: the next page's token and the prefix asked for follow the buckets.
+        let page = ListAllMyBucketsResult {
+            continuation_token: Some("a&b".into()),
+            prefix: Some("q".into()),
+            ..Default::default()
+        };
+        assert!(page.to_xml().ends_with(
+            "<Buckets></Buckets><ContinuationToken>a&amp;b</ContinuationToken>\
+             <Prefix>q</Prefix></ListAllMyBucketsResult>"
+        ));
     }
 
     fn object(key: &str, owner: Option<Owner>) -> ObjectSummary {
@@ -1822,7 +1840,8 @@ mod tests {
                     id: nasty.into(),
                     display_name: nasty.into(),
                 },
-                buckets: vec![],
+                prefix: Some(nasty.into()),
+                ..Default::default()
             }
             .to_xml(),
             InitiateMultipartUploadResult {

@@ -1,5 +1,5 @@
 //! Small shared helpers: configuration, human sizes, time and its wire formats, percent-encoding and
-//! query strings, versioned encoding.
+//! query strings, RFC 2047 header values, versioned encoding.
 //! **Invariant:** `util` depends on no other Grenier module.
 
 pub mod background;
@@ -8,6 +8,7 @@ pub mod encode;
 pub mod fs;
 pub mod hash;
 pub mod http;
+pub mod rfc2047;
 pub mod rlimit;
 pub mod size;
 pub mod time;

@@ -16,7 +16,7 @@ use crate::s3::S3Env;
 
 /// One raw HTTP/1.1 exchange: `head` is the request line and headers (without the blank line).
 /// Returns the status (0 when the server closed the connection without answering) and the response.
-fn raw(addr: &str, head: &[u8], body: &[u8]) -> (u16, String) {
+pub(crate) fn raw(addr: &str, head: &[u8], body: &[u8]) -> (u16, String) {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let mut req = head.to_vec();
@@ -32,7 +32,12 @@ fn raw(addr: &str, head: &[u8], body: &[u8]) -> (u16, String) {
 }
 
 /// The request head of `headers`, with `Content-Length` of `body`.
-fn head_of(method: &str, path_and_query: &str, headers: &HeaderMap, body_len: usize) -> Vec<u8> {
+pub(crate) fn head_of(
+    method: &str,
+    path_and_query: &str,
+    headers: &HeaderMap,
+    body_len: usize,
+) -> Vec<u8> {
     let mut h =
         format!("{method} {path_and_query} HTTP/1.1\r\nContent-Length: {body_len}").into_bytes();
     for (k, v) in headers {
@@ -47,17 +52,17 @@ fn head_of(method: &str, path_and_query: &str, headers: &HeaderMap, body_len: us
 /// A hostile request: method, path and query, extra signed headers, body, expected status.
 type Case<'a> = (&'a str, String, Vec<(&'a str, &'a str)>, Vec<u8>, u16);
 
-struct Signer<'a> {
-    env: &'a S3Env,
-    node: usize,
+pub(crate) struct Signer<'a> {
+    pub(crate) env: &'a S3Env,
+    pub(crate) node: usize,
 }
 
 impl Signer<'_> {
-    fn addr(&self) -> String {
+    pub(crate) fn addr(&self) -> String {
         format!("{}:3900", self.env.procs[self.node].spec.ip)
     }
 
-    fn creds(&self) -> Credentials<'_> {
+    pub(crate) fn creds(&self) -> Credentials<'_> {
         Credentials {
             access_key: &self.env.key_id,
             secret_key: &self.env.secret,
@@ -66,12 +71,24 @@ impl Signer<'_> {
     }
 
     /// Headers of a header-signed request (payload hash literal), `extra` signed too.
-    fn sign(
+    pub(crate) fn sign(
         &self,
         method: &str,
         path_and_query: &str,
         body: &[u8],
         extra: &[(&str, &str)],
+    ) -> HeaderMap {
+        let extra: Vec<(&str, &[u8])> = extra.iter().map(|(k, v)| (*k, v.as_bytes())).collect();
+        self.sign_bytes(method, path_and_query, body, &extra)
+    }
+
+    /// [`Signer::sign`] with header values of any bytes (not only text).
+    pub(crate) fn sign_bytes(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        body: &[u8],
+        extra: &[(&str, &[u8])],
     ) -> HeaderMap {
         let uri: Uri = format!("http://{}{path_and_query}", self.addr())
             .parse()
@@ -83,7 +100,7 @@ impl Signer<'_> {
         for (k, v) in extra {
             h.append(
                 HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_bytes(v.as_bytes()).unwrap(),
+                HeaderValue::from_bytes(v).unwrap(),
             );
         }
         let m: Method = method.parse().unwrap();
@@ -92,7 +109,7 @@ impl Signer<'_> {
     }
 
     /// Send a header-signed request.
-    fn send(
+    pub(crate) fn send(
         &self,
         method: &str,
         path_and_query: &str,
