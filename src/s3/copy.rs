@@ -38,16 +38,17 @@ async fn source(ctx: &Ctx) -> Result<Source, S3Error> {
         )
         .with("ArgumentName", "x-amz-copy-source")
     })?;
+    let key = ctx.key()?;
     let bucket = ctx
         .model()
-        .bucket_for_key(&ctx.key, b)
+        .bucket_for_key(key, b)
         .await
         .map_err(internal)?
         .ok_or_else(|| no_such_bucket(b))?;
-    if !ctx.key.permissions(&bucket.id).read {
+    if !key.permissions(&bucket.id).read {
         let fresh = ctx
             .model()
-            .key_by_id_fresh(&ctx.key.id)
+            .key_by_id_fresh(&key.id)
             .await
             .map_err(internal)?;
         if !fresh.is_some_and(|k| k.permissions(&bucket.id).read) {
@@ -105,6 +106,22 @@ pub async fn copy_object(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
             );
         }
     };
+    let replace_tags = match ctx.header("x-amz-tagging-directive") {
+        None | Some("COPY") => false,
+        Some("REPLACE") => true,
+        Some(_) => {
+            return Err(
+                err(S3ErrorCode::InvalidArgument, "Unknown tagging directive.")
+                    .with("ArgumentName", "x-amz-tagging-directive"),
+            );
+        }
+    };
+    // The ACL is the request's (default private, as S3: a copy does not inherit the source's); the
+    // tags are the source's unless the directive is REPLACE.
+    let mut attrs = super::tagging::requested_attrs(ctx)?;
+    if !replace_tags {
+        attrs.tags = src.version.tags.clone();
+    }
     let same = src.bucket.id == ctx.bucket().id && src.key == ctx.object_key();
     if same && !replace {
         return Err(err(
@@ -123,6 +140,7 @@ pub async fn copy_object(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
             ctx.bucket().id,
             ctx.object_key(),
             meta.clone(),
+            attrs,
         )
         .await
         .map_err(internal)?;

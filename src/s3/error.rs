@@ -26,7 +26,9 @@ pub enum S3ErrorCode {
     InvalidPartOrder,
     InvalidRange,
     InvalidRequest,
+    InvalidTag,
     KeyTooLongError,
+    MalformedACLError,
     MalformedXML,
     MaxMessageLengthExceeded,
     MetadataTooLarge,
@@ -72,6 +74,8 @@ impl S3ErrorCode {
             InvalidPartOrder => "InvalidPartOrder",
             InvalidRange => "InvalidRange",
             InvalidRequest => "InvalidRequest",
+            InvalidTag => "InvalidTag",
+            MalformedACLError => "MalformedACLError",
             KeyTooLongError => "KeyTooLongError",
             MalformedXML => "MalformedXML",
             MaxMessageLengthExceeded => "MaxMessageLengthExceeded",
@@ -126,7 +130,9 @@ impl S3ErrorCode {
             | InvalidPart
             | InvalidPartOrder
             | InvalidRequest
+            | InvalidTag
             | KeyTooLongError
+            | MalformedACLError
             | MalformedXML
             | MaxMessageLengthExceeded
             | MetadataTooLarge

@@ -51,9 +51,10 @@ async fn upload(ctx: &Ctx) -> Result<(Hash, Upload), S3Error> {
 
 pub async fn create(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
     let headers = headers_to_store(ctx)?;
+    let attrs = super::tagging::requested_attrs(ctx)?;
     let id = ctx
         .model()
-        .create_multipart(ctx.bucket().id, ctx.object_key(), headers)
+        .create_multipart(ctx.bucket().id, ctx.object_key(), headers, attrs)
         .await
         .map_err(internal)?;
     let doc = xml::InitiateMultipartUploadResult {
