@@ -8,5 +8,7 @@ mod harness;
 mod hostile;
 mod memory;
 mod s3;
+mod s3_acl;
+mod s3_tags;
 mod table;
 mod xml_limits;
