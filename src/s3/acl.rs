@@ -11,15 +11,12 @@ use hyper::{Response, StatusCode};
 use super::access::parse_canned_acl;
 use super::bucket::owner_of;
 use super::ctx::{
-    Ctx, ResBody, current_version_only, full, internal, respond, small_body, xml_response,
+    Ctx, ResBody, current_version, current_version_only, full, internal, no_such_key, respond,
+    small_body, xml_response,
 };
 use super::error::{S3Error, S3ErrorCode, err};
 use super::xml::{self, ALL_USERS, AccessControlPolicy, Grantee};
 use crate::model::object::CannedAcl;
-
-fn no_such_key(ctx: &Ctx) -> S3Error {
-    err(S3ErrorCode::NoSuchKey, "The specified key does not exist.").with("Key", ctx.object_key())
-}
 
 fn policy(ctx: &Ctx, acl: CannedAcl) -> Response<ResBody> {
     let doc = AccessControlPolicy {
@@ -30,14 +27,7 @@ fn policy(ctx: &Ctx, acl: CannedAcl) -> Response<ResBody> {
 }
 
 pub async fn get_object_acl(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
-    current_version_only(ctx)?;
-    let v = ctx
-        .model()
-        .get_object(&ctx.bucket().id, ctx.object_key())
-        .await
-        .map_err(internal)?
-        .and_then(|o| o.current().cloned())
-        .ok_or_else(|| no_such_key(ctx))?;
+    let v = current_version(ctx).await?;
     Ok(policy(ctx, v.canned_acl()))
 }
 

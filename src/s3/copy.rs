@@ -74,6 +74,20 @@ async fn source(ctx: &Ctx) -> Result<Source, S3Error> {
     })
 }
 
+/// `x-amz-{what}-directive`: COPY (the default) or REPLACE (true).
+fn replaces(ctx: &Ctx, what: &str) -> Result<bool, S3Error> {
+    let name = format!("x-amz-{what}-directive");
+    match ctx.header(&name) {
+        None | Some("COPY") => Ok(false),
+        Some("REPLACE") => Ok(true),
+        Some(_) => Err(err(
+            S3ErrorCode::InvalidArgument,
+            format!("Unknown {what} directive."),
+        )
+        .with("ArgumentName", name)),
+    }
+}
+
 /// `x-amz-copy-source-if-*`: every failure is 412, as S3.
 fn check_copy_conditions(ctx: &Ctx, etag: &str, modified_msec: u64) -> Result<(), S3Error> {
     let matches = |h: &str| etag_matches(h, etag);
@@ -96,26 +110,8 @@ fn check_copy_conditions(ctx: &Ctx, etag: &str, modified_msec: u64) -> Result<()
 
 pub async fn copy_object(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
     let src = source(ctx).await?;
-    let replace = match ctx.header("x-amz-metadata-directive") {
-        None | Some("COPY") => false,
-        Some("REPLACE") => true,
-        Some(_) => {
-            return Err(
-                err(S3ErrorCode::InvalidArgument, "Unknown metadata directive.")
-                    .with("ArgumentName", "x-amz-metadata-directive"),
-            );
-        }
-    };
-    let replace_tags = match ctx.header("x-amz-tagging-directive") {
-        None | Some("COPY") => false,
-        Some("REPLACE") => true,
-        Some(_) => {
-            return Err(
-                err(S3ErrorCode::InvalidArgument, "Unknown tagging directive.")
-                    .with("ArgumentName", "x-amz-tagging-directive"),
-            );
-        }
-    };
+    let replace = replaces(ctx, "metadata")?;
+    let replace_tags = replaces(ctx, "tagging")?;
     // The ACL is the request's (default private, as S3: a copy does not inherit the source's); the
     // tags are the source's unless the directive is REPLACE.
     let mut attrs = super::tagging::requested_attrs(ctx)?;

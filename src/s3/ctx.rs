@@ -194,6 +194,22 @@ pub fn check_small_body_digests(headers: &HeaderMap, body: &[u8]) -> Result<(), 
     Ok(())
 }
 
+pub fn no_such_key(ctx: &Ctx) -> S3Error {
+    err(S3ErrorCode::NoSuchKey, "The specified key does not exist.").with("Key", ctx.object_key())
+}
+
+/// The current version of the request's object, for an operation on it (`versionId` checked by
+/// [`current_version_only`]); NoSuchKey when there is none.
+pub async fn current_version(ctx: &Ctx) -> Result<ObjectVersion, S3Error> {
+    current_version_only(ctx)?;
+    ctx.model()
+        .get_object(&ctx.bucket().id, ctx.object_key())
+        .await
+        .map_err(internal)?
+        .and_then(|o| o.current().cloned())
+        .ok_or_else(|| no_such_key(ctx))
+}
+
 /// A `versionId` query parameter of an operation on an object's current version: versioning is not
 /// supported, so only `null` (the id S3 gives objects of unversioned buckets) names it.
 pub fn current_version_only(ctx: &Ctx) -> Result<(), S3Error> {

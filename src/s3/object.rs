@@ -9,7 +9,7 @@ use hyper::{Response, StatusCode};
 use super::access::{Decision, ObjectAcl, decide};
 use super::body::{Digester, Digests, Wanted, digesting};
 use super::checksum::{Checksum, RequestChecksum, content_md5, request_checksum};
-use super::ctx::{Ctx, ReqBody, ResBody, empty, full, internal, respond};
+use super::ctx::{Ctx, ReqBody, ResBody, empty, full, internal, no_such_key, respond};
 use super::error::{S3Error, S3ErrorCode, err};
 use super::router::Op;
 use super::sigv4::ContentSha256;
@@ -65,10 +65,6 @@ pub fn headers_to_store(ctx: &Ctx) -> Result<Vec<(String, String)>, S3Error> {
         ));
     }
     Ok(out)
-}
-
-fn no_such_key(ctx: &Ctx) -> S3Error {
-    err(S3ErrorCode::NoSuchKey, "The specified key does not exist.").with("Key", ctx.object_key())
 }
 
 /// A body received and stored, with its verified digests.

@@ -11,8 +11,8 @@ use hyper::{Response, StatusCode};
 
 use super::access::parse_canned_acl;
 use super::ctx::{
-    Ctx, ResBody, check_small_body_digests, current_version_only, empty, full, internal, respond,
-    small_body, xml_response,
+    Ctx, ResBody, check_small_body_digests, current_version, current_version_only, empty, full,
+    internal, no_such_key, respond, small_body, xml_response,
 };
 use super::error::{S3Error, S3ErrorCode, err};
 use super::xml;
@@ -82,19 +82,8 @@ pub fn requested_attrs(ctx: &Ctx) -> Result<VersionAttrs, S3Error> {
     Ok(VersionAttrs::new(ctx.model().node, tags, acl))
 }
 
-fn no_such_key(ctx: &Ctx) -> S3Error {
-    err(S3ErrorCode::NoSuchKey, "The specified key does not exist.").with("Key", ctx.object_key())
-}
-
 pub async fn get_object_tagging(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
-    current_version_only(ctx)?;
-    let v = ctx
-        .model()
-        .get_object(&ctx.bucket().id, ctx.object_key())
-        .await
-        .map_err(internal)?
-        .and_then(|o| o.current().cloned())
-        .ok_or_else(|| no_such_key(ctx))?;
+    let v = current_version(ctx).await?;
     Ok(xml_response(xml::tagging_xml(v.tag_set())))
 }
 

@@ -202,33 +202,27 @@ fn object_tags_are_set_read_copied_and_checked() {
             .send()
             .await
             .unwrap();
-        b.copy_object()
-            .bucket("tags")
-            .key("copied")
-            .copy_source("tags/src")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(tags_of(&c, "copied").await, pairs(&[("a", "1")]));
-        b.copy_object()
-            .bucket("tags")
-            .key("replaced")
-            .copy_source("tags/src")
-            .tagging_directive(TaggingDirective::Replace)
-            .tagging("b=2")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(tags_of(&c, "replaced").await, pairs(&[("b", "2")]));
-        b.copy_object()
-            .bucket("tags")
-            .key("untagged")
-            .copy_source("tags/src")
-            .tagging_directive(TaggingDirective::Replace)
-            .send()
-            .await
-            .unwrap();
-        assert!(tags_of(&c, "untagged").await.is_empty());
+        for (dst, directive, header, expected) in [
+            ("copied", None, None, pairs(&[("a", "1")])),
+            (
+                "replaced",
+                Some(TaggingDirective::Replace),
+                Some("b=2"),
+                pairs(&[("b", "2")]),
+            ),
+            ("untagged", Some(TaggingDirective::Replace), None, vec![]),
+        ] {
+            b.copy_object()
+                .bucket("tags")
+                .key(dst)
+                .copy_source("tags/src")
+                .set_tagging_directive(directive)
+                .set_tagging(header.map(str::to_string))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(tags_of(&c, dst).await, expected, "{dst}");
+        }
 
         // CreateMultipartUpload: the tags carry into the completed object.
         let up = a
