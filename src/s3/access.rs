@@ -5,8 +5,10 @@
 //!   allows (read, write, owner; see [`Op::needs`]).
 //! - **Anonymous** (a request with no signature at all) may only read: GET/HEAD of an object whose own
 //!   ACL is `public-read` or whose bucket the admins opened (`public_read` switch), and
-//!   ListObjects/ListObjectsV2 of a bucket whose ACL is `public-read`. Everything else is denied. A
-//!   request that carries a signature is never treated as anonymous, even when the signature is bad.
+//!   ListObjects/ListObjectsV2 of a bucket whose ACL is `public-read`. Everything else is denied,
+//!   and a GET of an absent key too unless the listing is public (as AWS: only who may list learns
+//!   that a key does not exist). A request that carries a signature is never treated as anonymous,
+//!   even when the signature is bad.
 //!
 //! A bucket-policy engine would slot in as one more input of [`decide`] (the bucket's policy, read
 //! locally with the bucket), its explicit denies overriding the allows below.
@@ -87,10 +89,10 @@ fn public(op: Op, bucket: Option<&Bucket>, object: ObjectAcl) -> Decision {
     match op {
         Op::ListObjects | Op::ListObjectsV2 => allow(params.canned_acl() == CannedAcl::PublicRead),
         Op::GetObject | Op::HeadObject => match object {
-            _ if params.objects_public() => Decision::Allow,
             ObjectAcl::Unknown => Decision::DependsOnObject,
-            ObjectAcl::Absent => Decision::Deny,
-            ObjectAcl::Known(acl) => allow(acl == CannedAcl::PublicRead),
+            // That a key is absent (NoSuchKey) is told only to whoever may list the bucket (as AWS).
+            ObjectAcl::Absent => allow(params.canned_acl() == CannedAcl::PublicRead),
+            ObjectAcl::Known(acl) => allow(params.objects_public() || acl == CannedAcl::PublicRead),
         },
         _ => Decision::Deny,
     }
@@ -151,8 +153,10 @@ mod tests {
             (Op::HeadObject, &private, public, Allow),
             (Op::GetObject, &private, private_obj, Deny),
             (Op::GetObject, &private, ObjectAcl::Absent, Deny),
-            (Op::GetObject, &opened, ObjectAcl::Unknown, Allow),
+            (Op::GetObject, &opened, ObjectAcl::Unknown, DependsOnObject),
             (Op::GetObject, &opened, private_obj, Allow),
+            (Op::GetObject, &opened, ObjectAcl::Absent, Deny),
+            (Op::GetObject, &listed, ObjectAcl::Absent, Allow),
             (Op::GetObject, &listed, private_obj, Deny),
             (Op::ListObjectsV2, &listed, ObjectAcl::Unknown, Allow),
             (Op::ListObjects, &listed, ObjectAcl::Unknown, Allow),
@@ -191,8 +195,9 @@ mod tests {
         // A key without permission on the bucket may read what is public to everyone, no more.
         let stranger = Principal::Key(Key::new(1, "GK2".into(), "secret".into(), "s".into()));
         let private = bucket(CannedAcl::Private, false);
+        let private_obj = || ObjectAcl::Known(CannedAcl::Private);
         let s = |op, b, o| decide(&stranger, op, Some(b), o);
-        assert_eq!(s(Op::GetObject, &b, ObjectAcl::Unknown), Decision::Allow);
+        assert_eq!(s(Op::GetObject, &b, private_obj()), Decision::Allow);
         assert_eq!(
             s(Op::GetObject, &private, ObjectAcl::Unknown),
             Decision::DependsOnObject
