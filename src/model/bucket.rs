@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::object::{CannedAcl, set_register};
 use crate::crdt::{Crdt, Deletable, Lww};
 use crate::table::schema::{EmptyKey, Entry, TableSchema};
 use crate::util::encode::{NoPrevious, Versioned};
@@ -17,12 +18,47 @@ pub struct BucketParams {
     pub created: u64,
     /// The bucket's global name (also recorded in `bucket_alias`).
     pub name: Lww<String>,
+    /// The bucket's canned ACL (PutBucketAcl, x-amz-acl on CreateBucket). `PublicRead` lets anyone
+    /// list the bucket (as AWS); it does not make its objects readable. Absent = private.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acl: Option<Lww<CannedAcl>>,
+    /// The admins' switch (`grenier bucket public`): every object of the bucket may be read (GET,
+    /// HEAD) by anyone, whatever its own ACL. Listing is not opened by it. Absent = off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_read: Option<Lww<bool>>,
+}
+
+impl BucketParams {
+    pub fn new(node: u64, created: u64, name: String, acl: CannedAcl) -> BucketParams {
+        BucketParams {
+            created,
+            name: Lww::new_by(node, name),
+            acl: (acl != CannedAcl::Private).then(|| Lww::new_by(node, acl)),
+            public_read: None,
+        }
+    }
+    /// The bucket's canned ACL (private when none was set).
+    pub fn canned_acl(&self) -> CannedAcl {
+        self.acl.as_ref().map_or(CannedAcl::Private, |a| *a.get())
+    }
+    /// Whether the admins opened every object of the bucket to anonymous reads.
+    pub fn objects_public(&self) -> bool {
+        self.public_read.as_ref().is_some_and(|p| *p.get())
+    }
+    pub fn set_acl(&mut self, node: u64, acl: CannedAcl) {
+        set_register(&mut self.acl, node, acl);
+    }
+    pub fn set_objects_public(&mut self, node: u64, public: bool) {
+        set_register(&mut self.public_read, node, public);
+    }
 }
 
 impl Crdt for BucketParams {
     fn merge(&mut self, other: &Self) {
         self.created = self.created.min(other.created);
         self.name.merge(&other.name);
+        self.acl.merge(&other.acl);
+        self.public_read.merge(&other.public_read);
     }
 }
 
@@ -33,6 +69,12 @@ pub struct Bucket {
 }
 
 impl Bucket {
+    pub fn new(id: Hash, params: BucketParams) -> Bucket {
+        Bucket {
+            id,
+            state: Deletable::Present(params),
+        }
+    }
     pub fn params(&self) -> Option<&BucketParams> {
         self.state.get()
     }
@@ -136,7 +178,61 @@ pub fn valid_bucket_name(n: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::valid_bucket_name;
+    use super::*;
+    use crate::crdt::laws;
+    use proptest::prelude::*;
+
+    fn params() -> impl Strategy<Value = BucketParams> {
+        (0u64..3, 0u8..3, 0u64..3, 0u8..3, 0u64..3).prop_map(|(created, acl, ats, public, pts)| {
+            BucketParams {
+                created,
+                name: Lww::raw(created, format!("b{created}")),
+                acl: match acl {
+                    0 => None,
+                    1 => Some(Lww::raw(ats, CannedAcl::Private)),
+                    _ => Some(Lww::raw(ats, CannedAcl::PublicRead)),
+                },
+                public_read: (public > 0).then(|| Lww::raw(pts, public == 2)),
+            }
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn bucket_params_laws(a in params(), b in params(), c in params()) {
+            laws::check(&a, &b, &c);
+        }
+    }
+
+    #[test]
+    fn buckets_written_before_acls_decode_as_private() {
+        #[derive(Serialize)]
+        struct OldParams {
+            created: u64,
+            name: Lww<String>,
+        }
+        #[derive(Serialize)]
+        struct OldBucket {
+            id: Hash,
+            state: Deletable<OldParams>,
+        }
+        let old = OldBucket {
+            id: [1; 32],
+            state: Deletable::Present(OldParams {
+                created: 5,
+                name: Lww::raw(5, "b".into()),
+            }),
+        };
+        let mut bytes = Bucket::MARKER.to_vec();
+        rmp_serde::encode::write_named(&mut bytes, &old).unwrap();
+        let b = Bucket::decode(&bytes).unwrap();
+        let p = b.params().unwrap();
+        assert_eq!(
+            (p.canned_acl(), p.objects_public()),
+            (CannedAcl::Private, false)
+        );
+        assert_eq!(p.name.get(), "b");
+    }
 
     #[test]
     fn bucket_names() {

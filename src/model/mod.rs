@@ -9,6 +9,7 @@
 //!
 //! **Invariant:** `model` knows nothing about HTTP, XML or signatures; `s3` calls it.
 
+pub mod attrs;
 pub mod bucket;
 pub mod key;
 pub mod mpu;
@@ -513,11 +514,23 @@ impl Model {
         Ok(out)
     }
 
-    /// Create a bucket named `name`; its creator (if any) gets every permission on it.
+    /// Create a private bucket named `name`; its creator (if any) gets every permission on it.
     pub async fn create_bucket(
         &self,
         name: &str,
         owner: Option<&str>,
+    ) -> Result<Bucket, ModelError> {
+        self.create_bucket_with_acl(name, owner, object::CannedAcl::Private)
+            .await
+    }
+
+    /// Create a bucket named `name` with a canned ACL (x-amz-acl of CreateBucket); its creator (if
+    /// any) gets every permission on it.
+    pub async fn create_bucket_with_acl(
+        &self,
+        name: &str,
+        owner: Option<&str>,
+        acl: object::CannedAcl,
     ) -> Result<Bucket, ModelError> {
         if !bucket::valid_bucket_name(name) {
             return Err(ModelError::InvalidBucketName(name.into()));
@@ -525,13 +538,10 @@ impl Model {
         if self.bucket_by_name(name).await?.is_some() {
             return Err(ModelError::BucketExists(name.into()));
         }
-        let b = Bucket {
-            id: random_bytes::<32>(),
-            state: crate::crdt::Deletable::Present(BucketParams {
-                created: crate::util::time::now_msec(),
-                name: Lww::new_by(self.node, name.into()),
-            }),
-        };
+        let b = Bucket::new(
+            random_bytes::<32>(),
+            BucketParams::new(self.node, crate::util::time::now_msec(), name.into(), acl),
+        );
         self.buckets.insert(&b).await?;
         self.aliases
             .insert(&BucketAlias {

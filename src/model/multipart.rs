@@ -5,7 +5,7 @@ use std::sync::Arc;
 use md5::Digest;
 
 use super::mpu::{MpuPart, MultipartUpload};
-use super::object::{Object, ObjectData, ObjectMeta, ObjectVersion, VersionState};
+use super::object::{Object, ObjectData, ObjectMeta, ObjectVersion, VersionAttrs, VersionState};
 use super::ops::{PutUpload, StoredBody};
 use super::sse::Encryption;
 use super::version::Version;
@@ -56,17 +56,19 @@ impl Model {
         key: &str,
         headers: Vec<(String, String)>,
         encryption: Option<Encryption>,
+        attrs: VersionAttrs,
     ) -> Result<Hash, ModelError> {
         let id = random_bytes::<32>();
-        let v = ObjectVersion {
-            uuid: id,
-            timestamp: self.next_timestamp(),
-            state: VersionState::Uploading {
+        let v = ObjectVersion::new(
+            id,
+            self.next_timestamp(),
+            VersionState::Uploading {
                 multipart: true,
                 headers,
                 encryption,
             },
-        };
+        )
+        .with_attrs(attrs);
         let (o, m) = (
             Object::new(bucket, key.into(), vec![v]),
             MultipartUpload::new(id, bucket, key.into()),
@@ -251,14 +253,14 @@ impl Model {
                 bytes: serde_bytes::ByteBuf::new(),
             },
         };
-        let complete = ObjectVersion {
-            uuid: final_id,
-            timestamp: {
-                self.observe_timestamp(upload.version.timestamp);
-                self.next_timestamp()
-            },
-            state: VersionState::Complete(data),
-        };
+        self.observe_timestamp(upload.version.timestamp);
+        // The tags and ACL given when the upload started carry into the completed version.
+        let complete = ObjectVersion::new(
+            final_id,
+            self.next_timestamp(),
+            VersionState::Complete(data),
+        )
+        .with_attrs(upload.version.attrs());
         let aborted = ObjectVersion {
             state: VersionState::Aborted,
             ..upload.version.clone()

@@ -31,7 +31,7 @@ use serde_bytes::ByteBuf;
 
 use super::sse::Encryption;
 use super::version::{Version, VersionSchema};
-use crate::crdt::{Crdt, Timestamp};
+use crate::crdt::{Crdt, Lww, Timestamp};
 use crate::db;
 use crate::table::queue::InsertQueue;
 use crate::table::schema::{Entry, TableSchema};
@@ -114,14 +114,94 @@ impl VersionState {
     }
 }
 
+/// The tags of a version: (key, value) pairs in the order given, keys unique (at most 10, as S3).
+pub type Tags = Vec<(String, String)>;
+
+/// Set a last-writer-wins register that may be absent to `value`, as `node`: above its current
+/// timestamp if it has one.
+pub fn set_register<T: Clone + Ord>(register: &mut Option<Lww<T>>, node: u64, value: T) {
+    match register {
+        Some(r) => r.update_by(node, value),
+        None => *register = Some(Lww::new_by(node, value)),
+    }
+}
+
+/// The canned ACLs Grenier honours (`bucket-owner-*` are stored as `Private`).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub enum CannedAcl {
+    /// Only the keys allowed on the bucket.
+    #[default]
+    Private,
+    /// Also anyone, without a signature, may read (GET/HEAD).
+    PublicRead,
+}
+
+/// The mutable attributes of a version, set at its creation (x-amz-tagging, x-amz-acl) and changed
+/// later without touching its data; each a last-writer-wins register, merged independently.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VersionAttrs {
+    pub tags: Option<Lww<Tags>>,
+    pub acl: Option<Lww<CannedAcl>>,
+}
+
+impl VersionAttrs {
+    /// The attributes given when a version is created, written by `node` (none given, or the
+    /// defaults: none stored, so the entry encodes as before tags and ACLs existed).
+    pub fn new(node: u64, tags: Tags, acl: CannedAcl) -> VersionAttrs {
+        VersionAttrs {
+            tags: (!tags.is_empty()).then(|| Lww::new_by(node, tags)),
+            acl: (acl != CannedAcl::Private).then(|| Lww::new_by(node, acl)),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectVersion {
     pub uuid: Hash,
     pub timestamp: Timestamp,
     pub state: VersionState,
+    /// Tags (PutObjectTagging, x-amz-tagging): absent in entries written before tags existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Lww<Tags>>,
+    /// Canned ACL (PutObjectAcl, x-amz-acl): absent = private.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acl: Option<Lww<CannedAcl>>,
 }
 
 impl ObjectVersion {
+    /// A version without tags or ACL (private).
+    pub fn new(uuid: Hash, timestamp: Timestamp, state: VersionState) -> ObjectVersion {
+        ObjectVersion {
+            uuid,
+            timestamp,
+            state,
+            tags: None,
+            acl: None,
+        }
+    }
+    /// The version with these attributes.
+    pub fn with_attrs(mut self, a: VersionAttrs) -> ObjectVersion {
+        self.tags = a.tags;
+        self.acl = a.acl;
+        self
+    }
+    /// Its attributes (to carry them to a version that replaces it).
+    pub fn attrs(&self) -> VersionAttrs {
+        VersionAttrs {
+            tags: self.tags.clone(),
+            acl: self.acl.clone(),
+        }
+    }
+    /// The tags (empty when none were set).
+    pub fn tag_set(&self) -> &[(String, String)] {
+        self.tags.as_ref().map_or(&[], |t| t.get().as_slice())
+    }
+    /// The canned ACL (private when none was set).
+    pub fn canned_acl(&self) -> CannedAcl {
+        self.acl.as_ref().map_or(CannedAcl::Private, |a| *a.get())
+    }
     pub fn is_complete(&self) -> bool {
         matches!(self.state, VersionState::Complete(_))
     }
@@ -203,6 +283,8 @@ impl Object {
                 {
                     mine.state = v.state;
                 }
+                mine.tags.merge(&v.tags);
+                mine.acl.merge(&v.acl);
             }
             Err(i) => self.versions.insert(i, v),
         }
@@ -381,11 +463,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn v(ts: u64, id: u8, state: VersionState) -> ObjectVersion {
-        ObjectVersion {
-            uuid: [id; 32],
-            timestamp: Timestamp::new(ts, 0, 0),
-            state,
-        }
+        ObjectVersion::new([id; 32], Timestamp::new(ts, 0, 0), state)
     }
 
     fn inline(b: &[u8]) -> VersionState {
@@ -506,15 +584,15 @@ mod tests {
             big.merge(&Object::new(
                 b,
                 "k".into(),
-                vec![ObjectVersion {
+                vec![ObjectVersion::new(
                     uuid,
-                    timestamp: Timestamp::new(i, 0, 0),
-                    state: VersionState::Uploading {
+                    Timestamp::new(i, 0, 0),
+                    VersionState::Uploading {
                         multipart: true,
                         headers: vec![("x-amz-meta-a".into(), "v".repeat(2048))],
                         encryption: None,
                     },
-                }],
+                )],
             ));
         }
         assert_eq!(big.versions.len(), MAX_VERSIONS);
@@ -544,11 +622,11 @@ mod tests {
         for i in 0..(MAX_VERSIONS as u64 - 1) {
             let mut uuid = [0u8; 32];
             uuid[..8].copy_from_slice(&(100 + i).to_be_bytes());
-            versions.push(ObjectVersion {
+            versions.push(ObjectVersion::new(
                 uuid,
-                timestamp: Timestamp::new(10 + i, 0, 0),
-                state: aborted(),
-            });
+                Timestamp::new(10 + i, 0, 0),
+                aborted(),
+            ));
         }
         let old = Object::new(b, "k".into(), versions);
         assert_eq!(old.versions.len(), MAX_VERSIONS);
@@ -573,11 +651,11 @@ mod tests {
             newer.merge(&Object::new(
                 b,
                 "k".into(),
-                vec![ObjectVersion {
+                vec![ObjectVersion::new(
                     uuid,
-                    timestamp: Timestamp::new(6000 + i, 0, 0),
-                    state: aborted(),
-                }],
+                    Timestamp::new(6000 + i, 0, 0),
+                    aborted(),
+                )],
             ));
         }
         let r = released(&new, &newer);
@@ -634,17 +712,28 @@ mod tests {
     }
 
     /// A version of a small universe: a uuid always has the same timestamp, its state varies.
+    /// Its tags and ACL vary too (registers with small timestamps, so that they often collide).
     fn version() -> impl Strategy<Value = ObjectVersion> {
-        (0u8..10, 0u8..5).prop_map(|(id, st)| {
-            let state = match st {
-                0 => uploading(),
-                1 => inline(b"a"),
-                2 => inline(b"b"),
-                3 => VersionState::Complete(ObjectData::DeleteMarker),
-                _ => aborted(),
-            };
-            v((id as u64 * 7) % 10, id, state)
-        })
+        (0u8..10, 0u8..5, 0u8..4, 0u8..4, 0u64..3, 0u64..3).prop_map(
+            |(id, st, tags, acl, tags_ts, acl_ts)| {
+                let state = match st {
+                    0 => uploading(),
+                    1 => inline(b"a"),
+                    2 => inline(b"b"),
+                    3 => VersionState::Complete(ObjectData::DeleteMarker),
+                    _ => aborted(),
+                };
+                let mut x = v((id as u64 * 7) % 10, id, state);
+                x.tags = (tags > 0)
+                    .then(|| Lww::raw(tags_ts, vec![("k".to_string(), tags.to_string())]));
+                x.acl = match acl {
+                    0 => None,
+                    1 => Some(Lww::raw(acl_ts, CannedAcl::Private)),
+                    _ => Some(Lww::raw(acl_ts, CannedAcl::PublicRead)),
+                };
+                x
+            },
+        )
     }
 
     /// An entry as replicas build it: a few writes merged in some order.
@@ -688,6 +777,65 @@ mod tests {
             prop_assert!(m.versions.iter().all(|x| !m.is_dead(&x.key())));
             prop_assert!(m.versions.windows(2).all(|w| w[0].key() < w[1].key()));
         }
+    }
+
+    #[test]
+    fn tags_and_acl_merge_independently_of_each_other_and_of_the_state() {
+        let b = [0u8; 32];
+        let base = v(1, 1, inline(b"x"));
+        let mut tagged = base.clone();
+        tagged.tags = Some(Lww::raw(5, vec![("a".into(), "1".into())]));
+        let mut public = base.clone();
+        public.acl = Some(Lww::raw(6, CannedAcl::PublicRead));
+        let mut older_tags = base.clone();
+        older_tags.tags = Some(Lww::raw(4, vec![("old".into(), "0".into())]));
+        let mut o = Object::new(b, "k".into(), vec![tagged]);
+        o.merge(&Object::new(b, "k".into(), vec![public]));
+        o.merge(&Object::new(b, "k".into(), vec![older_tags]));
+        let cur = o.current().unwrap();
+        assert_eq!(cur.tag_set(), &[("a".to_string(), "1".to_string())]);
+        assert_eq!(cur.canned_acl(), CannedAcl::PublicRead);
+        assert_eq!(cur.data(), base.data(), "the data is untouched");
+    }
+
+    #[test]
+    fn entries_written_before_tags_and_acls_decode_as_private_and_untagged() {
+        /// `ObjectVersion` and `Object` as `GRobject02` was written before tags and ACLs.
+        #[derive(Serialize)]
+        struct OldVersion {
+            uuid: Hash,
+            timestamp: Timestamp,
+            state: VersionState,
+        }
+        #[derive(Serialize)]
+        struct OldObject {
+            bucket: Hash,
+            key: String,
+            versions: Vec<OldVersion>,
+            floor: Option<VersionKey>,
+            dropped_to: Option<VersionKey>,
+        }
+        let old = OldObject {
+            bucket: [3; 32],
+            key: "k".into(),
+            versions: vec![OldVersion {
+                uuid: [1; 32],
+                timestamp: Timestamp::new(1, 0, 0),
+                state: inline(b"one"),
+            }],
+            floor: Some((Timestamp::new(1, 0, 0), [1; 32])),
+            dropped_to: None,
+        };
+        let mut bytes = b"GRobject02".to_vec();
+        rmp_serde::encode::write_named(&mut bytes, &old).unwrap();
+        let o = Object::decode(&bytes).unwrap();
+        let cur = o.current().unwrap();
+        assert_eq!((cur.tags.clone(), cur.acl.clone()), (None, None));
+        assert_eq!(cur.canned_acl(), CannedAcl::Private);
+        assert!(cur.tag_set().is_empty());
+        // And an entry without attributes encodes as before (the fields are skipped).
+        let again = Object::new([3; 32], "k".into(), vec![v(1, 1, inline(b"one"))]);
+        assert_eq!(again.encode().unwrap(), bytes);
     }
 
     #[test]

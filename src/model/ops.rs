@@ -34,7 +34,8 @@ use futures::{Stream, TryStreamExt};
 use serde_bytes::ByteBuf;
 
 use super::object::{
-    INLINE_MAX, Object, ObjectData, ObjectFilter, ObjectMeta, ObjectVersion, VersionState,
+    INLINE_MAX, Object, ObjectData, ObjectFilter, ObjectMeta, ObjectVersion, VersionAttrs,
+    VersionState,
 };
 use super::sse::CustomerKey;
 use super::version::{Version, VersionBlock};
@@ -116,11 +117,11 @@ impl Model {
 
     /// Delete a key: a delete marker newer than every version (one quorum write, no read).
     pub async fn delete_object(&self, bucket: &Hash, key: &str) -> Result<(), ModelError> {
-        let v = ObjectVersion {
-            uuid: random_bytes::<32>(),
-            timestamp: self.next_timestamp(),
-            state: VersionState::Complete(ObjectData::DeleteMarker),
-        };
+        let v = ObjectVersion::new(
+            random_bytes::<32>(),
+            self.next_timestamp(),
+            VersionState::Complete(ObjectData::DeleteMarker),
+        );
         self.write_version(*bucket, key, v, vec![]).await?;
         Ok(())
     }
@@ -380,15 +381,15 @@ impl PutUpload {
     /// Record the version as uploading before any block is listed under it, so an interrupted upload
     /// is always reachable (and collectable) from the object entry.
     async fn mark_uploading(&self) -> Result<(), ModelError> {
-        let v = ObjectVersion {
-            uuid: self.uuid,
-            timestamp: self.timestamp,
-            state: VersionState::Uploading {
+        let v = ObjectVersion::new(
+            self.uuid,
+            self.timestamp,
+            VersionState::Uploading {
                 multipart: false,
                 headers: self.headers.clone(),
                 encryption: None,
             },
-        };
+        );
         self.model
             .objects
             .insert(&Object::new(self.bucket, self.key.clone(), vec![v]))
@@ -431,11 +432,12 @@ impl PutUpload {
         }
     }
 
-    /// Make the version visible: one quorum write of the complete object entry.
+    /// Make the version visible, with its tags and ACL: one quorum write of the complete object entry.
     pub async fn commit(
         &self,
         body: StoredBody,
         mut meta: ObjectMeta,
+        attrs: VersionAttrs,
     ) -> Result<ObjectVersion, ModelError> {
         meta.encryption = self.encryption.as_ref().map(CustomerKey::encryption);
         let data = match body {
@@ -453,11 +455,8 @@ impl PutUpload {
                 })?,
             },
         };
-        let v = ObjectVersion {
-            uuid: self.uuid,
-            timestamp: self.timestamp,
-            state: VersionState::Complete(data),
-        };
+        let v = ObjectVersion::new(self.uuid, self.timestamp, VersionState::Complete(data))
+            .with_attrs(attrs);
         self.model
             .write_version(self.bucket, &self.key, v, vec![])
             .await
@@ -470,11 +469,7 @@ impl PutUpload {
         if self.is_part || matches!(body, Some(StoredBody::Inline(_))) {
             return Ok(());
         }
-        let v = ObjectVersion {
-            uuid: self.uuid,
-            timestamp: self.timestamp,
-            state: VersionState::Aborted,
-        };
+        let v = ObjectVersion::new(self.uuid, self.timestamp, VersionState::Aborted);
         self.model
             .objects
             .insert(&Object::new(self.bucket, self.key.clone(), vec![v]))
@@ -500,14 +495,15 @@ pub fn meta_of(v: &ObjectVersion) -> Option<&ObjectMeta> {
 
 impl Model {
     /// A new version of `dst_key` with the content of `src` (a complete version with data) and the given
-    /// metadata. Content-addressed blocks are shared, not copied: the new version lists the same blocks
-    /// (one write of its block list, then one of the object entry).
+    /// metadata, tags and ACL. Content-addressed blocks are shared, not copied: the new version lists
+    /// the same blocks (one write of its block list, then one of the object entry).
     pub async fn copy_object(
         &self,
         src: &ObjectVersion,
         dst_bucket: Hash,
         dst_key: &str,
         meta: ObjectMeta,
+        attrs: VersionAttrs,
     ) -> Result<ObjectVersion, ModelError> {
         let uuid = random_bytes::<32>();
         let data = match src.data() {
@@ -525,11 +521,8 @@ impl Model {
             }
             _ => return Err(ModelError::Invalid("the source has no data".into())),
         };
-        let v = ObjectVersion {
-            uuid,
-            timestamp: self.next_timestamp(),
-            state: VersionState::Complete(data),
-        };
+        let v = ObjectVersion::new(uuid, self.next_timestamp(), VersionState::Complete(data))
+            .with_attrs(attrs);
         self.write_version(dst_bucket, dst_key, v, vec![]).await
     }
 
@@ -595,10 +588,6 @@ impl Model {
         if let VersionState::Complete(ObjectData::Blocks { .. }) = &v.state {
             self.copy_block_list(&v.uuid, uuid, bucket, key).await?;
         }
-        Ok(ObjectVersion {
-            uuid,
-            timestamp: self.next_timestamp(),
-            state: v.state.clone(),
-        })
+        Ok(ObjectVersion::new(uuid, self.next_timestamp(), v.state.clone()).with_attrs(v.attrs()))
     }
 }

@@ -12,15 +12,24 @@ use crate::model::ModelError;
 /// Largest CreateBucket body accepted.
 const MAX_CONFIG_BODY: usize = 64 << 10;
 
+/// The owner shown in answers: the request's key, or for an anonymous request the bucket's owner (the
+/// first key, by id, with the owner permission on it).
 pub fn owner_of(ctx: &Ctx) -> Owner {
-    Owner {
-        id: ctx.key.id.clone(),
-        display_name: ctx
-            .key
-            .params()
-            .map(|p| p.name.get().clone())
-            .unwrap_or_default(),
-    }
+    let key = match ctx.principal.key() {
+        Some(k) => Some(k.clone()),
+        None => ctx.bucket.as_ref().and_then(|b| {
+            let keys = ctx.model().bucket_keys(&b.id).ok()?;
+            keys.into_iter()
+                .filter(|(_, p)| p.owner)
+                .map(|(k, _)| k)
+                .min_by(|a, b| a.id.cmp(&b.id))
+        }),
+    };
+    key.map(|k| Owner {
+        display_name: k.params().map(|p| p.name.get().clone()).unwrap_or_default(),
+        id: k.id,
+    })
+    .unwrap_or_default()
 }
 
 /// Most buckets per ListBuckets page, and the page size AWS applies when a paginated request
@@ -91,7 +100,8 @@ fn bucket_page(
 pub async fn list_buckets(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
     let page = bucket_page(&ctx.route.query)?;
     let all = ctx.model().list_buckets().map_err(internal)?;
-    let visible = |id: &crate::util::hash::Hash| !ctx.key.permissions(id).is_none();
+    let key = ctx.key()?;
+    let visible = |id: &crate::util::hash::Hash| !key.permissions(id).is_none();
     let mut buckets: Vec<BucketSummary> = all
         .iter()
         .filter(|b| visible(&b.id))
@@ -103,8 +113,7 @@ pub async fn list_buckets(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
         })
         .collect();
     // The key's local aliases, listed under their local name.
-    for (alias, id) in ctx
-        .key
+    for (alias, id) in key
         .params()
         .into_iter()
         .flat_map(|p| p.local_aliases.iter())
@@ -163,8 +172,9 @@ pub async fn create_bucket(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> 
         .with("ArgumentName", "LocationConstraint"));
     }
     let name = ctx.bucket_name().to_string();
+    let key = ctx.key()?;
     if let Some(b) = &ctx.bucket {
-        return Err(if ctx.key.permissions(&b.id).owner {
+        return Err(if key.permissions(&b.id).owner {
             err(
                 S3ErrorCode::BucketAlreadyOwnedByYou,
                 "Your previous request to create the named bucket succeeded and you already own it.",
@@ -177,7 +187,15 @@ pub async fn create_bucket(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> 
         }
         .with("BucketName", name));
     }
-    match ctx.model().create_bucket(&name, Some(&ctx.key.id)).await {
+    let acl = match ctx.header("x-amz-acl") {
+        Some(v) => super::access::parse_canned_acl(v)?,
+        None => crate::model::object::CannedAcl::Private,
+    };
+    match ctx
+        .model()
+        .create_bucket_with_acl(&name, Some(&key.id), acl)
+        .await
+    {
         Ok(_) => super::ctx::respond(
             Response::builder()
                 .status(StatusCode::OK)

@@ -16,7 +16,7 @@ use super::error::{S3Error, S3ErrorCode, err};
 use super::object::{etag_matches, headers_to_store, precondition_failed, store_stream};
 use super::sse::{self, KeyFor};
 use super::xml;
-use crate::model::object::{ObjectMeta, ObjectVersion};
+use crate::model::object::{ObjectMeta, ObjectVersion, VersionAttrs};
 use crate::model::ops::meta_of;
 use crate::model::sse::CustomerKey;
 use crate::util::timefmt;
@@ -43,16 +43,17 @@ async fn source(ctx: &Ctx) -> Result<Source, S3Error> {
         )
         .with("ArgumentName", "x-amz-copy-source")
     })?;
+    let key = ctx.key()?;
     let bucket = ctx
         .model()
-        .bucket_for_key(&ctx.key, b)
+        .bucket_for_key(key, b)
         .await
         .map_err(internal)?
         .ok_or_else(|| no_such_bucket(b))?;
-    if !ctx.key.permissions(&bucket.id).read {
+    if !key.permissions(&bucket.id).read {
         let fresh = ctx
             .model()
-            .key_by_id_fresh(&ctx.key.id)
+            .key_by_id_fresh(&key.id)
             .await
             .map_err(internal)?;
         if !fresh.is_some_and(|k| k.permissions(&bucket.id).read) {
@@ -81,6 +82,20 @@ async fn source(ctx: &Ctx) -> Result<Source, S3Error> {
     })
 }
 
+/// `x-amz-{what}-directive`: COPY (the default) or REPLACE (true).
+fn replaces(ctx: &Ctx, what: &str) -> Result<bool, S3Error> {
+    let name = format!("x-amz-{what}-directive");
+    match ctx.header(&name) {
+        None | Some("COPY") => Ok(false),
+        Some("REPLACE") => Ok(true),
+        Some(_) => Err(err(
+            S3ErrorCode::InvalidArgument,
+            format!("Unknown {what} directive."),
+        )
+        .with("ArgumentName", name)),
+    }
+}
+
 /// `x-amz-copy-source-if-*`: every failure is 412, as S3.
 fn check_copy_conditions(ctx: &Ctx, etag: &str, modified_msec: u64) -> Result<(), S3Error> {
     let matches = |h: &str| etag_matches(h, etag);
@@ -103,16 +118,14 @@ fn check_copy_conditions(ctx: &Ctx, etag: &str, modified_msec: u64) -> Result<()
 
 pub async fn copy_object(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
     let src = source(ctx).await?;
-    let replace = match ctx.header("x-amz-metadata-directive") {
-        None | Some("COPY") => false,
-        Some("REPLACE") => true,
-        Some(_) => {
-            return Err(
-                err(S3ErrorCode::InvalidArgument, "Unknown metadata directive.")
-                    .with("ArgumentName", "x-amz-metadata-directive"),
-            );
-        }
-    };
+    let replace = replaces(ctx, "metadata")?;
+    let replace_tags = replaces(ctx, "tagging")?;
+    // The ACL is the request's (default private, as S3: a copy does not inherit the source's); the
+    // tags are the source's unless the directive is REPLACE.
+    let mut attrs = super::tagging::requested_attrs(ctx)?;
+    if !replace_tags {
+        attrs.tags = src.version.tags.clone();
+    }
     let dst_key = sse::customer_key(&ctx.headers, KeyFor::Target)?;
     let encryption = dst_key.as_ref().map(CustomerKey::encryption);
     let same = src.bucket.id == ctx.bucket().id && src.key == ctx.object_key();
@@ -135,12 +148,13 @@ pub async fn copy_object(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
                 ctx.bucket().id,
                 ctx.object_key(),
                 meta.clone(),
+                attrs,
             )
             .await
             .map_err(internal)?;
         (meta.etag, v.timestamp.msec)
     } else {
-        reencrypt(ctx, &src, meta, dst_key).await?
+        reencrypt(ctx, &src, meta, dst_key, attrs).await?
     };
     let doc = xml::CopyObjectResult {
         etag,
@@ -159,6 +173,7 @@ async fn reencrypt(
     src: &Source,
     mut meta: ObjectMeta,
     dst_key: Option<CustomerKey>,
+    attrs: VersionAttrs,
 ) -> Result<(String, u64), S3Error> {
     let model = ctx.model().clone();
     let upload = model
@@ -181,7 +196,7 @@ async fn reencrypt(
         meta.checksum = None;
     }
     let v = upload
-        .commit(stored, meta.clone())
+        .commit(stored, meta.clone(), attrs)
         .await
         .map_err(internal)?;
     Ok((meta.etag, v.timestamp.msec))

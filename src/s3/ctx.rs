@@ -11,6 +11,7 @@ use futures::StreamExt;
 use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
 use hyper::{HeaderMap, Method, Response, StatusCode};
 
+use super::access::{Decision, ObjectAcl, Principal, decide};
 use super::error::{S3Error, S3ErrorCode, err};
 use super::router::Route;
 use super::sigv4::ContentSha256;
@@ -18,6 +19,7 @@ use super::streaming::Trailers;
 use crate::model::bucket::Bucket;
 use crate::model::key::Key;
 use crate::model::multipart::MAX_PART_NUMBER;
+use crate::model::object::ObjectVersion;
 use crate::model::{Model, ModelError};
 
 pub type ResBody = UnsyncBoxBody<Bytes, std::io::Error>;
@@ -38,7 +40,12 @@ pub struct Ctx {
     pub route: Route,
     pub method: Method,
     pub headers: HeaderMap,
-    pub key: Key,
+    /// Who is asking: a key whose signature was checked, or anonymous.
+    pub principal: Principal,
+    /// The request is allowed only if the object it reads turns out to be readable by its principal
+    /// ([`Decision::DependsOnObject`](super::access::Decision)): the handler decides again once it has
+    /// read the object's entry.
+    pub object_check: bool,
     /// The bucket, resolved (for operations on a bucket or an object).
     pub bucket: Option<Bucket>,
     pub content_sha256: ContentSha256,
@@ -69,6 +76,26 @@ impl Ctx {
             .unwrap_or_else(|p| p.into_inner())
             .take()
             .unwrap_or_else(|| Box::pin(futures::stream::empty()))
+    }
+    /// The request's key; AccessDenied for an anonymous request (which the permission check only lets
+    /// through to operations that need no key).
+    pub fn key(&self) -> Result<&Key, S3Error> {
+        self.principal
+            .key()
+            .ok_or_else(super::access::access_denied)
+    }
+    /// For a request let through with [`Ctx::object_check`]: whether the object (its current version,
+    /// None when absent) is readable by the principal. AccessDenied otherwise (also when absent, so
+    /// that nothing is learnt of what exists).
+    pub fn check_object(&self, current: Option<&ObjectVersion>) -> Result<(), S3Error> {
+        if !self.object_check {
+            return Ok(());
+        }
+        let acl = current.map_or(ObjectAcl::Absent, |v| ObjectAcl::Known(v.canned_acl()));
+        match decide(&self.principal, self.route.op, self.bucket.as_ref(), acl) {
+            Decision::Allow => Ok(()),
+            Decision::Deny | Decision::DependsOnObject => Err(super::access::access_denied()),
+        }
     }
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
@@ -147,6 +174,52 @@ pub async fn small_body(ctx: &mut Ctx, max: usize) -> Result<Bytes, S3Error> {
     let b = super::body::collect_small(body.boxed(), max).await?;
     check_sha256(&ctx.content_sha256, &b)?;
     Ok(b)
+}
+
+/// Check a small body read whole (XML) against the Content-MD5 and `x-amz-checksum-*` headers it
+/// came with (`BadDigest` on a mismatch).
+pub fn check_small_body_digests(headers: &HeaderMap, body: &[u8]) -> Result<(), S3Error> {
+    use super::checksum::{compute, content_md5, md5_mismatch, request_checksum};
+    if let Some(expected) = content_md5(headers)? {
+        let got: [u8; 16] = <md5::Md5 as md5::Digest>::digest(body).into();
+        if got != expected {
+            return Err(md5_mismatch());
+        }
+    }
+    if let Some(req) = request_checksum(headers)?
+        && let Some(expected) = &req.expected
+    {
+        compute(req.algorithm, body).check(expected)?;
+    }
+    Ok(())
+}
+
+pub fn no_such_key(ctx: &Ctx) -> S3Error {
+    err(S3ErrorCode::NoSuchKey, "The specified key does not exist.").with("Key", ctx.object_key())
+}
+
+/// The current version of the request's object, for an operation on it (`versionId` checked by
+/// [`current_version_only`]); NoSuchKey when there is none.
+pub async fn current_version(ctx: &Ctx) -> Result<ObjectVersion, S3Error> {
+    current_version_only(ctx)?;
+    ctx.model()
+        .get_object(&ctx.bucket().id, ctx.object_key())
+        .await
+        .map_err(internal)?
+        .and_then(|o| o.current().cloned())
+        .ok_or_else(|| no_such_key(ctx))
+}
+
+/// A `versionId` query parameter of an operation on an object's current version: versioning is not
+/// supported, so only `null` (the id S3 gives objects of unversioned buckets) names it.
+pub fn current_version_only(ctx: &Ctx) -> Result<(), S3Error> {
+    match ctx.route.query.get("versionId").map(String::as_str) {
+        None | Some("null") => Ok(()),
+        Some(_) => Err(
+            err(S3ErrorCode::InvalidArgument, "Invalid version id specified")
+                .with("ArgumentName", "versionId"),
+        ),
+    }
 }
 
 /// A `partNumber` query parameter: 1 to 10000 (`InvalidArgument` otherwise).

@@ -28,7 +28,9 @@ pub enum S3ErrorCode {
     InvalidPartOrder,
     InvalidRange,
     InvalidRequest,
+    InvalidTag,
     KeyTooLongError,
+    MalformedACLError,
     MalformedXML,
     MaxMessageLengthExceeded,
     MetadataTooLarge,
@@ -76,6 +78,8 @@ impl S3ErrorCode {
             InvalidPartOrder => "InvalidPartOrder",
             InvalidRange => "InvalidRange",
             InvalidRequest => "InvalidRequest",
+            InvalidTag => "InvalidTag",
+            MalformedACLError => "MalformedACLError",
             KeyTooLongError => "KeyTooLongError",
             MalformedXML => "MalformedXML",
             MaxMessageLengthExceeded => "MaxMessageLengthExceeded",
@@ -132,7 +136,9 @@ impl S3ErrorCode {
             | InvalidPart
             | InvalidPartOrder
             | InvalidRequest
+            | InvalidTag
             | KeyTooLongError
+            | MalformedACLError
             | MalformedXML
             | MaxMessageLengthExceeded
             | MetadataTooLarge

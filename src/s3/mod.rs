@@ -1,11 +1,13 @@
 //! The S3 HTTP API (our own code on hyper 1 and quick-xml): routing (`router`), SigV4 (`sigv4`,
 //! `streaming` for aws-chunked bodies), checksums (`checksum`), SSE-C headers (`sse`), request bodies and their digests
 //! (`body`), XML documents (`xml`), the handlers' shared context and response helpers (`ctx`), the
-//! server and request lifecycle (`server`), and the operations (`bucket`, `list`, `object`,
-//! `multipart`, `copy`). Request paths and their round trips: `doc/s3.md`.
+//! server and request lifecycle (`server`), who may do what (`access`: keys and anonymous requests),
+//! and the operations (`bucket`, `list`, `object`, `multipart`, `copy`, `tagging`, `acl`). Request paths and their round trips: `doc/s3.md`.
 //!
 //! **Invariant:** `s3` never talks RPC or touches tables directly; it goes through `model`.
 
+pub mod access;
+pub mod acl;
 pub mod body;
 pub mod bucket;
 pub mod checksum;
@@ -20,4 +22,5 @@ pub mod server;
 pub mod sigv4;
 pub mod sse;
 pub mod streaming;
+pub mod tagging;
 pub mod xml;

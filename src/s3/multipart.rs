@@ -56,6 +56,7 @@ pub async fn create(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
     let encryption = sse::customer_key(&ctx.headers, KeyFor::Target)?
         .as_ref()
         .map(CustomerKey::encryption);
+    let attrs = super::tagging::requested_attrs(ctx)?;
     let id = ctx
         .model()
         .create_multipart(
@@ -63,6 +64,7 @@ pub async fn create(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
             ctx.object_key(),
             headers,
             encryption.clone(),
+            attrs,
         )
         .await
         .map_err(internal)?;

@@ -6,10 +6,12 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use hyper::{Response, StatusCode};
 
+use super::access::{Decision, ObjectAcl, decide};
 use super::body::{Digester, Digests, Wanted, digesting};
 use super::checksum::{Checksum, RequestChecksum, content_md5, md5_mismatch, request_checksum};
-use super::ctx::{Ctx, ReqBody, ResBody, empty, full, internal, respond};
+use super::ctx::{Ctx, ReqBody, ResBody, empty, full, internal, no_such_key, respond};
 use super::error::{S3Error, S3ErrorCode, err};
+use super::router::Op;
 use super::sigv4::ContentSha256;
 use super::sse::{self, KeyFor};
 use super::xml;
@@ -76,10 +78,6 @@ pub fn etag_of(md5: [u8; 16], key: Option<&CustomerKey>) -> String {
         Some(_) => crate::model::sse::random_etag(),
         None => hex::encode(md5),
     }
-}
-
-fn no_such_key(ctx: &Ctx) -> S3Error {
-    err(S3ErrorCode::NoSuchKey, "The specified key does not exist.").with("Key", ctx.object_key())
 }
 
 /// A body received and stored, with its verified digests.
@@ -213,6 +211,7 @@ fn verify_digests(
 pub async fn put_object(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
     let headers = headers_to_store(ctx)?;
     let sse_key = sse::customer_key(&ctx.headers, KeyFor::Target)?;
+    let attrs = super::tagging::requested_attrs(ctx)?;
     let model = ctx.model().clone();
     let upload = model
         .start_put(
@@ -239,7 +238,7 @@ pub async fn put_object(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
         parts: None,
         encryption: encryption.clone(),
     };
-    upload.commit(stored, meta).await.map_err(internal)?;
+    upload.commit(stored, meta, attrs).await.map_err(internal)?;
     let mut r = Response::builder()
         .status(StatusCode::OK)
         .header("etag", format!("\"{etag}\""));
@@ -346,11 +345,11 @@ pub async fn get_object(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
         .get_object(&ctx.bucket().id, ctx.object_key())
         .await
         .map_err(internal)?;
-    let version: ObjectVersion = object
-        .as_ref()
-        .and_then(|o| o.current())
-        .cloned()
-        .ok_or_else(|| no_such_key(ctx))?;
+    let current = object.as_ref().and_then(|o| o.current());
+    // Before anything else is answered (404, 304, 412): an anonymous request for a private or
+    // absent object learns nothing.
+    ctx.check_object(current)?;
+    let version: ObjectVersion = current.cloned().ok_or_else(|| no_such_key(ctx))?;
     let meta = version
         .data()
         .and_then(ObjectData::meta)
@@ -419,6 +418,18 @@ pub async fn get_object(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
     if !has_type {
         r = r.header("content-type", "binary/octet-stream");
     }
+    // The tag count, to whoever may read the tags (as S3).
+    let tags = version.tag_set().len();
+    if tags > 0
+        && decide(
+            &ctx.principal,
+            Op::GetObjectTagging,
+            ctx.bucket.as_ref(),
+            ObjectAcl::Known(version.canned_acl()),
+        ) == Decision::Allow
+    {
+        r = r.header("x-amz-tagging-count", tags.to_string());
+    }
     if let Some(parts) = meta.parts
         && ctx.route.query.contains_key("partNumber")
     {
@@ -482,12 +493,7 @@ const DELETE_CONCURRENCY: usize = 32;
 
 pub async fn delete_objects(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
     let body = super::ctx::small_body(ctx, ctx.state.xml_body_max).await?;
-    if let Some(expected) = content_md5(&ctx.headers)? {
-        let got: [u8; 16] = <md5::Md5 as md5::Digest>::digest(&body[..]).into();
-        if got != expected {
-            return Err(md5_mismatch());
-        }
-    }
+    super::ctx::check_small_body_digests(&ctx.headers, &body)?;
     let req = xml::parse_delete(&body)?;
     let model = ctx.model().clone();
     let bucket = ctx.bucket().id;

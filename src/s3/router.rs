@@ -35,6 +35,13 @@ pub enum Op {
     CompleteMultipartUpload,
     AbortMultipartUpload,
     ListParts,
+    GetBucketAcl,
+    PutBucketAcl,
+    GetObjectAcl,
+    PutObjectAcl,
+    GetObjectTagging,
+    PutObjectTagging,
+    DeleteObjectTagging,
 }
 
 impl Op {
@@ -61,6 +68,13 @@ impl Op {
             Op::CompleteMultipartUpload => "CompleteMultipartUpload",
             Op::AbortMultipartUpload => "AbortMultipartUpload",
             Op::ListParts => "ListParts",
+            Op::GetBucketAcl => "GetBucketAcl",
+            Op::PutBucketAcl => "PutBucketAcl",
+            Op::GetObjectAcl => "GetObjectAcl",
+            Op::PutObjectAcl => "PutObjectAcl",
+            Op::GetObjectTagging => "GetObjectTagging",
+            Op::PutObjectTagging => "PutObjectTagging",
+            Op::DeleteObjectTagging => "DeleteObjectTagging",
         }
     }
 
@@ -70,9 +84,12 @@ impl Op {
         match self {
             ListBuckets => Access::None,
             CreateBucket => Access::CreateBucket,
-            DeleteBucket => Access::Owner,
+            // Making a bucket listable by anyone is the owner's decision.
+            DeleteBucket | PutBucketAcl => Access::Owner,
             HeadBucket | GetBucketLocation | GetBucketVersioning | ListObjects | ListObjectsV2
-            | ListMultipartUploads | HeadObject | GetObject | ListParts => Access::Read,
+            | ListMultipartUploads | HeadObject | GetObject | ListParts | GetBucketAcl
+            | GetObjectAcl | GetObjectTagging => Access::Read,
+            PutObjectAcl | PutObjectTagging | DeleteObjectTagging => Access::Write,
             DeleteObjects
             | PutObject
             | CopyObject
@@ -162,10 +179,10 @@ fn bucket_op(method: &Method, q: &BTreeMap<String, String>) -> Result<Op, S3Erro
         Method::GET if has("location") => Op::GetBucketLocation,
         Method::GET if has("versioning") => Op::GetBucketVersioning,
         Method::GET if has("uploads") => Op::ListMultipartUploads,
+        Method::GET if has("acl") => Op::GetBucketAcl,
         Method::GET if q.get("list-type").map(String::as_str) == Some("2") => Op::ListObjectsV2,
         Method::GET => {
             for sub in [
-                "acl",
                 "cors",
                 "website",
                 "lifecycle",
@@ -194,6 +211,7 @@ fn bucket_op(method: &Method, q: &BTreeMap<String, String>) -> Result<Op, S3Erro
         }
         Method::HEAD => Op::HeadBucket,
         Method::PUT if q.is_empty() => Op::CreateBucket,
+        Method::PUT if has("acl") => Op::PutBucketAcl,
         Method::PUT => {
             let sub = q.keys().next().cloned().unwrap_or_default();
             return Err(not_implemented(&format!("PUT ?{sub}")));
@@ -218,20 +236,24 @@ fn object_op(
     let copy = headers.contains_key("x-amz-copy-source");
     Ok(match *method {
         Method::GET if has("uploadId") => Op::ListParts,
-        Method::GET if has("acl") || has("tagging") || has("attributes") || has("retention") => {
+        Method::GET if has("acl") => Op::GetObjectAcl,
+        Method::GET if has("tagging") => Op::GetObjectTagging,
+        Method::GET if has("attributes") || has("retention") || has("legal-hold") => {
             return Err(not_implemented("object sub-resources"));
         }
         Method::GET => Op::GetObject,
         Method::HEAD => Op::HeadObject,
         Method::PUT if has("partNumber") && has("uploadId") && copy => Op::UploadPartCopy,
         Method::PUT if has("partNumber") && has("uploadId") => Op::UploadPart,
-        Method::PUT if has("acl") || has("tagging") || has("retention") || has("legal-hold") => {
+        Method::PUT if has("acl") => Op::PutObjectAcl,
+        Method::PUT if has("tagging") => Op::PutObjectTagging,
+        Method::PUT if has("retention") || has("legal-hold") => {
             return Err(not_implemented("object sub-resources"));
         }
         Method::PUT if copy => Op::CopyObject,
         Method::PUT => Op::PutObject,
         Method::DELETE if has("uploadId") => Op::AbortMultipartUpload,
-        Method::DELETE if has("tagging") => return Err(not_implemented("DELETE ?tagging")),
+        Method::DELETE if has("tagging") => Op::DeleteObjectTagging,
         Method::DELETE => Op::DeleteObject,
         Method::POST if has("uploads") => Op::CreateMultipartUpload,
         Method::POST if has("uploadId") => Op::CompleteMultipartUpload,
@@ -323,6 +345,13 @@ mod tests {
             (Method::GET, "/b/k?uploadId=x", Op::ListParts),
             (Method::DELETE, "/b/k", Op::DeleteObject),
             (Method::HEAD, "/b/k", Op::HeadObject),
+            (Method::GET, "/b?acl", Op::GetBucketAcl),
+            (Method::PUT, "/b?acl", Op::PutBucketAcl),
+            (Method::GET, "/b/k?acl", Op::GetObjectAcl),
+            (Method::PUT, "/b/k?acl", Op::PutObjectAcl),
+            (Method::GET, "/b/k?tagging", Op::GetObjectTagging),
+            (Method::PUT, "/b/k?tagging", Op::PutObjectTagging),
+            (Method::DELETE, "/b/k?tagging", Op::DeleteObjectTagging),
         ];
         for (m, p, op) in cases {
             assert_eq!(r(m.clone(), "localhost", p).unwrap().op, op, "{m} {p}");

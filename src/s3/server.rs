@@ -12,15 +12,17 @@ use futures::TryStreamExt;
 use http_body_util::BodyStream;
 use hyper::{HeaderMap, Method, Request, Response, StatusCode};
 
+use super::access::{self, Decision, ObjectAcl, Principal};
 use super::ctx::{Ctx, ReqBody, ResBody, S3State, empty, full, internal, no_such_bucket};
 use super::error::{S3Error, S3ErrorCode, err};
 use super::router::{Access, Op, Route, route};
 use super::sigv4::{self, ContentSha256, SigningContext};
 use super::streaming::{ChunkedDecoder, StreamingMode, Trailers};
-use super::{bucket, copy, list, multipart, object, xml};
+use super::{acl, bucket, copy, list, multipart, object, tagging, xml};
 use crate::model::Model;
 use crate::model::bucket::Bucket;
 use crate::model::key::Key;
+use crate::model::object::CannedAcl;
 use crate::util::http::{HttpLimits, RequestBody};
 
 /// Largest request header section accepted (bytes); a larger one gets a 431 from hyper before routing.
@@ -125,12 +127,9 @@ async fn handle_inner(
         &parts.headers,
         state.root_domain.as_deref(),
     )?;
-    let auth = sigv4::parse(&parts.method, &parts.uri, &parts.headers)?.ok_or_else(|| {
-        err(
-            S3ErrorCode::AccessDenied,
-            "Anonymous access is not allowed.",
-        )
-    })?;
+    let Some(auth) = sigv4::parse(&parts.method, &parts.uri, &parts.headers)? else {
+        return anonymous(state, r, parts).await;
+    };
     let key = state
         .model
         .key_for_request(&auth.access_key)
@@ -152,24 +151,31 @@ async fn handle_inner(
         &state.region,
         SystemTime::now(),
     )?;
-    let bucket = match authorize(&state.model, &key, &r).await {
-        // This node's copy of the key may be a moment behind a permission or a local bucket name
-        // given through another node: ask a majority before saying no.
-        Err(e)
-            if matches!(
-                e.code,
-                S3ErrorCode::AccessDenied | S3ErrorCode::NoSuchBucket
-            ) =>
+    let first = authorize(&state.model, &key, &r).await;
+    // This node's copy of the key may be a moment behind a permission or a local bucket name given
+    // through another node: ask a majority before saying no (or before leaving it to the object).
+    let stale = match &first {
+        Err(e) => matches!(
+            e.code,
+            S3ErrorCode::AccessDenied | S3ErrorCode::NoSuchBucket
+        ),
+        Ok((_, decision)) => *decision == Decision::DependsOnObject,
+    };
+    let (key, (bucket, decision)) = if stale {
+        match state
+            .model
+            .key_by_id_fresh(&key.id)
+            .await
+            .map_err(internal)?
         {
-            let fresh = state
-                .model
-                .key_by_id_fresh(&key.id)
-                .await
-                .map_err(internal)?
-                .ok_or(e)?;
-            authorize(&state.model, &fresh, &r).await?
+            Some(fresh) => {
+                let again = authorize(&state.model, &fresh, &r).await?;
+                (fresh, again)
+            }
+            None => (key, first?),
         }
-        other => other?,
+    } else {
+        (key, first?)
     };
     let (body, trailers) = request_body(body, &parts.headers, &auth.content_sha256, signing)?;
     let mut ctx = Ctx {
@@ -177,7 +183,8 @@ async fn handle_inner(
         route: r,
         method: parts.method,
         headers: parts.headers,
-        key,
+        principal: Principal::Key(key),
+        object_check: decision == Decision::DependsOnObject,
         bucket,
         content_sha256: auth.content_sha256,
         body: std::sync::Mutex::new(Some(body)),
@@ -186,39 +193,93 @@ async fn handle_inner(
     dispatch(&mut ctx).await
 }
 
-/// Resolve the bucket and check the key's permission for the operation.
-async fn authorize(model: &Model, key: &Key, r: &Route) -> Result<Option<Bucket>, S3Error> {
+/// A request without any signature: only what [`access::decide`] lets anyone do (reading public
+/// objects, listing public buckets), on buckets by their global name; its body is not read.
+async fn anonymous(
+    state: Arc<S3State>,
+    r: Route,
+    parts: hyper::http::request::Parts,
+) -> Result<Response<ResBody>, S3Error> {
+    // Parts of a presigned URL without its algorithm: a broken signature, never anonymous.
+    let query = parts.uri.query().unwrap_or("");
+    if crate::util::url::split_query(query).any(|(k, _)| {
+        k.eq_ignore_ascii_case("X-Amz-Signature") || k.eq_ignore_ascii_case("X-Amz-Credential")
+    }) {
+        return Err(err(
+            S3ErrorCode::AccessDenied,
+            "Query-string authentication requires the X-Amz-Algorithm, X-Amz-Credential,              X-Amz-Signature, X-Amz-Date, X-Amz-SignedHeaders and X-Amz-Expires parameters.",
+        ));
+    }
+    let denied = || {
+        err(
+            S3ErrorCode::AccessDenied,
+            "Anonymous access is not allowed.",
+        )
+    };
+    let name = r.bucket.as_deref().ok_or_else(denied)?;
+    let bucket = state
+        .model
+        .bucket_by_name(name)
+        .await
+        .map_err(internal)?
+        .ok_or_else(denied)?;
+    let decision = access::decide(
+        &Principal::Anonymous,
+        r.op,
+        Some(&bucket),
+        ObjectAcl::Unknown,
+    );
+    if decision == Decision::Deny {
+        return Err(denied());
+    }
+    let mut ctx = Ctx {
+        state: state.clone(),
+        route: r,
+        method: parts.method,
+        headers: parts.headers,
+        principal: Principal::Anonymous,
+        object_check: decision == Decision::DependsOnObject,
+        bucket: Some(bucket),
+        content_sha256: ContentSha256::UnsignedPayload,
+        body: std::sync::Mutex::new(None),
+        trailers: None,
+    };
+    dispatch(&mut ctx).await
+}
+
+/// Resolve the bucket and check the key's permission for the operation ([`access::decide`]).
+async fn authorize(
+    model: &Model,
+    key: &Key,
+    r: &Route,
+) -> Result<(Option<Bucket>, Decision), S3Error> {
     let params = key
         .params()
         .ok_or_else(|| err(S3ErrorCode::InvalidAccessKeyId, "The key was deleted."))?;
-    let denied = || err(S3ErrorCode::AccessDenied, "Access Denied");
+    let who = Principal::Key(key.clone());
     match r.op.needs() {
-        Access::None => Ok(None),
+        Access::None => Ok((None, Decision::Allow)),
         Access::CreateBucket => {
             let name = r.bucket.as_deref().unwrap_or("");
             let existing = model.bucket_for_key(key, name).await.map_err(internal)?;
             match existing {
                 // Re-creating one's own bucket is answered by the handler (BucketAlreadyOwnedByYou).
-                Some(b) => Ok(Some(b)),
-                None if *params.allow_create_bucket.get() => Ok(None),
-                None => Err(denied()),
+                Some(b) => Ok((Some(b), Decision::Allow)),
+                None if *params.allow_create_bucket.get() => Ok((None, Decision::Allow)),
+                None => Err(access::access_denied()),
             }
         }
-        need => {
+        _ => {
             let name = r.bucket.as_deref().unwrap_or("");
             let b = model
                 .bucket_for_key(key, name)
                 .await
                 .map_err(internal)?
                 .ok_or_else(|| no_such_bucket(name))?;
-            let p = key.permissions(&b.id);
-            let ok = match need {
-                Access::Read => p.read,
-                Access::Write => p.write,
-                Access::Owner => p.owner,
-                Access::None | Access::CreateBucket => true,
-            };
-            if ok { Ok(Some(b)) } else { Err(denied()) }
+            match access::decide(&who, r.op, Some(&b), ObjectAcl::Unknown) {
+                Decision::Deny => Err(access::access_denied()),
+                d => Ok((Some(b), d)),
+            }
         }
     }
 }
@@ -286,9 +347,10 @@ fn request_body(
 }
 
 /// Refuse a request carrying a header whose promise Grenier cannot keep (encryption, object lock,
-/// grants and public ACLs, tags, conditional writes, website redirects): silently ignoring it would
-/// store an object the client believes is encrypted, locked, tagged or private when it is not.
-/// NotImplemented (501), before anything is stored.
+/// grants and canned ACLs other than private/public-read, conditional writes, website redirects):
+/// silently ignoring it would store an object the client believes is encrypted, locked or shared as
+/// asked when it is not. NotImplemented (501), before anything is stored. `x-amz-acl` and
+/// `x-amz-tagging` are checked here too (400 for a bad value), on the operations that honour them.
 pub fn refuse_unhonoured(op: Op, headers: &HeaderMap) -> Result<(), S3Error> {
     let refuse = |what: &str| {
         Err(err(
@@ -296,6 +358,19 @@ pub fn refuse_unhonoured(op: Op, headers: &HeaderMap) -> Result<(), S3Error> {
             format!("{what} is not supported by Grenier; nothing was changed."),
         ))
     };
+    let takes_acl = matches!(
+        op,
+        Op::PutObject
+            | Op::CopyObject
+            | Op::CreateMultipartUpload
+            | Op::CreateBucket
+            | Op::PutObjectAcl
+            | Op::PutBucketAcl
+    );
+    let takes_tags = matches!(
+        op,
+        Op::PutObject | Op::CopyObject | Op::CreateMultipartUpload
+    );
     for (name, value) in headers {
         let n = name.as_str();
         let v = value.to_str().unwrap_or("");
@@ -312,15 +387,23 @@ pub fn refuse_unhonoured(op: Op, headers: &HeaderMap) -> Result<(), S3Error> {
             return refuse(&format!("Object lock ({n})"));
         }
         if n.starts_with("x-amz-grant-") {
-            return refuse(&format!("Access grants ({n})"));
+            return refuse(&format!(
+                "Access grants ({n}; only the canned ACLs private and public-read)"
+            ));
         }
-        // Everything is private to the keys allowed on the bucket: `private` (and the bucket
-        // owner's full control) is what Grenier does; any other canned ACL is not.
-        if n == "x-amz-acl" && !matches!(v, "private" | "bucket-owner-full-control") {
-            return refuse(&format!("The canned ACL {v:?}"));
+        if n == "x-amz-acl" && access::parse_canned_acl(v)? == CannedAcl::PublicRead && !takes_acl {
+            return refuse(&format!("The canned ACL {v:?} on {}", op.name()));
         }
-        if n == "x-amz-tagging" && !v.is_empty() {
-            return refuse("Object tagging (x-amz-tagging)");
+        if n == "x-amz-tagging" && takes_tags {
+            let v = value.to_str().map_err(|_| {
+                err(
+                    S3ErrorCode::InvalidTag,
+                    "The x-amz-tagging header is not valid",
+                )
+            })?;
+            tagging::parse_tagging_header(v)?;
+        } else if n == "x-amz-tagging" && !v.is_empty() {
+            return refuse(&format!("Object tagging (x-amz-tagging) on {}", op.name()));
         }
         if n == "x-amz-website-redirect-location" || n == "x-amz-write-offset-bytes" {
             return refuse(n);
@@ -368,5 +451,12 @@ async fn dispatch(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
         Op::AbortMultipartUpload => multipart::abort(ctx).await,
         Op::ListParts => multipart::list_parts(ctx).await,
         Op::ListMultipartUploads => multipart::list_uploads(ctx).await,
+        Op::GetObjectTagging => tagging::get_object_tagging(ctx).await,
+        Op::PutObjectTagging => tagging::put_object_tagging(ctx).await,
+        Op::DeleteObjectTagging => tagging::delete_object_tagging(ctx).await,
+        Op::GetObjectAcl => acl::get_object_acl(ctx).await,
+        Op::PutObjectAcl => acl::put_object_acl(ctx).await,
+        Op::GetBucketAcl => acl::get_bucket_acl(ctx).await,
+        Op::PutBucketAcl => acl::put_bucket_acl(ctx).await,
     }
 }

@@ -1149,6 +1149,231 @@ pub fn parse_create_bucket_configuration(body: &[u8]) -> Result<Option<String>, 
 }
 
 // ---------------------------------------------------------------------------------------------------
+// Object tagging and ACLs (GetObjectTagging, PutObjectTagging, Get/Put Object/Bucket Acl)
+// ---------------------------------------------------------------------------------------------------
+
+/// `<Tagging><TagSet><Tag><Key/><Value/></Tag>…</TagSet></Tagging>` (GetObjectTagging).
+pub fn tagging_xml(tags: &[(String, String)]) -> String {
+    let mut w = XmlWriter::document("Tagging", true);
+    w.open("TagSet");
+    for (k, v) in tags {
+        w.open("Tag");
+        w.elem("Key", k);
+        w.elem("Value", v);
+        w.close("Tag");
+    }
+    w.close("TagSet");
+    w.finish("Tagging")
+}
+
+/// Most `<Tag>` elements read from a PutObjectTagging body: more than S3's 10 tags, so that a few too
+/// many get `InvalidTag` (the caller checks the count), while a flood stays `MalformedXML`.
+pub const MAX_TAGS_PARSED: usize = 50;
+
+const TAGGING_SHAPE: Shape = Shape {
+    root: "Tagging",
+    names: &["TagSet", "Tag", "Key", "Value"],
+    max_root_children: 1,
+    max_children: MAX_TAGS_PARSED,
+    max_depth: 4,
+};
+
+/// Parses a PutObjectTagging body: `<Tagging><TagSet>[<Tag><Key/><Value/></Tag>…]</TagSet></Tagging>`,
+/// each Tag with exactly one Key and one Value (texts exactly as sent). The tags' rules (count,
+/// lengths, duplicates) are the caller's to check.
+pub fn parse_tagging(body: &[u8]) -> Result<Vec<(String, String)>, S3Error> {
+    let root = parse_root(body, &TAGGING_SHAPE)?;
+    let [set] = root.container()? else {
+        return Err(malformed());
+    };
+    if set.name != "TagSet" {
+        return Err(malformed());
+    }
+    let mut tags = Vec::new();
+    for tag in set.container()? {
+        if tag.name != "Tag" {
+            return Err(malformed());
+        }
+        let (mut key, mut value) = (None, None);
+        for field in tag.container()? {
+            match field.name.as_str() {
+                "Key" => set_once(&mut key, field)?,
+                "Value" => set_once(&mut value, field)?,
+                _ => return Err(malformed()),
+            }
+        }
+        tags.push((key.ok_or_else(malformed)?, value.ok_or_else(malformed)?));
+    }
+    Ok(tags)
+}
+
+/// The group of everyone (anonymous requests included), as AWS names it.
+pub const ALL_USERS: &str = "http://acs.amazonaws.com/groups/global/AllUsers";
+
+/// An `AccessControlPolicy` as Grenier answers it: the owner has FULL_CONTROL, and with
+/// `public_read` everyone (AllUsers) may READ.
+pub struct AccessControlPolicy {
+    pub owner: Owner,
+    pub public_read: bool,
+}
+
+impl AccessControlPolicy {
+    pub fn to_xml(&self) -> String {
+        let mut w = XmlWriter::document("AccessControlPolicy", true);
+        w.owner("Owner", &self.owner);
+        w.open("AccessControlList");
+        w.open("Grant");
+        w.grantee("CanonicalUser");
+        w.elem("ID", &self.owner.id);
+        w.elem("DisplayName", &self.owner.display_name);
+        w.close("Grantee");
+        w.elem("Permission", "FULL_CONTROL");
+        w.close("Grant");
+        if self.public_read {
+            w.open("Grant");
+            w.grantee("Group");
+            w.elem("URI", ALL_USERS);
+            w.close("Grantee");
+            w.elem("Permission", "READ");
+            w.close("Grant");
+        }
+        w.close("AccessControlList");
+        w.finish("AccessControlPolicy")
+    }
+}
+
+impl XmlWriter {
+    /// `<Grantee xmlns:xsi="…" xsi:type="{kind}">` (the type is one of ours).
+    fn grantee(&mut self, kind: &str) {
+        debug_assert!(is_valid_name(kind));
+        let _ = write!(
+            self.out,
+            "<Grantee xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" xsi:type=\"{kind}\">"
+        );
+    }
+}
+
+/// Who a grant of a PutObjectAcl / PutBucketAcl body is for (told apart by the element it holds,
+/// not by the `xsi:type` attribute, which says the same).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Grantee {
+    CanonicalUser(String),
+    Group(String),
+    Email(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    pub grantee: Grantee,
+    /// As sent, trimmed (FULL_CONTROL, READ, WRITE, READ_ACP, WRITE_ACP).
+    pub permission: String,
+}
+
+/// A parsed PutObjectAcl / PutBucketAcl body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AclRequest {
+    /// The `<Owner><ID>` sent, if any.
+    pub owner: Option<String>,
+    pub grants: Vec<Grant>,
+}
+
+/// Most grants in an ACL (AWS's limit).
+pub const MAX_GRANTS: usize = 100;
+
+const ACL_SHAPE: Shape = Shape {
+    root: "AccessControlPolicy",
+    names: &[
+        "Owner",
+        "ID",
+        "DisplayName",
+        "AccessControlList",
+        "Grant",
+        "Grantee",
+        "URI",
+        "EmailAddress",
+        "Permission",
+    ],
+    max_root_children: 2,
+    max_children: MAX_GRANTS,
+    max_depth: 5,
+};
+
+fn malformed_acl() -> S3Error {
+    S3Error::new(
+        S3ErrorCode::MalformedACLError,
+        "The XML you provided was not well-formed or did not validate against our published schema",
+    )
+}
+
+/// Parses `<AccessControlPolicy>[<Owner><ID/>[<DisplayName/>]</Owner>]<AccessControlList>
+/// [<Grant><Grantee><ID/>|<URI/>|<EmailAddress/>[<DisplayName/>]</Grantee><Permission/></Grant>…]
+/// </AccessControlList></AccessControlPolicy>`. A document of the wrong shape is `MalformedACLError`
+/// (beyond the size limits, `MalformedXML` like every request document).
+pub fn parse_access_control_policy(body: &[u8]) -> Result<AclRequest, S3Error> {
+    let root = parse_root(body, &ACL_SHAPE)?;
+    let bad = malformed_acl;
+    let (mut owner, mut list) = (None, None);
+    for child in root.container().map_err(|_| bad())? {
+        match child.name.as_str() {
+            "Owner" if owner.is_none() => {
+                let mut id = None;
+                for f in child.container().map_err(|_| bad())? {
+                    match f.name.as_str() {
+                        "ID" => set_once(&mut id, f).map_err(|_| bad())?,
+                        "DisplayName" => (),
+                        _ => return Err(bad()),
+                    }
+                }
+                owner = Some(id.ok_or_else(bad)?);
+            }
+            "AccessControlList" if list.is_none() => list = Some(child),
+            _ => return Err(bad()),
+        }
+    }
+    let mut grants = Vec::new();
+    for grant in list.ok_or_else(bad)?.container().map_err(|_| bad())? {
+        if grant.name != "Grant" {
+            return Err(bad());
+        }
+        let (mut grantee, mut permission) = (None, None);
+        for f in grant.container().map_err(|_| bad())? {
+            match f.name.as_str() {
+                "Grantee" if grantee.is_none() => {
+                    let mut who = None;
+                    for g in f.container().map_err(|_| bad())? {
+                        let text = || g.leaf().map(|t| t.trim_matches(is_xml_space).to_string());
+                        let found = match g.name.as_str() {
+                            "ID" => Grantee::CanonicalUser(text().map_err(|_| bad())?),
+                            "URI" => Grantee::Group(text().map_err(|_| bad())?),
+                            "EmailAddress" => Grantee::Email(text().map_err(|_| bad())?),
+                            "DisplayName" => continue,
+                            _ => return Err(bad()),
+                        };
+                        if who.replace(found).is_some() {
+                            return Err(bad());
+                        }
+                    }
+                    grantee = Some(who.ok_or_else(bad)?);
+                }
+                "Permission" => set_once(&mut permission, f).map_err(|_| bad())?,
+                _ => return Err(bad()),
+            }
+        }
+        grants.push(Grant {
+            grantee: grantee.ok_or_else(bad)?,
+            permission: permission
+                .ok_or_else(bad)?
+                .trim_matches(is_xml_space)
+                .to_string(),
+        });
+    }
+    Ok(AclRequest {
+        owner: owner.map(|o| o.trim_matches(is_xml_space).to_string()),
+        grants,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------------
 // Tests
 // ---------------------------------------------------------------------------------------------------
 
@@ -2368,6 +2593,8 @@ mod tests {
                 let _ = parse_delete(&bytes);
                 let _ = parse_complete_multipart_upload(&bytes);
                 let _ = parse_create_bucket_configuration(&bytes);
+                let _ = parse_tagging(&bytes);
+                let _ = parse_access_control_policy(&bytes);
             }
 
             #[test]
@@ -2375,6 +2602,8 @@ mod tests {
                 let _ = parse_delete(&bytes);
                 let _ = parse_complete_multipart_upload(&bytes);
                 let _ = parse_create_bucket_configuration(&bytes);
+                let _ = parse_tagging(&bytes);
+                let _ = parse_access_control_policy(&bytes);
             }
 
             /// Any key made of characters XML 1.0 allows round-trips through our escaping, exactly.

@@ -291,7 +291,16 @@ fn hostile_requests_get_4xx_and_never_a_panic() {
         // Headers the store cannot honour are refused, not ignored.
         ("PUT", "/dev/enc".into(), vec![("x-amz-server-side-encryption", "AES256")], b"x".to_vec(), 501),
         ("PUT", "/dev/lock".into(), vec![("x-amz-object-lock-mode", "COMPLIANCE")], b"x".to_vec(), 501),
-        ("PUT", "/dev/acl".into(), vec![("x-amz-acl", "public-read")], b"x".to_vec(), 501),
+        ("PUT", "/dev/acl".into(), vec![("x-amz-acl", "public-read-write")], b"x".to_vec(), 501),
+        ("PUT", "/dev/acl".into(), vec![("x-amz-acl", "evil")], b"x".to_vec(), 400),
+        ("PUT", "/dev/acl".into(), vec![("x-amz-grant-read", "uri=\"http://acs.amazonaws.com/groups/global/AllUsers\"")], b"x".to_vec(), 501),
+        ("PUT", "/dev/obj?acl".into(), vec![], b"<AccessControlPolicy><AccessControlList><Grant><Grantee><EmailAddress>a@b</EmailAddress></Grantee><Permission>READ</Permission></Grant></AccessControlList></AccessControlPolicy>".to_vec(), 501),
+        ("PUT", "/dev/obj?acl".into(), vec![], b"<AccessControlPolicy><Evil/></AccessControlPolicy>".to_vec(), 400),
+        // Tags: S3's rules and the URL form of the header.
+        ("PUT", "/dev/tag".into(), vec![("x-amz-tagging", "aws:k=v")], b"x".to_vec(), 400),
+        ("PUT", "/dev/tag".into(), vec![("x-amz-tagging", "a=%zz")], b"x".to_vec(), 400),
+        ("PUT", "/dev/obj?tagging".into(), vec![], format!("<Tagging><TagSet>{}</TagSet></Tagging>", "<Tag><Key>k</Key><Value>v</Value></Tag>".repeat(11)).into_bytes(), 400),
+        ("PUT", "/dev/obj?tagging".into(), vec![], format!("<Tagging><TagSet>{}</TagSet></Tagging>", "<Tag><Key>k</Key><Value>v</Value></Tag>".repeat(100_000)).into_bytes(), 400),
         ("PUT", "/dev/cond".into(), vec![("if-none-match", "*")], b"x".to_vec(), 501),
         // XML: deep, wide, too many keys, too big.
         ("POST", "/dev?delete".into(), vec![], deep.into_bytes(), 400),

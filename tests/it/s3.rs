@@ -71,11 +71,11 @@ impl S3Env {
     }
 }
 
-fn code<E: aws_sdk_s3::error::ProvideErrorMetadata>(e: &E) -> String {
+pub(crate) fn code<E: aws_sdk_s3::error::ProvideErrorMetadata>(e: &E) -> String {
     e.code().unwrap_or("").to_string()
 }
 
-fn data(len: usize, seed: u8) -> Vec<u8> {
+pub(crate) fn data(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u32).wrapping_mul(2654435761).to_le_bytes()[2] ^ seed)
         .collect()
@@ -1034,7 +1034,7 @@ fn copies_and_presigned_urls() {
 }
 
 /// A minimal HTTP/1.1 client for presigned URLs (what a browser or curl would do).
-fn http(method: &str, url: &str, body: &[u8]) -> (u16, Vec<u8>) {
+pub(crate) fn http(method: &str, url: &str, body: &[u8]) -> (u16, Vec<u8>) {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://").unwrap();
     let (host, path) = rest.split_at(rest.find('/').unwrap());
@@ -1073,7 +1073,12 @@ fn http(method: &str, url: &str, body: &[u8]) -> (u16, Vec<u8>) {
 }
 
 /// Send a request with the given headers and body over plain HTTP/1.1; returns (status, body).
-fn http_with(method: &str, url: &str, headers: &hyper::HeaderMap, body: &[u8]) -> (u16, String) {
+pub(crate) fn http_with(
+    method: &str,
+    url: &str,
+    headers: &hyper::HeaderMap,
+    body: &[u8],
+) -> (u16, String) {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://").unwrap();
     let (host, path) = rest.split_at(rest.find('/').unwrap());
