@@ -154,9 +154,10 @@ mod tests {
             assert_ne!(a, b, "a fresh salt per block");
             assert_eq!(k.open(a.clone()).unwrap(), plain);
             assert_eq!(k.open(b).unwrap(), plain);
-            if len > 0 {
+            // 16 bytes: a shorter run could appear in random bytes by chance.
+            if len >= 16 {
                 assert!(
-                    !a.windows(len.min(16)).any(|w| w == &plain[..len.min(16)]),
+                    !a.windows(16).any(|w| w == &plain[..16]),
                     "the plaintext does not appear in the sealed bytes"
                 );
             }
