@@ -277,6 +277,144 @@ pub struct RevertResponse {
     pub reverted: bool,
 }
 
+// ---------------------------------------------------------------------------------------------------
+// Access keys and buckets
+
+/// A key's rights on a bucket, or a bucket's grant to a key: `id` and `name` are the other side's
+/// (the bucket's in [`KeyInfo::buckets`], the key's in [`BucketInfo::keys`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Grant {
+    pub id: String,
+    pub name: String,
+    pub read: bool,
+    pub write: bool,
+    pub owner: bool,
+}
+
+/// `POST /v1/keys`, `/v1/keys/import`, `/v1/keys/allow`, `GET /v1/keys/info`; `key create --json`,
+/// `key info --json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KeyInfo {
+    pub id: String,
+    pub name: String,
+    pub allow_create_bucket: bool,
+    pub buckets: Vec<Grant>,
+    /// The one field that is **absent** rather than `null`: only at creation (and import), or with
+    /// `show_secret=true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+/// One key of `GET /v1/keys`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KeyListItem {
+    pub id: String,
+    pub name: String,
+}
+
+/// `GET /v1/keys`; `key list --json` prints `keys`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KeyList {
+    pub keys: Vec<KeyListItem>,
+}
+
+/// `POST /v1/keys` and `POST /v1/buckets`: create one by name.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CreateRequest {
+    pub name: Option<String>,
+}
+
+/// `POST /v1/keys/import`: keep a key of another store (`name` defaults to `id`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ImportKeyRequest {
+    pub id: Option<String>,
+    pub secret: Option<String>,
+    pub name: Option<String>,
+}
+
+/// `POST /v1/keys/delete` and `POST /v1/keys/allow` (`key` is an id or a name).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct KeyRequest {
+    pub key: Option<String>,
+    /// `allow` only: may the key create buckets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_bucket: Option<bool>,
+}
+
+/// `POST /v1/keys/delete`, `POST /v1/buckets/delete`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Deleted {
+    pub id: String,
+    pub deleted: bool,
+}
+
+/// One bucket of `GET /v1/buckets`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BucketListItem {
+    pub id: String,
+    pub name: String,
+    pub created: u64,
+}
+
+/// `GET /v1/buckets`, sorted by name; `bucket list --json` prints `buckets`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BucketList {
+    pub buckets: Vec<BucketListItem>,
+}
+
+/// A name of a bucket that only one key sees.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LocalAlias {
+    pub key: String,
+    pub alias: String,
+}
+
+/// `POST /v1/buckets`, `GET /v1/buckets/info`, `POST /v1/buckets/alias|allow|deny`;
+/// `bucket info --json`. `name` and `created` are `null` for a deleted bucket.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BucketInfo {
+    pub id: String,
+    pub name: Option<String>,
+    pub local_aliases: Vec<LocalAlias>,
+    pub created: Option<u64>,
+    pub objects: u64,
+    pub bytes: u64,
+    pub keys: Vec<Grant>,
+}
+
+/// `POST /v1/buckets/delete` (`bucket` is a name or an id).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct BucketRequest {
+    pub bucket: Option<String>,
+}
+
+/// `POST /v1/buckets/alias` (`bucket`, `alias`, `key`) and `/v1/buckets/unalias` (`alias`, `key`):
+/// a global name, or with `key` a name only that key sees.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AliasRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<String>,
+    pub alias: Option<String>,
+    pub key: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Unaliased {
+    pub alias: String,
+    pub removed: bool,
+}
+
+/// `POST /v1/buckets/allow` (adds the given rights) and `/v1/buckets/deny` (removes them); a right
+/// missing or `false` is left as it is.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RightsRequest {
+    pub bucket: Option<String>,
+    pub key: Option<String>,
+    pub read: Option<bool>,
+    pub write: Option<bool>,
+    pub owner: Option<bool>,
+}
+
 #[cfg(test)]
 mod tests {
     use serde::Serialize;
@@ -566,5 +704,121 @@ mod tests {
         assert_eq!(r.version, None);
         let e: RemoveRequest = serde_json::from_value(json!({})).unwrap();
         assert_eq!(e.node, None);
+    }
+
+    fn grant(id: &str, name: &str) -> (Grant, Value) {
+        (
+            Grant {
+                id: id.into(),
+                name: name.into(),
+                read: true,
+                write: false,
+                owner: true,
+            },
+            json!({"id": id, "name": name, "read": true, "write": false, "owner": true}),
+        )
+    }
+
+    #[test]
+    fn key_json() {
+        let (g, gj) = grant("b0", "photos");
+        let mut key = KeyInfo {
+            id: "GK1".into(),
+            name: "alice".into(),
+            allow_create_bucket: true,
+            buckets: vec![g],
+            secret: Some("s3cr3t".into()),
+        };
+        round_trip(
+            &key,
+            json!({"id": "GK1", "name": "alice", "allow_create_bucket": true, "buckets": [gj],
+                   "secret": "s3cr3t"}),
+        );
+        // Without the secret (`key info` without --show-secret): absent, not null.
+        key.secret = None;
+        round_trip(
+            &key,
+            json!({"id": "GK1", "name": "alice", "allow_create_bucket": true, "buckets": [gj]}),
+        );
+        round_trip(
+            &KeyList {
+                keys: vec![KeyListItem {
+                    id: "GK1".into(),
+                    name: "alice".into(),
+                }],
+            },
+            json!({"keys": [{"id": "GK1", "name": "alice"}]}),
+        );
+        round_trip(
+            &Deleted {
+                id: "GK1".into(),
+                deleted: true,
+            },
+            json!({"id": "GK1", "deleted": true}),
+        );
+    }
+
+    #[test]
+    fn bucket_json() {
+        let (g, gj) = grant("GK1", "alice");
+        round_trip(
+            &BucketInfo {
+                id: "b0".into(),
+                name: Some("photos".into()),
+                local_aliases: vec![LocalAlias {
+                    key: "GK1".into(),
+                    alias: "pics".into(),
+                }],
+                created: Some(9),
+                objects: 3,
+                bytes: 4096,
+                keys: vec![g],
+            },
+            json!({"id": "b0", "name": "photos", "local_aliases": [{"key": "GK1", "alias": "pics"}],
+                   "created": 9, "objects": 3, "bytes": 4096, "keys": [gj]}),
+        );
+        round_trip(
+            &BucketList {
+                buckets: vec![BucketListItem {
+                    id: "b0".into(),
+                    name: "photos".into(),
+                    created: 9,
+                }],
+            },
+            json!({"buckets": [{"id": "b0", "name": "photos", "created": 9}]}),
+        );
+        round_trip(
+            &Unaliased {
+                alias: "pics".into(),
+                removed: true,
+            },
+            json!({"alias": "pics", "removed": true}),
+        );
+    }
+
+    #[test]
+    fn key_and_bucket_requests_parse_as_the_cli_sends_them() {
+        let r: RightsRequest = serde_json::from_value(
+            json!({"bucket": "b", "key": "k", "read": true, "write": false, "owner": false}),
+        )
+        .unwrap();
+        assert_eq!(
+            (r.read, r.write, r.owner),
+            (Some(true), Some(false), Some(false))
+        );
+        let a: AliasRequest = serde_json::from_value(json!({"alias": "x", "key": null})).unwrap();
+        assert_eq!((a.bucket, a.key), (None, None));
+        let k: KeyRequest =
+            serde_json::from_value(json!({"key": "k", "create_bucket": true})).unwrap();
+        assert_eq!(k.create_bucket, Some(true));
+        let i: ImportKeyRequest =
+            serde_json::from_value(json!({"id": "GK1", "secret": "s"})).unwrap();
+        assert_eq!(i.name, None);
+        // What the CLI sends for `key delete`: no `create_bucket`.
+        let d = KeyRequest {
+            key: Some("k".into()),
+            create_bucket: None,
+        };
+        assert_eq!(serde_json::to_value(&d).unwrap(), json!({"key": "k"}));
     }
 }
