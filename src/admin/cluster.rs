@@ -8,6 +8,7 @@ use serde_json::Value;
 use super::{AdminState, ApiError, api, parse_body, reply};
 use crate::layout::NodeId;
 use crate::layout::history::LayoutHistory;
+use crate::layout::system::HealthReport;
 use crate::layout::{Health, LayoutError, LayoutParameters, NodeRole, ZoneRedundancy};
 
 pub(super) async fn route(
@@ -252,7 +253,20 @@ fn status(state: &AdminState) -> api::ClusterStatus {
     }
 }
 
-fn health_api(h: Health) -> api::Health {
+/// `GET /health`.
+pub(super) fn health_report(h: &HealthReport) -> api::HealthReport {
+    api::HealthReport {
+        health: health_api(h.health),
+        partitions: h.partitions,
+        partitions_all_replicas_up: h.partitions_all_replicas_up,
+        partitions_quorum_up: h.partitions_quorum_up,
+        partitions_unavailable: h.partitions_unavailable,
+        storage_nodes: h.storage_nodes,
+        storage_nodes_up: h.storage_nodes_up,
+    }
+}
+
+pub(super) fn health_api(h: Health) -> api::Health {
     match h {
         Health::Healthy => api::Health::Healthy,
         Health::Degraded => api::Health::Degraded,
