@@ -58,14 +58,10 @@ impl std::fmt::Display for Health {
 /// `GET /v1/status`; `status --json`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ClusterStatus {
-    pub health: Health,
+    /// Its fields (`health`, `partitions`, ...) sit at the top level, as in `GET /health`.
+    #[serde(flatten)]
+    pub report: HealthReport,
     pub layout_version: u64,
-    pub partitions: usize,
-    pub partitions_all_replicas_up: usize,
-    pub partitions_quorum_up: usize,
-    pub partitions_unavailable: usize,
-    pub storage_nodes: usize,
-    pub storage_nodes_up: usize,
     pub nodes: Vec<NodeStatus>,
 }
 
@@ -797,14 +793,16 @@ mod tests {
         };
         round_trip(
             &ClusterStatus {
-                health: Health::Degraded,
+                report: HealthReport {
+                    health: Health::Degraded,
+                    partitions: 256,
+                    partitions_all_replicas_up: 200,
+                    partitions_quorum_up: 56,
+                    partitions_unavailable: 0,
+                    storage_nodes: 2,
+                    storage_nodes_up: 1,
+                },
                 layout_version: 1,
-                partitions: 256,
-                partitions_all_replicas_up: 200,
-                partitions_quorum_up: 56,
-                partitions_unavailable: 0,
-                storage_nodes: 2,
-                storage_nodes_up: 1,
                 nodes: vec![role, no_role],
             },
             json!({

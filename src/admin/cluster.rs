@@ -241,19 +241,13 @@ fn status(state: &AdminState) -> api::ClusterStatus {
         })
         .collect();
     api::ClusterStatus {
-        health: health_api(h.health),
+        report: health_report(&h),
         layout_version: sys.layout.version(),
-        partitions: h.partitions,
-        partitions_all_replicas_up: h.partitions_all_replicas_up,
-        partitions_quorum_up: h.partitions_quorum_up,
-        partitions_unavailable: h.partitions_unavailable,
-        storage_nodes: h.storage_nodes,
-        storage_nodes_up: h.storage_nodes_up,
         nodes,
     }
 }
 
-/// `GET /health`.
+/// `GET /health`, and the top of `GET /v1/status`.
 pub(super) fn health_report(h: &HealthReport) -> api::HealthReport {
     api::HealthReport {
         health: health_api(h.health),

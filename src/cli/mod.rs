@@ -359,13 +359,13 @@ fn ago_msec(msec: Option<u64>) -> String {
 fn human_status(v: &api::ClusterStatus) -> String {
     let mut out = format!(
         "Cluster health: {} (layout version {}; {}/{} storage nodes up; partitions: {} all replicas up, {} quorum only, {} unavailable)\n\n",
-        v.health,
+        v.report.health,
         v.layout_version,
-        v.storage_nodes_up,
-        v.storage_nodes,
-        v.partitions_all_replicas_up,
-        v.partitions_quorum_up,
-        v.partitions_unavailable,
+        v.report.storage_nodes_up,
+        v.report.storage_nodes,
+        v.report.partitions_all_replicas_up,
+        v.report.partitions_quorum_up,
+        v.report.partitions_unavailable,
     );
     if v.layout_version == 0 {
         out.push_str(
