@@ -7,7 +7,8 @@ use serde_json::Value;
 
 use super::{AdminState, ApiError, api, parse_body, reply};
 use crate::layout::NodeId;
-use crate::layout::history::LayoutHistory;
+use crate::layout::history::{HistoryEntry, LayoutHistory};
+use crate::layout::system::HealthReport;
 use crate::layout::{Health, LayoutError, LayoutParameters, NodeRole, ZoneRedundancy};
 
 pub(super) async fn route(
@@ -240,19 +241,26 @@ fn status(state: &AdminState) -> api::ClusterStatus {
         })
         .collect();
     api::ClusterStatus {
-        health: health_api(h.health),
+        report: health_report(&h),
         layout_version: sys.layout.version(),
+        nodes,
+    }
+}
+
+/// `GET /health`, and the top of `GET /v1/status`.
+pub(super) fn health_report(h: &HealthReport) -> api::HealthReport {
+    api::HealthReport {
+        health: health_api(h.health),
         partitions: h.partitions,
         partitions_all_replicas_up: h.partitions_all_replicas_up,
         partitions_quorum_up: h.partitions_quorum_up,
         partitions_unavailable: h.partitions_unavailable,
         storage_nodes: h.storage_nodes,
         storage_nodes_up: h.storage_nodes_up,
-        nodes,
     }
 }
 
-fn health_api(h: Health) -> api::Health {
+pub(super) fn health_api(h: Health) -> api::Health {
     match h {
         Health::Healthy => api::Health::Healthy,
         Health::Degraded => api::Health::Degraded,
@@ -342,16 +350,7 @@ fn layout_history(h: &LayoutHistory) -> api::LayoutHistory {
     let mut versions: Vec<api::HistoryVersion> = h
         .previous
         .iter()
-        .map(|e| api::HistoryVersion {
-            version: e.version,
-            applied_msec: e.applied_msec,
-            storage_nodes: e.storage_nodes,
-            gateways: e.gateways,
-            zones: e.zones,
-            usable_capacity: e.usable_capacity,
-            moved: e.moved,
-            status: "historical".into(),
-        })
+        .map(|e| history_version(e, "historical"))
         .collect();
     let cur = h.current().version;
     for v in h.versions.iter().filter(|v| v.version > 0) {
@@ -360,21 +359,25 @@ fn layout_history(h: &LayoutHistory) -> api::LayoutHistory {
         } else {
             "active (transition in progress)"
         };
-        versions.push(api::HistoryVersion {
-            version: v.version,
-            applied_msec: v.applied_msec,
-            storage_nodes: v.storage_nodes.len(),
-            gateways: v.roles.len() - v.storage_nodes.len(),
-            zones: v.zones().len(),
-            usable_capacity: v.usable_capacity(),
-            moved: v.moved,
-            status: status.into(),
-        });
+        versions.push(history_version(&HistoryEntry::of(v), status));
     }
     api::LayoutHistory {
         current_version: cur,
         versions,
         transition: transition(h),
+    }
+}
+
+fn history_version(e: &HistoryEntry, status: &str) -> api::HistoryVersion {
+    api::HistoryVersion {
+        version: e.version,
+        applied_msec: e.applied_msec,
+        storage_nodes: e.storage_nodes,
+        gateways: e.gateways,
+        zones: e.zones,
+        usable_capacity: e.usable_capacity,
+        moved: e.moved,
+        status: status.into(),
     }
 }
 

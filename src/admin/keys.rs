@@ -12,9 +12,9 @@
 use std::collections::BTreeMap;
 
 use hyper::{Method, StatusCode};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::{AdminState, ApiError};
+use super::{AdminState, ApiError, api, parse_body, reply};
 use crate::model::bucket::Bucket;
 use crate::model::key::{Key, Permissions};
 use crate::model::{Model, ModelError};
@@ -47,122 +47,171 @@ pub(super) async fn route(
 ) -> Result<Value, ApiError> {
     let m = &state.model;
     let q = parse_query(query);
-    let s = |k: &str| -> Result<String, ApiError> {
-        body[k]
-            .as_str()
-            .map(str::to_string)
-            .ok_or_else(|| ApiError::bad_request(format!("\"{k}\" is required")))
-    };
     match (method, path) {
-        (&Method::GET, "/v1/keys") => {
-            let keys: Vec<Value> = m
-                .list_keys()?
-                .iter()
-                .map(|k| json!({"id": k.id, "name": key_name(k)}))
-                .collect();
-            Ok(json!({ "keys": keys }))
-        }
-        (&Method::POST, "/v1/keys") => {
-            let k = m.create_key(&s("name")?).await?;
-            Ok(key_json(m, &k, true))
-        }
-        (&Method::POST, "/v1/keys/import") => {
-            let id = s("id")?;
-            let name = body["name"].as_str().unwrap_or(&id).to_string();
-            let k = m.import_key(&id, &s("secret")?, &name).await?;
-            Ok(key_json(m, &k, true))
-        }
-        (&Method::GET, "/v1/keys/info") => {
-            let pat = q
-                .get("key")
-                .ok_or_else(|| ApiError::bad_request("?key= is required"))?;
-            let k = m.find_key(pat).await?;
-            Ok(key_json(
-                m,
-                &k,
-                q.get("show_secret").map(String::as_str) == Some("true"),
-            ))
-        }
-        (&Method::POST, "/v1/keys/delete") => {
-            let k = m.delete_key(&s("key")?).await?;
-            Ok(json!({"id": k.id, "deleted": true}))
-        }
-        (&Method::POST, "/v1/keys/allow") => {
-            let create = body["create_bucket"].as_bool().ok_or_else(|| {
-                ApiError::bad_request("\"create_bucket\": true|false is required")
-            })?;
-            let k = m
-                .set_key_permissions(&s("key")?, None, Some(create))
-                .await?;
-            Ok(key_json(m, &k, false))
-        }
-        (&Method::GET, "/v1/buckets") => {
-            let mut list: Vec<Value> = m
-                .list_buckets()?
-                .iter()
-                .filter_map(|b| {
-                    b.params().map(|p| {
-                        json!({"id": hex::encode(b.id), "name": p.name.get(), "created": p.created})
-                    })
-                })
-                .collect();
-            list.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
-            Ok(json!({ "buckets": list }))
-        }
-        (&Method::POST, "/v1/buckets") => {
-            let b = m.create_bucket(&s("name")?, None).await?;
-            bucket_json(m, &b).await
-        }
-        (&Method::GET, "/v1/buckets/info") => {
-            let pat = q
-                .get("bucket")
-                .ok_or_else(|| ApiError::bad_request("?bucket= is required"))?;
-            let b = m.bucket_by_name_or_id(pat).await?;
-            bucket_json(m, &b).await
-        }
-        (&Method::POST, "/v1/buckets/delete") => {
-            let b = m.bucket_by_name_or_id(&s("bucket")?).await?;
-            m.delete_bucket(&b).await?;
-            Ok(json!({"id": hex::encode(b.id), "deleted": true}))
-        }
-        (&Method::POST, "/v1/buckets/alias") => {
-            let b = m.bucket_by_name_or_id(&s("bucket")?).await?;
-            m.alias_bucket(&b, &s("alias")?, body["key"].as_str())
-                .await?;
-            bucket_json(m, &b).await
-        }
-        (&Method::POST, "/v1/buckets/unalias") => {
-            m.unalias_bucket(&s("alias")?, body["key"].as_str()).await?;
-            Ok(json!({"alias": s("alias")?, "removed": true}))
-        }
-        (&Method::POST, "/v1/buckets/allow" | "/v1/buckets/deny") => {
-            let allow = path.ends_with("allow");
-            let b = m.bucket_by_name_or_id(&s("bucket")?).await?;
-            let k = m.find_key(&s("key")?).await?;
-            let flag = |n: &str| body[n].as_bool().unwrap_or(false);
-            let (read, write, owner) = (flag("read"), flag("write"), flag("owner"));
-            if !(read || write || owner) {
-                return Err(ApiError::bad_request(
-                    "give at least one of read, write, owner",
-                ));
-            }
-            let mut p = k.permissions(&b.id);
-            let set = |cur: &mut bool, given: bool| {
-                if given {
-                    *cur = allow;
-                }
-            };
-            set(&mut p.read, read);
-            set(&mut p.write, write);
-            set(&mut p.owner, owner);
-            m.set_key_permissions(&k.id, Some((b.id, p)), None).await?;
-            bucket_json(m, &b).await
-        }
+        (&Method::GET, "/v1/keys") => reply(&list_keys(m)?),
+        (&Method::POST, "/v1/keys") => reply(&create_key(m, parse_body(body)?).await?),
+        (&Method::POST, "/v1/keys/import") => reply(&import_key(m, parse_body(body)?).await?),
+        (&Method::GET, "/v1/keys/info") => reply(&key_info(m, &q).await?),
+        (&Method::POST, "/v1/keys/delete") => reply(&delete_key(m, parse_body(body)?).await?),
+        (&Method::POST, "/v1/keys/allow") => reply(&allow_key(m, parse_body(body)?).await?),
+        (&Method::GET, "/v1/buckets") => reply(&list_buckets(m)?),
+        (&Method::POST, "/v1/buckets") => reply(&create_bucket(m, parse_body(body)?).await?),
+        (&Method::GET, "/v1/buckets/info") => reply(&find_bucket(m, &q).await?),
+        (&Method::POST, "/v1/buckets/delete") => reply(&delete_bucket(m, parse_body(body)?).await?),
+        (&Method::POST, "/v1/buckets/alias") => reply(&alias(m, parse_body(body)?).await?),
+        (&Method::POST, "/v1/buckets/unalias") => reply(&unalias(m, parse_body(body)?).await?),
+        (&Method::POST, "/v1/buckets/allow") => reply(&rights(m, parse_body(body)?, true).await?),
+        (&Method::POST, "/v1/buckets/deny") => reply(&rights(m, parse_body(body)?, false).await?),
         _ => Err(ApiError(
             StatusCode::NOT_FOUND,
             format!("no such admin endpoint: {method} {path}"),
         )),
     }
+}
+
+/// A required request field, with the answer clients have always had when it is missing.
+fn required(v: Option<String>, name: &str) -> Result<String, ApiError> {
+    v.ok_or_else(|| ApiError::bad_request(format!("\"{name}\" is required")))
+}
+
+fn list_keys(m: &Model) -> Result<api::KeyList, ApiError> {
+    let keys = m
+        .list_keys()?
+        .iter()
+        .map(|k| api::KeyListItem {
+            id: k.id.clone(),
+            name: key_name(k),
+        })
+        .collect();
+    Ok(api::KeyList { keys })
+}
+
+async fn create_key(m: &Model, req: api::CreateRequest) -> Result<api::KeyInfo, ApiError> {
+    let k = m.create_key(&required(req.name, "name")?).await?;
+    Ok(key_info_of(m, &k, true))
+}
+
+async fn import_key(m: &Model, req: api::ImportKeyRequest) -> Result<api::KeyInfo, ApiError> {
+    let id = required(req.id, "id")?;
+    let name = req.name.unwrap_or_else(|| id.clone());
+    let k = m
+        .import_key(&id, &required(req.secret, "secret")?, &name)
+        .await?;
+    Ok(key_info_of(m, &k, true))
+}
+
+async fn key_info(m: &Model, q: &BTreeMap<String, String>) -> Result<api::KeyInfo, ApiError> {
+    let pat = q
+        .get("key")
+        .ok_or_else(|| ApiError::bad_request("?key= is required"))?;
+    let k = m.find_key(pat).await?;
+    let secret = q.get("show_secret").map(String::as_str) == Some("true");
+    Ok(key_info_of(m, &k, secret))
+}
+
+async fn delete_key(m: &Model, req: api::KeyRequest) -> Result<api::Deleted, ApiError> {
+    let k = m.delete_key(&required(req.key, "key")?).await?;
+    Ok(api::Deleted {
+        id: k.id,
+        deleted: true,
+    })
+}
+
+async fn allow_key(m: &Model, req: api::KeyRequest) -> Result<api::KeyInfo, ApiError> {
+    let create = req
+        .create_bucket
+        .ok_or_else(|| ApiError::bad_request("\"create_bucket\": true|false is required"))?;
+    let k = m
+        .set_key_permissions(&required(req.key, "key")?, None, Some(create))
+        .await?;
+    Ok(key_info_of(m, &k, false))
+}
+
+fn list_buckets(m: &Model) -> Result<api::BucketList, ApiError> {
+    let mut buckets: Vec<api::BucketListItem> = m
+        .list_buckets()?
+        .iter()
+        .filter_map(|b| {
+            b.params().map(|p| api::BucketListItem {
+                id: hex::encode(b.id),
+                name: p.name.get().clone(),
+                created: p.created,
+            })
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(api::BucketList { buckets })
+}
+
+async fn create_bucket(m: &Model, req: api::CreateRequest) -> Result<api::BucketInfo, ApiError> {
+    let b = m.create_bucket(&required(req.name, "name")?, None).await?;
+    bucket_info(m, &b).await
+}
+
+async fn find_bucket(m: &Model, q: &BTreeMap<String, String>) -> Result<api::BucketInfo, ApiError> {
+    let pat = q
+        .get("bucket")
+        .ok_or_else(|| ApiError::bad_request("?bucket= is required"))?;
+    bucket_info(m, &m.bucket_by_name_or_id(pat).await?).await
+}
+
+async fn delete_bucket(m: &Model, req: api::BucketRequest) -> Result<api::Deleted, ApiError> {
+    let b = m
+        .bucket_by_name_or_id(&required(req.bucket, "bucket")?)
+        .await?;
+    m.delete_bucket(&b).await?;
+    Ok(api::Deleted {
+        id: hex::encode(b.id),
+        deleted: true,
+    })
+}
+
+async fn alias(m: &Model, req: api::AliasRequest) -> Result<api::BucketInfo, ApiError> {
+    let b = m
+        .bucket_by_name_or_id(&required(req.bucket, "bucket")?)
+        .await?;
+    m.alias_bucket(&b, &required(req.alias, "alias")?, req.key.as_deref())
+        .await?;
+    bucket_info(m, &b).await
+}
+
+async fn unalias(m: &Model, req: api::AliasRequest) -> Result<api::Unaliased, ApiError> {
+    let alias = required(req.alias, "alias")?;
+    m.unalias_bucket(&alias, req.key.as_deref()).await?;
+    Ok(api::Unaliased {
+        alias,
+        removed: true,
+    })
+}
+
+/// `allow` adds the rights the request gives, deny (`allow == false`) removes them.
+async fn rights(
+    m: &Model,
+    req: api::RightsRequest,
+    allow: bool,
+) -> Result<api::BucketInfo, ApiError> {
+    let b = m
+        .bucket_by_name_or_id(&required(req.bucket, "bucket")?)
+        .await?;
+    let k = m.find_key(&required(req.key, "key")?).await?;
+    let given = |f: Option<bool>| f.unwrap_or(false);
+    let (read, write, owner) = (given(req.read), given(req.write), given(req.owner));
+    if !(read || write || owner) {
+        return Err(ApiError::bad_request(
+            "give at least one of read, write, owner",
+        ));
+    }
+    let mut p = k.permissions(&b.id);
+    let set = |cur: &mut bool, given: bool| {
+        if given {
+            *cur = allow;
+        }
+    };
+    set(&mut p.read, read);
+    set(&mut p.write, write);
+    set(&mut p.owner, owner);
+    m.set_key_permissions(&k.id, Some((b.id, p)), None).await?;
+    bucket_info(m, &b).await
 }
 
 fn parse_query(q: Option<&str>) -> BTreeMap<String, String> {
@@ -173,11 +222,18 @@ fn key_name(k: &Key) -> String {
     k.params().map(|p| p.name.get().clone()).unwrap_or_default()
 }
 
-fn perms_json(p: &Permissions) -> Value {
-    json!({"read": p.read, "write": p.write, "owner": p.owner})
+fn grant(id: String, name: String, p: &Permissions) -> api::Grant {
+    api::Grant {
+        id,
+        name,
+        read: p.read,
+        write: p.write,
+        owner: p.owner,
+    }
 }
 
-fn key_json(m: &Model, k: &Key, secret: bool) -> Value {
+/// A key, its rights and the buckets it has rights on; `secret` only when asked.
+fn key_info_of(m: &Model, k: &Key, secret: bool) -> api::KeyInfo {
     let mut buckets = vec![];
     let all = m.list_buckets().unwrap_or_default();
     if let Some(p) = k.params() {
@@ -190,38 +246,31 @@ fn key_json(m: &Model, k: &Key, secret: bool) -> Value {
                 .find(|b| b.id == *id)
                 .and_then(|b| b.params().map(|p| p.name.get().clone()));
             let Some(name) = name else { continue };
-            let mut v = perms_json(perms);
-            v["id"] = json!(hex::encode(id));
-            v["name"] = json!(name);
-            buckets.push(v);
+            buckets.push(grant(hex::encode(id), name, perms));
         }
     }
-    let mut v = json!({
-        "id": k.id,
-        "name": key_name(k),
-        "allow_create_bucket": k.params().is_some_and(|p| *p.allow_create_bucket.get()),
-        "buckets": buckets,
-    });
-    if secret {
-        v["secret"] = json!(k.params().map(|p| p.secret.clone()));
+    api::KeyInfo {
+        id: k.id.clone(),
+        name: key_name(k),
+        allow_create_bucket: k.params().is_some_and(|p| *p.allow_create_bucket.get()),
+        buckets,
+        secret: if secret {
+            k.params().map(|p| p.secret.clone())
+        } else {
+            None
+        },
     }
-    v
 }
 
-async fn bucket_json(m: &Model, b: &Bucket) -> Result<Value, ApiError> {
+async fn bucket_info(m: &Model, b: &Bucket) -> Result<api::BucketInfo, ApiError> {
     let id = &b.id;
     let (objects, bytes) = m.bucket_usage(id).await?;
-    let keys: Vec<Value> = m
+    let keys = m
         .bucket_keys(id)?
         .iter()
-        .map(|(k, p)| {
-            let mut v = perms_json(p);
-            v["id"] = json!(k.id);
-            v["name"] = json!(key_name(k));
-            v
-        })
+        .map(|(k, p)| grant(k.id.clone(), key_name(k), p))
         .collect();
-    let local_aliases: Vec<Value> = m
+    let local_aliases = m
         .list_keys()?
         .iter()
         .flat_map(|k| {
@@ -229,17 +278,20 @@ async fn bucket_json(m: &Model, b: &Bucket) -> Result<Value, ApiError> {
                 .into_iter()
                 .flat_map(|p| p.local_aliases.iter())
                 .filter(|(_, v)| **v == Some(*id))
-                .map(|(a, _)| json!({"key": k.id, "alias": a}))
+                .map(|(a, _)| api::LocalAlias {
+                    key: k.id.clone(),
+                    alias: a.clone(),
+                })
                 .collect::<Vec<_>>()
         })
         .collect();
-    Ok(json!({
-        "id": hex::encode(b.id),
-        "name": b.params().map(|p| p.name.get().clone()),
-        "local_aliases": local_aliases,
-        "created": b.params().map(|p| p.created),
-        "objects": objects,
-        "bytes": bytes,
-        "keys": keys,
-    }))
+    Ok(api::BucketInfo {
+        id: hex::encode(b.id),
+        name: b.params().map(|p| p.name.get().clone()),
+        local_aliases,
+        created: b.params().map(|p| p.created),
+        objects,
+        bytes,
+        keys,
+    })
 }

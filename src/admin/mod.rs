@@ -10,8 +10,8 @@
 //! read-only operator endpoints (`/v1/stats`, `/v1/repair/*`, `/v1/workers`, `GET /v1/debug/blocks/*`)
 //! are always there.
 //!
-//! Request and response bodies are typed in [`api`], shared with the CLI (node, status and layout so
-//! far); requests are parsed with [`parse_body`], answers encoded with [`reply`].
+//! Request and response bodies are typed in [`api`], shared with the CLI; requests are parsed with
+//! [`parse_body`], answers encoded with [`reply`], errors as [`api::ErrorBody`].
 //!
 //! **Invariant:** `admin` never talks RPC itself; it calls the layers' public APIs (`layout::System`, ...).
 
@@ -27,7 +27,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::{Method, Request, Response, StatusCode};
-use serde_json::{Value, json};
+use serde_json::Value;
 use subtle::ConstantTimeEq;
 
 use crate::layout::System;
@@ -145,8 +145,24 @@ pub(crate) fn reply<T: serde::Serialize>(v: &T) -> Result<Value, ApiError> {
     })
 }
 
-fn json_response(status: StatusCode, v: &Value) -> Response<Full<Bytes>> {
-    let mut body = serde_json::to_vec_pretty(v).unwrap_or_default();
+/// [`parse_body`] for a body whose every error has one answer (a single-field request).
+pub(crate) fn parse_body_or<T: serde::de::DeserializeOwned + Default>(
+    body: Value,
+    msg: &str,
+) -> Result<T, ApiError> {
+    parse_body(body).map_err(|_| ApiError::bad_request(msg))
+}
+
+/// An error answer, `{"error": msg}` ([`api::ErrorBody`]).
+fn error_response(status: StatusCode, msg: impl Into<String>) -> Response<Full<Bytes>> {
+    json_response(status, &api::ErrorBody { error: msg.into() })
+}
+
+/// A JSON answer, keys sorted (through a `Value`) as they always were.
+fn json_response(status: StatusCode, v: &impl serde::Serialize) -> Response<Full<Bytes>> {
+    let mut body = serde_json::to_value(v)
+        .and_then(|v| serde_json::to_vec_pretty(&v))
+        .unwrap_or_default();
     body.push(b'\n');
     Response::builder()
         .status(status)
@@ -177,30 +193,27 @@ async fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Byt
         } else {
             StatusCode::OK
         };
-        return json_response(status, &json!(h));
+        return json_response(status, &cluster::health_report(&h));
     }
     if method == Method::GET && path == "/metrics" {
         if let Some(t) = &state.metrics_token
             && !token_ok(&req, t)
         {
-            return json_response(
-                StatusCode::UNAUTHORIZED,
-                &json!({"error": "metrics_token required"}),
-            );
+            return error_response(StatusCode::UNAUTHORIZED, "metrics_token required");
         }
         return cluster::metrics(state);
     }
     match &state.admin_token {
         None => {
-            return json_response(
+            return error_response(
                 StatusCode::FORBIDDEN,
-                &json!({"error": "the admin API is disabled: set admin_token in the [admin] section"}),
+                "the admin API is disabled: set admin_token in the [admin] section",
             );
         }
         Some(t) if !token_ok(&req, t) => {
-            return json_response(
+            return error_response(
                 StatusCode::UNAUTHORIZED,
-                &json!({"error": "missing or wrong admin token (Authorization: Bearer <admin_token>)"}),
+                "missing or wrong admin token (Authorization: Bearer <admin_token>)",
             );
         }
         Some(_) => (),
@@ -208,10 +221,7 @@ async fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Byt
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => {
-            return json_response(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &json!({"error": "request body too large"}),
-            );
+            return error_response(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
         }
     };
     let body: Value = if body.is_empty() {
@@ -220,10 +230,7 @@ async fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Byt
         match serde_json::from_slice(&body) {
             Ok(v) => v,
             Err(e) => {
-                return json_response(
-                    StatusCode::BAD_REQUEST,
-                    &json!({"error": format!("invalid JSON: {e}")}),
-                );
+                return error_response(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}"));
             }
         }
     };
@@ -250,6 +257,6 @@ async fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Byt
     };
     match res {
         Ok(v) => json_response(StatusCode::OK, &v),
-        Err(ApiError(status, msg)) => json_response(status, &json!({"error": msg})),
+        Err(ApiError(status, msg)) => error_response(status, msg),
     }
 }

@@ -2,11 +2,11 @@
 
 use anyhow::{Result, bail};
 use clap::Subcommand;
-use serde_json::{Value, json};
 
 use super::client::AdminClient;
 use super::table::format_table;
 use super::{JsonFlag, print_json};
+use crate::admin::api;
 
 #[derive(Subcommand, Debug)]
 pub enum WorkerCmd {
@@ -64,40 +64,17 @@ pub enum BlockDebugCmd {
 pub async fn worker(client: &AdminClient, cmd: &WorkerCmd) -> Result<()> {
     match cmd {
         WorkerCmd::List(f) => {
-            let v = client.get("/v1/workers").await?;
+            let v: api::Workers = client.get_as("/v1/workers").await?;
             if f.json {
-                print_json(&v["workers"]);
-                return Ok(());
-            }
-            let mut rows = vec![
-                ["WORKER", "STATE", "QUEUE", "DONE", "ERRORS", "PROGRESS"]
-                    .map(String::from)
-                    .to_vec(),
-            ];
-            for w in v["workers"].as_array().into_iter().flatten() {
-                rows.push(vec![
-                    str_of(&w["name"]),
-                    str_of(&w["state"]),
-                    match &w["queue_length"] {
-                        Value::Null => "-".into(),
-                        q => q.to_string(),
-                    },
-                    w["done"].to_string(),
-                    w["errors"].to_string(),
-                    str_of(&w["progress"]),
-                ]);
-            }
-            print!("{}", format_table(&rows));
-            for w in v["workers"].as_array().into_iter().flatten() {
-                if let Some(e) = w["last_error"].as_str() {
-                    println!("{}: last error: {e}", str_of(&w["name"]));
-                }
+                print_json(&v.workers);
+            } else {
+                print!("{}", human_workers(&v.workers));
             }
         }
         WorkerCmd::Get(f) => {
-            let v = client.get("/v1/workers").await?;
+            let v: api::Workers = client.get_as("/v1/workers").await?;
             if f.json {
-                print_json(&v["variables"]);
+                print_json(&v.variables);
                 return Ok(());
             }
             let mut rows = vec![
@@ -105,39 +82,68 @@ pub async fn worker(client: &AdminClient, cmd: &WorkerCmd) -> Result<()> {
                     .map(String::from)
                     .to_vec(),
             ];
-            for t in v["variables"].as_array().into_iter().flatten() {
+            for t in v.variables {
                 rows.push(vec![
-                    str_of(&t["name"]),
-                    t["value"].to_string(),
-                    format!("{}..={}", t["min"], t["max"]),
-                    str_of(&t["description"]),
+                    t.name,
+                    t.value.to_string(),
+                    format!("{}..={}", t.min, t.max),
+                    t.description,
                 ]);
             }
             print!("{}", format_table(&rows));
         }
         WorkerCmd::Set { name, value } => {
-            client
-                .post("/v1/workers/set", json!({"name": name, "value": value}))
-                .await?;
+            let req = api::SetVariableRequest {
+                name: Some(name.clone()),
+                value: Some(*value),
+            };
+            let _: api::VariableSet = client.post_as("/v1/workers/set", &req).await?;
             println!("{name} = {value}");
         }
     }
     Ok(())
 }
 
+/// `worker list` for humans: a table, then each worker's last error.
+fn human_workers(workers: &[api::WorkerInfo]) -> String {
+    let mut rows = vec![
+        ["WORKER", "STATE", "QUEUE", "DONE", "ERRORS", "PROGRESS"]
+            .map(String::from)
+            .to_vec(),
+    ];
+    for w in workers {
+        rows.push(vec![
+            w.name.clone(),
+            w.state.to_string(),
+            w.queue_length.map_or_else(|| "-".into(), |q| q.to_string()),
+            w.done.to_string(),
+            w.errors.to_string(),
+            w.progress.clone().unwrap_or_default(),
+        ]);
+    }
+    let mut out = format_table(&rows);
+    for w in workers {
+        if let Some(e) = &w.last_error {
+            out.push_str(&format!("{}: last error: {e}\n", w.name));
+        }
+    }
+    out
+}
+
 pub async fn repair_scrub(client: &AdminClient, action: ScrubAction) -> Result<()> {
     let command = match action {
-        ScrubAction::Start => "start",
-        ScrubAction::Pause => "pause",
-        ScrubAction::Resume => "resume",
-        ScrubAction::Cancel => "cancel",
+        ScrubAction::Start => api::ScrubCommand::Start,
+        ScrubAction::Pause => api::ScrubCommand::Pause,
+        ScrubAction::Resume => api::ScrubCommand::Resume,
+        ScrubAction::Cancel => api::ScrubCommand::Cancel,
     };
-    let v = client
-        .post("/v1/repair/scrub", json!({ "command": command }))
-        .await?;
-    let state = if v["running"].as_bool() != Some(true) {
+    let req = api::ScrubRequest {
+        command: Some(command),
+    };
+    let v: api::ScrubStatus = client.post_as("/v1/repair/scrub", &req).await?;
+    let state = if !v.running {
         "not running"
-    } else if v["paused"].as_bool() == Some(true) {
+    } else if v.paused {
         "paused"
     } else {
         "running"
@@ -147,7 +153,7 @@ pub async fn repair_scrub(client: &AdminClient, action: ScrubAction) -> Result<(
 }
 
 pub async fn repair_blocks(client: &AdminClient) -> Result<()> {
-    client.post("/v1/repair/blocks", json!({})).await?;
+    let _: api::ScanStarted = client.post_as("/v1/repair/blocks", &api::Empty {}).await?;
     println!(
         "every block this node references or holds is queued for a check; follow it with `grenier worker list`"
     );
@@ -155,7 +161,7 @@ pub async fn repair_blocks(client: &AdminClient) -> Result<()> {
 }
 
 pub async fn debug(client: &AdminClient, cmd: &BlockDebugCmd) -> Result<()> {
-    let v = match cmd {
+    match cmd {
         BlockDebugCmd::BlockGen {
             count,
             size,
@@ -163,66 +169,68 @@ pub async fn debug(client: &AdminClient, cmd: &BlockDebugCmd) -> Result<()> {
             reference,
             compressible,
         } => {
-            let mut body = json!({"count": count, "seed": seed, "ref": reference,
-                                  "compressible": compressible});
-            if let Some(s) = size {
-                body["size"] = json!(s);
-            }
-            client.post("/v1/debug/blocks/generate", body).await?
+            let req = api::GenerateRequest {
+                count: Some(*count),
+                size: *size,
+                seed: Some(*seed),
+                reference: Some(reference.clone()),
+                compressible: Some(*compressible),
+            };
+            let v: api::Generated = client.post_as("/v1/debug/blocks/generate", &req).await?;
+            print_json(&v);
         }
         BlockDebugCmd::BlockGet { hash } => {
             if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
                 bail!("a block hash is 64 hex digits");
             }
-            client.get(&format!("/v1/debug/blocks/{hash}")).await?
+            let v: api::BlockRead = client.get_as(&format!("/v1/debug/blocks/{hash}")).await?;
+            print_json(&v);
         }
-        BlockDebugCmd::BlockLocal => client.get("/v1/debug/blocks/local").await?,
+        BlockDebugCmd::BlockLocal => {
+            let v: api::LocalBlocks = client.get_as("/v1/debug/blocks/local").await?;
+            print_json(&v);
+        }
         BlockDebugCmd::BlockUnref { reference, hashes } => {
-            client
-                .post(
-                    "/v1/debug/blocks/unref",
-                    json!({"ref": reference, "hashes": hashes}),
-                )
-                .await?
+            let req = api::UnrefRequest {
+                reference: Some(reference.clone()),
+                hashes: Some(hashes.clone()),
+            };
+            let v: api::Unreferenced = client.post_as("/v1/debug/blocks/unref", &req).await?;
+            print_json(&v);
         }
-    };
-    print_json(&v);
+    }
     Ok(())
 }
 
 /// The block part of `grenier stats`.
-pub fn human_stats(b: &Value) -> String {
+pub fn human_stats(b: &api::BlockStats) -> String {
     use crate::util::size::format_size;
-    let n = |k: &str| b[k].as_u64().unwrap_or(0);
     let mut out = format!(
         "\nblocks: {} referenced here, resync queue {} ({} awaiting retry), send buffer {} in use\n\
          since start: {} written ({}), {} read locally, {} from replicas ({} hedged), {} served, {} corrupted found\n",
-        n("referenced_blocks"),
-        n("resync_queue"),
-        n("resync_errors"),
-        format_size(n("buffer_used")),
-        n("blocks_written"),
-        format_size(n("bytes_written")),
-        n("blocks_read_local"),
-        n("blocks_read_remote"),
-        n("hedged_reads"),
-        n("blocks_served"),
-        n("corrupted_found"),
+        b.referenced_blocks,
+        b.resync_queue,
+        b.resync_errors,
+        format_size(b.buffer_used),
+        b.blocks_written,
+        format_size(b.bytes_written),
+        b.blocks_read_local,
+        b.blocks_read_remote,
+        b.hedged_reads,
+        b.blocks_served,
+        b.corrupted_found,
     );
     let mut rows = vec![
         ["DATA DIR", "CAPACITY", "FREE", "MODE"]
             .map(String::from)
             .to_vec(),
     ];
-    for d in b["data_dirs"].as_array().into_iter().flatten() {
+    for d in &b.data_dirs {
         rows.push(vec![
-            str_of(&d["path"]),
-            d["capacity"]
-                .as_u64()
-                .map(format_size)
-                .unwrap_or("-".into()),
-            d["avail"].as_u64().map(format_size).unwrap_or("-".into()),
-            if d["read_only"].as_bool() == Some(true) {
+            d.path.clone(),
+            super::size_or_dash(d.capacity),
+            super::size_or_dash(d.avail),
+            if d.read_only {
                 "read-only (draining)".into()
             } else {
                 "read-write".into()
@@ -231,8 +239,4 @@ pub fn human_stats(b: &Value) -> String {
     }
     out.push_str(&format_table(&rows));
     out
-}
-
-fn str_of(v: &Value) -> String {
-    v.as_str().unwrap_or("").to_string()
 }

@@ -9,6 +9,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::admin::api;
+
 /// An answer of the admin API in its typed form ([`crate::admin::api`]).
 fn typed<T: DeserializeOwned>(path: &str, v: Value) -> Result<T> {
     serde_json::from_value(v).with_context(|| {
@@ -34,17 +36,10 @@ impl AdminClient {
         Ok(AdminClient { authority, token })
     }
 
-    pub async fn get(&self, path: &str) -> Result<Value> {
-        self.call(Method::GET, path, None).await
-    }
-
-    pub async fn post(&self, path: &str, body: Value) -> Result<Value> {
-        self.call(Method::POST, path, Some(body)).await
-    }
-
     /// GET an endpoint and parse its answer into the admin API's typed form.
     pub async fn get_as<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
-        typed(path, self.get(path).await?)
+        self.request_as(Method::GET, path, None::<&api::Empty>)
+            .await
     }
 
     /// POST a typed request and parse the typed answer.
@@ -53,14 +48,21 @@ impl AdminClient {
         path: &str,
         body: &impl Serialize,
     ) -> Result<T> {
-        typed(path, self.post(path, serde_json::to_value(body)?).await?)
+        self.request_as(Method::POST, path, Some(body)).await
     }
 
-    pub async fn request(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value> {
-        self.call(method, path, body).await
+    /// Any method, an optional typed body, the typed answer.
+    pub async fn request_as<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<T> {
+        let body = body.map(serde_json::to_vec).transpose()?;
+        typed(path, self.call(method, path, body).await?)
     }
 
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value> {
+    async fn call(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<Value> {
         let tcp = tokio::net::TcpStream::connect(&self.authority)
             .await
             .with_context(|| {
@@ -79,10 +81,7 @@ impl AdminClient {
         if let Some(t) = &self.token {
             req = req.header("authorization", format!("Bearer {t}"));
         }
-        let body = match body {
-            Some(v) => Bytes::from(serde_json::to_vec(&v)?),
-            None => Bytes::new(),
-        };
+        let body = body.map(Bytes::from).unwrap_or_default();
         let req = req
             .header("content-type", "application/json")
             .body(Full::new(body))?;
@@ -95,10 +94,9 @@ impl AdminClient {
         let v: Value = serde_json::from_slice(&bytes)
             .with_context(|| format!("admin API answered {status} with a body that is not JSON"))?;
         if !status.is_success() {
-            let msg = v
-                .get("error")
-                .and_then(Value::as_str)
-                .unwrap_or("unknown error");
+            let msg = serde_json::from_value::<api::ErrorBody>(v)
+                .map(|e| e.error)
+                .unwrap_or_else(|_| "unknown error".into());
             if status == hyper::StatusCode::UNAUTHORIZED {
                 bail!(
                     "{msg}\nhint: the token comes from [admin] admin_token in the config (-c), GRENIER_ADMIN_TOKEN or --admin-token"

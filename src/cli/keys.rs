@@ -2,11 +2,11 @@
 
 use anyhow::{Result, bail};
 use clap::Subcommand;
-use serde_json::{Value, json};
 
 use super::client::AdminClient;
 use super::table::format_table;
 use super::{JsonFlag, enc, print_json};
+use crate::admin::api;
 use crate::util::size::format_size;
 
 #[derive(Subcommand, Debug)]
@@ -104,17 +104,20 @@ pub struct Rights {
 pub async fn key(client: &AdminClient, cmd: &KeyCmd) -> Result<()> {
     match cmd {
         KeyCmd::Create { name, json } => {
-            let v = client.post("/v1/keys", json!({ "name": name })).await?;
-            show_key(&v, *json, true);
+            let req = api::CreateRequest {
+                name: Some(name.clone()),
+            };
+            let v: api::KeyInfo = client.post_as("/v1/keys", &req).await?;
+            show_key(v, *json, true);
         }
         KeyCmd::List(f) => {
-            let v = client.get("/v1/keys").await?;
+            let v: api::KeyList = client.get_as("/v1/keys").await?;
             if f.json {
-                print_json(&v["keys"]);
+                print_json(&v.keys);
             } else {
                 let mut rows = vec![vec!["ID".to_string(), "NAME".to_string()]];
-                for k in v["keys"].as_array().into_iter().flatten() {
-                    rows.push(vec![s(&k["id"]), s(&k["name"])]);
+                for k in v.keys {
+                    rows.push(vec![k.id, k.name]);
                 }
                 print!("{}", format_table(&rows));
             }
@@ -124,18 +127,20 @@ pub async fn key(client: &AdminClient, cmd: &KeyCmd) -> Result<()> {
             show_secret,
             json,
         } => {
-            let v = client
-                .get(&format!(
+            let v: api::KeyInfo = client
+                .get_as(&format!(
                     "/v1/keys/info?key={}&show_secret={show_secret}",
                     enc(key)
                 ))
                 .await?;
-            show_key(&v, *json, *show_secret);
+            show_key(v, *json, *show_secret);
         }
         KeyCmd::Delete { key } => {
-            client
-                .post("/v1/keys/delete", json!({ "key": key }))
-                .await?;
+            let req = api::KeyRequest {
+                key: Some(key.clone()),
+                create_bucket: None,
+            };
+            let _: api::Deleted = client.post_as("/v1/keys/delete", &req).await?;
             println!("key {key} deleted");
         }
         KeyCmd::Import {
@@ -144,22 +149,21 @@ pub async fn key(client: &AdminClient, cmd: &KeyCmd) -> Result<()> {
             name,
             json,
         } => {
-            let v = client
-                .post(
-                    "/v1/keys/import",
-                    json!({"id": id, "secret": secret, "name": name.as_deref().unwrap_or(id)}),
-                )
-                .await?;
-            show_key(&v, *json, false);
+            let req = api::ImportKeyRequest {
+                id: Some(id.clone()),
+                secret: Some(secret.clone()),
+                name: Some(name.as_deref().unwrap_or(id).to_string()),
+            };
+            let v: api::KeyInfo = client.post_as("/v1/keys/import", &req).await?;
+            show_key(v, *json, false);
         }
         KeyCmd::Allow { key, .. } | KeyCmd::Deny { key, .. } => {
             let allow = matches!(cmd, KeyCmd::Allow { .. });
-            client
-                .post(
-                    "/v1/keys/allow",
-                    json!({"key": key, "create_bucket": allow}),
-                )
-                .await?;
+            let req = api::KeyRequest {
+                key: Some(key.clone()),
+                create_bucket: Some(allow),
+            };
+            let _: api::KeyInfo = client.post_as("/v1/keys/allow", &req).await?;
             println!(
                 "key {key} {} create buckets",
                 if allow { "may now" } else { "may no longer" }
@@ -169,42 +173,32 @@ pub async fn key(client: &AdminClient, cmd: &KeyCmd) -> Result<()> {
     Ok(())
 }
 
-fn show_key(v: &Value, json: bool, secret: bool) {
+/// A key as `key create|import|info` print it; the secret only when asked for.
+fn show_key(mut v: api::KeyInfo, json: bool, secret: bool) {
+    if !secret {
+        v.secret = None;
+    }
     if json {
-        let mut out = v.clone();
-        if !secret && let Some(o) = out.as_object_mut() {
-            o.remove("secret");
-        }
-        print_json(&out);
+        print_json(&v);
         return;
     }
-    println!("Key ID:      {}", s(&v["id"]));
-    println!("Name:        {}", s(&v["name"]));
-    if secret && let Some(sec) = v["secret"].as_str() {
+    println!("Key ID:      {}", v.id);
+    println!("Name:        {}", v.name);
+    if let Some(sec) = &v.secret {
         println!("Secret key:  {sec}");
     }
     println!(
         "Can create buckets: {}",
-        if v["allow_create_bucket"].as_bool() == Some(true) {
-            "yes"
-        } else {
-            "no"
-        }
+        if v.allow_create_bucket { "yes" } else { "no" }
     );
-    let buckets = v["buckets"].as_array().cloned().unwrap_or_default();
-    if !buckets.is_empty() {
+    if !v.buckets.is_empty() {
         let mut rows = vec![
             ["BUCKET", "READ", "WRITE", "OWNER"]
                 .map(String::from)
                 .to_vec(),
         ];
-        for b in &buckets {
-            rows.push(vec![
-                s(&b["name"]),
-                yes(&b["read"]),
-                yes(&b["write"]),
-                yes(&b["owner"]),
-            ]);
+        for b in v.buckets {
+            rows.push(vec![b.name, yes(b.read), yes(b.write), yes(b.owner)]);
         }
         print!("{}", format_table(&rows));
     }
@@ -213,58 +207,41 @@ fn show_key(v: &Value, json: bool, secret: bool) {
 pub async fn bucket(client: &AdminClient, cmd: &BucketCmd) -> Result<()> {
     match cmd {
         BucketCmd::Create { name } => {
-            client.post("/v1/buckets", json!({ "name": name })).await?;
+            let req = api::CreateRequest {
+                name: Some(name.clone()),
+            };
+            let _: api::BucketInfo = client.post_as("/v1/buckets", &req).await?;
             println!(
                 "bucket {name} created; give a key access with `grenier bucket allow {name} --key <key> --read --write`"
             );
         }
         BucketCmd::List(f) => {
-            let v = client.get("/v1/buckets").await?;
+            let v: api::BucketList = client.get_as("/v1/buckets").await?;
             if f.json {
-                print_json(&v["buckets"]);
+                print_json(&v.buckets);
             } else {
                 let mut rows = vec![vec!["NAME".to_string(), "ID".to_string()]];
-                for b in v["buckets"].as_array().into_iter().flatten() {
-                    rows.push(vec![s(&b["name"]), s(&b["id"])]);
+                for b in v.buckets {
+                    rows.push(vec![b.name, b.id]);
                 }
                 print!("{}", format_table(&rows));
             }
         }
         BucketCmd::Info { bucket, json } => {
-            let v = client
-                .get(&format!("/v1/buckets/info?bucket={}", enc(bucket)))
+            let v: api::BucketInfo = client
+                .get_as(&format!("/v1/buckets/info?bucket={}", enc(bucket)))
                 .await?;
             if *json {
                 print_json(&v);
             } else {
-                println!("Bucket:   {}", s(&v["name"]));
-                println!("ID:       {}", s(&v["id"]));
-                println!(
-                    "Objects:  {}   Size: {}",
-                    v["objects"],
-                    format_size(v["bytes"].as_u64().unwrap_or(0))
-                );
-                let mut rows = vec![
-                    ["KEY", "NAME", "READ", "WRITE", "OWNER"]
-                        .map(String::from)
-                        .to_vec(),
-                ];
-                for k in v["keys"].as_array().into_iter().flatten() {
-                    rows.push(vec![
-                        s(&k["id"]),
-                        s(&k["name"]),
-                        yes(&k["read"]),
-                        yes(&k["write"]),
-                        yes(&k["owner"]),
-                    ]);
-                }
-                print!("{}", format_table(&rows));
+                print!("{}", human_bucket(v));
             }
         }
         BucketCmd::Delete { bucket } => {
-            client
-                .post("/v1/buckets/delete", json!({ "bucket": bucket }))
-                .await?;
+            let req = api::BucketRequest {
+                bucket: Some(bucket.clone()),
+            };
+            let _: api::Deleted = client.post_as("/v1/buckets/delete", &req).await?;
             println!("bucket {bucket} deleted");
         }
         BucketCmd::Alias {
@@ -272,21 +249,24 @@ pub async fn bucket(client: &AdminClient, cmd: &BucketCmd) -> Result<()> {
             alias,
             local,
         } => {
-            client
-                .post(
-                    "/v1/buckets/alias",
-                    json!({"bucket": bucket, "alias": alias, "key": local}),
-                )
-                .await?;
+            let req = api::AliasRequest {
+                bucket: Some(bucket.clone()),
+                alias: Some(alias.clone()),
+                key: local.clone(),
+            };
+            let _: api::BucketInfo = client.post_as("/v1/buckets/alias", &req).await?;
             match local {
                 Some(k) => println!("key {k} now sees bucket {bucket} as {alias}"),
                 None => println!("bucket {bucket} is now also named {alias}"),
             }
         }
         BucketCmd::Unalias { alias, local } => {
-            client
-                .post("/v1/buckets/unalias", json!({"alias": alias, "key": local}))
-                .await?;
+            let req = api::AliasRequest {
+                bucket: None,
+                alias: Some(alias.clone()),
+                key: local.clone(),
+            };
+            let _: api::Unaliased = client.post_as("/v1/buckets/unalias", &req).await?;
             println!("name {alias} removed");
         }
         BucketCmd::Allow(r) | BucketCmd::Deny(r) => {
@@ -298,22 +278,41 @@ pub async fn bucket(client: &AdminClient, cmd: &BucketCmd) -> Result<()> {
             } else {
                 "/v1/buckets/deny"
             };
-            client
-                .post(
-                    path,
-                    json!({"bucket": r.bucket, "key": r.key, "read": r.read, "write": r.write, "owner": r.owner}),
-                )
-                .await?;
+            let req = api::RightsRequest {
+                bucket: Some(r.bucket.clone()),
+                key: Some(r.key.clone()),
+                read: Some(r.read),
+                write: Some(r.write),
+                owner: Some(r.owner),
+            };
+            let _: api::BucketInfo = client.post_as(path, &req).await?;
             println!("rights of key {} on bucket {} updated", r.key, r.bucket);
         }
     }
     Ok(())
 }
 
-fn s(v: &Value) -> String {
-    v.as_str().unwrap_or("").to_string()
+/// `bucket info` for humans.
+fn human_bucket(v: api::BucketInfo) -> String {
+    let mut out = format!(
+        "Bucket:   {}\nID:       {}\nObjects:  {}   Size: {}\n",
+        v.name.unwrap_or_default(),
+        v.id,
+        v.objects,
+        format_size(v.bytes)
+    );
+    let mut rows = vec![
+        ["KEY", "NAME", "READ", "WRITE", "OWNER"]
+            .map(String::from)
+            .to_vec(),
+    ];
+    for k in v.keys {
+        rows.push(vec![k.id, k.name, yes(k.read), yes(k.write), yes(k.owner)]);
+    }
+    out.push_str(&format_table(&rows));
+    out
 }
 
-fn yes(v: &Value) -> String {
-    if v.as_bool() == Some(true) { "yes" } else { "" }.to_string()
+fn yes(b: bool) -> String {
+    if b { "yes" } else { "" }.to_string()
 }

@@ -1,7 +1,7 @@
 //! The `grenier` command line: `server` and `dev` run a node; every other command is a thin client of the
 //! admin API of a running node (see [`crate::admin`]). `anyhow` is used here and in `main` only.
-//! Answers are read into the typed bodies of [`crate::admin::api`] (node, status, layout so far; the
-//! other commands still index `serde_json::Value`), and `--json` re-serializes the typed value.
+//! Answers are read into the typed bodies of [`crate::admin::api`], and `--json` re-serializes the
+//! typed value.
 
 mod blocks;
 mod client;
@@ -13,7 +13,6 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
-use serde_json::{Value, json};
 
 use crate::admin::api;
 use crate::util::config::Config;
@@ -216,45 +215,11 @@ pub async fn run_client(cli: &Cli) -> Result<()> {
         }
         Command::Layout(cmd) => layout(&client, cmd).await?,
         Command::Stats(f) => {
-            let v = client.get("/v1/stats").await?;
+            let v: api::Stats = client.get_as("/v1/stats").await?;
             if f.json {
                 print_json(&v);
             } else {
-                let mut rows = vec![
-                    [
-                        "TABLE",
-                        "ENTRIES",
-                        "MERKLE TODO",
-                        "GC TODO",
-                        "LOCAL WRITES",
-                        "LAST FULL SYNC",
-                    ]
-                    .map(String::from)
-                    .to_vec(),
-                ];
-                for t in v["tables"].as_array().into_iter().flatten() {
-                    rows.push(vec![
-                        t["table"].as_str().unwrap_or("").into(),
-                        t["entries"].to_string(),
-                        t["merkle_todo"].to_string(),
-                        t["gc_todo"].to_string(),
-                        t["local_writes"].to_string(),
-                        match &t["last_full_sync"] {
-                            Value::Null => "not yet".into(),
-                            l => format!(
-                                "{}, {}",
-                                ago(&l["at_msec"]),
-                                if l["complete"].as_bool() == Some(true) {
-                                    "complete"
-                                } else {
-                                    "some replicas unreachable"
-                                }
-                            ),
-                        },
-                    ]);
-                }
-                print!("{}", format_table(&rows));
-                print!("{}", blocks::human_stats(&v["blocks"]));
+                print!("{}", human_stats(&v));
             }
         }
         Command::Debug(cmd) => debug(&client, cmd).await?,
@@ -266,24 +231,7 @@ pub async fn run_client(cli: &Cli) -> Result<()> {
             action,
             yes: _,
         } => match what {
-            RepairWhat::Tables => {
-                let v = client.post("/v1/repair/tables", json!({})).await?;
-                let mut failed = vec![];
-                for t in v["tables"].as_array().into_iter().flatten() {
-                    let name = t["table"].as_str().unwrap_or("?");
-                    if t["synced"].as_bool() == Some(true) {
-                        println!("table {name}: in sync with every other replica");
-                    } else {
-                        failed.push(name.to_string());
-                    }
-                }
-                if !failed.is_empty() {
-                    bail!(
-                        "tables {} could not reach every replica; see `grenier status` and retry",
-                        failed.join(", ")
-                    );
-                }
-            }
+            RepairWhat::Tables => repair_tables(&client).await?,
             RepairWhat::Scrub => blocks::repair_scrub(&client, action.unwrap_or_default()).await?,
             RepairWhat::Blocks => blocks::repair_blocks(&client).await?,
         },
@@ -319,6 +267,66 @@ fn admin_client(cli: &Cli) -> Result<AdminClient> {
     AdminClient::new(url.as_deref().unwrap_or_default(), token)
 }
 
+/// `grenier stats` for humans: the tables, then the blocks.
+fn human_stats(v: &api::Stats) -> String {
+    let mut rows = vec![
+        [
+            "TABLE",
+            "ENTRIES",
+            "MERKLE TODO",
+            "GC TODO",
+            "LOCAL WRITES",
+            "LAST FULL SYNC",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    for t in &v.tables {
+        rows.push(vec![
+            t.table.clone(),
+            t.entries.to_string(),
+            t.merkle_todo.to_string(),
+            t.gc_todo.to_string(),
+            t.local_writes.to_string(),
+            match &t.last_full_sync {
+                None => "not yet".into(),
+                Some(l) => format!(
+                    "{}, {}",
+                    ago_msec(Some(l.at_msec)),
+                    if l.complete {
+                        "complete"
+                    } else {
+                        "some replicas unreachable"
+                    }
+                ),
+            },
+        ]);
+    }
+    let mut out = format_table(&rows);
+    out.push_str(&blocks::human_stats(&v.blocks));
+    out
+}
+
+/// `grenier repair tables`: fails naming the tables that could not reach every replica.
+async fn repair_tables(client: &AdminClient) -> Result<()> {
+    let v: api::TablesRepaired = client.post_as("/v1/repair/tables", &api::Empty {}).await?;
+    let mut failed = vec![];
+    for t in v.tables {
+        if t.synced {
+            println!("table {}: in sync with every other replica", t.table);
+        } else {
+            failed.push(t.table);
+        }
+    }
+    if !failed.is_empty() {
+        bail!(
+            "tables {} could not reach every replica; see `grenier status` and retry",
+            failed.join(", ")
+        );
+    }
+    Ok(())
+}
+
 /// Print one JSON document on stdout. Typed values go through a `Value` first, so keys come out in the
 /// same (sorted) order as the server's answer.
 pub(crate) fn print_json(v: &impl serde::Serialize) {
@@ -332,10 +340,6 @@ fn short(id: &str) -> String {
 
 fn size_or_dash(v: Option<u64>) -> String {
     v.map(format_size).unwrap_or_else(|| "-".into())
-}
-
-fn ago(msec: &Value) -> String {
-    ago_msec(msec.as_u64())
 }
 
 fn ago_msec(msec: Option<u64>) -> String {
@@ -355,13 +359,13 @@ fn ago_msec(msec: Option<u64>) -> String {
 fn human_status(v: &api::ClusterStatus) -> String {
     let mut out = format!(
         "Cluster health: {} (layout version {}; {}/{} storage nodes up; partitions: {} all replicas up, {} quorum only, {} unavailable)\n\n",
-        v.health,
+        v.report.health,
         v.layout_version,
-        v.storage_nodes_up,
-        v.storage_nodes,
-        v.partitions_all_replicas_up,
-        v.partitions_quorum_up,
-        v.partitions_unavailable,
+        v.report.storage_nodes_up,
+        v.report.storage_nodes,
+        v.report.partitions_all_replicas_up,
+        v.report.partitions_quorum_up,
+        v.report.partitions_unavailable,
     );
     if v.layout_version == 0 {
         out.push_str(
@@ -410,26 +414,33 @@ pub(crate) fn enc(s: &str) -> String {
 
 async fn debug(client: &AdminClient, cmd: &DebugCmd) -> Result<()> {
     use hyper::Method;
+    let kv_path =
+        |partition: &str, key: &str| format!("/v1/debug/kv/{}/{}", enc(partition), enc(key));
     match cmd {
         DebugCmd::KvPut {
             partition,
             key,
             value,
         } => {
-            let path = format!("/v1/debug/kv/{}/{}", enc(partition), enc(key));
-            client
-                .request(Method::PUT, &path, Some(json!({ "value": value })))
+            let req = api::KvPutRequest {
+                value: Some(value.clone()),
+            };
+            let _: api::KvStored = client
+                .request_as(Method::PUT, &kv_path(partition, key), Some(&req))
                 .await?;
         }
         DebugCmd::KvGet { partition, key } => {
-            let v = client
-                .get(&format!("/v1/debug/kv/{}/{}", enc(partition), enc(key)))
-                .await?;
-            println!("{}", v["value"].as_str().unwrap_or(""));
+            let v: api::KvEntry = client.get_as(&kv_path(partition, key)).await?;
+            println!("{}", v.value.unwrap_or_default());
         }
         DebugCmd::KvDelete { partition, key } => {
-            let path = format!("/v1/debug/kv/{}/{}", enc(partition), enc(key));
-            client.request(Method::DELETE, &path, None).await?;
+            let _: api::KvDeleted = client
+                .request_as(
+                    Method::DELETE,
+                    &kv_path(partition, key),
+                    None::<&api::Empty>,
+                )
+                .await?;
         }
         DebugCmd::KvList {
             partition,
@@ -447,8 +458,8 @@ async fn debug(client: &AdminClient, cmd: &DebugCmd) -> Result<()> {
             if *reverse {
                 q.push("reverse=true".into());
             }
-            let v = client
-                .get(&format!("/v1/debug/kv/{}?{}", enc(partition), q.join("&")))
+            let v: api::KvList = client
+                .get_as(&format!("/v1/debug/kv/{}?{}", enc(partition), q.join("&")))
                 .await?;
             print_json(&v);
         }
@@ -509,7 +520,8 @@ async fn layout(client: &AdminClient, cmd: &LayoutCmd) -> Result<()> {
             print!("{}", human_apply(&v));
         }
         LayoutCmd::Revert => {
-            let _: api::RevertResponse = client.post_as("/v1/layout/revert", &json!({})).await?;
+            let _: api::RevertResponse =
+                client.post_as("/v1/layout/revert", &api::Empty {}).await?;
             println!("Staged changes dropped.");
         }
         LayoutCmd::History(f) => {

@@ -202,7 +202,8 @@ pub struct HistoryEntry {
 }
 
 impl HistoryEntry {
-    fn of(v: &LayoutVersion) -> HistoryEntry {
+    /// The summary of version `v` (also how the admin API reports active versions).
+    pub fn of(v: &LayoutVersion) -> HistoryEntry {
         HistoryEntry {
             version: v.version,
             applied_msec: v.applied_msec,
