@@ -5,12 +5,12 @@ use std::sync::Arc;
 use md5::Digest;
 
 use super::mpu::{MpuPart, MultipartUpload};
-use super::object::{Object, ObjectData, ObjectMeta, ObjectVersion, VersionState};
-use super::ops::{PutUpload, StoredBody};
+use super::object::{Object, ObjectData, ObjectFilter, ObjectMeta, ObjectVersion, VersionState};
+use super::ops::{PutUpload, Restamp, StoredBody};
 use super::version::Version;
 use super::{Model, ModelError, random_bytes};
 use crate::table::schema::EmptyKey;
-use crate::util::hash::Hash;
+use crate::util::hash::{Hash, blake2sum};
 
 /// Smallest part except the last (as S3).
 pub const MIN_PART_SIZE: u64 = 5 << 20;
@@ -24,6 +24,8 @@ pub enum CompleteError {
     NoSuchUpload,
     #[error("part {0} was not uploaded, or its ETag does not match")]
     InvalidPart(u32),
+    #[error("the upload was completed with another list of parts")]
+    CompletedWithOtherParts,
     #[error("parts must be listed in ascending order")]
     InvalidPartOrder,
     #[error("part {0} is smaller than the 5 MiB minimum of every part but the last")]
@@ -36,6 +38,30 @@ pub enum CompleteError {
 
 /// Largest object (as S3).
 pub const MAX_OBJECT_SIZE: u64 = 5 << 40;
+
+/// The uuid of the object version that completing upload `id` with `parts` (part number, ETag) makes.
+/// Every Complete of the same upload with the same parts names the same version: a retry, or two
+/// Completes racing on two nodes, write one version (the newest copy of it supersedes the others), and
+/// a retry finds it again by this uuid once the upload is gone.
+pub fn completed_uuid(id: &Hash, parts: &[(u32, String)]) -> Hash {
+    let mut buf = b"grenier mpu complete v1".to_vec();
+    buf.extend_from_slice(id);
+    for (n, etag) in parts {
+        let etag = etag.trim_matches('"');
+        buf.extend_from_slice(&n.to_be_bytes());
+        buf.extend_from_slice(&(etag.len() as u64).to_be_bytes());
+        buf.extend_from_slice(etag.as_bytes());
+    }
+    blake2sum(&buf)
+}
+
+/// Refuse a parts list that is not in ascending part-number order.
+fn check_order(parts: &[(u32, String)]) -> Result<(), CompleteError> {
+    if parts.windows(2).any(|w| w[1].0 <= w[0].0) {
+        return Err(CompleteError::InvalidPartOrder);
+    }
+    Ok(())
+}
 
 /// A started multipart upload, as found by its id.
 pub struct Upload {
@@ -79,33 +105,25 @@ impl Model {
         key: &str,
         id: &Hash,
     ) -> Result<Option<Upload>, ModelError> {
+        let (o, m) = self.read_upload(bucket, key, id).await?;
+        Ok(under_way(o.as_ref(), m, id))
+    }
+
+    /// The object entry of `key` and the `mpu` entry of upload `id` (if it belongs to that key),
+    /// read in parallel.
+    async fn read_upload(
+        &self,
+        bucket: &Hash,
+        key: &str,
+        id: &Hash,
+    ) -> Result<(Option<Object>, Option<MultipartUpload>), ModelError> {
         let key_s = key.to_string();
         let (o, m) = tokio::join!(
             self.objects.get(bucket, &key_s),
             self.mpus.get(id, &EmptyKey)
         );
-        let (Some(o), Some(mpu)) = (o?, m?) else {
-            return Ok(None);
-        };
-        if mpu.deleted.get() || mpu.bucket != *bucket || mpu.key != key {
-            return Ok(None);
-        }
-        let Some(version) = o.versions.iter().find(|v| v.uuid == *id).cloned() else {
-            return Ok(None);
-        };
-        let VersionState::Uploading {
-            multipart: true,
-            headers,
-        } = &version.state
-        else {
-            return Ok(None);
-        };
-        let headers = headers.clone();
-        Ok(Some(Upload {
-            version,
-            mpu,
-            headers,
-        }))
+        let m = m?.filter(|m| m.bucket == *bucket && m.key == key);
+        Ok((o?, m))
     }
 
     /// Start one attempt at a part: recorded in the `mpu` entry before any block is listed under it,
@@ -162,22 +180,79 @@ impl Model {
         Ok(())
     }
 
-    /// Complete an upload with the given (part number, ETag) list: the object gets a new version made of
-    /// those parts' blocks. Returns it and its ETag (MD5 of the parts' MD5s, `-N`).
-    pub async fn complete_multipart(
+    /// CompleteMultipartUpload of upload `id` of `key` with the given (part number, ETag) list.
+    ///
+    /// If the upload is under way, the object gets a new version made of those parts' blocks (see
+    /// [`Model::complete_multipart`]). If it is not, the request may be a retry of a Complete whose
+    /// answer was lost (or the second of two racing ones): as in S3, it gets the same answer as long as
+    /// the version it made is still the object's current one. A retry with another list of parts is
+    /// refused (`CompletedWithOtherParts`) while the upload's completion is remembered (its `mpu`
+    /// tombstone); an upload whose object was since overwritten or deleted is `NoSuchUpload`.
+    pub async fn complete_upload(
+        &self,
+        bucket: &Hash,
+        key: &str,
+        id: &Hash,
+        parts: &[(u32, String)],
+        checksum: Option<(String, String)>,
+    ) -> Result<ObjectVersion, CompleteError> {
+        check_order(parts)?;
+        let uuid = completed_uuid(id, parts);
+        let (o, m) = self.read_upload(bucket, key, id).await?;
+        if let Some(up) = under_way(o.as_ref(), m.clone(), id) {
+            return match self.complete_multipart(&up, parts, checksum, uuid).await {
+                Err(CompleteError::InvalidPart(n)) => {
+                    // A Complete racing with this one may have finished first and released the
+                    // parts: then its version is this one.
+                    let (o, _) = self.read_upload(bucket, key, id).await?;
+                    current_with(o.as_ref(), &uuid).ok_or(CompleteError::InvalidPart(n))
+                }
+                r => r,
+            };
+        }
+        // A Complete writes the object entry before it closes the upload: if this one was closed by
+        // a Complete, a read started now sees its version (the first one ran in parallel with the
+        // `mpu` read and may have missed it).
+        let o = match &m {
+            Some(m) if m.completed.is_some() && current_with(o.as_ref(), &uuid).is_none() => self
+                .objects
+                .get(bucket, &key.to_string())
+                .await
+                .map_err(ModelError::from)?,
+            _ => o,
+        };
+        if let Some(v) = current_with(o.as_ref(), &uuid) {
+            // The version is written but its Complete may have failed before the upload was closed:
+            // close it (releasing the unused part attempts), as that Complete would have.
+            if let Some(m) = m.filter(|m| !m.deleted.get()) {
+                self.close_upload(m, Some(uuid)).await?;
+            }
+            return Ok(v);
+        }
+        let completed = m.and_then(|m| m.completed);
+        match (o.as_ref().and_then(|o| o.current()), completed) {
+            (Some(cur), Some(c)) if cur.uuid == c => Err(CompleteError::CompletedWithOtherParts),
+            _ => Err(CompleteError::NoSuchUpload),
+        }
+    }
+
+    /// Complete an upload under way with the given (part number, ETag) list, in ascending order: the
+    /// object gets a new version `uuid` made of those parts' blocks. Returns it and its ETag (MD5 of
+    /// the parts' MD5s, `-N`).
+    ///
+    /// The object entry is written before the upload is closed (its `mpu` entry deleted, which
+    /// releases the parts): a failure in between leaves the upload open, and its retry finds the
+    /// version and closes it.
+    async fn complete_multipart(
         &self,
         upload: &Upload,
         parts: &[(u32, String)],
         checksum: Option<(String, String)>,
+        uuid: Hash,
     ) -> Result<ObjectVersion, CompleteError> {
         let finished = upload.mpu.finished_parts();
         let mut chosen = vec![];
-        let mut prev = 0;
         for (n, etag) in parts {
-            if *n <= prev {
-                return Err(CompleteError::InvalidPartOrder);
-            }
-            prev = *n;
             let p = finished
                 .iter()
                 .find(|(pn, _, p)| pn == n && p.etag.as_deref() == Some(etag.trim_matches('"')))
@@ -205,8 +280,7 @@ impl Model {
         )
         .await;
         let (bucket, key) = (upload.mpu.bucket, upload.mpu.key.clone());
-        let final_id = random_bytes::<32>();
-        let mut version = Version::new(final_id, bucket, key.clone());
+        let mut version = Version::new(uuid, bucket, key.clone());
         let mut md5s = md5::Md5::new();
         let mut size = 0;
         for ((n, _, p), list) in chosen.iter().zip(lists) {
@@ -243,7 +317,7 @@ impl Model {
             },
         };
         let complete = ObjectVersion {
-            uuid: final_id,
+            uuid,
             timestamp: {
                 self.observe_timestamp(upload.version.timestamp);
                 self.next_timestamp()
@@ -254,29 +328,45 @@ impl Model {
             state: VersionState::Aborted,
             ..upload.version.clone()
         };
-        let mut done = upload.mpu.clone();
-        done.deleted.set();
-        let (a, b) = tokio::join!(
-            self.write_version(bucket, &key, complete, vec![aborted]),
-            self.mpus.insert(&done)
-        );
-        b.map_err(ModelError::from)?;
-        Ok(a?)
+        let v = self
+            .write_version_as(bucket, &key, complete, vec![aborted], Restamp::SameUuid)
+            .await?;
+        self.close_upload(upload.mpu.clone(), Some(uuid)).await?;
+        Ok(v)
+    }
+
+    /// Delete an upload's `mpu` entry (its hook releases every part attempt), recording the version
+    /// it was completed into, if any.
+    async fn close_upload(
+        &self,
+        mut m: MultipartUpload,
+        completed: Option<Hash>,
+    ) -> Result<(), ModelError> {
+        m.deleted.set();
+        m.completed = m.completed.max(completed);
+        self.mpus.insert(&m).await?;
+        Ok(())
     }
 
     /// Abort an upload: the uploading version is aborted and the parts released.
     pub async fn abort_multipart(&self, upload: &Upload) -> Result<(), ModelError> {
+        self.abort_upload(upload.mpu.clone(), &upload.version).await
+    }
+
+    /// Abort upload `version` of `m.key`, whose `mpu` entry is (or is merged into) `m`.
+    async fn abort_upload(
+        &self,
+        m: MultipartUpload,
+        version: &ObjectVersion,
+    ) -> Result<(), ModelError> {
         let aborted = ObjectVersion {
             state: VersionState::Aborted,
-            ..upload.version.clone()
+            ..version.clone()
         };
-        let mut done = upload.mpu.clone();
-        done.deleted.set();
-        let o = Object::new(upload.mpu.bucket, upload.mpu.key.clone(), vec![aborted]);
-        let (a, b) = tokio::join!(self.objects.insert(&o), self.mpus.insert(&done));
+        let o = Object::new(m.bucket, m.key.clone(), vec![aborted]);
+        let (a, b) = tokio::join!(self.objects.insert(&o), self.close_upload(m, None));
         a?;
-        b?;
-        Ok(())
+        b
     }
 
     /// Objects with a multipart upload under way, in key order from `start`, at most `limit`.
@@ -291,7 +381,7 @@ impl Model {
             .get_range(
                 bucket,
                 Some(&start.to_string()),
-                Some(super::object::ObjectFilter::IsUploadingMultipart),
+                Some(ObjectFilter::IsUploadingMultipart),
                 limit,
                 false,
             )
@@ -318,5 +408,112 @@ impl Model {
             }
         }
         Ok(found.then_some((begin, end)))
+    }
+}
+
+/// Upload `id` as read from the object entry and its `mpu` entry, if it is still under way.
+fn under_way(o: Option<&Object>, mpu: Option<MultipartUpload>, id: &Hash) -> Option<Upload> {
+    let mpu = mpu.filter(|m| !m.deleted.get())?;
+    let version = o?.versions.iter().find(|v| v.uuid == *id)?.clone();
+    let VersionState::Uploading {
+        multipart: true,
+        headers,
+    } = &version.state
+    else {
+        return None;
+    };
+    let headers = headers.clone();
+    Some(Upload {
+        version,
+        mpu,
+        headers,
+    })
+}
+
+/// The object's current version, if it is version `uuid`.
+fn current_with(o: Option<&Object>, uuid: &Hash) -> Option<ObjectVersion> {
+    o?.current().filter(|v| v.uuid == *uuid).cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crdt::Timestamp;
+
+    fn parts(list: &[(u32, &str)]) -> Vec<(u32, String)> {
+        list.iter().map(|(n, e)| (*n, e.to_string())).collect()
+    }
+
+    #[test]
+    fn a_completion_is_named_by_its_upload_and_parts() {
+        let id = [1; 32];
+        let a = completed_uuid(&id, &parts(&[(1, "aa"), (2, "bb")]));
+        assert_eq!(
+            a,
+            completed_uuid(&id, &parts(&[(1, "\"aa\""), (2, "bb")])),
+            "quoted or not, the same ETag"
+        );
+        for other in [
+            completed_uuid(&[2; 32], &parts(&[(1, "aa"), (2, "bb")])),
+            completed_uuid(&id, &parts(&[(1, "aa")])),
+            completed_uuid(&id, &parts(&[(1, "aa"), (3, "bb")])),
+            completed_uuid(&id, &parts(&[(1, "aab"), (2, "b")])),
+        ] {
+            assert_ne!(a, other);
+        }
+        assert!(check_order(&parts(&[(1, "a"), (3, "b")])).is_ok());
+        for bad in [&[(2, "a"), (1, "b")][..], &[(1, "a"), (1, "a")]] {
+            assert!(matches!(
+                check_order(&parts(bad)),
+                Err(CompleteError::InvalidPartOrder)
+            ));
+        }
+    }
+
+    #[test]
+    fn an_upload_is_under_way_until_closed_or_its_version_moves_on() {
+        let (b, id) = ([0; 32], [5; 32]);
+        let uploading = ObjectVersion {
+            uuid: id,
+            timestamp: Timestamp::new(1, 0, 0),
+            state: VersionState::Uploading {
+                multipart: true,
+                headers: vec![("content-type".into(), "a/b".into())],
+            },
+        };
+        let o = Object::new(b, "k".into(), vec![uploading.clone()]);
+        let m = MultipartUpload::new(id, b, "k".into());
+        let up = under_way(Some(&o), Some(m.clone()), &id).expect("under way");
+        assert_eq!(up.headers, vec![("content-type".into(), "a/b".into())]);
+        assert!(under_way(Some(&o), None, &id).is_none());
+        assert!(under_way(None, Some(m.clone()), &id).is_none());
+        assert!(under_way(Some(&o), Some(m.clone()), &[6; 32]).is_none());
+        let mut closed = m.clone();
+        closed.deleted.set();
+        assert!(under_way(Some(&o), Some(closed), &id).is_none());
+        // Completed: the upload's version is aborted and the new one is current.
+        let done = ObjectVersion {
+            uuid: [9; 32],
+            timestamp: Timestamp::new(2, 0, 0),
+            state: VersionState::Complete(ObjectData::Inline {
+                meta: ObjectMeta {
+                    size: 0,
+                    etag: "e-1".into(),
+                    headers: vec![],
+                    checksum: None,
+                    parts: Some(1),
+                },
+                bytes: serde_bytes::ByteBuf::new(),
+            }),
+        };
+        let aborted = ObjectVersion {
+            state: VersionState::Aborted,
+            ..uploading
+        };
+        let o = Object::new(b, "k".into(), vec![aborted, done.clone()]);
+        assert!(under_way(Some(&o), Some(m), &id).is_none());
+        assert_eq!(current_with(Some(&o), &[9; 32]), Some(done));
+        assert_eq!(current_with(Some(&o), &id), None);
+        assert_eq!(current_with(None, &[9; 32]), None);
     }
 }

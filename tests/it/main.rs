@@ -8,5 +8,6 @@ mod harness;
 mod hostile;
 mod memory;
 mod s3;
+mod s3_retries;
 mod table;
 mod xml_limits;
