@@ -59,6 +59,11 @@ pub struct MultipartUpload {
     pub key: String,
     /// (part number, attempt timestamp) → attempt.
     pub parts: GMap<(u32, Timestamp), MpuPart>,
+    /// Set with `deleted` by a CompleteMultipartUpload: the uuid of the object version it made
+    /// (`completed_uuid` in `multipart.rs`), so that a retry with another list of parts is told
+    /// apart from one after the object was overwritten. Absent from entries written before it existed.
+    #[serde(default)]
+    pub completed: Option<Hash>,
 }
 
 impl MultipartUpload {
@@ -69,6 +74,7 @@ impl MultipartUpload {
             bucket,
             key,
             parts: GMap::new(),
+            completed: None,
         }
     }
 
@@ -136,6 +142,9 @@ impl Crdt for MultipartUpload {
     fn merge(&mut self, other: &Self) {
         self.deleted.merge(&other.deleted);
         self.parts.merge(&other.parts);
+        // Racing Completes of one upload with the same parts agree; with other parts, the highest
+        // uuid wins on every replica alike.
+        self.completed = self.completed.max(other.completed);
         self.prune();
     }
 }
@@ -285,14 +294,57 @@ mod tests {
     }
 
     fn upload() -> impl Strategy<Value = MultipartUpload> {
-        proptest::collection::vec((1u32..3, 0u64..12, any::<bool>()), 0..10).prop_map(|xs| {
-            let mut m = MultipartUpload::new([0; 32], [0; 32], "k".into());
-            for (n, ts, finished) in xs {
-                // An attempt's identity is its timestamp; it is either under way or finished.
-                m.merge(&attempt(n, ts, finished));
-            }
-            m
-        })
+        (
+            proptest::collection::vec((1u32..3, 0u64..12, any::<bool>()), 0..10),
+            proptest::option::of(0u8..3),
+        )
+            .prop_map(|(xs, completed)| {
+                let mut m = MultipartUpload::new([0; 32], [0; 32], "k".into());
+                for (n, ts, finished) in xs {
+                    // An attempt's identity is its timestamp; it is either under way or finished.
+                    m.merge(&attempt(n, ts, finished));
+                }
+                if let Some(c) = completed {
+                    // Completed (by one of a few racing Completes).
+                    m.deleted.set();
+                    m.completed = Some([c; 32]);
+                }
+                m
+            })
+    }
+
+    #[test]
+    fn entries_without_completion_decode() {
+        // An entry as written before `completed` existed: same marker, one field less.
+        #[derive(Serialize)]
+        struct Before {
+            upload_id: Hash,
+            deleted: MaxBool,
+            bucket: Hash,
+            key: String,
+            parts: GMap<(u32, Timestamp), MpuPart>,
+        }
+        let m = attempt(1, 3, true);
+        let mut bytes = MultipartUpload::MARKER.to_vec();
+        rmp_serde::encode::write_named(
+            &mut bytes,
+            &Before {
+                upload_id: m.upload_id,
+                deleted: m.deleted,
+                bucket: m.bucket,
+                key: m.key.clone(),
+                parts: m.parts.clone(),
+            },
+        )
+        .unwrap();
+        assert_eq!(MultipartUpload::decode(&bytes).unwrap(), m);
+        let mut done = m.clone();
+        done.deleted.set();
+        done.completed = Some([7; 32]);
+        assert_eq!(
+            MultipartUpload::decode(&done.encode().unwrap()).unwrap(),
+            done
+        );
     }
 
     proptest! {

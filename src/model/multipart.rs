@@ -4,14 +4,17 @@ use std::sync::Arc;
 
 use md5::Digest;
 
+use super::bucket::Bucket;
 use super::mpu::{MpuPart, MultipartUpload};
-use super::object::{Object, ObjectData, ObjectMeta, ObjectVersion, VersionAttrs, VersionState};
-use super::ops::{PutUpload, StoredBody};
+use super::object::{
+    Object, ObjectData, ObjectFilter, ObjectMeta, ObjectVersion, VersionAttrs, VersionState,
+};
+use super::ops::{PutUpload, Restamp, StoredBody};
 use super::sse::Encryption;
 use super::version::Version;
 use super::{Model, ModelError, random_bytes};
 use crate::table::schema::EmptyKey;
-use crate::util::hash::Hash;
+use crate::util::hash::{Hash, blake2sum};
 
 /// Smallest part except the last (as S3).
 pub const MIN_PART_SIZE: u64 = 5 << 20;
@@ -25,6 +28,8 @@ pub enum CompleteError {
     NoSuchUpload,
     #[error("part {0} was not uploaded, or its ETag does not match")]
     InvalidPart(u32),
+    #[error("the upload was completed with another list of parts")]
+    CompletedWithOtherParts,
     #[error("parts must be listed in ascending order")]
     InvalidPartOrder,
     #[error("part {0} is smaller than the 5 MiB minimum of every part but the last")]
@@ -37,6 +42,37 @@ pub enum CompleteError {
 
 /// Largest object (as S3).
 pub const MAX_OBJECT_SIZE: u64 = 5 << 40;
+
+/// Uploads aborted at a time when their bucket is deleted.
+const ABORTS_IN_FLIGHT: usize = 32;
+/// Uploading objects read per page when their bucket is deleted.
+const ABORT_PAGE: usize = 1000;
+/// Passes over a bucket's uploads when it is deleted (see `delete_bucket_and_uploads`).
+const ABORT_PASSES: usize = 4;
+
+/// The uuid of the object version that completing upload `id` with `parts` (part number, ETag) makes.
+/// Every Complete of the same upload with the same parts names the same version: a retry, or two
+/// Completes racing on two nodes, write one version (the newest copy of it supersedes the others), and
+/// a retry finds it again by this uuid once the upload is gone.
+pub fn completed_uuid(id: &Hash, parts: &[(u32, String)]) -> Hash {
+    let mut buf = b"grenier mpu complete v1".to_vec();
+    buf.extend_from_slice(id);
+    for (n, etag) in parts {
+        let etag = etag.trim_matches('"');
+        buf.extend_from_slice(&n.to_be_bytes());
+        buf.extend_from_slice(&(etag.len() as u64).to_be_bytes());
+        buf.extend_from_slice(etag.as_bytes());
+    }
+    blake2sum(&buf)
+}
+
+/// Refuse a parts list that is not in ascending part-number order.
+fn check_order(parts: &[(u32, String)]) -> Result<(), CompleteError> {
+    if parts.windows(2).any(|w| w[1].0 <= w[0].0) {
+        return Err(CompleteError::InvalidPartOrder);
+    }
+    Ok(())
+}
 
 /// A started multipart upload, as found by its id.
 pub struct Upload {
@@ -86,35 +122,25 @@ impl Model {
         key: &str,
         id: &Hash,
     ) -> Result<Option<Upload>, ModelError> {
+        let (o, m) = self.read_upload(bucket, key, id).await?;
+        Ok(under_way(o.as_ref(), m, id))
+    }
+
+    /// The object entry of `key` and the `mpu` entry of upload `id` (if it belongs to that key),
+    /// read in parallel.
+    async fn read_upload(
+        &self,
+        bucket: &Hash,
+        key: &str,
+        id: &Hash,
+    ) -> Result<(Option<Object>, Option<MultipartUpload>), ModelError> {
         let key_s = key.to_string();
         let (o, m) = tokio::join!(
             self.objects.get(bucket, &key_s),
             self.mpus.get(id, &EmptyKey)
         );
-        let (Some(o), Some(mpu)) = (o?, m?) else {
-            return Ok(None);
-        };
-        if mpu.deleted.get() || mpu.bucket != *bucket || mpu.key != key {
-            return Ok(None);
-        }
-        let Some(version) = o.versions.iter().find(|v| v.uuid == *id).cloned() else {
-            return Ok(None);
-        };
-        let VersionState::Uploading {
-            multipart: true,
-            headers,
-            encryption,
-        } = &version.state
-        else {
-            return Ok(None);
-        };
-        let (headers, encryption) = (headers.clone(), encryption.clone());
-        Ok(Some(Upload {
-            version,
-            mpu,
-            headers,
-            encryption,
-        }))
+        let m = m?.filter(|m| m.bucket == *bucket && m.key == key);
+        Ok((o?, m))
     }
 
     /// Start one attempt at a part: recorded in the `mpu` entry before any block is listed under it,
@@ -172,22 +198,84 @@ impl Model {
         Ok(())
     }
 
-    /// Complete an upload with the given (part number, ETag) list: the object gets a new version made of
-    /// those parts' blocks. Returns it and its ETag (MD5 of the parts' MD5s, `-N`).
-    pub async fn complete_multipart(
+    /// CompleteMultipartUpload of upload `id` of `key` with the given (part number, ETag) list.
+    ///
+    /// If the upload is under way, the object gets a new version made of those parts' blocks (see
+    /// [`Model::complete_multipart`]). If it is not, the request may be a retry of a Complete whose
+    /// answer was lost (or the second of two racing ones): as in S3, it gets the same answer as long as
+    /// the version it made is still the object's current one. A retry with another list of parts is
+    /// refused (`CompletedWithOtherParts`) while the upload's completion is remembered (its `mpu`
+    /// tombstone); an upload whose object was since overwritten or deleted is `NoSuchUpload`.
+    pub async fn complete_upload(
+        &self,
+        bucket: &Hash,
+        key: &str,
+        id: &Hash,
+        parts: &[(u32, String)],
+        checksum: Option<(String, String)>,
+    ) -> Result<ObjectVersion, CompleteError> {
+        check_order(parts)?;
+        let uuid = completed_uuid(id, parts);
+        let (o, m) = self.read_upload(bucket, key, id).await?;
+        if let Some(up) = under_way(o.as_ref(), m.clone(), id) {
+            return match self.complete_multipart(&up, parts, checksum, uuid).await {
+                Err(CompleteError::InvalidPart(n)) => {
+                    // A Complete racing with this one may have finished first and released the
+                    // parts: then its version is this one.
+                    let (o, _) = self.read_upload(bucket, key, id).await?;
+                    current_with(o.as_ref(), &uuid).ok_or(CompleteError::InvalidPart(n))
+                }
+                r => r,
+            };
+        }
+        // A Complete writes the object entry before it closes the upload: if this one was closed by
+        // a Complete, a read started now sees its version (the first one ran in parallel with the
+        // `mpu` read and may have missed it).
+        let o = match &m {
+            Some(m) if m.completed.is_some() && current_with(o.as_ref(), &uuid).is_none() => self
+                .objects
+                .get(bucket, &key.to_string())
+                .await
+                .map_err(ModelError::from)?,
+            _ => o,
+        };
+        if let Some(v) = current_with(o.as_ref(), &uuid) {
+            // The version is written but its Complete may have failed before the upload was closed:
+            // close it (releasing the unused part attempts), as that Complete would have.
+            if let Some(m) = m.filter(|m| !m.deleted.get()) {
+                self.close_upload(m, Some(uuid)).await?;
+            }
+            return Ok(v);
+        }
+        let completed = m.and_then(|m| m.completed);
+        match (o.as_ref().and_then(|o| o.current()), completed) {
+            (Some(cur), Some(c)) if cur.uuid == c => Err(CompleteError::CompletedWithOtherParts),
+            _ => Err(CompleteError::NoSuchUpload),
+        }
+    }
+
+    /// Complete an upload under way with the given (part number, ETag) list, in ascending order: the
+    /// object gets a new version `uuid` made of those parts' blocks. Returns it and its ETag (MD5 of
+    /// the parts' MD5s, `-N`).
+    ///
+    /// The object entry is written before the upload is closed (its `mpu` entry deleted, which
+    /// releases the parts): a failure in between leaves the upload open, and its retry finds the
+    /// version and closes it.
+    ///
+    /// Known gap: a Complete that read the upload as under way, then stalls while a racing Complete
+    /// of the same parts finishes, the key is overwritten and the version released, makes that
+    /// version current again without its block list (reads of the key fail until the next write).
+    /// It needs two Completes of one upload straddling an overwrite of the key.
+    async fn complete_multipart(
         &self,
         upload: &Upload,
         parts: &[(u32, String)],
         checksum: Option<(String, String)>,
+        uuid: Hash,
     ) -> Result<ObjectVersion, CompleteError> {
         let finished = upload.mpu.finished_parts();
         let mut chosen = vec![];
-        let mut prev = 0;
         for (n, etag) in parts {
-            if *n <= prev {
-                return Err(CompleteError::InvalidPartOrder);
-            }
-            prev = *n;
             let p = finished
                 .iter()
                 .find(|(pn, _, p)| pn == n && p.etag.as_deref() == Some(etag.trim_matches('"')))
@@ -215,8 +303,7 @@ impl Model {
         )
         .await;
         let (bucket, key) = (upload.mpu.bucket, upload.mpu.key.clone());
-        let final_id = random_bytes::<32>();
-        let mut version = Version::new(final_id, bucket, key.clone());
+        let mut version = Version::new(uuid, bucket, key.clone());
         let mut md5s = md5::Md5::new();
         let mut size = 0;
         for ((n, _, p), list) in chosen.iter().zip(lists) {
@@ -255,39 +342,108 @@ impl Model {
         };
         self.observe_timestamp(upload.version.timestamp);
         // The tags and ACL given when the upload started carry into the completed version.
-        let complete = ObjectVersion::new(
-            final_id,
-            self.next_timestamp(),
-            VersionState::Complete(data),
-        )
-        .with_attrs(upload.version.attrs());
+        let complete = ObjectVersion::new(uuid, self.next_timestamp(), VersionState::Complete(data))
+            .with_attrs(upload.version.attrs());
         let aborted = ObjectVersion {
             state: VersionState::Aborted,
             ..upload.version.clone()
         };
-        let mut done = upload.mpu.clone();
-        done.deleted.set();
-        let (a, b) = tokio::join!(
-            self.write_version(bucket, &key, complete, vec![aborted]),
-            self.mpus.insert(&done)
-        );
-        b.map_err(ModelError::from)?;
-        Ok(a?)
+        let v = self
+            .write_version_as(bucket, &key, complete, vec![aborted], Restamp::SameUuid)
+            .await?;
+        self.close_upload(upload.mpu.clone(), Some(uuid)).await?;
+        Ok(v)
+    }
+
+    /// Delete an upload's `mpu` entry (its hook releases every part attempt), recording the version
+    /// it was completed into, if any.
+    async fn close_upload(
+        &self,
+        mut m: MultipartUpload,
+        completed: Option<Hash>,
+    ) -> Result<(), ModelError> {
+        m.deleted.set();
+        m.completed = m.completed.max(completed);
+        self.mpus.insert(&m).await?;
+        Ok(())
     }
 
     /// Abort an upload: the uploading version is aborted and the parts released.
     pub async fn abort_multipart(&self, upload: &Upload) -> Result<(), ModelError> {
+        self.abort_upload(upload.mpu.clone(), &upload.version).await
+    }
+
+    /// Abort upload `version` of `m.key`, whose `mpu` entry is (or is merged into) `m`.
+    async fn abort_upload(
+        &self,
+        m: MultipartUpload,
+        version: &ObjectVersion,
+    ) -> Result<(), ModelError> {
         let aborted = ObjectVersion {
             state: VersionState::Aborted,
-            ..upload.version.clone()
+            ..version.clone()
         };
-        let mut done = upload.mpu.clone();
-        done.deleted.set();
-        let o = Object::new(upload.mpu.bucket, upload.mpu.key.clone(), vec![aborted]);
-        let (a, b) = tokio::join!(self.objects.insert(&o), self.mpus.insert(&done));
+        let o = Object::new(m.bucket, m.key.clone(), vec![aborted]);
+        let (a, b) = tokio::join!(self.objects.insert(&o), self.close_upload(m, None));
         a?;
-        b?;
-        Ok(())
+        b
+    }
+
+    /// DeleteBucket: refused (`BucketNotEmpty`) while the bucket holds an object; otherwise every
+    /// multipart upload under way in it is aborted (its parts released), as S3 does, and the bucket
+    /// is deleted. An upload started meanwhile makes the deletion fail as not empty (retrying works).
+    pub async fn delete_bucket_and_uploads(&self, b: &Bucket) -> Result<(), ModelError> {
+        let any = self
+            .objects
+            .get_range(&b.id, None, Some(ObjectFilter::IsData), 1, false)
+            .await?;
+        if !any.is_empty() {
+            let name = b.params().map(|p| p.name.get().clone()).unwrap_or_default();
+            return Err(ModelError::BucketNotEmpty(name));
+        }
+        // A filtered range read may still show an upload as under way just after it was aborted (a
+        // replica the abort has not reached yet answers; the others leave the entry out): list again
+        // until a pass finds none, at most a few times. The deletion below checks once more.
+        for pass in 0..ABORT_PASSES {
+            let aborted = self.abort_uploads_of(b).await?;
+            tracing::debug!("deleting bucket: pass {pass} aborted {aborted} uploads");
+            if aborted == 0 {
+                break;
+            }
+        }
+        self.delete_bucket(b).await
+    }
+
+    /// Abort every multipart upload under way in bucket `b`; how many were found.
+    async fn abort_uploads_of(&self, b: &Bucket) -> Result<usize, ModelError> {
+        let (mut start, mut count) = (String::new(), 0);
+        loop {
+            let page = self.list_uploading(&b.id, &start, ABORT_PAGE).await?;
+            let uploads: Vec<(String, ObjectVersion)> = page
+                .iter()
+                .flat_map(|o| {
+                    o.versions
+                        .iter()
+                        .filter(|v| is_multipart_upload(v))
+                        .map(|v| (o.key.clone(), v.clone()))
+                })
+                .collect();
+            count += uploads.len();
+            for chunk in uploads.chunks(ABORTS_IN_FLIGHT) {
+                let aborts: Vec<_> = chunk
+                    .iter()
+                    .map(|(key, v)| {
+                        self.abort_upload(MultipartUpload::new(v.uuid, b.id, key.clone()), v)
+                    })
+                    .collect();
+                futures::future::try_join_all(aborts).await?;
+            }
+            match page.last() {
+                // The smallest key after the last one of the page.
+                Some(last) if page.len() == ABORT_PAGE => start = format!("{}\0", last.key),
+                _ => return Ok(count),
+            }
+        }
     }
 
     /// Objects with a multipart upload under way, in key order from `start`, at most `limit`.
@@ -302,7 +458,7 @@ impl Model {
             .get_range(
                 bucket,
                 Some(&start.to_string()),
-                Some(super::object::ObjectFilter::IsUploadingMultipart),
+                Some(ObjectFilter::IsUploadingMultipart),
                 limit,
                 false,
             )
@@ -329,5 +485,189 @@ impl Model {
             }
         }
         Ok(found.then_some((begin, end)))
+    }
+}
+
+fn is_multipart_upload(v: &ObjectVersion) -> bool {
+    matches!(
+        v.state,
+        VersionState::Uploading {
+            multipart: true,
+            ..
+        }
+    )
+}
+
+/// Upload `id` as read from the object entry and its `mpu` entry, if it is still under way.
+fn under_way(o: Option<&Object>, mpu: Option<MultipartUpload>, id: &Hash) -> Option<Upload> {
+    let mpu = mpu.filter(|m| !m.deleted.get())?;
+    let version = o?.versions.iter().find(|v| v.uuid == *id)?.clone();
+    let VersionState::Uploading {
+        multipart: true,
+        headers,
+        encryption,
+    } = &version.state
+    else {
+        return None;
+    };
+    let (headers, encryption) = (headers.clone(), encryption.clone());
+    Some(Upload {
+        version,
+        mpu,
+        headers,
+        encryption,
+    })
+}
+
+/// The object's current version, if it is version `uuid`.
+fn current_with(o: Option<&Object>, uuid: &Hash) -> Option<ObjectVersion> {
+    o?.current().filter(|v| v.uuid == *uuid).cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crdt::Timestamp;
+
+    fn parts(list: &[(u32, &str)]) -> Vec<(u32, String)> {
+        list.iter().map(|(n, e)| (*n, e.to_string())).collect()
+    }
+
+    #[test]
+    fn a_completion_is_named_by_its_upload_and_parts() {
+        let id = [1; 32];
+        let a = completed_uuid(&id, &parts(&[(1, "aa"), (2, "bb")]));
+        assert_eq!(
+            a,
+            completed_uuid(&id, &parts(&[(1, "\"aa\""), (2, "bb")])),
+            "quoted or not, the same ETag"
+        );
+        for other in [
+            completed_uuid(&[2; 32], &parts(&[(1, "aa"), (2, "bb")])),
+            completed_uuid(&id, &parts(&[(1, "aa")])),
+            completed_uuid(&id, &parts(&[(1, "aa"), (3, "bb")])),
+            completed_uuid(&id, &parts(&[(1, "aab"), (2, "b")])),
+        ] {
+            assert_ne!(a, other);
+        }
+        assert!(check_order(&parts(&[(1, "a"), (3, "b")])).is_ok());
+        for bad in [&[(2, "a"), (1, "b")][..], &[(1, "a"), (1, "a")]] {
+            assert!(matches!(
+                check_order(&parts(bad)),
+                Err(CompleteError::InvalidPartOrder)
+            ));
+        }
+    }
+
+    /// What the `object` hook releases as replicas go from `old` to `old ⊔ write`.
+    fn released(old: &Object, write: &[ObjectVersion]) -> Vec<Hash> {
+        use crate::model::object::ObjectSchema;
+        use crate::table::queue::InsertQueue;
+        use crate::table::schema::TableSchema;
+        let mut new = old.clone();
+        crate::crdt::Crdt::merge(
+            &mut new,
+            &Object::new(old.bucket, old.key.clone(), write.to_vec()),
+        );
+        let db = crate::db::Db::open_mem();
+        let schema = ObjectSchema {
+            version_queue: InsertQueue::open(&db).unwrap(),
+        };
+        db.transaction(|tx| {
+            schema
+                .updated(tx, Some(old), Some(&new))
+                .map_err(crate::db::TxError::Abort)
+        })
+        .unwrap();
+        crate::model::version::queued_deletions(&schema.version_queue)
+    }
+
+    fn complete_blocks(uuid: Hash, ts: u64) -> ObjectVersion {
+        ObjectVersion::new(
+            uuid,
+            Timestamp::new(ts, 0, 0),
+            VersionState::Complete(ObjectData::Blocks {
+                meta: ObjectMeta {
+                    size: 1,
+                    etag: "e-1".into(),
+                    headers: vec![],
+                    checksum: None,
+                    parts: Some(1),
+                    encryption: None,
+                },
+                first_block: [3; 32],
+            }),
+        )
+    }
+
+    #[test]
+    fn a_completed_version_written_again_keeps_its_blocks() {
+        // Two Completes (or a rewrite above a newer clock, `Restamp::SameUuid`) write version F at
+        // two timestamps: the older copy goes under the floor without releasing F's block list.
+        let f = [7; 32];
+        let o = Object::new([0; 32], "k".into(), vec![complete_blocks(f, 1)]);
+        assert_eq!(released(&o, &[complete_blocks(f, 2)]), Vec::<Hash>::new());
+        let mut both = o.clone();
+        crate::crdt::Crdt::merge(
+            &mut both,
+            &Object::new([0; 32], "k".into(), vec![complete_blocks(f, 2)]),
+        );
+        assert_eq!(both.versions.len(), 1);
+        assert_eq!(both.current().unwrap().timestamp, Timestamp::new(2, 0, 0));
+        // A late copy of the older one changes nothing; an overwrite releases F.
+        assert_eq!(
+            released(&both, &[complete_blocks(f, 1)]),
+            Vec::<Hash>::new()
+        );
+        assert_eq!(released(&both, &[complete_blocks([8; 32], 3)]), vec![f]);
+    }
+
+    #[test]
+    fn an_upload_is_under_way_until_closed_or_its_version_moves_on() {
+        let (b, id) = ([0; 32], [5; 32]);
+        let uploading = ObjectVersion::new(
+            id,
+            Timestamp::new(1, 0, 0),
+            VersionState::Uploading {
+                multipart: true,
+                headers: vec![("content-type".into(), "a/b".into())],
+                encryption: None,
+            },
+        );
+        let o = Object::new(b, "k".into(), vec![uploading.clone()]);
+        let m = MultipartUpload::new(id, b, "k".into());
+        let up = under_way(Some(&o), Some(m.clone()), &id).expect("under way");
+        assert_eq!(up.headers, vec![("content-type".into(), "a/b".into())]);
+        assert!(under_way(Some(&o), None, &id).is_none());
+        assert!(under_way(None, Some(m.clone()), &id).is_none());
+        assert!(under_way(Some(&o), Some(m.clone()), &[6; 32]).is_none());
+        let mut closed = m.clone();
+        closed.deleted.set();
+        assert!(under_way(Some(&o), Some(closed), &id).is_none());
+        // Completed: the upload's version is aborted and the new one is current.
+        let done = ObjectVersion::new(
+            [9; 32],
+            Timestamp::new(2, 0, 0),
+            VersionState::Complete(ObjectData::Inline {
+                meta: ObjectMeta {
+                    size: 0,
+                    etag: "e-1".into(),
+                    headers: vec![],
+                    checksum: None,
+                    parts: Some(1),
+                    encryption: None,
+                },
+                bytes: serde_bytes::ByteBuf::new(),
+            }),
+        );
+        let aborted = ObjectVersion {
+            state: VersionState::Aborted,
+            ..uploading
+        };
+        let o = Object::new(b, "k".into(), vec![aborted, done.clone()]);
+        assert!(under_way(Some(&o), Some(m), &id).is_none());
+        assert_eq!(current_with(Some(&o), &[9; 32]), Some(done));
+        assert_eq!(current_with(Some(&o), &id), None);
+        assert_eq!(current_with(None, &[9; 32]), None);
     }
 }

@@ -478,6 +478,19 @@ impl PutUpload {
     }
 }
 
+/// How [`Model::write_version_as`] names a version it writes again above a newer one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Restamp {
+    /// A new uuid (and a copy of the block list): the first uuid may still be aborted by its writer
+    /// (a PUT that fails after its commit was tried), which must not release the copy's blocks.
+    NewUuid,
+    /// The same uuid, whose block list it shares: for a version that is never aborted and whose uuid
+    /// must not change (a completed multipart upload, found again by its uuid when the Complete is
+    /// retried). Once the newer copy is in an entry, the older one is under the floor and dropped
+    /// without releasing anything: the `object` hook sees the uuid still there.
+    SameUuid,
+}
+
 /// How many blocks a read keeps in memory: `GET_READ_AHEAD` for a client, 1 for a copy (see the
 /// module doc), never 0.
 fn blocks_in_memory(asked: usize) -> usize {
@@ -534,8 +547,21 @@ impl Model {
         &self,
         bucket: Hash,
         key: &str,
+        v: ObjectVersion,
+        also: Vec<ObjectVersion>,
+    ) -> Result<ObjectVersion, ModelError> {
+        self.write_version_as(bucket, key, v, also, Restamp::NewUuid)
+            .await
+    }
+
+    /// [`Model::write_version`], saying how a version written again above a newer one is named.
+    pub(super) async fn write_version_as(
+        &self,
+        bucket: Hash,
+        key: &str,
         mut v: ObjectVersion,
         also: Vec<ObjectVersion>,
+        restamp: Restamp,
     ) -> Result<ObjectVersion, ModelError> {
         for _ in 0..4 {
             let mut versions = also.clone();
@@ -549,7 +575,13 @@ impl Model {
             // The first version is not aborted: the new one above it supersedes it (its blocks are
             // released then), and a version never goes from complete to aborted, which would leave
             // the key without a current version.
-            v = self.restamped(&v, bucket, key).await?;
+            v = match restamp {
+                Restamp::NewUuid => self.restamped(&v, bucket, key).await?,
+                Restamp::SameUuid => ObjectVersion {
+                    timestamp: self.next_timestamp(),
+                    ..v
+                },
+            };
         }
         Ok(v)
     }

@@ -218,7 +218,8 @@ pub async fn create_bucket(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> 
 
 pub async fn delete_bucket(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
     let b = ctx.bucket().clone();
-    match ctx.model().delete_bucket(&b).await {
+    // As S3: refused while an object is left; pending multipart uploads go with the bucket.
+    match ctx.model().delete_bucket_and_uploads(&b).await {
         Ok(()) => Ok(empty(StatusCode::NO_CONTENT)),
         Err(ModelError::BucketNotEmpty(_)) => Err(err(
             S3ErrorCode::BucketNotEmpty,

@@ -34,14 +34,18 @@ pub async fn upload_of(ctx: &Ctx) -> Result<(Hash, Upload), S3Error> {
     upload(ctx).await
 }
 
-async fn upload(ctx: &Ctx) -> Result<(Hash, Upload), S3Error> {
-    let id = ctx
-        .route
+/// The id in `?uploadId=` (hex of 32 bytes; anything else names no upload).
+fn upload_id(ctx: &Ctx) -> Result<Hash, S3Error> {
+    ctx.route
         .query
         .get("uploadId")
         .and_then(|s| hex::decode(s).ok())
         .and_then(|v| Hash::try_from(&v[..]).ok())
-        .ok_or_else(no_such_upload)?;
+        .ok_or_else(no_such_upload)
+}
+
+async fn upload(ctx: &Ctx) -> Result<(Hash, Upload), S3Error> {
+    let id = upload_id(ctx)?;
     let u = ctx
         .model()
         .get_upload(&ctx.bucket().id, ctx.object_key(), &id)
@@ -113,23 +117,29 @@ pub async fn upload_part(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
     respond(r, full(Bytes::new()))
 }
 
+/// CompleteMultipartUpload. A retry of a Complete that succeeded (its answer lost) gets the same
+/// answer while the object is still that upload's (see `Model::complete_upload`).
 pub async fn complete(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
     let body = small_body(ctx, ctx.state.xml_body_max).await?;
     let parts = xml::parse_complete_multipart_upload(&body)?;
-    let (_, up) = upload(ctx).await?;
+    let id = upload_id(ctx)?;
     let list: Vec<(u32, String)> = parts
         .iter()
         .map(|p| (p.part_number, p.etag.clone()))
         .collect();
     let v = ctx
         .model()
-        .complete_multipart(&up, &list, None)
+        .complete_upload(&ctx.bucket().id, ctx.object_key(), &id, &list, None)
         .await
         .map_err(|e| match e {
             CompleteError::NoSuchUpload => no_such_upload(),
             CompleteError::InvalidPart(n) => err(
                 S3ErrorCode::InvalidPart,
                 format!("One or more of the specified parts could not be found (part {n}). The part may not have been uploaded, or the specified entity tag may not match the part's entity tag."),
+            ),
+            CompleteError::CompletedWithOtherParts => err(
+                S3ErrorCode::InvalidPart,
+                "One or more of the specified parts could not be found: the upload was completed with another list of parts.",
             ),
             CompleteError::InvalidPartOrder => err(
                 S3ErrorCode::InvalidPartOrder,
@@ -145,19 +155,26 @@ pub async fn complete(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
             ),
             CompleteError::Model(e) => internal(e),
         })?;
-    let etag = crate::model::ops::meta_of(&v)
-        .map(|m| m.etag.clone())
-        .unwrap_or_default();
+    let meta = crate::model::ops::meta_of(&v);
     let doc = xml::CompleteMultipartUploadResult {
         location: format!("/{}/{}", ctx.bucket_name(), ctx.object_key()),
         bucket: ctx.bucket_name().to_string(),
         key: ctx.object_key().to_string(),
-        etag,
-        checksums: vec![],
+        etag: meta.map(|m| m.etag.clone()).unwrap_or_default(),
+        checksums: meta
+            .and_then(|m| m.checksum.as_ref())
+            .and_then(checksum_element)
+            .into_iter()
+            .collect(),
     };
     let mut r = xml_response(doc.to_xml());
-    sse::add_response_headers(&mut r, up.encryption.as_ref());
+    sse::add_response_headers(&mut r, meta.and_then(|m| m.encryption.as_ref()));
     Ok(r)
+}
+
+/// A stored checksum (algorithm, base64) as its XML element (`ChecksumCRC32`…, value).
+fn checksum_element((alg, v): &(String, String)) -> Option<(String, String)> {
+    super::checksum::ChecksumAlgorithm::parse(alg).map(|a| (a.xml_name().to_string(), v.clone()))
 }
 
 pub async fn abort(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
@@ -220,14 +237,7 @@ pub async fn list_parts(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
                 last_modified_msec: ts.msec,
                 etag: p.etag.clone().unwrap_or_default(),
                 size: p.size.unwrap_or(0),
-                checksums: p
-                    .checksum
-                    .iter()
-                    .filter_map(|(alg, v)| {
-                        super::checksum::ChecksumAlgorithm::parse(alg)
-                            .map(|a| (a.xml_name().to_string(), v.clone()))
-                    })
-                    .collect(),
+                checksums: p.checksum.iter().filter_map(checksum_element).collect(),
             })
             .collect(),
     };

@@ -12,5 +12,6 @@ mod s3_acl;
 mod s3_compat;
 mod s3_sse;
 mod s3_tags;
+mod s3_retries;
 mod table;
 mod xml_limits;
