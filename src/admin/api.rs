@@ -376,6 +376,21 @@ pub struct BucketInfo {
     pub objects: u64,
     pub bytes: u64,
     pub keys: Vec<Grant>,
+    /// The admins' switch (`bucket public`): every object readable (GET/HEAD) without a signature.
+    #[serde(default)]
+    pub public_read: bool,
+    /// The bucket's canned ACL, as PutBucketAcl sets it: `private` or `public-read` (which opens the
+    /// listing, as on AWS).
+    #[serde(default)]
+    pub acl: String,
+}
+
+/// `POST /v1/buckets/public`: open (`read: true`) or close every object of a bucket to anonymous
+/// reads.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PublicRequest {
+    pub bucket: Option<String>,
+    pub read: Option<bool>,
 }
 
 /// `POST /v1/buckets/delete` (`bucket` is a name or an id).
@@ -1062,10 +1077,16 @@ mod tests {
                 objects: 3,
                 bytes: 4096,
                 keys: vec![g],
+                public_read: true,
+                acl: "private".into(),
             },
             json!({"id": "b0", "name": "photos", "local_aliases": [{"key": "GK1", "alias": "pics"}],
-                   "created": 9, "objects": 3, "bytes": 4096, "keys": [gj]}),
+                   "created": 9, "objects": 3, "bytes": 4096, "keys": [gj],
+                   "public_read": true, "acl": "private"}),
         );
+        let r: PublicRequest =
+            serde_json::from_value(json!({"bucket": "media", "read": true})).unwrap();
+        assert_eq!((r.bucket.as_deref(), r.read), (Some("media"), Some(true)));
         round_trip(
             &BucketList {
                 buckets: vec![BucketListItem {

@@ -62,6 +62,7 @@ pub(super) async fn route(
         (&Method::POST, "/v1/buckets/unalias") => reply(&unalias(m, parse_body(body)?).await?),
         (&Method::POST, "/v1/buckets/allow") => reply(&rights(m, parse_body(body)?, true).await?),
         (&Method::POST, "/v1/buckets/deny") => reply(&rights(m, parse_body(body)?, false).await?),
+        (&Method::POST, "/v1/buckets/public") => reply(&public(m, parse_body(body)?).await?),
         _ => Err(ApiError(
             StatusCode::NOT_FOUND,
             format!("no such admin endpoint: {method} {path}"),
@@ -159,11 +160,23 @@ async fn delete_bucket(m: &Model, req: api::BucketRequest) -> Result<api::Delete
     let b = m
         .bucket_by_name_or_id(&required(req.bucket, "bucket")?)
         .await?;
-    m.delete_bucket(&b).await?;
+    // As S3's DeleteBucket: refused while an object is left; uploads under way are aborted with it.
+    m.delete_bucket_and_uploads(&b).await?;
     Ok(api::Deleted {
         id: hex::encode(b.id),
         deleted: true,
     })
+}
+
+async fn public(m: &Model, req: api::PublicRequest) -> Result<api::BucketInfo, ApiError> {
+    let b = m
+        .bucket_by_name_or_id(&required(req.bucket, "bucket")?)
+        .await?;
+    let read = req
+        .read
+        .ok_or_else(|| ApiError::bad_request("\"read\" is required"))?;
+    let b = m.set_bucket_public_read(&b.id, read).await?;
+    bucket_info(m, &b).await
 }
 
 async fn alias(m: &Model, req: api::AliasRequest) -> Result<api::BucketInfo, ApiError> {
@@ -293,5 +306,12 @@ async fn bucket_info(m: &Model, b: &Bucket) -> Result<api::BucketInfo, ApiError>
         objects,
         bytes,
         keys,
+        public_read: b.params().is_some_and(|p| p.objects_public()),
+        acl: b
+            .params()
+            .map(|p| p.canned_acl())
+            .unwrap_or_default()
+            .as_str()
+            .to_string(),
     })
 }

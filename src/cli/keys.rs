@@ -65,7 +65,7 @@ pub enum BucketCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Delete an empty bucket.
+    /// Delete a bucket that holds no object (uploads under way are aborted with it).
     Delete { bucket: String },
     /// Give a bucket another name: global, or with --local only for one key.
     Alias {
@@ -80,6 +80,17 @@ pub enum BucketCmd {
         alias: String,
         #[arg(long)]
         local: Option<String>,
+    },
+    /// Open every object of a bucket to reads without a signature (GET/HEAD by URL, as Mastodon and
+    /// PeerTube serve media), or close it again. The listing stays private.
+    Public {
+        bucket: String,
+        /// Anyone may read every object.
+        #[arg(long, conflicts_with = "deny", required_unless_present = "deny")]
+        read: bool,
+        /// Only what keys (and objects' own public-read ACLs) allow.
+        #[arg(long)]
+        deny: bool,
     },
     /// Give a key rights on a bucket.
     Allow(Rights),
@@ -237,6 +248,18 @@ pub async fn bucket(client: &AdminClient, cmd: &BucketCmd) -> Result<()> {
                 print!("{}", human_bucket(v));
             }
         }
+        BucketCmd::Public { bucket, read, .. } => {
+            let req = api::PublicRequest {
+                bucket: Some(bucket.clone()),
+                read: Some(*read),
+            };
+            let _: api::BucketInfo = client.post_as("/v1/buckets/public", &req).await?;
+            if *read {
+                println!("every object of bucket {bucket} can now be read without a signature");
+            } else {
+                println!("objects of bucket {bucket} are private again (except public-read ones)");
+            }
+        }
         BucketCmd::Delete { bucket } => {
             let req = api::BucketRequest {
                 bucket: Some(bucket.clone()),
@@ -295,11 +318,13 @@ pub async fn bucket(client: &AdminClient, cmd: &BucketCmd) -> Result<()> {
 /// `bucket info` for humans.
 fn human_bucket(v: api::BucketInfo) -> String {
     let mut out = format!(
-        "Bucket:   {}\nID:       {}\nObjects:  {}   Size: {}\n",
+        "Bucket:   {}\nID:       {}\nObjects:  {}   Size: {}\nACL:      {}   Public read: {}\n",
         v.name.unwrap_or_default(),
         v.id,
         v.objects,
-        format_size(v.bytes)
+        format_size(v.bytes),
+        v.acl,
+        if v.public_read { "yes" } else { "no" }
     );
     let mut rows = vec![
         ["KEY", "NAME", "READ", "WRITE", "OWNER"]

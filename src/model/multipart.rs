@@ -342,8 +342,9 @@ impl Model {
         };
         self.observe_timestamp(upload.version.timestamp);
         // The tags and ACL given when the upload started carry into the completed version.
-        let complete = ObjectVersion::new(uuid, self.next_timestamp(), VersionState::Complete(data))
-            .with_attrs(upload.version.attrs());
+        let complete =
+            ObjectVersion::new(uuid, self.next_timestamp(), VersionState::Complete(data))
+                .with_attrs(upload.version.attrs());
         let aborted = ObjectVersion {
             state: VersionState::Aborted,
             ..upload.version.clone()

@@ -138,6 +138,16 @@ pub enum CannedAcl {
     PublicRead,
 }
 
+impl CannedAcl {
+    /// The canned ACL's name, as S3's `x-amz-acl` spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CannedAcl::Private => "private",
+            CannedAcl::PublicRead => "public-read",
+        }
+    }
+}
+
 /// The mutable attributes of a version, set at its creation (x-amz-tagging, x-amz-acl) and changed
 /// later without touching its data; each a last-writer-wins register, merged independently.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

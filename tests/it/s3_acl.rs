@@ -278,9 +278,19 @@ fn public_read_objects_are_served_without_a_signature_and_the_rest_stays_private
             .send()
             .await
             .unwrap();
-        let acl = b.get_bucket_acl().bucket("media").send().await.unwrap();
-        assert_eq!(acl.grants().len(), 2);
     });
+    // Bucket settings live in a table every node keeps a full copy of, read locally: another node
+    // sees the change once its copy has it (a quorum has it when PutBucketAcl answers).
+    wait_for(
+        "the bucket ACL on another node",
+        Duration::from_secs(10),
+        || {
+            let acl = env
+                .block_on(b.get_bucket_acl().bucket("media").send())
+                .unwrap();
+            (acl.grants().len() == 2).then_some(())
+        },
+    );
     let (status, body) = wait_for("a public listing", Duration::from_secs(10), || {
         let r = anon("media?list-type=2");
         (r.0 == 200).then_some(r)
@@ -314,5 +324,41 @@ fn public_read_objects_are_served_without_a_signature_and_the_rest_stays_private
         "a bucket created public-read",
         Duration::from_secs(10),
         || (anon("open?list-type=2").0 == 200).then_some(()),
+    );
+
+    // The admins' switch: `grenier bucket public --read` opens every object (not the listing) to
+    // anonymous reads, `--deny` closes them again; `bucket info` shows both settings.
+    let cli = |args: &[&str]| env.procs[1].cli(args).unwrap();
+    cli(&["bucket", "public", "media", "--read"]);
+    wait_for(
+        "the bucket switch opens private objects",
+        Duration::from_secs(10),
+        || (anon("media/private.png") == (200, b"secret".to_vec())).then_some(()),
+    );
+    assert_eq!(
+        anon("media?list-type=2").0,
+        403,
+        "the switch does not open the listing"
+    );
+    let info: Value = serde_json::from_str(&cli(&["bucket", "info", "media", "--json"])).unwrap();
+    assert_eq!(
+        (info["public_read"].as_bool(), info["acl"].as_str()),
+        (Some(true), Some("private"))
+    );
+    assert!(cli(&["bucket", "info", "open"]).contains("ACL:      public-read   Public read: no"));
+    cli(&["bucket", "public", "media", "--deny"]);
+    wait_for(
+        "the bucket switch closed again",
+        Duration::from_secs(10),
+        || (anon("media/private.png").0 == 403).then_some(()),
+    );
+    assert_eq!(
+        anon("media/public.png").0,
+        200,
+        "the object's own ACL still counts"
+    );
+    assert!(
+        env.procs[1].cli(&["bucket", "public", "media"]).is_err(),
+        "--read or --deny"
     );
 }
