@@ -59,6 +59,17 @@ pub struct MultipartUpload {
     pub key: String,
     /// (part number, attempt timestamp) → attempt.
     pub parts: GMap<(u32, Timestamp), MpuPart>,
+    /// The checksum declared at CreateMultipartUpload (written once; absent in older entries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<UploadChecksum>,
+}
+
+/// An upload's `x-amz-checksum-algorithm` (its name, e.g. `CRC32`) and `x-amz-checksum-type`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct UploadChecksum {
+    pub algorithm: String,
+    /// `FULL_OBJECT` (CRC of the whole object) rather than `COMPOSITE` (checksum of the parts').
+    pub full_object: bool,
 }
 
 impl MultipartUpload {
@@ -69,6 +80,7 @@ impl MultipartUpload {
             bucket,
             key,
             parts: GMap::new(),
+            checksum: None,
         }
     }
 
@@ -136,6 +148,10 @@ impl Crdt for MultipartUpload {
     fn merge(&mut self, other: &Self) {
         self.deleted.merge(&other.deleted);
         self.parts.merge(&other.parts);
+        // Set once at creation (and only there): the larger value keeps merge a join.
+        if other.checksum > self.checksum {
+            self.checksum = other.checksum.clone();
+        }
         self.prune();
     }
 }
@@ -282,6 +298,28 @@ mod tests {
             crate::model::version::queued_deletions(&schema.version_queue),
             vec![[1; 32], [2; 32]]
         );
+    }
+
+    #[test]
+    fn declared_checksum_is_kept_and_optional_on_disk() {
+        // An entry written before the field existed (no `checksum` key) still reads.
+        let old = attempt(1, 1, true);
+        let bytes = old.encode().unwrap();
+        assert_eq!(MultipartUpload::decode(&bytes).unwrap().checksum, None);
+        let mut created = MultipartUpload::new([0; 32], [0; 32], "k".into());
+        created.checksum = Some(UploadChecksum {
+            algorithm: "CRC32".into(),
+            full_object: true,
+        });
+        let back = MultipartUpload::decode(&created.encode().unwrap()).unwrap();
+        assert_eq!(back, created);
+        // Parts written later (without the field) do not erase it, in either order.
+        let mut a = created.clone();
+        a.merge(&old);
+        let mut b = old.clone();
+        b.merge(&created);
+        assert_eq!(a, b);
+        assert_eq!(a.checksum, created.checksum);
     }
 
     fn upload() -> impl Strategy<Value = MultipartUpload> {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use md5::Digest;
 
-use super::mpu::{MpuPart, MultipartUpload};
+use super::mpu::{MpuPart, MultipartUpload, UploadChecksum};
 use super::object::{Object, ObjectData, ObjectMeta, ObjectVersion, VersionState};
 use super::ops::{PutUpload, StoredBody};
 use super::sse::Encryption;
@@ -56,6 +56,7 @@ impl Model {
         key: &str,
         headers: Vec<(String, String)>,
         encryption: Option<Encryption>,
+        checksum: Option<UploadChecksum>,
     ) -> Result<Hash, ModelError> {
         let id = random_bytes::<32>();
         let v = ObjectVersion {
@@ -67,10 +68,9 @@ impl Model {
                 encryption,
             },
         };
-        let (o, m) = (
-            Object::new(bucket, key.into(), vec![v]),
-            MultipartUpload::new(id, bucket, key.into()),
-        );
+        let mut m = MultipartUpload::new(id, bucket, key.into());
+        m.checksum = checksum;
+        let o = Object::new(bucket, key.into(), vec![v]);
         let (a, b) = tokio::join!(self.objects.insert(&o), self.mpus.insert(&m));
         a?;
         b?;
@@ -327,5 +327,20 @@ impl Model {
             }
         }
         Ok(found.then_some((begin, end)))
+    }
+
+    /// The (part number, size) of each part of a multipart object version, in order.
+    pub async fn part_sizes(&self, version: &ObjectVersion) -> Result<Vec<(u32, u64)>, ModelError> {
+        let Some(v) = self.versions.get(&version.uuid, &EmptyKey).await? else {
+            return Ok(vec![]);
+        };
+        let mut out: Vec<(u32, u64)> = vec![];
+        for ((part, _), b) in v.block_list() {
+            match out.last_mut() {
+                Some((n, size)) if *n == part => *size += b.size,
+                _ => out.push((part, b.size)),
+            }
+        }
+        Ok(out)
     }
 }

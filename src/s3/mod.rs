@@ -6,6 +6,7 @@
 //!
 //! **Invariant:** `s3` never talks RPC or touches tables directly; it goes through `model`.
 
+pub mod attributes;
 pub mod body;
 pub mod bucket;
 pub mod checksum;
@@ -13,6 +14,7 @@ pub mod copy;
 pub mod ctx;
 pub mod error;
 pub mod list;
+pub mod mpu_checksum;
 pub mod multipart;
 pub mod object;
 pub mod router;

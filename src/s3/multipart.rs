@@ -9,6 +9,7 @@ use super::ctx::{
     Ctx, ResBody, empty, full, internal, part_number, respond, small_body, xml_response,
 };
 use super::error::{S3Error, S3ErrorCode, err};
+use super::mpu_checksum;
 use super::object::{Received, etag_of, headers_to_store, receive};
 use super::sse::{self, KeyFor};
 use super::xml;
@@ -53,6 +54,7 @@ async fn upload(ctx: &Ctx) -> Result<(Hash, Upload), S3Error> {
 
 pub async fn create(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
     let headers = headers_to_store(ctx)?;
+    let checksum = mpu_checksum::parse_create(&ctx.headers)?;
     let encryption = sse::customer_key(&ctx.headers, KeyFor::Target)?
         .as_ref()
         .map(CustomerKey::encryption);
@@ -63,6 +65,7 @@ pub async fn create(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
             ctx.object_key(),
             headers,
             encryption.clone(),
+            checksum.clone(),
         )
         .await
         .map_err(internal)?;
@@ -73,6 +76,7 @@ pub async fn create(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
     };
     let mut r = xml_response(doc.to_xml());
     sse::add_response_headers(&mut r, encryption.as_ref());
+    mpu_checksum::add_response_headers(&mut r, checksum.as_ref());
     Ok(r)
 }
 
@@ -81,6 +85,8 @@ pub async fn upload_part(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
     let (id, up) = upload(ctx).await?;
     let sse_key = sse::customer_key(&ctx.headers, KeyFor::Target)?;
     sse::check_part(up.encryption.as_ref(), sse_key.as_ref())?;
+    let sent = super::checksum::request_checksum(&ctx.headers)?.map(|c| c.algorithm);
+    mpu_checksum::check_part(up.mpu.checksum.as_ref(), sent)?;
     let model = ctx.model().clone();
     let attempt = model
         .start_part(&up, n)
@@ -115,13 +121,16 @@ pub async fn complete(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
     let body = small_body(ctx, ctx.state.xml_body_max).await?;
     let parts = xml::parse_complete_multipart_upload(&body)?;
     let (_, up) = upload(ctx).await?;
+    let finished = up.mpu.finished_parts();
+    let checksum =
+        mpu_checksum::complete(up.mpu.checksum.as_ref(), &finished, &parts, &ctx.headers)?;
     let list: Vec<(u32, String)> = parts
         .iter()
         .map(|p| (p.part_number, p.etag.clone()))
         .collect();
     let v = ctx
         .model()
-        .complete_multipart(&up, &list, None)
+        .complete_multipart(&up, &list, checksum.clone())
         .await
         .map_err(|e| match e {
             CompleteError::NoSuchUpload => no_such_upload(),
@@ -151,7 +160,7 @@ pub async fn complete(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
         bucket: ctx.bucket_name().to_string(),
         key: ctx.object_key().to_string(),
         etag,
-        checksums: vec![],
+        checksums: mpu_checksum::elements(checksum.as_ref()),
     };
     let mut r = xml_response(doc.to_xml());
     sse::add_response_headers(&mut r, up.encryption.as_ref());
@@ -205,8 +214,9 @@ pub async fn list_parts(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
         upload_id: hex::encode(id),
         initiator: owner.clone(),
         owner,
-        checksum_algorithm: None,
-        checksum_type: None,
+        checksum_algorithm: up.mpu.checksum.as_ref().map(|c| c.algorithm.clone()),
+        checksum_type: (up.mpu.checksum.as_ref())
+            .map(|c| mpu_checksum::type_name(c.full_object).to_string()),
         part_number_marker: marker,
         next_part_number_marker: shown.last().map(|(n, _, _)| *n),
         max_parts: max as u32,

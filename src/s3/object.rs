@@ -78,7 +78,7 @@ pub fn etag_of(md5: [u8; 16], key: Option<&CustomerKey>) -> String {
     }
 }
 
-fn no_such_key(ctx: &Ctx) -> S3Error {
+pub(super) fn no_such_key(ctx: &Ctx) -> S3Error {
     err(S3ErrorCode::NoSuchKey, "The specified key does not exist.").with("Key", ctx.object_key())
 }
 
@@ -432,7 +432,10 @@ pub async fn get_object(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
         && let Some((alg, value)) = &meta.checksum
         && let Some(a) = super::checksum::ChecksumAlgorithm::parse(alg)
     {
-        r = r.header(a.header_name(), value.as_str());
+        r = r.header(a.header_name(), value.as_str()).header(
+            "x-amz-checksum-type",
+            super::mpu_checksum::stored_type(value),
+        );
     }
     for (q, h) in [
         ("response-content-type", "content-type"),

@@ -35,6 +35,7 @@ pub enum Op {
     CompleteMultipartUpload,
     AbortMultipartUpload,
     ListParts,
+    GetObjectAttributes,
 }
 
 impl Op {
@@ -61,6 +62,7 @@ impl Op {
             Op::CompleteMultipartUpload => "CompleteMultipartUpload",
             Op::AbortMultipartUpload => "AbortMultipartUpload",
             Op::ListParts => "ListParts",
+            Op::GetObjectAttributes => "GetObjectAttributes",
         }
     }
 
@@ -72,7 +74,9 @@ impl Op {
             CreateBucket => Access::CreateBucket,
             DeleteBucket => Access::Owner,
             HeadBucket | GetBucketLocation | GetBucketVersioning | ListObjects | ListObjectsV2
-            | ListMultipartUploads | HeadObject | GetObject | ListParts => Access::Read,
+            | ListMultipartUploads | HeadObject | GetObject | ListParts | GetObjectAttributes => {
+                Access::Read
+            }
             DeleteObjects
             | PutObject
             | CopyObject
@@ -218,7 +222,8 @@ fn object_op(
     let copy = headers.contains_key("x-amz-copy-source");
     Ok(match *method {
         Method::GET if has("uploadId") => Op::ListParts,
-        Method::GET if has("acl") || has("tagging") || has("attributes") || has("retention") => {
+        Method::GET if has("attributes") => Op::GetObjectAttributes,
+        Method::GET if has("acl") || has("tagging") || has("retention") => {
             return Err(not_implemented("object sub-resources"));
         }
         Method::GET => Op::GetObject,

@@ -17,7 +17,7 @@ use super::error::{S3Error, S3ErrorCode, err};
 use super::router::{Access, Op, Route, route};
 use super::sigv4::{self, ContentSha256, SigningContext};
 use super::streaming::{ChunkedDecoder, StreamingMode, Trailers};
-use super::{bucket, copy, list, multipart, object, xml};
+use super::{attributes, bucket, copy, list, multipart, object, xml};
 use crate::model::Model;
 use crate::model::bucket::Bucket;
 use crate::model::key::Key;
@@ -367,6 +367,7 @@ async fn dispatch(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
         Op::CompleteMultipartUpload => multipart::complete(ctx).await,
         Op::AbortMultipartUpload => multipart::abort(ctx).await,
         Op::ListParts => multipart::list_parts(ctx).await,
+        Op::GetObjectAttributes => attributes::get_object_attributes(ctx).await,
         Op::ListMultipartUploads => multipart::list_uploads(ctx).await,
     }
 }
