@@ -8,6 +8,7 @@ mod harness;
 mod hostile;
 mod memory;
 mod s3;
+mod s3_checksums;
 mod s3_compat;
 mod s3_sse;
 mod table;
