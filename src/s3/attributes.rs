@@ -7,10 +7,9 @@ use hyper::HeaderMap;
 use super::ctx::{Ctx, ResBody, internal, xml_response};
 use super::error::{S3Error, S3ErrorCode, err};
 use super::mpu_checksum;
-use super::object::no_such_key;
+use super::object::current;
 use super::sse::{self, KeyFor};
 use super::xml;
-use crate::model::object::ObjectData;
 use crate::util::timefmt;
 
 /// Most parts listed in one answer (as S3).
@@ -76,33 +75,26 @@ fn number_header(headers: &HeaderMap, name: &str) -> Result<Option<u32>, S3Error
 }
 
 pub async fn get_object_attributes(ctx: &mut Ctx) -> Result<hyper::Response<ResBody>, S3Error> {
+    if ctx.route.query.contains_key("versionId") {
+        // Buckets are unversioned: a version cannot be chosen, so it is refused, not ignored.
+        return Err(err(
+            S3ErrorCode::NotImplemented,
+            "GetObjectAttributes with versionId is not implemented by Grenier.",
+        ));
+    }
     let want = wanted(&ctx.headers)?;
     let max = number_header(&ctx.headers, "x-amz-max-parts")?
         .unwrap_or(MAX_PARTS)
         .min(MAX_PARTS);
     let marker = number_header(&ctx.headers, "x-amz-part-number-marker")?.unwrap_or(0);
-    let model = ctx.model().clone();
-    let object = model
-        .get_object(&ctx.bucket().id, ctx.object_key())
-        .await
-        .map_err(internal)?;
-    let version = object
-        .as_ref()
-        .and_then(|o| o.current())
-        .cloned()
-        .ok_or_else(|| no_such_key(ctx))?;
-    let meta = version
-        .data()
-        .and_then(ObjectData::meta)
-        .cloned()
-        .ok_or_else(|| no_such_key(ctx))?;
+    let (version, meta) = current(ctx).await?;
     let sse_key = sse::customer_key(&ctx.headers, KeyFor::Target)?;
     sse::check_read(meta.encryption.as_ref(), sse_key.as_ref())?;
     let object_parts = match meta.parts {
         Some(count) if want.parts => {
             // Parts are listed only for an object with a checksum (as S3).
             let all = if meta.checksum.is_some() {
-                model.part_sizes(&version).await.map_err(internal)?
+                ctx.model().part_sizes(&version).await.map_err(internal)?
             } else {
                 vec![]
             };

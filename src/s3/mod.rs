@@ -1,8 +1,9 @@
 //! The S3 HTTP API (our own code on hyper 1 and quick-xml): routing (`router`), SigV4 (`sigv4`,
-//! `streaming` for aws-chunked bodies), checksums (`checksum`), SSE-C headers (`sse`), request bodies and their digests
-//! (`body`), XML documents (`xml`), the handlers' shared context and response helpers (`ctx`), the
-//! server and request lifecycle (`server`), and the operations (`bucket`, `list`, `object`,
-//! `multipart`, `copy`). Request paths and their round trips: `doc/s3.md`.
+//! `streaming` for aws-chunked bodies), checksums (`checksum`, `mpu_checksum` for multipart
+//! uploads), SSE-C headers (`sse`), request bodies and their digests (`body`), XML documents
+//! (`xml`), the handlers' shared context and response helpers (`ctx`), the server and request
+//! lifecycle (`server`), and the operations (`bucket`, `list`, `object`, `multipart`, `copy`,
+//! `attributes`). Request paths and their round trips: `doc/s3.md`.
 //!
 //! **Invariant:** `s3` never talks RPC or touches tables directly; it goes through `model`.
 

@@ -254,18 +254,7 @@ pub fn elements(stored: Option<&(String, String)>) -> Vec<(String, String)> {
 mod tests {
     use super::*;
     use crate::s3::checksum::compute;
-    use hyper::header::{HeaderName, HeaderValue};
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (k, v) in pairs {
-            map.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        map
-    }
+    use crate::s3::checksum::tests::headers;
 
     fn up(alg: &str, full: bool) -> UploadChecksum {
         UploadChecksum {

@@ -78,7 +78,7 @@ pub fn etag_of(md5: [u8; 16], key: Option<&CustomerKey>) -> String {
     }
 }
 
-pub(super) fn no_such_key(ctx: &Ctx) -> S3Error {
+fn no_such_key(ctx: &Ctx) -> S3Error {
     err(S3ErrorCode::NoSuchKey, "The specified key does not exist.").with("Key", ctx.object_key())
 }
 
@@ -340,22 +340,25 @@ fn check_preconditions(ctx: &Ctx, etag: &str, modified_msec: u64) -> Result<(), 
     Ok(())
 }
 
-pub async fn get_object(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
-    let model = ctx.model().clone();
-    let object = model
+/// The object's current version and its metadata, else `NoSuchKey`.
+pub(super) async fn current(ctx: &Ctx) -> Result<(ObjectVersion, ObjectMeta), S3Error> {
+    let object = ctx
+        .model()
         .get_object(&ctx.bucket().id, ctx.object_key())
         .await
         .map_err(internal)?;
-    let version: ObjectVersion = object
-        .as_ref()
-        .and_then(|o| o.current())
-        .cloned()
-        .ok_or_else(|| no_such_key(ctx))?;
+    let version = object.as_ref().and_then(|o| o.current()).cloned();
     let meta = version
-        .data()
+        .as_ref()
+        .and_then(|v| v.data())
         .and_then(ObjectData::meta)
-        .cloned()
-        .expect("current() has data");
+        .cloned();
+    version.zip(meta).ok_or_else(|| no_such_key(ctx))
+}
+
+pub async fn get_object(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
+    let model = ctx.model().clone();
+    let (version, meta) = current(ctx).await?;
     let sse_key = sse::customer_key(&ctx.headers, KeyFor::Target)?;
     sse::check_read(meta.encryption.as_ref(), sse_key.as_ref())?;
     let last_modified = version.timestamp.msec;

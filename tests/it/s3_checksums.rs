@@ -5,6 +5,7 @@
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_sdk_s3::operation::get_object::GetObjectOutput;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
     ChecksumAlgorithm, ChecksumMode, ChecksumType, CompletedMultipartUpload, CompletedPart,
@@ -75,6 +76,23 @@ async fn upload_parts(
         done.push(part.build());
     }
     done
+}
+
+/// GetObject with `x-amz-checksum-mode: ENABLED` (the SDK then checks a full-object value).
+async fn get_with_checksum(c: &Client, key: &str) -> GetObjectOutput {
+    c.get_object()
+        .bucket("cks")
+        .key(key)
+        .checksum_mode(ChecksumMode::Enabled)
+        .send()
+        .await
+        .unwrap()
+}
+
+fn parts_of(parts: Vec<CompletedPart>) -> CompletedMultipartUpload {
+    CompletedMultipartUpload::builder()
+        .set_parts(Some(parts))
+        .build()
 }
 
 async fn create(c: &Client, key: &str, alg: ChecksumAlgorithm) -> String {
@@ -182,11 +200,7 @@ fn multipart_checksums_and_object_attributes() {
             .bucket("cks")
             .key("composite")
             .upload_id(&id)
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(bare))
-                    .build(),
-            )
+            .multipart_upload(parts_of(bare))
             .send()
             .await
             .unwrap_err();
@@ -196,11 +210,7 @@ fn multipart_checksums_and_object_attributes() {
             .bucket("cks")
             .key("composite")
             .upload_id(&id)
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(parts))
-                    .build(),
-            )
+            .multipart_upload(parts_of(parts))
             .send()
             .await
             .unwrap();
@@ -217,14 +227,7 @@ fn multipart_checksums_and_object_attributes() {
             .unwrap();
         assert_eq!(h.checksum_crc32(), Some(composite.as_str()));
         assert_eq!(h.checksum_type(), Some(&ChecksumType::Composite));
-        let g = b
-            .get_object()
-            .bucket("cks")
-            .key("composite")
-            .checksum_mode(ChecksumMode::Enabled)
-            .send()
-            .await
-            .unwrap();
+        let g = get_with_checksum(&b, "composite").await;
         assert_eq!(g.checksum_crc32(), Some(composite.as_str()));
         assert_eq!(
             g.body.collect().await.unwrap().into_bytes().len(),
@@ -282,6 +285,16 @@ fn multipart_checksums_and_object_attributes() {
         let e = a
             .get_object_attributes()
             .bucket("cks")
+            .key("composite")
+            .version_id("v1")
+            .object_attributes(ObjectAttributes::Etag)
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(code(&e.into_service_error()), "NotImplemented");
+        let e = a
+            .get_object_attributes()
+            .bucket("cks")
             .key("missing")
             .object_attributes(ObjectAttributes::Etag)
             .send()
@@ -309,24 +322,13 @@ fn multipart_checksums_and_object_attributes() {
             .upload_id(&id)
             .checksum_type(ChecksumType::FullObject)
             .checksum_crc64_nvme(&expected)
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(parts))
-                    .build(),
-            )
+            .multipart_upload(parts_of(parts))
             .send()
             .await
             .unwrap();
         assert_eq!(done.checksum_crc64_nvme(), Some(expected.as_str()));
         assert_eq!(done.checksum_type(), Some(&ChecksumType::FullObject));
-        let g = b
-            .get_object()
-            .bucket("cks")
-            .key("full")
-            .checksum_mode(ChecksumMode::Enabled)
-            .send()
-            .await
-            .unwrap();
+        let g = get_with_checksum(&b, "full").await;
         assert_eq!(g.checksum_crc64_nvme(), Some(expected.as_str()));
         assert_eq!(g.checksum_type(), Some(&ChecksumType::FullObject));
         assert_eq!(g.body.collect().await.unwrap().into_bytes().to_vec(), whole);
@@ -348,11 +350,7 @@ fn multipart_checksums_and_object_attributes() {
             .key("wrong")
             .upload_id(&id)
             .checksum_crc64_nvme(b64(&crc64nvme(b"not the object")))
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(parts))
-                    .build(),
-            )
+            .multipart_upload(parts_of(parts))
             .send()
             .await
             .unwrap_err();
