@@ -12,6 +12,7 @@ use aws_sdk_s3::types::{
     ObjectAttributes,
 };
 use base64::Engine;
+use md5::Digest;
 
 use crate::s3::S3Env;
 
@@ -292,6 +293,40 @@ fn multipart_checksums_and_object_attributes() {
             .await
             .unwrap_err();
         assert_eq!(code(&e.into_service_error()), "NotImplemented");
+        // An SSE-C object's attributes need its key, as HEAD does.
+        let k = [7u8; 32];
+        let (key_b64, md5_b64) = (b64(&k), b64(&md5::Md5::digest(k)));
+        a.put_object()
+            .bucket("cks")
+            .key("secret")
+            .sse_customer_algorithm("AES256")
+            .sse_customer_key(&key_b64)
+            .sse_customer_key_md5(&md5_b64)
+            .body(ByteStream::from(p2.clone()))
+            .send()
+            .await
+            .unwrap();
+        let e = b
+            .get_object_attributes()
+            .bucket("cks")
+            .key("secret")
+            .object_attributes(ObjectAttributes::ObjectSize)
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(code(&e.into_service_error()), "InvalidRequest");
+        let attrs = b
+            .get_object_attributes()
+            .bucket("cks")
+            .key("secret")
+            .object_attributes(ObjectAttributes::ObjectSize)
+            .sse_customer_algorithm("AES256")
+            .sse_customer_key(&key_b64)
+            .sse_customer_key_md5(&md5_b64)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(attrs.object_size(), Some(p2.len() as i64));
         let e = a
             .get_object_attributes()
             .bucket("cks")
