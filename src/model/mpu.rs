@@ -64,6 +64,17 @@ pub struct MultipartUpload {
     /// apart from one after the object was overwritten. Absent from entries written before it existed.
     #[serde(default)]
     pub completed: Option<Hash>,
+    /// The checksum declared at CreateMultipartUpload (written once; absent in older entries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<UploadChecksum>,
+}
+
+/// An upload's `x-amz-checksum-algorithm` (its name, e.g. `CRC32`) and `x-amz-checksum-type`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct UploadChecksum {
+    pub algorithm: String,
+    /// `FULL_OBJECT` (CRC of the whole object) rather than `COMPOSITE` (checksum of the parts').
+    pub full_object: bool,
 }
 
 impl MultipartUpload {
@@ -75,6 +86,7 @@ impl MultipartUpload {
             key,
             parts: GMap::new(),
             completed: None,
+            checksum: None,
         }
     }
 
@@ -145,6 +157,10 @@ impl Crdt for MultipartUpload {
         // Racing Completes of one upload with the same parts agree; with other parts, the highest
         // uuid wins on every replica alike.
         self.completed = self.completed.max(other.completed);
+        // Set once at creation (and only there): the larger value keeps merge a join.
+        if other.checksum > self.checksum {
+            self.checksum = other.checksum.clone();
+        }
         self.prune();
     }
 }
@@ -291,6 +307,28 @@ mod tests {
             crate::model::version::queued_deletions(&schema.version_queue),
             vec![[1; 32], [2; 32]]
         );
+    }
+
+    #[test]
+    fn declared_checksum_is_kept_and_optional_on_disk() {
+        // An entry written before the field existed (no `checksum` key) still reads.
+        let old = attempt(1, 1, true);
+        let bytes = old.encode().unwrap();
+        assert_eq!(MultipartUpload::decode(&bytes).unwrap().checksum, None);
+        let mut created = MultipartUpload::new([0; 32], [0; 32], "k".into());
+        created.checksum = Some(UploadChecksum {
+            algorithm: "CRC32".into(),
+            full_object: true,
+        });
+        let back = MultipartUpload::decode(&created.encode().unwrap()).unwrap();
+        assert_eq!(back, created);
+        // Parts written later (without the field) do not erase it, in either order.
+        let mut a = created.clone();
+        a.merge(&old);
+        let mut b = old.clone();
+        b.merge(&created);
+        assert_eq!(a, b);
+        assert_eq!(a.checksum, created.checksum);
     }
 
     fn upload() -> impl Strategy<Value = MultipartUpload> {

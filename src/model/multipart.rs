@@ -5,7 +5,7 @@ use std::sync::Arc;
 use md5::Digest;
 
 use super::bucket::Bucket;
-use super::mpu::{MpuPart, MultipartUpload};
+use super::mpu::{MpuPart, MultipartUpload, UploadChecksum};
 use super::object::{
     Object, ObjectData, ObjectFilter, ObjectMeta, ObjectVersion, VersionAttrs, VersionState,
 };
@@ -36,9 +36,24 @@ pub enum CompleteError {
     EntityTooSmall(u32),
     #[error("the object would be larger than 5 TiB")]
     EntityTooLarge,
+    /// The caller's check of the upload (its `checksum_of`) refused it: its own error, boxed, for it to
+    /// take back (as [`ModelError::Body`]).
+    #[error("{0}")]
+    Refused(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
     #[error("{0}")]
     Model(#[from] ModelError),
 }
+
+/// What the caller computes from an upload under way before it is completed: the object's checksum
+/// (the s3 layer checks the request's checksums against the parts' and combines them).
+pub type ChecksumOf<'a> = Box<
+    dyn FnOnce(
+            &Upload,
+        )
+            -> Result<Option<(String, String)>, Box<dyn std::error::Error + Send + Sync>>
+        + Send
+        + 'a,
+>;
 
 /// Largest object (as S3).
 pub const MAX_OBJECT_SIZE: u64 = 5 << 40;
@@ -93,6 +108,7 @@ impl Model {
         headers: Vec<(String, String)>,
         encryption: Option<Encryption>,
         attrs: VersionAttrs,
+        checksum: Option<UploadChecksum>,
     ) -> Result<Hash, ModelError> {
         let id = random_bytes::<32>();
         let v = ObjectVersion::new(
@@ -105,10 +121,9 @@ impl Model {
             },
         )
         .with_attrs(attrs);
-        let (o, m) = (
-            Object::new(bucket, key.into(), vec![v]),
-            MultipartUpload::new(id, bucket, key.into()),
-        );
+        let mut m = MultipartUpload::new(id, bucket, key.into());
+        m.checksum = checksum;
+        let o = Object::new(bucket, key.into(), vec![v]);
         let (a, b) = tokio::join!(self.objects.insert(&o), self.mpus.insert(&m));
         a?;
         b?;
@@ -212,12 +227,13 @@ impl Model {
         key: &str,
         id: &Hash,
         parts: &[(u32, String)],
-        checksum: Option<(String, String)>,
+        checksum_of: ChecksumOf<'_>,
     ) -> Result<ObjectVersion, CompleteError> {
         check_order(parts)?;
         let uuid = completed_uuid(id, parts);
         let (o, m) = self.read_upload(bucket, key, id).await?;
         if let Some(up) = under_way(o.as_ref(), m.clone(), id) {
+            let checksum = checksum_of(&up).map_err(CompleteError::Refused)?;
             return match self.complete_multipart(&up, parts, checksum, uuid).await {
                 Err(CompleteError::InvalidPart(n)) => {
                     // A Complete racing with this one may have finished first and released the
@@ -486,6 +502,21 @@ impl Model {
             }
         }
         Ok(found.then_some((begin, end)))
+    }
+
+    /// The (part number, size) of each part of a multipart object version, in order.
+    pub async fn part_sizes(&self, version: &ObjectVersion) -> Result<Vec<(u32, u64)>, ModelError> {
+        let Some(v) = self.versions.get(&version.uuid, &EmptyKey).await? else {
+            return Ok(vec![]);
+        };
+        let mut out: Vec<(u32, u64)> = vec![];
+        for ((part, _), b) in v.block_list() {
+            match out.last_mut() {
+                Some((n, size)) if *n == part => *size += b.size,
+                _ => out.push((part, b.size)),
+            }
+        }
+        Ok(out)
     }
 }
 

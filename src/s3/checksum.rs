@@ -373,12 +373,13 @@ pub fn full_object(alg: ChecksumAlgorithm, parts: &[(Checksum, u64)]) -> Option<
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use hyper::header::{HeaderName, HeaderValue};
     use proptest::prelude::*;
 
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+    /// A header map of `(name, value)` pairs (repeats appended).
+    pub(crate) fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
         for (k, v) in pairs {
             map.append(

@@ -1,13 +1,16 @@
 //! The S3 HTTP API (our own code on hyper 1 and quick-xml): routing (`router`), SigV4 (`sigv4`,
-//! `streaming` for aws-chunked bodies), checksums (`checksum`), SSE-C headers (`sse`), request bodies and their digests
-//! (`body`), XML documents (`xml`), the handlers' shared context and response helpers (`ctx`), the
-//! server and request lifecycle (`server`), who may do what (`access`: keys and anonymous requests),
-//! and the operations (`bucket`, `list`, `object`, `multipart`, `copy`, `tagging`, `acl`). Request paths and their round trips: `doc/s3.md`.
+//! `streaming` for aws-chunked bodies), checksums (`checksum`, `mpu_checksum` for multipart
+//! uploads), SSE-C headers (`sse`), request bodies and their digests (`body`), XML documents
+//! (`xml`), the handlers' shared context and response helpers (`ctx`), the server and request
+//! lifecycle (`server`), who may do what (`access`: keys and anonymous requests), and the operations
+//! (`bucket`, `list`, `object`, `multipart`, `copy`, `tagging`, `acl`, `attributes`). Request paths
+//! and their round trips: `doc/s3.md`.
 //!
 //! **Invariant:** `s3` never talks RPC or touches tables directly; it goes through `model`.
 
 pub mod access;
 pub mod acl;
+pub mod attributes;
 pub mod body;
 pub mod bucket;
 pub mod checksum;
@@ -15,6 +18,7 @@ pub mod copy;
 pub mod ctx;
 pub mod error;
 pub mod list;
+pub mod mpu_checksum;
 pub mod multipart;
 pub mod object;
 pub mod router;

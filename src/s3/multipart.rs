@@ -9,6 +9,7 @@ use super::ctx::{
     Ctx, ResBody, empty, full, internal, part_number, respond, small_body, xml_response,
 };
 use super::error::{S3Error, S3ErrorCode, err};
+use super::mpu_checksum;
 use super::object::{Received, etag_of, headers_to_store, receive};
 use super::sse::{self, KeyFor};
 use super::xml;
@@ -57,6 +58,7 @@ async fn upload(ctx: &Ctx) -> Result<(Hash, Upload), S3Error> {
 
 pub async fn create(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
     let headers = headers_to_store(ctx)?;
+    let checksum = mpu_checksum::parse_create(&ctx.headers)?;
     let encryption = sse::customer_key(&ctx.headers, KeyFor::Target)?
         .as_ref()
         .map(CustomerKey::encryption);
@@ -69,6 +71,7 @@ pub async fn create(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
             headers,
             encryption.clone(),
             attrs,
+            checksum.clone(),
         )
         .await
         .map_err(internal)?;
@@ -79,6 +82,7 @@ pub async fn create(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
     };
     let mut r = xml_response(doc.to_xml());
     sse::add_response_headers(&mut r, encryption.as_ref());
+    mpu_checksum::add_response_headers(&mut r, checksum.as_ref());
     Ok(r)
 }
 
@@ -87,6 +91,8 @@ pub async fn upload_part(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
     let (id, up) = upload(ctx).await?;
     let sse_key = sse::customer_key(&ctx.headers, KeyFor::Target)?;
     sse::check_part(up.encryption.as_ref(), sse_key.as_ref())?;
+    let sent = super::checksum::request_checksum(&ctx.headers)?.map(|c| c.algorithm);
+    mpu_checksum::check_part(up.mpu.checksum.as_ref(), sent)?;
     let model = ctx.model().clone();
     let attempt = model
         .start_part(&up, n)
@@ -129,7 +135,17 @@ pub async fn complete(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
         .collect();
     let v = ctx
         .model()
-        .complete_upload(&ctx.bucket().id, ctx.object_key(), &id, &list, None)
+        .complete_upload(
+            &ctx.bucket().id,
+            ctx.object_key(),
+            &id,
+            &list,
+            Box::new(|up: &Upload| {
+                let finished = up.mpu.finished_parts();
+                mpu_checksum::complete(up.mpu.checksum.as_ref(), &finished, &parts, &ctx.headers)
+                    .map_err(|e| Box::new(e) as _)
+            }),
+        )
         .await
         .map_err(|e| match e {
             CompleteError::NoSuchUpload => no_such_upload(),
@@ -153,6 +169,10 @@ pub async fn complete(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
                 S3ErrorCode::EntityTooLarge,
                 "Your proposed upload exceeds the maximum allowed object size.",
             ),
+            CompleteError::Refused(e) => match e.downcast::<S3Error>() {
+                Ok(e) => *e,
+                Err(e) => internal(crate::model::ModelError::Body(e)),
+            },
             CompleteError::Model(e) => internal(e),
         })?;
     let meta = crate::model::ops::meta_of(&v);
@@ -161,11 +181,7 @@ pub async fn complete(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
         bucket: ctx.bucket_name().to_string(),
         key: ctx.object_key().to_string(),
         etag: meta.map(|m| m.etag.clone()).unwrap_or_default(),
-        checksums: meta
-            .and_then(|m| m.checksum.as_ref())
-            .and_then(checksum_element)
-            .into_iter()
-            .collect(),
+        checksums: mpu_checksum::elements(meta.and_then(|m| m.checksum.as_ref())),
     };
     let mut r = xml_response(doc.to_xml());
     sse::add_response_headers(&mut r, meta.and_then(|m| m.encryption.as_ref()));
@@ -224,8 +240,9 @@ pub async fn list_parts(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
         upload_id: hex::encode(id),
         initiator: owner.clone(),
         owner,
-        checksum_algorithm: None,
-        checksum_type: None,
+        checksum_algorithm: up.mpu.checksum.as_ref().map(|c| c.algorithm.clone()),
+        checksum_type: (up.mpu.checksum.as_ref())
+            .map(|c| mpu_checksum::type_name(c.full_object).to_string()),
         part_number_marker: marker,
         next_part_number_marker: shown.last().map(|(n, _, _)| *n),
         max_parts: max as u32,

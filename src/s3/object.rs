@@ -339,9 +339,10 @@ fn check_preconditions(ctx: &Ctx, etag: &str, modified_msec: u64) -> Result<(), 
     Ok(())
 }
 
-pub async fn get_object(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
-    let model = ctx.model().clone();
-    let object = model
+/// The object's current version and its metadata, else `NoSuchKey`.
+pub(super) async fn current(ctx: &Ctx) -> Result<(ObjectVersion, ObjectMeta), S3Error> {
+    let object = ctx
+        .model()
         .get_object(&ctx.bucket().id, ctx.object_key())
         .await
         .map_err(internal)?;
@@ -349,12 +350,18 @@ pub async fn get_object(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
     // Before anything else is answered (404, 304, 412): an anonymous request for a private or
     // absent object learns nothing.
     ctx.check_object(current)?;
-    let version: ObjectVersion = current.cloned().ok_or_else(|| no_such_key(ctx))?;
+    let version = current.cloned();
     let meta = version
-        .data()
+        .as_ref()
+        .and_then(|v| v.data())
         .and_then(ObjectData::meta)
-        .cloned()
-        .expect("current() has data");
+        .cloned();
+    version.zip(meta).ok_or_else(|| no_such_key(ctx))
+}
+
+pub async fn get_object(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
+    let model = ctx.model().clone();
+    let (version, meta) = current(ctx).await?;
     let sse_key = sse::customer_key(&ctx.headers, KeyFor::Target)?;
     sse::check_read(meta.encryption.as_ref(), sse_key.as_ref())?;
     let last_modified = version.timestamp.msec;
@@ -443,7 +450,10 @@ pub async fn get_object(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
         && let Some((alg, value)) = &meta.checksum
         && let Some(a) = super::checksum::ChecksumAlgorithm::parse(alg)
     {
-        r = r.header(a.header_name(), value.as_str());
+        r = r.header(a.header_name(), value.as_str()).header(
+            "x-amz-checksum-type",
+            super::mpu_checksum::stored_type(value),
+        );
     }
     for (q, h) in [
         ("response-content-type", "content-type"),

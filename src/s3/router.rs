@@ -42,6 +42,7 @@ pub enum Op {
     GetObjectTagging,
     PutObjectTagging,
     DeleteObjectTagging,
+    GetObjectAttributes,
 }
 
 impl Op {
@@ -75,6 +76,7 @@ impl Op {
             Op::GetObjectTagging => "GetObjectTagging",
             Op::PutObjectTagging => "PutObjectTagging",
             Op::DeleteObjectTagging => "DeleteObjectTagging",
+            Op::GetObjectAttributes => "GetObjectAttributes",
         }
     }
 
@@ -88,7 +90,7 @@ impl Op {
             DeleteBucket | PutBucketAcl => Access::Owner,
             HeadBucket | GetBucketLocation | GetBucketVersioning | ListObjects | ListObjectsV2
             | ListMultipartUploads | HeadObject | GetObject | ListParts | GetBucketAcl
-            | GetObjectAcl | GetObjectTagging => Access::Read,
+            | GetObjectAcl | GetObjectTagging | GetObjectAttributes => Access::Read,
             PutObjectAcl | PutObjectTagging | DeleteObjectTagging => Access::Write,
             DeleteObjects
             | PutObject
@@ -238,7 +240,8 @@ fn object_op(
         Method::GET if has("uploadId") => Op::ListParts,
         Method::GET if has("acl") => Op::GetObjectAcl,
         Method::GET if has("tagging") => Op::GetObjectTagging,
-        Method::GET if has("attributes") || has("retention") || has("legal-hold") => {
+        Method::GET if has("attributes") => Op::GetObjectAttributes,
+        Method::GET if has("retention") || has("legal-hold") => {
             return Err(not_implemented("object sub-resources"));
         }
         Method::GET => Op::GetObject,

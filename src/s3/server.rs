@@ -18,7 +18,7 @@ use super::error::{S3Error, S3ErrorCode, err};
 use super::router::{Access, Op, Route, route};
 use super::sigv4::{self, ContentSha256, SigningContext};
 use super::streaming::{ChunkedDecoder, StreamingMode, Trailers};
-use super::{acl, bucket, copy, list, multipart, object, tagging, xml};
+use super::{acl, attributes, bucket, copy, list, multipart, object, tagging, xml};
 use crate::model::Model;
 use crate::model::bucket::Bucket;
 use crate::model::key::Key;
@@ -450,6 +450,7 @@ async fn dispatch(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
         Op::CompleteMultipartUpload => multipart::complete(ctx).await,
         Op::AbortMultipartUpload => multipart::abort(ctx).await,
         Op::ListParts => multipart::list_parts(ctx).await,
+        Op::GetObjectAttributes => attributes::get_object_attributes(ctx).await,
         Op::ListMultipartUploads => multipart::list_uploads(ctx).await,
         Op::GetObjectTagging => tagging::get_object_tagging(ctx).await,
         Op::PutObjectTagging => tagging::put_object_tagging(ctx).await,

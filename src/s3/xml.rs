@@ -592,6 +592,65 @@ impl CompleteMultipartUploadResult {
     }
 }
 
+/// GetObjectAttributes answer; each part is present when the request asked for it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GetObjectAttributesResponse {
+    /// Without quotes (as S3 answers here).
+    pub etag: Option<String>,
+    /// `Checksum<ALG>` and `ChecksumType` elements; `None` or empty: no `<Checksum>`.
+    pub checksum: Option<Vec<(String, String)>>,
+    pub object_parts: Option<ObjectParts>,
+    pub storage_class: bool,
+    pub object_size: Option<u64>,
+}
+
+/// `<ObjectParts>` of GetObjectAttributes: `parts` are (part number, size).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ObjectParts {
+    pub parts_count: u32,
+    pub part_number_marker: u32,
+    pub next_part_number_marker: Option<u32>,
+    pub max_parts: u32,
+    pub is_truncated: bool,
+    pub parts: Vec<(u32, u64)>,
+}
+
+impl GetObjectAttributesResponse {
+    pub fn to_xml(&self) -> String {
+        let mut w = XmlWriter::document("GetObjectAttributesResponse", true);
+        w.elem_opt("ETag", self.etag.as_deref().map(|e| e.trim_matches('"')));
+        if let Some(c) = self.checksum.as_ref().filter(|c| !c.is_empty()) {
+            w.open("Checksum");
+            w.extra(c);
+            w.close("Checksum");
+        }
+        if let Some(p) = &self.object_parts {
+            w.open("ObjectParts");
+            w.elem_display("PartsCount", p.parts_count);
+            w.elem_display("PartNumberMarker", p.part_number_marker);
+            if let Some(n) = p.next_part_number_marker {
+                w.elem_display("NextPartNumberMarker", n);
+            }
+            w.elem_display("MaxParts", p.max_parts);
+            w.elem_bool("IsTruncated", p.is_truncated);
+            for (n, size) in &p.parts {
+                w.open("Part");
+                w.elem_display("PartNumber", n);
+                w.elem_display("Size", size);
+                w.close("Part");
+            }
+            w.close("ObjectParts");
+        }
+        if self.storage_class {
+            w.elem("StorageClass", STORAGE_CLASS);
+        }
+        if let Some(size) = self.object_size {
+            w.elem_display("ObjectSize", size);
+        }
+        w.finish("GetObjectAttributesResponse")
+    }
+}
+
 /// CopyObject answer: `<CopyObjectResult><LastModified/><ETag/>{checksums}</CopyObjectResult>`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CopyObjectResult {

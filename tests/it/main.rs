@@ -9,6 +9,7 @@ mod hostile;
 mod memory;
 mod s3;
 mod s3_acl;
+mod s3_checksums;
 mod s3_compat;
 mod s3_retries;
 mod s3_sse;
