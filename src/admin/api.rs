@@ -3,7 +3,8 @@
 //! answers into them and prints `--json` by re-serializing the typed value.
 //!
 //! **Invariant:** this module is a leaf: it depends on `serde` (and `serde_json` for the rare field that
-//! accepts several JSON types) only, so the CLI can import it without pulling in the server layers.
+//! accepts several JSON types) and on `util`'s plain data types only (the worker rows), so the CLI can
+//! import it without pulling in the server layers.
 //! Field names are the product contract (doc/cli.md): more fields may be added, none renamed. An
 //! `Option` field without `skip_serializing_if` is `null` when empty, as it always was; the one field
 //! that is absent rather than `null` says so.
@@ -429,49 +430,12 @@ pub struct RightsRequest {
 // ---------------------------------------------------------------------------------------------------
 // Workers, repair and statistics
 
-/// What a background worker is doing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum WorkerState {
-    Busy,
-    Throttled,
-    Idle,
-    Paused,
-}
-
-impl std::fmt::Display for WorkerState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            WorkerState::Busy => "busy",
-            WorkerState::Throttled => "throttled",
-            WorkerState::Idle => "idle",
-            WorkerState::Paused => "paused",
-        })
-    }
-}
-
-/// One row of `worker list --json`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct WorkerInfo {
-    pub name: String,
-    pub state: WorkerState,
-    pub progress: Option<String>,
-    /// `null` for a worker without a queue.
-    pub queue_length: Option<u64>,
-    pub done: u64,
-    pub errors: u64,
-    pub last_error: Option<String>,
-}
-
-/// One row of `worker get --json`: a tunable with its bounds.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Variable {
-    pub name: String,
-    pub value: u64,
-    pub min: u64,
-    pub max: u64,
-    pub description: String,
-}
+/// One row of `worker list --json` and its state, and one row of `worker get --json` (a tunable with
+/// its bounds): the worker registry's own serde types, from `util` (a leaf like this module), so the
+/// wire shape and the registry cannot drift apart.
+pub use crate::util::background::{
+    TunableInfo as Variable, WorkerState, WorkerStatus as WorkerInfo,
+};
 
 /// `GET /v1/workers`: `worker list --json` prints `workers`, `worker get --json` `variables`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -21,7 +21,6 @@ use super::{AdminState, ApiError, api, parse_body, parse_body_or, reply};
 use crate::block::BlockError;
 use crate::block::refs::BlockRef;
 use crate::block::scrub::{ScrubCommand, ScrubState};
-use crate::util::background::{TunableInfo, WorkerState, WorkerStatus};
 use crate::util::hash::{Hash, blake2sum};
 
 /// Largest test write accepted by `generate`.
@@ -74,40 +73,8 @@ pub(super) async fn route(
 
 fn workers(state: &AdminState) -> api::Workers {
     api::Workers {
-        workers: state.workers.list().into_iter().map(worker_api).collect(),
-        variables: state
-            .workers
-            .tunables()
-            .into_iter()
-            .map(variable_api)
-            .collect(),
-    }
-}
-
-fn worker_api(w: WorkerStatus) -> api::WorkerInfo {
-    api::WorkerInfo {
-        name: w.name,
-        state: match w.state {
-            WorkerState::Busy => api::WorkerState::Busy,
-            WorkerState::Throttled => api::WorkerState::Throttled,
-            WorkerState::Idle => api::WorkerState::Idle,
-            WorkerState::Paused => api::WorkerState::Paused,
-        },
-        progress: w.progress,
-        queue_length: w.queue_length,
-        done: w.done,
-        errors: w.errors,
-        last_error: w.last_error,
-    }
-}
-
-fn variable_api(t: TunableInfo) -> api::Variable {
-    api::Variable {
-        name: t.name,
-        value: t.value,
-        min: t.min,
-        max: t.max,
-        description: t.description,
+        workers: state.workers.list(),
+        variables: state.workers.tunables(),
     }
 }
 

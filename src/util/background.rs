@@ -25,6 +25,12 @@ pub enum WorkerState {
     Paused,
 }
 
+impl std::fmt::Display for WorkerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl WorkerState {
     pub fn as_str(self) -> &'static str {
         match self {
