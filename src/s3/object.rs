@@ -6,7 +6,7 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use hyper::{Response, StatusCode};
 
-use super::access::{Decision, ObjectAcl, decide};
+use super::access::{Decision, ObjectAcl, Principal, decide};
 use super::body::{Digester, Digests, Wanted, digesting};
 use super::checksum::{Checksum, RequestChecksum, content_md5, md5_mismatch, request_checksum};
 use super::ctx::{Ctx, ReqBody, ResBody, empty, full, internal, no_such_key, respond};
@@ -454,6 +454,16 @@ pub async fn get_object(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
             "x-amz-checksum-type",
             super::mpu_checksum::stored_type(value),
         );
+    }
+    // As AWS: an anonymous request may not rewrite the response headers (a link to a public file with
+    // `response-content-type=text/html` would make a user's upload a page of the store's domain).
+    if matches!(ctx.principal, Principal::Anonymous)
+        && ctx.route.query.keys().any(|q| q.starts_with("response-"))
+    {
+        return Err(err(
+            S3ErrorCode::InvalidRequest,
+            "Request specific response headers cannot be used for anonymous GET requests.",
+        ));
     }
     for (q, h) in [
         ("response-content-type", "content-type"),

@@ -45,6 +45,10 @@ fn public_read_objects_are_served_without_a_signature_and_the_rest_stays_private
     // GET, HEAD, ranged and conditional GET of the public object, without any signature.
     assert_eq!(anon("media/public.png"), (200, media.clone()));
     assert_eq!(http("HEAD", &url("media/public.png"), b"").0, 200);
+    // An anonymous request may not rewrite response headers (AWS answers 400 InvalidRequest).
+    let (status, body) = anon("media/public.png?response-content-type=text%2Fhtml");
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("<Code>InvalidRequest</Code>"));
     let mut range = hyper::HeaderMap::new();
     range.insert("range", "bytes=10-19".parse().unwrap());
     range.insert("host", "s3".parse().unwrap());
