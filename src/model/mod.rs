@@ -402,6 +402,22 @@ impl Model {
             .filter(|b| !b.state.is_deleted()))
     }
 
+    /// [`Model::bucket_by_name`] from this node's own full copy, without a network read: for requests
+    /// nobody signed, which must not make the cluster work for made-up names (a bucket created a
+    /// moment ago on another node may not be seen yet).
+    pub fn bucket_by_name_local(&self, name: &str) -> Result<Option<Bucket>, ModelError> {
+        let Some(alias) = self.aliases.get_local(&name.to_string(), &EmptyKey)? else {
+            return Ok(None);
+        };
+        let Some(id) = *alias.bucket.get() else {
+            return Ok(None);
+        };
+        Ok(self
+            .buckets
+            .get_local(&id, &EmptyKey)?
+            .filter(|b| !b.state.is_deleted()))
+    }
+
     /// The bucket `name` means for `key`: its local alias first, then the global name.
     pub async fn bucket_for_key(
         &self,

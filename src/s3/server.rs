@@ -217,10 +217,10 @@ async fn anonymous(
         )
     };
     let name = r.bucket.as_deref().ok_or_else(denied)?;
+    // From the local full copy: an unsigned request with a made-up bucket name costs no RPC.
     let bucket = state
         .model
-        .bucket_by_name(name)
-        .await
+        .bucket_by_name_local(name)
         .map_err(internal)?
         .ok_or_else(denied)?;
     let decision = access::decide(
