@@ -2,9 +2,10 @@
 //! [`crate::admin`] build these and parse requests into them, and the CLI ([`crate::cli`]) deserializes
 //! answers into them and prints `--json` by re-serializing the typed value.
 //!
-//! **Invariant:** this module is a leaf: it depends on `serde` (and `serde_json` for the rare field that
-//! accepts several JSON types) and on `util`'s plain data types only (the worker rows), so the CLI can
-//! import it without pulling in the server layers.
+//! **Invariant:** this module defines data only: serde types (and `serde_json` for the rare field that
+//! accepts several JSON types), plus the lower layers' own plain serde types where the wire shape is
+//! exactly theirs (worker rows, a layout history entry, the scrub command), re-exported so that the
+//! two cannot drift apart.
 //! Field names are the product contract (doc/cli.md): more fields may be added, none renamed. An
 //! `Option` field without `skip_serializing_if` is `null` when empty, as it always was; the one field
 //! that is absent rather than `null` says so.
@@ -174,16 +175,16 @@ pub struct LayoutShow {
 /// One applied version in `GET /v1/layout/history`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HistoryVersion {
-    pub version: u64,
-    pub applied_msec: u64,
-    pub storage_nodes: usize,
-    pub gateways: usize,
-    pub zones: usize,
-    pub usable_capacity: u64,
-    pub moved: usize,
+    /// The layout's own summary of the version (`version`, `applied_msec`, `storage_nodes`,
+    /// `gateways`, `zones`, `usable_capacity`, `moved`), its fields at the top level.
+    #[serde(flatten)]
+    pub entry: HistoryEntry,
     /// `historical`, `current` or `active (transition in progress)`.
     pub status: String,
 }
+
+pub use crate::block::scrub::ScrubCommand;
+pub use crate::layout::history::HistoryEntry;
 
 /// `GET /v1/layout/history`; `layout history --json`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -455,16 +456,6 @@ pub struct SetVariableRequest {
 pub struct VariableSet {
     pub name: String,
     pub value: u64,
-}
-
-/// What `POST /v1/repair/scrub` asks of the scrub.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ScrubCommand {
-    Start,
-    Pause,
-    Resume,
-    Cancel,
 }
 
 /// `POST /v1/repair/scrub`: no `command` starts a scrub.
@@ -915,13 +906,15 @@ mod tests {
             &LayoutHistory {
                 current_version: 2,
                 versions: vec![HistoryVersion {
-                    version: 1,
-                    applied_msec: 7,
-                    storage_nodes: 3,
-                    gateways: 0,
-                    zones: 3,
-                    usable_capacity: 99,
-                    moved: 768,
+                    entry: HistoryEntry {
+                        version: 1,
+                        applied_msec: 7,
+                        storage_nodes: 3,
+                        gateways: 0,
+                        zones: 3,
+                        usable_capacity: 99,
+                        moved: 768,
+                    },
                     status: "historical".into(),
                 }],
                 transition: t,

@@ -96,12 +96,7 @@ fn set_variable(
 }
 
 fn scrub(state: &AdminState, req: api::ScrubRequest) -> Result<api::ScrubStatus, ApiError> {
-    let command = match req.command.unwrap_or(api::ScrubCommand::Start) {
-        api::ScrubCommand::Start => ScrubCommand::Start,
-        api::ScrubCommand::Pause => ScrubCommand::Pause,
-        api::ScrubCommand::Resume => ScrubCommand::Resume,
-        api::ScrubCommand::Cancel => ScrubCommand::Cancel,
-    };
+    let command = req.command.unwrap_or(ScrubCommand::Start);
     let s: ScrubState = state.scrub.command(command)?;
     Ok(api::ScrubStatus {
         running: s.running,

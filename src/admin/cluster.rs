@@ -370,13 +370,7 @@ fn layout_history(h: &LayoutHistory) -> api::LayoutHistory {
 
 fn history_version(e: &HistoryEntry, status: &str) -> api::HistoryVersion {
     api::HistoryVersion {
-        version: e.version,
-        applied_msec: e.applied_msec,
-        storage_nodes: e.storage_nodes,
-        gateways: e.gateways,
-        zones: e.zones,
-        usable_capacity: e.usable_capacity,
-        moved: e.moved,
+        entry: e.clone(),
         status: status.into(),
     }
 }

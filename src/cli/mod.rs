@@ -612,10 +612,11 @@ fn human_history(v: &api::LayoutHistory) -> String {
         .map(String::from)
         .to_vec(),
     ];
-    for e in &v.versions {
+    for h in &v.versions {
+        let e = &h.entry;
         rows.push(vec![
             e.version.to_string(),
-            e.status.clone(),
+            h.status.clone(),
             ago_msec(Some(e.applied_msec)),
             e.storage_nodes.to_string(),
             e.gateways.to_string(),
