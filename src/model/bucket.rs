@@ -6,7 +6,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::cors::CorsConfig;
+use super::lifecycle::LifecycleConfig;
 use super::object::{CannedAcl, set_register};
+use super::website::WebsiteConfig;
 use crate::crdt::{Crdt, Deletable, Lww};
 use crate::table::schema::{EmptyKey, Entry, TableSchema};
 use crate::util::encode::{NoPrevious, Versioned};
@@ -26,6 +29,16 @@ pub struct BucketParams {
     /// HEAD) by anyone, whatever its own ACL. Listing is not opened by it. Absent = off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_read: Option<Lww<bool>>,
+    /// The static website configuration (PutBucketWebsite, `grenier bucket website`); `None` inside
+    /// the register once deleted. Absent = no website.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub website: Option<Lww<Option<WebsiteConfig>>>,
+    /// The CORS rules (PutBucketCors). Absent = none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<Lww<Option<CorsConfig>>>,
+    /// The lifecycle rules (PutBucketLifecycleConfiguration). Absent = none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifecycle: Option<Lww<Option<LifecycleConfig>>>,
 }
 
 impl BucketParams {
@@ -35,6 +48,9 @@ impl BucketParams {
             name: Lww::new_by(node, name),
             acl: (acl != CannedAcl::Private).then(|| Lww::new_by(node, acl)),
             public_read: None,
+            website: None,
+            cors: None,
+            lifecycle: None,
         }
     }
     /// The bucket's canned ACL (private when none was set).
@@ -51,6 +67,24 @@ impl BucketParams {
     pub fn set_objects_public(&mut self, node: u64, public: bool) {
         set_register(&mut self.public_read, node, public);
     }
+    pub fn website(&self) -> Option<&WebsiteConfig> {
+        self.website.as_ref().and_then(|w| w.get().as_ref())
+    }
+    pub fn set_website(&mut self, node: u64, website: Option<WebsiteConfig>) {
+        set_register(&mut self.website, node, website);
+    }
+    pub fn cors(&self) -> Option<&CorsConfig> {
+        self.cors.as_ref().and_then(|c| c.get().as_ref())
+    }
+    pub fn set_cors(&mut self, node: u64, cors: Option<CorsConfig>) {
+        set_register(&mut self.cors, node, cors);
+    }
+    pub fn lifecycle(&self) -> Option<&LifecycleConfig> {
+        self.lifecycle.as_ref().and_then(|l| l.get().as_ref())
+    }
+    pub fn set_lifecycle(&mut self, node: u64, lifecycle: Option<LifecycleConfig>) {
+        set_register(&mut self.lifecycle, node, lifecycle);
+    }
 }
 
 impl Crdt for BucketParams {
@@ -59,6 +93,9 @@ impl Crdt for BucketParams {
         self.name.merge(&other.name);
         self.acl.merge(&other.acl);
         self.public_read.merge(&other.public_read);
+        self.website.merge(&other.website);
+        self.cors.merge(&other.cors);
+        self.lifecycle.merge(&other.lifecycle);
     }
 }
 
@@ -193,6 +230,17 @@ mod tests {
                     _ => Some(Lww::raw(ats, CannedAcl::PublicRead)),
                 },
                 public_read: (public > 0).then(|| Lww::raw(pts, public == 2)),
+                website: (public == 1).then(|| {
+                    Lww::raw(
+                        ats,
+                        (acl > 0).then(|| WebsiteConfig {
+                            index_suffix: Some(format!("i{acl}")),
+                            ..Default::default()
+                        }),
+                    )
+                }),
+                cors: None,
+                lifecycle: None,
             }
         })
     }

@@ -11,13 +11,16 @@
 
 pub mod attrs;
 pub mod bucket;
+pub mod cors;
 pub mod key;
+pub mod lifecycle;
 pub mod mpu;
 pub mod multipart;
 pub mod object;
 pub mod ops;
 pub mod sse;
 pub mod version;
+pub mod website;
 
 use std::sync::Arc;
 

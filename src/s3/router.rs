@@ -43,6 +43,17 @@ pub enum Op {
     PutObjectTagging,
     DeleteObjectTagging,
     GetObjectAttributes,
+    GetBucketWebsite,
+    PutBucketWebsite,
+    DeleteBucketWebsite,
+    GetBucketCors,
+    PutBucketCors,
+    DeleteBucketCors,
+    GetBucketLifecycleConfiguration,
+    PutBucketLifecycleConfiguration,
+    DeleteBucketLifecycle,
+    PostObject,
+    Options,
 }
 
 impl Op {
@@ -77,6 +88,17 @@ impl Op {
             Op::PutObjectTagging => "PutObjectTagging",
             Op::DeleteObjectTagging => "DeleteObjectTagging",
             Op::GetObjectAttributes => "GetObjectAttributes",
+            Op::GetBucketWebsite => "GetBucketWebsite",
+            Op::PutBucketWebsite => "PutBucketWebsite",
+            Op::DeleteBucketWebsite => "DeleteBucketWebsite",
+            Op::GetBucketCors => "GetBucketCors",
+            Op::PutBucketCors => "PutBucketCors",
+            Op::DeleteBucketCors => "DeleteBucketCors",
+            Op::GetBucketLifecycleConfiguration => "GetBucketLifecycleConfiguration",
+            Op::PutBucketLifecycleConfiguration => "PutBucketLifecycleConfiguration",
+            Op::DeleteBucketLifecycle => "DeleteBucketLifecycle",
+            Op::PostObject => "PostObject",
+            Op::Options => "Options",
         }
     }
 
@@ -84,10 +106,19 @@ impl Op {
     pub fn needs(self) -> Access {
         use Op::*;
         match self {
-            ListBuckets => Access::None,
+            // A CORS preflight carries no credentials; PostObject's are in its form.
+            ListBuckets | Options | PostObject => Access::None,
             CreateBucket => Access::CreateBucket,
             // Making a bucket listable by anyone is the owner's decision.
-            DeleteBucket | PutBucketAcl => Access::Owner,
+            DeleteBucket
+            | PutBucketAcl
+            | PutBucketWebsite
+            | DeleteBucketWebsite
+            | PutBucketCors
+            | DeleteBucketCors
+            | PutBucketLifecycleConfiguration
+            | DeleteBucketLifecycle => Access::Owner,
+            GetBucketWebsite | GetBucketCors | GetBucketLifecycleConfiguration => Access::Read,
             HeadBucket | GetBucketLocation | GetBucketVersioning | ListObjects | ListObjectsV2
             | ListMultipartUploads | HeadObject | GetObject | ListParts | GetBucketAcl
             | GetObjectAcl | GetObjectTagging | GetObjectAttributes => Access::Read,
@@ -182,12 +213,12 @@ fn bucket_op(method: &Method, q: &BTreeMap<String, String>) -> Result<Op, S3Erro
         Method::GET if has("versioning") => Op::GetBucketVersioning,
         Method::GET if has("uploads") => Op::ListMultipartUploads,
         Method::GET if has("acl") => Op::GetBucketAcl,
+        Method::GET if has("website") => Op::GetBucketWebsite,
+        Method::GET if has("cors") => Op::GetBucketCors,
+        Method::GET if has("lifecycle") => Op::GetBucketLifecycleConfiguration,
         Method::GET if q.get("list-type").map(String::as_str) == Some("2") => Op::ListObjectsV2,
         Method::GET => {
             for sub in [
-                "cors",
-                "website",
-                "lifecycle",
                 "policy",
                 "tagging",
                 "encryption",
@@ -214,17 +245,26 @@ fn bucket_op(method: &Method, q: &BTreeMap<String, String>) -> Result<Op, S3Erro
         Method::HEAD => Op::HeadBucket,
         Method::PUT if q.is_empty() => Op::CreateBucket,
         Method::PUT if has("acl") => Op::PutBucketAcl,
+        Method::PUT if has("website") => Op::PutBucketWebsite,
+        Method::PUT if has("cors") => Op::PutBucketCors,
+        Method::PUT if has("lifecycle") => Op::PutBucketLifecycleConfiguration,
         Method::PUT => {
             let sub = q.keys().next().cloned().unwrap_or_default();
             return Err(not_implemented(&format!("PUT ?{sub}")));
         }
         Method::DELETE if q.is_empty() => Op::DeleteBucket,
+        Method::DELETE if has("website") => Op::DeleteBucketWebsite,
+        Method::DELETE if has("cors") => Op::DeleteBucketCors,
+        Method::DELETE if has("lifecycle") => Op::DeleteBucketLifecycle,
         Method::DELETE => {
             let sub = q.keys().next().cloned().unwrap_or_default();
             return Err(not_implemented(&format!("DELETE ?{sub}")));
         }
         Method::POST if has("delete") => Op::DeleteObjects,
+        // A browser form upload (multipart/form-data; the server checks the content type).
+        Method::POST if q.is_empty() => Op::PostObject,
         Method::POST => return Err(not_implemented("POST on a bucket")),
+        Method::OPTIONS => Op::Options,
         _ => return Err(not_allowed(method)),
     })
 }
@@ -261,6 +301,7 @@ fn object_op(
         Method::POST if has("uploads") => Op::CreateMultipartUpload,
         Method::POST if has("uploadId") => Op::CompleteMultipartUpload,
         Method::POST => return Err(not_implemented("POST on an object")),
+        Method::OPTIONS => Op::Options,
         _ => return Err(not_allowed(method)),
     })
 }
@@ -359,7 +400,7 @@ mod tests {
         for (m, p, op) in cases {
             assert_eq!(r(m.clone(), "localhost", p).unwrap().op, op, "{m} {p}");
         }
-        let e = r(Method::GET, "localhost", "/b?cors").unwrap_err();
+        let e = r(Method::GET, "localhost", "/b?policy").unwrap_err();
         assert_eq!(e.code, S3ErrorCode::NotImplemented);
         let long = format!("/b/{}", "k".repeat(1025));
         assert_eq!(

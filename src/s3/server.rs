@@ -18,7 +18,10 @@ use super::error::{S3Error, S3ErrorCode, err};
 use super::router::{Access, Op, Route, route};
 use super::sigv4::{self, ContentSha256, SigningContext};
 use super::streaming::{ChunkedDecoder, StreamingMode, Trailers};
-use super::{acl, attributes, bucket, copy, list, multipart, object, tagging, xml};
+use super::{
+    acl, attributes, bucket, copy, cors, lifecycle, list, multipart, object, post_object, tagging,
+    website, xml,
+};
 use crate::model::Model;
 use crate::model::bucket::Bucket;
 use crate::model::key::Key;
@@ -459,5 +462,16 @@ async fn dispatch(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
         Op::PutObjectAcl => acl::put_object_acl(ctx).await,
         Op::GetBucketAcl => acl::get_bucket_acl(ctx).await,
         Op::PutBucketAcl => acl::put_bucket_acl(ctx).await,
+        Op::GetBucketWebsite => website::get_bucket_website(ctx).await,
+        Op::PutBucketWebsite => website::put_bucket_website(ctx).await,
+        Op::DeleteBucketWebsite => website::delete_bucket_website(ctx).await,
+        Op::GetBucketCors => cors::get_bucket_cors(ctx).await,
+        Op::PutBucketCors => cors::put_bucket_cors(ctx).await,
+        Op::DeleteBucketCors => cors::delete_bucket_cors(ctx).await,
+        Op::GetBucketLifecycleConfiguration => lifecycle::get_bucket_lifecycle(ctx).await,
+        Op::PutBucketLifecycleConfiguration => lifecycle::put_bucket_lifecycle(ctx).await,
+        Op::DeleteBucketLifecycle => lifecycle::delete_bucket_lifecycle(ctx).await,
+        Op::PostObject => post_object::post_object(ctx).await,
+        Op::Options => cors::preflight(ctx.bucket.as_ref(), &ctx.headers),
     }
 }
