@@ -87,6 +87,7 @@ async fn key_and_bucket(node: &Node) -> (String, String) {
 /// is read).
 fn client(ip: &str, id: &str, secret: &str) -> Client {
     let conf = aws_sdk_s3::Config::builder()
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
         .behavior_version_latest()
         .region(Region::new("garage"))
         .endpoint_url(format!("http://{ip}:3900"))

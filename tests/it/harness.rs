@@ -372,3 +372,9 @@ pub fn proc_memory(pid: i32, field: &str) -> Option<u64> {
         .ok()?;
     Some(kib << 10)
 }
+
+/// The HTTP client for `aws-sdk-s3` configs (`.http_client(harness::sdk_http())`): the SDK is built
+/// without its TLS stack (see Cargo.toml), so it has no default client; tests talk plain HTTP.
+pub fn sdk_http() -> aws_sdk_s3::config::SharedHttpClient {
+    aws_smithy_http_client::Builder::new().build_http()
+}

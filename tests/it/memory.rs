@@ -67,6 +67,7 @@ fn start_node() -> Node {
     );
     let creds = aws_sdk_s3::config::Credentials::new(&key_id, &secret, None, None, "test");
     let conf = aws_sdk_s3::Config::builder()
+        .http_client(crate::harness::sdk_http())
         .behavior_version_latest()
         .region(aws_sdk_s3::config::Region::new("garage"))
         .endpoint_url(format!("http://{}:3900", proc.spec.ip))

@@ -57,6 +57,7 @@ impl S3Env {
     pub fn client_with(&self, node: usize, id: &str, secret: &str) -> Client {
         let creds = Credentials::new(id, secret, None, None, "test");
         let conf = aws_sdk_s3::Config::builder()
+            .http_client(crate::harness::sdk_http())
             .behavior_version_latest()
             .region(Region::new("garage"))
             .endpoint_url(format!("http://{}:3900", self.procs[node].spec.ip))
