@@ -444,12 +444,18 @@ impl TableSchema for ObjectSchema {
         old: Option<&Object>,
         new: Option<&Object>,
     ) -> Result<(), db::Error> {
-        let Some(old) = old else { return Ok(()) };
+        // `new = None` is a local removal, not a change of the entry: a hand-off of a partition this
+        // node no longer holds (the entry lives on at its new replicas) or the collection of a
+        // tombstone (whose versions were released when it became one). Releasing the versions
+        // then would delete, cluster-wide, the block lists of objects that still exist.
+        let (Some(old), Some(new)) = (old, new) else {
+            return Ok(());
+        };
         for v in &old.versions {
             if !v.may_have_blocks() {
                 continue;
             }
-            let now = new.and_then(|n| n.versions.iter().find(|x| x.uuid == v.uuid));
+            let now = new.versions.iter().find(|x| x.uuid == v.uuid);
             let released = match now {
                 None => true,
                 Some(n) => {
@@ -612,13 +618,18 @@ mod tests {
 
     /// The versions whose deletion the `updated` hook queues for `old` → `new`.
     fn released(old: &Object, new: &Object) -> Vec<Hash> {
+        released_by(old, Some(new))
+    }
+
+    /// The same, `new = None` being the local removal of the entry.
+    fn released_by(old: &Object, new: Option<&Object>) -> Vec<Hash> {
         let db = crate::db::Db::open_mem();
         let schema = ObjectSchema {
             version_queue: InsertQueue::open(&db).unwrap(),
         };
         db.transaction(|tx| {
             schema
-                .updated(tx, Some(old), Some(new))
+                .updated(tx, Some(old), new)
                 .map_err(crate::db::TxError::Abort)
         })
         .unwrap();
@@ -677,6 +688,25 @@ mod tests {
             newer.versions.iter().all(|x| !r.contains(&x.uuid)),
             "no kept version is released"
         );
+    }
+
+    /// Regression: a hand-off (or a GC) removes the entry locally and must not release its versions
+    /// (that deleted the block lists of every multi-block object of a partition whose node was
+    /// retired from the layout, on every node).
+    #[test]
+    fn a_local_removal_releases_nothing() {
+        let b = [0u8; 32];
+        let old = Object::new(
+            b,
+            "k".into(),
+            vec![v(1, 1, uploading()), v(2, 2, aborted())],
+        );
+        assert!(old.versions.iter().any(|x| x.may_have_blocks()));
+        assert_eq!(released_by(&old, None), Vec::<Hash>::new());
+        // Aborting a version of a present entry still releases it.
+        let mut aborted_one = old.clone();
+        aborted_one.merge(&Object::new(b, "k".into(), vec![v(1, 1, aborted())]));
+        assert_eq!(released(&old, &aborted_one), vec![[1; 32]]);
     }
 
     #[test]
