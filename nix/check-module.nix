@@ -137,9 +137,9 @@ let
     noInlineSecret = !(toml ? rpc_secret) && !(toml.admin ? admin_token);
     readWritePaths =
       svc.ReadWritePaths == [
-        "/var/lib/grenier/meta"
-        "/mnt/disk1/grenier"
-        "/mnt/disk2/grenier"
+        "-/var/lib/grenier/meta"
+        "-/mnt/disk1/grenier"
+        "-/mnt/disk2/grenier"
       ];
     tmpfiles = builtins.elem "d /mnt/disk2/grenier 0700 grenier grenier - -" c.systemd.tmpfiles.rules;
     firewallPorts = c.networking.firewall.allowedTCPPorts == [

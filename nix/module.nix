@@ -223,7 +223,8 @@ in
         StateDirectory = "grenier";
         StateDirectoryMode = "0700";
         WorkingDirectory = "/var/lib/grenier";
-        ReadWritePaths = stateDirs;
+        # "-": a missing path is not an error at namespace setup (tmpfiles creates them at activation).
+        ReadWritePaths = map (d: "-" + d) stateDirs;
         UMask = "0077";
         LimitNOFILE = 65536;
 
