@@ -1,17 +1,23 @@
-# Build Grenier with Nix: nix-build nix/
-# Uses the nixpkgs Rust toolchain; the project targets Rust 1.95 (see Cargo.toml rust-version).
-{ pkgs ? import <nixpkgs> { } }:
+# Flake-less entry point.
+#
+#   nix-build nix/                      # builds ./result/bin/grenier
+#   nix-build nix/ -A package           # the same
+#
+# In a NixOS configuration:
+#
+#   imports = [ /path/to/grenier/nix/module.nix ];
+#   services.grenier.package = (import /path/to/grenier/nix { inherit pkgs; }).package;
+#
+# See nix/README.md for the module's options and what was checked.
+{
+  pkgs ? import <nixpkgs> { },
+}:
 
-pkgs.rustPlatform.buildRustPackage {
-  pname = "grenier";
-  version = "0.1.0";
-  src = pkgs.lib.cleanSource ./..;
-  cargoLock.lockFile = ../Cargo.lock;
-  # Integration tests start local server processes; run them with ./script/test instead.
-  doCheck = false;
-  meta = with pkgs.lib; {
-    description = "S3-compatible geo-distributed object store for community hosting";
-    license = licenses.agpl3Plus;
-    mainProgram = "grenier";
-  };
+let
+  package = pkgs.callPackage ./package.nix { };
+in
+package
+// {
+  inherit package;
+  module = ./module.nix;
 }
