@@ -18,6 +18,7 @@ pub mod copy;
 pub mod cors;
 pub mod ctx;
 pub mod error;
+pub mod form;
 pub mod lifecycle;
 pub mod list;
 pub mod mpu_checksum;
