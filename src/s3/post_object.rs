@@ -538,6 +538,7 @@ pub async fn post_object(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
     let (min, max) = check_policy(&policy, &fields, &bucket_name, SystemTime::now())?;
     let (key, bucket) = writable_bucket(ctx, key, &bucket_name).await?;
 
+    let location = object_location(ctx, &bucket_name, &object_key);
     // What to store, read from the form as PutObject reads it from headers.
     ctx.headers = form_headers(&fields)?;
     ctx.route.key = Some(object_key.clone());
@@ -609,7 +610,6 @@ pub async fn post_object(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
     };
     upload.commit(stored, meta, attrs).await.map_err(internal)?;
 
-    let location = object_location(ctx, &bucket_name, &object_key);
     let redirect = fields
         .get("success_action_redirect")
         .or(fields.get("redirect"))
@@ -625,9 +625,7 @@ pub async fn post_object(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
             )
         })
         .and_then(|u| HeaderValue::from_str(&u).ok());
-    let mut r = Response::builder()
-        .header("etag", format!("\"{etag}\""))
-        .header("location", &location);
+    let mut r = Response::builder().header("etag", format!("\"{etag}\""));
     r = sse::response_headers(r, encryption.as_ref());
     if let Some(c) = &d.checksum {
         r = r.header(c.algorithm.header_name(), c.to_base64());
@@ -638,6 +636,7 @@ pub async fn post_object(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
             full(Bytes::new()),
         );
     }
+    let r = r.header("location", &location);
     match fields.get("success_action_status").map(String::as_str) {
         Some("200") => respond(r.status(StatusCode::OK), full(Bytes::new())),
         Some("201") => respond(
