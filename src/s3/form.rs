@@ -283,8 +283,8 @@ pub async fn read(body: ReqBody, boundary: &str) -> Result<(Form, Option<ReqBody
         let name = param("name").ok_or_else(malformed)?.to_ascii_lowercase();
         if name == "file" {
             // Browsers send a bare name; older ones sent a full path.
-            form.filename = param("filename")
-                .map(|f| f.rsplit(['/', '\\']).next().unwrap_or("").to_string());
+            form.filename =
+                param("filename").map(|f| f.rsplit(['/', '\\']).next().unwrap_or("").to_string());
             return Ok((form, Some(r.into_part_stream())));
         }
         let value = r.until_delim(MAX_FIELD).await?;
@@ -356,7 +356,8 @@ mod tests {
             assert_eq!(file.unwrap(), content, "chunks of {n}");
         }
         // An empty file, a preamble, no part headers besides the disposition.
-        let raw = b"preamble\r\n--XyZ\r\nContent-Disposition: form-data; name=file\r\n\r\n\r\n--XyZ--";
+        let raw =
+            b"preamble\r\n--XyZ\r\nContent-Disposition: form-data; name=file\r\n\r\n\r\n--XyZ--";
         let (form, file) = parse(raw, 4).unwrap();
         assert_eq!(form.filename, None);
         assert_eq!(file.unwrap(), b"");

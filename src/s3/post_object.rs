@@ -99,7 +99,9 @@ fn parse_iso8601(s: &str) -> Option<u64> {
     }
     let frac = &s[19..s.len() - 1];
     let frac_ok = frac.is_empty()
-        || (frac.len() >= 2 && frac.starts_with('.') && frac[1..].bytes().all(|c| c.is_ascii_digit()));
+        || (frac.len() >= 2
+            && frac.starts_with('.')
+            && frac[1..].bytes().all(|c| c.is_ascii_digit()));
     if !frac_ok {
         return None;
     }
@@ -133,16 +135,16 @@ pub fn parse_policy(b64: &str) -> Result<Policy, S3Error> {
     let raw = base64::engine::general_purpose::STANDARD
         .decode(b64.trim())
         .map_err(|_| invalid_policy("Policy is not valid base64."))?;
-    let doc: Value =
-        serde_json::from_slice(&raw).map_err(|_| invalid_policy("Invalid JSON."))?;
+    let doc: Value = serde_json::from_slice(&raw).map_err(|_| invalid_policy("Invalid JSON."))?;
     let doc = doc
         .as_object()
         .ok_or_else(|| invalid_policy("Invalid JSON."))?;
     let expiration = match doc.get("expiration") {
         None => return Err(invalid_policy("Policy missing expiration.")),
-        Some(v) => v.as_str().and_then(parse_iso8601).ok_or_else(|| {
-            invalid_policy(&format!("Invalid 'expiration' value: {v}"))
-        })?,
+        Some(v) => v
+            .as_str()
+            .and_then(parse_iso8601)
+            .ok_or_else(|| invalid_policy(&format!("Invalid 'expiration' value: {v}")))?,
     };
     let list = doc
         .get("conditions")
@@ -227,9 +229,9 @@ pub fn check_policy(
         let ok = match c {
             Condition::Eq(f, v) => value(f) == v,
             // Content-Type may list several types: each must match.
-            Condition::StartsWith(f, p) if f == "content-type" => {
-                value(f).split(',').all(|t| t.trim().starts_with(p.as_str()))
-            }
+            Condition::StartsWith(f, p) if f == "content-type" => value(f)
+                .split(',')
+                .all(|t| t.trim().starts_with(p.as_str())),
             Condition::StartsWith(f, p) => value(f).starts_with(p.as_str()),
             Condition::LengthRange(min, max) => {
                 range = (range.0.max(*min), range.1.min(*max));
@@ -402,10 +404,12 @@ async fn writable_bucket(ctx: &Ctx, key: Key, name: &str) -> Result<(Key, Bucket
             return Ok(Err(no_such_bucket(name)));
         };
         let who = Principal::Key(k.clone());
-        Ok(match decide(&who, Op::PutObject, Some(&b), ObjectAcl::Unknown) {
-            Decision::Allow => Ok(b),
-            _ => Err(super::access::access_denied()),
-        })
+        Ok(
+            match decide(&who, Op::PutObject, Some(&b), ObjectAcl::Unknown) {
+                Decision::Allow => Ok(b),
+                _ => Err(super::access::access_denied()),
+            },
+        )
     };
     match try_key(&key).await? {
         Ok(b) => Ok((key, b)),
@@ -586,7 +590,10 @@ pub async fn post_object(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
         .with("ProposedSize", d.len.to_string())
         .with("MinSizeAllowed", min.to_string()))
     } else {
-        match (checksum.as_ref().and_then(|c| c.expected.as_ref()), &d.checksum) {
+        match (
+            checksum.as_ref().and_then(|c| c.expected.as_ref()),
+            &d.checksum,
+        ) {
             (Some(expected), Some(got)) => got.check(expected),
             _ => Ok(()),
         }
@@ -642,7 +649,12 @@ pub async fn post_object(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
         Some("201") => respond(
             r.status(StatusCode::CREATED)
                 .header("content-type", "application/xml"),
-            full(post_response_xml(&location, &bucket_name, &object_key, &etag)),
+            full(post_response_xml(
+                &location,
+                &bucket_name,
+                &object_key,
+                &etag,
+            )),
         ),
         _ => respond(r.status(StatusCode::NO_CONTENT), full(Bytes::new())),
     }
@@ -703,9 +715,15 @@ mod tests {
             b64(r#"{"conditions": []}"#),
             b64(r#"{"expiration": "tomorrow", "conditions": []}"#),
             b64(r#"{"expiration": "2027-01-15T08:00:00.000Z"}"#),
-            b64(r#"{"expiration": "2027-01-15T08:00:00.000Z", "conditions": [["eq", "key", "x"]]}"#),
-            b64(r#"{"expiration": "2027-01-15T08:00:00.000Z", "conditions": [["like", "$key", "x"]]}"#),
-            b64(r#"{"expiration": "2027-01-15T08:00:00.000Z", "conditions": [["content-length-range", -1, 5]]}"#),
+            b64(
+                r#"{"expiration": "2027-01-15T08:00:00.000Z", "conditions": [["eq", "key", "x"]]}"#,
+            ),
+            b64(
+                r#"{"expiration": "2027-01-15T08:00:00.000Z", "conditions": [["like", "$key", "x"]]}"#,
+            ),
+            b64(
+                r#"{"expiration": "2027-01-15T08:00:00.000Z", "conditions": [["content-length-range", -1, 5]]}"#,
+            ),
             b64(r#"{"expiration": "2027-01-15T08:00:00.000Z", "conditions": [["eq", "$key"]]}"#),
             b64(r#"{"expiration": "2027-01-15T08:00:00.000Z", "conditions": [{"key": 5}]}"#),
             b64(r#"{"expiration": "2027-01-15T08:00:00.000Z", "conditions": ["key"]}"#),
@@ -809,7 +827,10 @@ mod tests {
         assert!(check_policy(&p, &form(&[]), "b", at(NOW)).is_ok());
         let m = failed(check_policy(
             &p,
-            &form(&[("x-amz-meta-a", "1"), ("Content-Type".to_lowercase().as_str(), "t")]),
+            &form(&[
+                ("x-amz-meta-a", "1"),
+                ("Content-Type".to_lowercase().as_str(), "t"),
+            ]),
             "b",
             at(NOW),
         ));
@@ -820,7 +841,10 @@ mod tests {
         // The auth fields themselves must be covered, except the signature and the policy.
         let p = policy(vec![]);
         let m = failed(check_policy(&p, &form(&[]), "b", at(NOW)));
-        assert!(m.ends_with("x-amz-algorithm, x-amz-credential, x-amz-date"), "{m}");
+        assert!(
+            m.ends_with("x-amz-algorithm, x-amz-credential, x-amz-date"),
+            "{m}"
+        );
     }
 
     #[test]

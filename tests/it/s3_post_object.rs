@@ -120,10 +120,8 @@ fn form(fields: &[(String, String)], filename: &str, content: &[u8]) -> Vec<u8> 
     let mut b = vec![];
     for (n, v) in fields {
         b.extend_from_slice(
-            format!(
-                "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{n}\"\r\n\r\n{v}\r\n"
-            )
-            .as_bytes(),
+            format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{n}\"\r\n\r\n{v}\r\n")
+                .as_bytes(),
         );
     }
     b.extend_from_slice(
@@ -204,7 +202,13 @@ fn browser_form_uploads_with_a_signed_policy() {
         ("x-amz-meta-camera", "fuji"),
         ("x-ignore-tracking", "anything"),
     ]));
-    let a = post(&env, &host, "/forms", None, &form(&f, "cat.png", b"PNG bytes"));
+    let a = post(
+        &env,
+        &host,
+        "/forms",
+        None,
+        &form(&f, "cat.png", b"PNG bytes"),
+    );
     assert_eq!(a.status, 204, "{}", a.body);
     let etag = a.header("etag").unwrap();
     assert_eq!(etag, format!("\"{}\"", md5_of(b"PNG bytes")));
@@ -225,24 +229,50 @@ fn browser_form_uploads_with_a_signed_policy() {
         assert_eq!(&body[..], b"PNG bytes");
     });
     // public-read: an anonymous GET reads it.
-    let (status, body) = crate::s3::http("GET", &format!("http://{host}/forms/photos/cat.png"), b"");
+    let (status, body) =
+        crate::s3::http("GET", &format!("http://{host}/forms/photos/cat.png"), b"");
     assert_eq!((status, body), (200, b"PNG bytes".to_vec()));
 
     // 201: the PostResponse document; a large file streams through.
     let big: Vec<u8> = (0..2_500_000u32).map(|i| (i % 251) as u8).collect();
-    let mut f = env.signed(300, vec![json!({"key": "big.bin"}), json!({"success_action_status": "201"})]);
-    f.extend(fields(&[("key", "big.bin"), ("success_action_status", "201")]));
+    let mut f = env.signed(
+        300,
+        vec![
+            json!({"key": "big.bin"}),
+            json!({"success_action_status": "201"}),
+        ],
+    );
+    f.extend(fields(&[
+        ("key", "big.bin"),
+        ("success_action_status", "201"),
+    ]));
     let a = post(&env, &host, "/forms", None, &form(&f, "big.bin", &big));
     assert_eq!(a.status, 201, "{}", a.body);
-    assert!(a.body.contains("<Bucket>forms</Bucket><Key>big.bin</Key>"), "{}", a.body);
     assert!(
-        a.body.contains(&format!("<Location>http://{host}/forms/big.bin</Location>")),
+        a.body.contains("<Bucket>forms</Bucket><Key>big.bin</Key>"),
         "{}",
         a.body
     );
-    assert!(a.body.contains(&format!("<ETag>\"{}\"</ETag>", md5_of(&big))), "{}", a.body);
+    assert!(
+        a.body
+            .contains(&format!("<Location>http://{host}/forms/big.bin</Location>")),
+        "{}",
+        a.body
+    );
+    assert!(
+        a.body
+            .contains(&format!("<ETag>\"{}\"</ETag>", md5_of(&big))),
+        "{}",
+        a.body
+    );
     env.rt.block_on(async {
-        let o = c.get_object().bucket("forms").key("big.bin").send().await.unwrap();
+        let o = c
+            .get_object()
+            .bucket("forms")
+            .key("big.bin")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(o.body.collect().await.unwrap().into_bytes().to_vec(), big);
     });
 
@@ -251,14 +281,24 @@ fn browser_form_uploads_with_a_signed_policy() {
         300,
         vec![
             json!({"key": "r.txt"}),
-            json!(["starts-with", "$success_action_redirect", "https://app.example/"]),
+            json!([
+                "starts-with",
+                "$success_action_redirect",
+                "https://app.example/"
+            ]),
         ],
     );
     f.extend(fields(&[
         ("key", "r.txt"),
         ("success_action_redirect", "https://app.example/done?x=1"),
     ]));
-    let a = post(&env, &host, "/forms", None, &form(&f, "r.txt", b"redirected"));
+    let a = post(
+        &env,
+        &host,
+        "/forms",
+        None,
+        &form(&f, "r.txt", b"redirected"),
+    );
     assert_eq!(a.status, 303, "{}", a.body);
     let to = a.header("location").unwrap();
     assert_eq!(
@@ -270,15 +310,25 @@ fn browser_form_uploads_with_a_signed_policy() {
     );
 
     // content-length-range: too large and too small are refused, and no object appears.
-    for (content, code) in [(&b"0123456789A"[..], "EntityTooLarge"), (b"", "EntityTooSmall")] {
+    for (content, code) in [
+        (&b"0123456789A"[..], "EntityTooLarge"),
+        (b"", "EntityTooSmall"),
+    ] {
         let mut f = env.signed(
             300,
-            vec![json!({"key": "sized"}), json!(["content-length-range", 1, 10])],
+            vec![
+                json!({"key": "sized"}),
+                json!(["content-length-range", 1, 10]),
+            ],
         );
         f.extend(fields(&[("key", "sized")]));
         let a = post(&env, &host, "/forms", None, &form(&f, "s", content));
         assert_eq!(a.status, 400, "{}", a.body);
-        assert!(a.body.contains(&format!("<Code>{code}</Code>")), "{}", a.body);
+        assert!(
+            a.body.contains(&format!("<Code>{code}</Code>")),
+            "{}",
+            a.body
+        );
     }
     env.rt.block_on(async {
         let e = c.head_object().bucket("forms").key("sized").send().await;
@@ -289,7 +339,11 @@ fn browser_form_uploads_with_a_signed_policy() {
     let denied = |f: Vec<(String, String)>, code: &str, message: &str| {
         let a = post(&env, &host, "/forms", None, &form(&f, "d", b"data"));
         assert_eq!(a.status, 403, "{}", a.body);
-        assert!(a.body.contains(&format!("<Code>{code}</Code>")), "{}", a.body);
+        assert!(
+            a.body.contains(&format!("<Code>{code}</Code>")),
+            "{}",
+            a.body
+        );
         assert!(a.body.contains(message), "{}", a.body);
     };
     let mut f = env.signed(-10, vec![json!({"key": "denied"})]);
@@ -310,13 +364,24 @@ fn browser_form_uploads_with_a_signed_policy() {
     denied(f, "AccessDenied", "Policy Condition failed");
     denied(fields(&[("key", "denied")]), "AccessDenied", "Anonymous");
     env.rt.block_on(async {
-        assert!(c.head_object().bucket("forms").key("denied").send().await.is_err());
+        assert!(
+            c.head_object()
+                .bucket("forms")
+                .key("denied")
+                .send()
+                .await
+                .is_err()
+        );
     });
 
     // Not a form: 412 as AWS.
     let a = post(&env, &host, "/forms", Some("text/plain"), b"hello");
     assert_eq!(a.status, 412, "{}", a.body);
-    assert!(a.body.contains("<Code>PreconditionFailed</Code>"), "{}", a.body);
+    assert!(
+        a.body.contains("<Code>PreconditionFailed</Code>"),
+        "{}",
+        a.body
+    );
     // A truncated form: 400, nothing stored.
     let mut f = env.signed(300, vec![json!({"key": "cut"})]);
     f.extend(fields(&[("key", "cut")]));
@@ -325,7 +390,10 @@ fn browser_form_uploads_with_a_signed_policy() {
     assert_eq!(a.status, 400, "{}", a.body);
 
     // Virtual-host style: POST / on bucket.<root_domain>.
-    let mut f = env.signed(300, vec![json!({"key": "vhost.txt"}), json!({"bucket": "forms"})]);
+    let mut f = env.signed(
+        300,
+        vec![json!({"key": "vhost.txt"}), json!({"bucket": "forms"})],
+    );
     f.extend(fields(&[("key", "vhost.txt")]));
     let a = post(&env, "forms.s3.test", "/", None, &form(&f, "v", b"virtual"));
     assert_eq!(a.status, 204, "{}", a.body);
@@ -334,8 +402,17 @@ fn browser_form_uploads_with_a_signed_policy() {
         Some("http://forms.s3.test/vhost.txt")
     );
     env.rt.block_on(async {
-        let o = c.get_object().bucket("forms").key("vhost.txt").send().await.unwrap();
-        assert_eq!(&o.body.collect().await.unwrap().into_bytes()[..], b"virtual");
+        let o = c
+            .get_object()
+            .bucket("forms")
+            .key("vhost.txt")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            &o.body.collect().await.unwrap().into_bytes()[..],
+            b"virtual"
+        );
     });
 }
 
