@@ -191,7 +191,8 @@ impl Reader {
                 self.buf.advance(pad + 2);
                 return Ok(true);
             }
-            if rest.len() >= 2 || (rest.len() == 1 && rest[0] != b'\r') {
+            let partial = rest.is_empty() || rest == b"\r" || (pad == 0 && rest == b"-");
+            if !partial {
                 return Err(malformed());
             }
             self.fill().await?;
@@ -366,9 +367,16 @@ mod tests {
     #[test]
     fn a_form_without_file() {
         let raw = b"--XyZ\r\nContent-Disposition: form-data; name=\"key\"\r\n\r\nk\r\n--XyZ--\r\n";
-        let (form, file) = parse(raw, 3).unwrap();
-        assert_eq!(form.fields.len(), 1);
-        assert!(file.is_none());
+        for n in 1..=raw.len() {
+            let (form, file) = parse(raw, n).unwrap();
+            assert_eq!(form.fields.len(), 1, "chunks of {n}");
+            assert!(file.is_none());
+        }
+        // Transport padding after a delimiter.
+        let raw = b"--XyZ \t\r\nContent-Disposition: form-data; name=a\r\n\r\nv\r\n--XyZ--";
+        for n in 1..=raw.len() {
+            assert_eq!(parse(raw, n).unwrap().0.fields.len(), 1, "chunks of {n}");
+        }
     }
 
     #[test]

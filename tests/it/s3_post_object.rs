@@ -5,7 +5,7 @@
 //! policy does not cover, and the virtual-host style. One node, `root_domain` set.
 
 use std::io::{Read, Write};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{Credentials, Region};
@@ -68,10 +68,20 @@ impl Env {
     /// The signed fields of a policy expiring in `expires_in` seconds (negative: already expired)
     /// with `conditions` (the auth fields' own conditions are added).
     fn signed(&self, expires_in: i64, conditions: Vec<Value>) -> Vec<(String, String)> {
+        self.signed_as(&self.key_id, &self.secret, expires_in, conditions)
+    }
+
+    fn signed_as(
+        &self,
+        key_id: &str,
+        secret: &str,
+        expires_in: i64,
+        conditions: Vec<Value>,
+    ) -> Vec<(String, String)> {
         let now = SystemTime::now();
         let amz_date = grenier::util::timefmt::format_amz_date(now);
         let date = &amz_date[..8];
-        let credential = format!("{}/{date}/{REGION}/s3/aws4_request", self.key_id);
+        let credential = format!("{key_id}/{date}/{REGION}/s3/aws4_request");
         let now_ms = now
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap()
@@ -84,7 +94,7 @@ impl Env {
         conditions.push(json!({"x-amz-date": amz_date}));
         let policy = json!({"expiration": expiration, "conditions": conditions}).to_string();
         let policy = base64::engine::general_purpose::STANDARD.encode(policy);
-        let key = grenier::s3::sigv4::signing_key(&self.secret, date, REGION, "s3");
+        let key = grenier::s3::sigv4::signing_key(secret, date, REGION, "s3");
         let signature = hex::encode(grenier::s3::sigv4::hmac_sha256(&key, policy.as_bytes()));
         vec![
             ("policy".into(), policy),
@@ -176,11 +186,6 @@ fn browser_form_uploads_with_a_signed_policy() {
     let host = env.addr();
     env.rt.block_on(async {
         c.create_bucket().bucket("forms").send().await.unwrap();
-    });
-    // Unsigned requests resolve buckets from the node's own copy.
-    let probe = form(&[], "x", b"");
-    wait_for("the bucket known", Duration::from_secs(10), || {
-        (post(&env, &host, "/forms", None, &probe).status != 404).then_some(())
     });
 
     // 204 by default; ${filename}, starts-with, content type, metadata and the ACL honoured.
@@ -371,6 +376,77 @@ fn browser_form_uploads_with_a_signed_policy() {
                 .send()
                 .await
                 .is_err()
+        );
+    });
+
+    // A valid signature by a key without Write on the bucket.
+    let out = env
+        .proc
+        .cli(&["key", "create", "stranger", "--json"])
+        .unwrap();
+    let k: Value = serde_json::from_str(&out).unwrap();
+    let (id, secret) = (k["id"].as_str().unwrap(), k["secret"].as_str().unwrap());
+    let mut f = env.signed_as(id, secret, 300, vec![json!({"key": "denied"})]);
+    f.extend(fields(&[("key", "denied")]));
+    denied(f, "AccessDenied", "Access Denied");
+    env.rt.block_on(async {
+        assert!(
+            c.head_object()
+                .bucket("forms")
+                .key("denied")
+                .send()
+                .await
+                .is_err()
+        );
+    });
+
+    // Tags (a Tagging document) and a checksum, checked and stored; a wrong checksum stores nothing.
+    let tagging =
+        "<Tagging><TagSet><Tag><Key>album</Key><Value>2026</Value></Tag></TagSet></Tagging>";
+    let sha = |b: &[u8]| {
+        use sha2::Digest;
+        base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(b))
+    };
+    for (content, status) in [(&b"tagged"[..], 204), (b"tampered", 400)] {
+        let mut f = env.signed(
+            300,
+            vec![
+                json!({"key": "tagged"}),
+                json!({"tagging": tagging}),
+                json!(["starts-with", "$x-amz-checksum-sha256", ""]),
+            ],
+        );
+        f.extend(fields(&[
+            ("key", "tagged"),
+            ("tagging", tagging),
+            ("x-amz-checksum-sha256", &sha(b"tagged")),
+        ]));
+        let a = post(&env, &host, "/forms", None, &form(&f, "t", content));
+        assert_eq!(a.status, status, "{}", a.body);
+    }
+    env.rt.block_on(async {
+        let t = c
+            .get_object_tagging()
+            .bucket("forms")
+            .key("tagged")
+            .send()
+            .await
+            .unwrap();
+        let tags: Vec<(&str, &str)> = t.tag_set().iter().map(|t| (t.key(), t.value())).collect();
+        assert_eq!(tags, vec![("album", "2026")]);
+        let h = c
+            .head_object()
+            .bucket("forms")
+            .key("tagged")
+            .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(h.checksum_sha256(), Some(sha(b"tagged").as_str()));
+        assert_eq!(
+            h.content_length(),
+            Some(6),
+            "the tampered upload did not replace it"
         );
     });
 
