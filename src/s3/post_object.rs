@@ -133,7 +133,12 @@ fn length(v: &serde_json::Value) -> Option<u64> {
 pub fn parse_policy(b64: &str) -> Result<Policy, S3Error> {
     use serde_json::Value;
     let raw = base64::engine::general_purpose::STANDARD
-        .decode(b64.trim())
+        // Some encoders wrap base64 in lines: the signature covers them, the decoding skips them.
+        .decode(
+            b64.bytes()
+                .filter(|c| !c.is_ascii_whitespace())
+                .collect::<Vec<u8>>(),
+        )
         .map_err(|_| invalid_policy("Policy is not valid base64."))?;
     let doc: Value = serde_json::from_slice(&raw).map_err(|_| invalid_policy("Invalid JSON."))?;
     let doc = doc
@@ -704,6 +709,14 @@ mod tests {
             ]
         );
         assert_eq!(parse_iso8601("2027-01-15T08:00:00Z"), Some(p.expiration));
+    }
+
+    #[test]
+    fn a_policy_wrapped_in_lines_decodes() {
+        let b = b64(r#"{"expiration": "2027-01-15T08:00:00Z", "conditions": [{"key": "k"}]}"#);
+        let wrapped = format!("{}\r\n{}\n", &b[..20], &b[20..]);
+        assert_eq!(parse_policy(&wrapped), parse_policy(&b));
+        assert!(parse_policy(&b).is_ok());
     }
 
     #[test]
