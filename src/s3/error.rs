@@ -31,6 +31,10 @@ pub enum S3ErrorCode {
     InvalidTag,
     KeyTooLongError,
     MalformedACLError,
+    // PostObject (s3::post_object, s3::form).
+    InvalidPolicyDocument,
+    MalformedPOSTRequest,
+    MaxPostPreDataLengthExceeded,
     MalformedXML,
     MaxMessageLengthExceeded,
     MetadataTooLarge,
@@ -80,6 +84,9 @@ impl S3ErrorCode {
             InvalidRequest => "InvalidRequest",
             InvalidTag => "InvalidTag",
             MalformedACLError => "MalformedACLError",
+            InvalidPolicyDocument => "InvalidPolicyDocument",
+            MalformedPOSTRequest => "MalformedPOSTRequest",
+            MaxPostPreDataLengthExceeded => "MaxPostPreDataLengthExceeded",
             KeyTooLongError => "KeyTooLongError",
             MalformedXML => "MalformedXML",
             MaxMessageLengthExceeded => "MaxMessageLengthExceeded",
@@ -139,6 +146,9 @@ impl S3ErrorCode {
             | InvalidTag
             | KeyTooLongError
             | MalformedACLError
+            | InvalidPolicyDocument
+            | MalformedPOSTRequest
+            | MaxPostPreDataLengthExceeded
             | MalformedXML
             | MaxMessageLengthExceeded
             | MetadataTooLarge

@@ -3,7 +3,8 @@
 //! uploads), SSE-C headers (`sse`), request bodies and their digests (`body`), XML documents
 //! (`xml`), the handlers' shared context and response helpers (`ctx`), the server and request
 //! lifecycle (`server`), who may do what (`access`: keys and anonymous requests), and the operations
-//! (`bucket`, `list`, `object`, `multipart`, `copy`, `tagging`, `acl`, `attributes`). Request paths
+//! (`bucket`, `list`, `object`, `multipart`, `copy`, `tagging`, `acl`, `attributes`, `post_object`
+//! with its form reader `form`). Request paths
 //! and their round trips: `doc/s3.md`.
 //!
 //! **Invariant:** `s3` never talks RPC or touches tables directly; it goes through `model`.
@@ -18,6 +19,7 @@ pub mod copy;
 pub mod cors;
 pub mod ctx;
 pub mod error;
+pub mod form;
 pub mod lifecycle;
 pub mod list;
 pub mod mpu_checksum;

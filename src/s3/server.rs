@@ -130,6 +130,9 @@ async fn handle_inner(
         &parts.headers,
         state.root_domain.as_deref(),
     )?;
+    if r.op == Op::PostObject {
+        return form_upload(state, r, parts, body).await;
+    }
     let Some(auth) = sigv4::parse(&parts.method, &parts.uri, &parts.headers)? else {
         return anonymous(state, r, parts).await;
     };
@@ -245,6 +248,37 @@ async fn anonymous(
         bucket: Some(bucket),
         content_sha256: ContentSha256::UnsignedPayload,
         body: std::sync::Mutex::new(None),
+        trailers: None,
+    };
+    dispatch(&mut ctx).await
+}
+
+/// A browser form upload (PostObject): unsigned at the HTTP level, its credentials are in the form,
+/// checked by the handler (`s3::post_object`) before anything is stored.
+async fn form_upload(
+    state: Arc<S3State>,
+    r: Route,
+    parts: hyper::http::request::Parts,
+    body: RequestBody,
+) -> Result<Response<ResBody>, S3Error> {
+    let unsigned = SigningContext {
+        signing_key: [0; 32],
+        scope: String::new(),
+        amz_date: String::new(),
+        seed_signature: String::new(),
+    };
+    let plain = ContentSha256::UnsignedPayload;
+    let (body, _) = request_body(body, &parts.headers, &plain, unsigned)?;
+    let mut ctx = Ctx {
+        state,
+        route: r,
+        method: parts.method,
+        headers: parts.headers,
+        principal: Principal::Anonymous,
+        object_check: false,
+        bucket: None,
+        content_sha256: plain,
+        body: std::sync::Mutex::new(Some(body)),
         trailers: None,
     };
     dispatch(&mut ctx).await
