@@ -74,12 +74,19 @@ impl CorsRule {
         self.allowed_methods.iter().any(|m| m == method)
     }
 
-    /// Header names are case-insensitive.
+    /// Header names are case-insensitive (lower case, as [`request_headers`] gives them, costs no
+    /// copy).
     pub fn allows_header(&self, header: &str) -> bool {
-        let header = header.to_ascii_lowercase();
-        self.allowed_headers
-            .iter()
-            .any(|p| wildcard_match(p.to_ascii_lowercase().as_bytes(), header.as_bytes()))
+        if header.bytes().any(|b| b.is_ascii_uppercase()) {
+            return self.allows_header(&header.to_ascii_lowercase());
+        }
+        self.allowed_headers.iter().any(|p| {
+            if p.bytes().any(|b| b.is_ascii_uppercase()) {
+                wildcard_match(p.to_ascii_lowercase().as_bytes(), header.as_bytes())
+            } else {
+                wildcard_match(p.as_bytes(), header.as_bytes())
+            }
+        })
     }
 
     /// The `Access-Control-Allow-Origin` this rule grants `origin`: `*` when the origin is allowed
@@ -94,9 +101,25 @@ impl CorsRule {
 }
 
 /// Whether `value` matches `pattern`, where each `*` of the pattern stands for any run of bytes
-/// (configurations hold at most one, but stored data is matched whatever it holds). Linear for one
-/// `*`; at worst `pattern.len() * value.len()` steps, never recursive.
+/// (configurations hold at most one, but stored data is matched whatever it holds). With at most
+/// one `*` the cost is the pattern's length (a prefix and a suffix compared), whatever the value's
+/// (an `Origin` header may be long); with more, at worst `pattern.len() * value.len()` steps, never
+/// recursive.
 pub fn wildcard_match(pattern: &[u8], value: &[u8]) -> bool {
+    match pattern.iter().position(|&c| c == b'*') {
+        None => pattern == value,
+        Some(i) if !pattern[i + 1..].contains(&b'*') => {
+            let (prefix, suffix) = (&pattern[..i], &pattern[i + 1..]);
+            value.len() >= prefix.len() + suffix.len()
+                && value.starts_with(prefix)
+                && value.ends_with(suffix)
+        }
+        Some(_) => glob(pattern, value),
+    }
+}
+
+/// The general case of [`wildcard_match`]: backtrack to the last `*` only.
+fn glob(pattern: &[u8], value: &[u8]) -> bool {
     let (mut p, mut v) = (0, 0);
     // The position after the last `*` seen in the pattern, and where in the value it resumed.
     let mut star: Option<(usize, usize)> = None;
@@ -124,15 +147,26 @@ pub fn wildcards(pattern: &str) -> usize {
     pattern.bytes().filter(|&b| b == b'*').count()
 }
 
+/// Most distinct header names a preflight may ask for (browsers ask for a handful): each is matched
+/// against every rule, so a request may not make a preflight cost more than this many passes.
+pub const MAX_REQUEST_HEADERS: usize = 64;
+
 /// The header names of `Access-Control-Request-Headers` values (comma-separated, possibly given
-/// several times): trimmed, lower-cased, empty items dropped.
-pub fn request_headers<'a>(values: impl IntoIterator<Item = &'a str>) -> Vec<String> {
-    values
-        .into_iter()
-        .flat_map(|v| v.split(','))
-        .map(|h| h.trim().to_ascii_lowercase())
-        .filter(|h| !h.is_empty())
-        .collect()
+/// several times): trimmed, lower-cased, empty items and repeats dropped, in order. `None` past
+/// [`MAX_REQUEST_HEADERS`] names.
+pub fn request_headers<'a>(values: impl IntoIterator<Item = &'a str>) -> Option<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    for h in values.into_iter().flat_map(|v| v.split(',')) {
+        let h = h.trim().to_ascii_lowercase();
+        if h.is_empty() || out.contains(&h) {
+            continue;
+        }
+        if out.len() == MAX_REQUEST_HEADERS {
+            return None;
+        }
+        out.push(h);
+    }
+    Some(out)
 }
 
 impl Model {
@@ -267,10 +301,19 @@ mod tests {
     #[test]
     fn request_headers_are_split_trimmed_and_lowercased() {
         assert_eq!(
-            request_headers(["Content-Type, X-Amz-Date", " ,x-amz-meta-a ,"]),
+            request_headers(["Content-Type, X-Amz-Date", " ,x-amz-meta-a ,content-type"]).unwrap(),
             vec!["content-type", "x-amz-date", "x-amz-meta-a"]
         );
-        assert!(request_headers(["", " , "]).is_empty());
+        assert!(request_headers(["", " , "]).unwrap().is_empty());
+        let many: Vec<String> = (0..MAX_REQUEST_HEADERS).map(|i| format!("h{i}")).collect();
+        let joined = many.join(",");
+        assert_eq!(
+            request_headers([joined.as_str()]).unwrap().len(),
+            MAX_REQUEST_HEADERS
+        );
+        // Repeats do not count; one more name does.
+        assert!(request_headers([joined.as_str(), "h0,H1"]).is_some());
+        assert!(request_headers([joined.as_str(), "x"]).is_none());
         assert_eq!(wildcards("http://*.a.*"), 2);
         assert_eq!(wildcards("*"), 1);
     }

@@ -98,14 +98,16 @@ pub fn preflight(
             ));
         }
     };
+    // More requested headers than a browser ever asks for: not allowed (each costs a pass).
     let asked = request_headers(
         headers
             .get_all("access-control-request-headers")
             .iter()
             .filter_map(|v| v.to_str().ok()),
     );
-    let rule = config_of(bucket)
-        .and_then(|c| c.matching_rule(origin, method, &asked))
+    let rule = asked
+        .as_ref()
+        .and_then(|asked| config_of(bucket)?.matching_rule(origin, method, asked))
         .ok_or_else(|| {
             err(
                 S3ErrorCode::AccessForbidden,
@@ -117,8 +119,9 @@ pub fn preflight(
         })?;
     let mut resp = empty(StatusCode::OK);
     let h = resp.headers_mut();
+    h.insert(hyper::header::VARY, HeaderValue::from_static(VARY));
     grant(h, rule, origin);
-    if !asked.is_empty() {
+    if let Some(asked) = asked.filter(|a| !a.is_empty()) {
         set(h, "access-control-allow-headers", &asked.join(", "));
     }
     Ok(resp)
@@ -140,12 +143,7 @@ pub fn add_headers(
         return;
     };
     let h = resp.headers_mut();
-    h.append(
-        hyper::header::VARY,
-        HeaderValue::from_static(
-            "Origin, Access-Control-Request-Headers, Access-Control-Request-Method",
-        ),
-    );
+    h.append(hyper::header::VARY, HeaderValue::from_static(VARY));
     if let Some(rule) = config.matching_rule(origin, method.as_str(), &[]) {
         grant(h, rule, origin);
     }
@@ -242,13 +240,10 @@ fn grant(h: &mut HeaderMap, rule: &CorsRule, origin: &str) {
     if let Some(age) = rule.max_age_seconds {
         set(h, "access-control-max-age", &age.to_string());
     }
-    h.insert(
-        hyper::header::VARY,
-        HeaderValue::from_static(
-            "Origin, Access-Control-Request-Headers, Access-Control-Request-Method",
-        ),
-    );
 }
+
+/// The request headers a CORS answer depends on (AWS names the same three).
+const VARY: &str = "Origin, Access-Control-Request-Headers, Access-Control-Request-Method";
 
 // ---------------------------------------------------------------------------------------------------
 // XML
@@ -750,6 +745,21 @@ mod tests {
                 ]
             ),
             (400, BadRequest)
+        );
+        // More requested headers than any browser asks for: refused before any matching.
+        let many: Vec<String> = (0..=crate::model::cors::MAX_REQUEST_HEADERS)
+            .map(|i| format!("x-amz-h{i}"))
+            .collect();
+        assert_eq!(
+            code(
+                Some(&b),
+                &[
+                    ("origin", "http://www.example.org"),
+                    ("access-control-request-method", "PUT"),
+                    ("access-control-request-headers", &many.join(",")),
+                ]
+            ),
+            (403, AccessForbidden)
         );
         // A header no rule allows.
         assert_eq!(
