@@ -62,6 +62,8 @@ async fn handle(state: Arc<S3State>, req: Request<RequestBody>) -> Response<ResB
             .headers()
             .get("content-length")
             .is_some_and(|v| v.as_bytes() == b"0");
+    // CORS: the bucket's grant is added to whatever the answer is, errors included.
+    let cors_request = cors::CorsRequest::of(&state, &req);
     let mut resp = match handle_inner(state, req).await {
         Ok(r) => r,
         Err(e) => {
@@ -71,6 +73,9 @@ async fn handle(state: Arc<S3State>, req: Request<RequestBody>) -> Response<ResB
             error_response(&e, &resource, &request_id, head)
         }
     };
+    if let Some(c) = &cors_request {
+        c.add_headers(&mut resp);
+    }
     let h = resp.headers_mut();
     if let Ok(v) = request_id.parse() {
         h.insert("x-amz-request-id", v);
@@ -132,6 +137,14 @@ async fn handle_inner(
     )?;
     if r.op == Op::PostObject {
         return form_upload(state, r, parts, body).await;
+    }
+    // A CORS preflight carries no credentials: answered from the bucket's rules, never signed.
+    if r.op == Op::Options {
+        let bucket = match r.bucket.as_deref() {
+            Some(name) => state.model.bucket_by_name_local(name).map_err(internal)?,
+            None => None,
+        };
+        return cors::preflight(bucket.as_ref(), &parts.headers);
     }
     let Some(auth) = sigv4::parse(&parts.method, &parts.uri, &parts.headers)? else {
         return anonymous(state, r, parts).await;
