@@ -56,6 +56,7 @@ impl Env {
     fn client(&self) -> Client {
         let creds = Credentials::new(&self.key_id, &self.secret, None, None, "test");
         let conf = aws_sdk_s3::Config::builder()
+            .http_client(crate::harness::sdk_http())
             .behavior_version_latest()
             .region(Region::new(REGION))
             .endpoint_url(format!("http://{}", self.addr()))
