@@ -39,6 +39,7 @@ pub enum S3ErrorCode {
     MissingSecurityHeader,
     NoSuchBucket,
     NoSuchKey,
+    NoSuchLifecycleConfiguration,
     NoSuchUpload,
     NotImplemented,
     NotModified,
@@ -89,6 +90,7 @@ impl S3ErrorCode {
             MissingSecurityHeader => "MissingSecurityHeader",
             NoSuchBucket => "NoSuchBucket",
             NoSuchKey => "NoSuchKey",
+            NoSuchLifecycleConfiguration => "NoSuchLifecycleConfiguration",
             NoSuchUpload => "NoSuchUpload",
             NotImplemented => "NotImplemented",
             NotModified => "NotModified",
@@ -110,7 +112,9 @@ impl S3ErrorCode {
             AccessDenied | InvalidAccessKeyId | RequestTimeTooSkewed | SignatureDoesNotMatch => {
                 StatusCode::FORBIDDEN
             }
-            NoSuchBucket | NoSuchKey | NoSuchUpload => StatusCode::NOT_FOUND,
+            NoSuchBucket | NoSuchKey | NoSuchUpload | NoSuchLifecycleConfiguration => {
+                StatusCode::NOT_FOUND
+            },
             BucketAlreadyExists | BucketAlreadyOwnedByYou | BucketNotEmpty | InvalidObjectState => {
                 StatusCode::CONFLICT
             }
