@@ -11,6 +11,7 @@ mod s3;
 mod s3_acl;
 mod s3_checksums;
 mod s3_compat;
+mod s3_lifecycle;
 mod s3_retries;
 mod s3_sse;
 mod s3_tags;
