@@ -143,7 +143,9 @@ impl Node {
         )?;
         tasks.extend(model_tasks);
         // Lifecycle rules and the sweep of stale uploads (issue 12).
-        tasks.push(crate::model::lifecycle_worker::start(&model, &db, &workers)?);
+        tasks.push(crate::model::lifecycle_worker::start(
+            &model, &db, &workers,
+        )?);
         let mut tables: Vec<Arc<dyn TableInfo>> = vec![];
         if let Some(kv) = &kv {
             tables.push(kv.clone());

@@ -139,9 +139,9 @@ impl LifecycleConfig {
 
     /// Whether some enabled rule has an action (the worker skips buckets without one).
     pub fn has_enabled_action(&self) -> bool {
-        self.rules.iter().any(|r| {
-            r.enabled && (r.expiration.is_some() || r.abort_incomplete_mpu_days.is_some())
-        })
+        self.rules
+            .iter()
+            .any(|r| r.enabled && (r.expiration.is_some() || r.abort_incomplete_mpu_days.is_some()))
     }
 }
 
@@ -171,7 +171,11 @@ mod tests {
         assert!(r.expires("k", 1, &[], JAN15_1030, JAN19));
         // Created at midnight exactly: still the next midnight after created + days.
         assert_eq!(due_after_days(JAN19, 1), JAN19 + 2 * DAY_MS);
-        assert_eq!(due_after_days(u64::MAX - 5, u32::MAX), u64::MAX, "saturates: never");
+        assert_eq!(
+            due_after_days(u64::MAX - 5, u32::MAX),
+            u64::MAX,
+            "saturates: never"
+        );
     }
 
     #[test]
@@ -208,8 +212,14 @@ mod tests {
         let now = JAN19;
         assert!(r.expires("logs/a", 50, &tags, 0, now));
         assert!(!r.expires("data/a", 50, &tags, 0, now), "prefix");
-        assert!(!r.expires("logs/a", 10, &tags, 0, now), "greater than is strict");
-        assert!(!r.expires("logs/a", 100, &tags, 0, now), "less than is strict");
+        assert!(
+            !r.expires("logs/a", 10, &tags, 0, now),
+            "greater than is strict"
+        );
+        assert!(
+            !r.expires("logs/a", 100, &tags, 0, now),
+            "less than is strict"
+        );
         assert!(!r.expires("logs/a", 50, &tags[..1], 0, now), "every tag");
         let wrong = vec![("t".to_string(), "2".to_string()), tags[0].clone()];
         assert!(!r.expires("logs/a", 50, &wrong, 0, now), "tag values too");
@@ -231,7 +241,10 @@ mod tests {
         assert!(c.aborts_upload("tmp/x", JAN15_1030, JAN19));
         assert!(!c.aborts_upload("tmp/x", JAN15_1030, JAN19 - 1));
         assert!(!c.aborts_upload("x", JAN15_1030, JAN19));
-        assert!(!c.expires("tmp/x", 1, &[], 0, JAN19), "no expiration action");
+        assert!(
+            !c.expires("tmp/x", 1, &[], 0, JAN19),
+            "no expiration action"
+        );
     }
 
     #[test]

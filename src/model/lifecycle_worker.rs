@@ -216,9 +216,7 @@ impl LifecycleWorker {
     ) -> Result<Arc<LifecycleWorker>, ModelError> {
         let tree = db.open_tree("lifecycle")?;
         let state = match tree.get(STATE_KEY)? {
-            Some(v) => {
-                LifecycleState::decode(&v).map_err(|e| db::Error::Corrupt(e.to_string()))?
-            }
+            Some(v) => LifecycleState::decode(&v).map_err(|e| db::Error::Corrupt(e.to_string()))?,
             None => LifecycleState::default(),
         };
         Ok(Arc::new(LifecycleWorker {
@@ -398,7 +396,13 @@ impl LifecycleWorker {
             let still = fresh.as_ref().and_then(|f| f.current()).filter(|cur| {
                 cur.uuid == seen.uuid
                     && cur.data().and_then(|d| d.meta()).is_some_and(|meta| {
-                        c.expires(&o.key, meta.size, cur.tag_set(), cur.timestamp.msec, now_msec())
+                        c.expires(
+                            &o.key,
+                            meta.size,
+                            cur.tag_set(),
+                            cur.timestamp.msec,
+                            now_msec(),
+                        )
                     })
             });
             if still.is_some() {

@@ -19,7 +19,9 @@ use super::ctx::{
 };
 use super::error::{S3Error, S3ErrorCode, err};
 use super::xml::xml_escape;
-use crate::model::lifecycle::{DAY_MS, Expiration, LifecycleConfig, LifecycleFilter, LifecycleRule};
+use crate::model::lifecycle::{
+    DAY_MS, Expiration, LifecycleConfig, LifecycleFilter, LifecycleRule,
+};
 
 /// Most rules in a configuration (AWS's limit).
 pub const MAX_RULES: usize = 1000;
@@ -315,9 +317,9 @@ fn set_once<'a>(slot: &mut Option<&'a El>, el: &'a El) -> Result<(), S3Error> {
 fn positive_days(el: &El, what: &str) -> Result<u32, S3Error> {
     let t = el.leaf()?.trim();
     match t.parse::<i64>() {
-        Ok(d) if d > 0 => u32::try_from(d).map_err(|_| {
-            invalid(format!("'{what}' must be a positive integer"))
-        }),
+        Ok(d) if d > 0 => {
+            u32::try_from(d).map_err(|_| invalid(format!("'{what}' must be a positive integer")))
+        }
         Ok(_) => Err(invalid(format!("'{what}' must be a positive integer"))),
         Err(_) => Err(malformed()),
     }
@@ -353,7 +355,20 @@ pub fn parse_date(s: &str) -> Result<u64, S3Error> {
         p.parse().map_err(|_| bad())
     };
     let (y, m, d) = (num(4)?, num(2)?, num(2)?);
-    let dim = [31, 28 + (y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)) as u32, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    let dim = [
+        31,
+        28 + (y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)) as u32,
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
     if !(1..=12).contains(&m) || d == 0 || d > dim[m as usize - 1] || y < 1970 {
         return Err(bad());
     }
@@ -411,9 +426,7 @@ fn parse_conditions(el: &El, and: bool) -> Result<LifecycleFilter, S3Error> {
             "ObjectSizeGreaterThan" if f.size_greater_than.is_none() => {
                 f.size_greater_than = Some(size(c)?)
             }
-            "ObjectSizeLessThan" if f.size_less_than.is_none() => {
-                f.size_less_than = Some(size(c)?)
-            }
+            "ObjectSizeLessThan" if f.size_less_than.is_none() => f.size_less_than = Some(size(c)?),
             "And" if !and => return parse_conditions(c, true),
             _ => return Err(malformed()),
         }
@@ -606,17 +619,26 @@ mod tests {
         let b = &c.rules[1];
         assert!(!b.enabled);
         assert_eq!(b.filter.tags, vec![("t".to_string(), "1 & 2".to_string())]);
-        assert_eq!((b.filter.size_greater_than, b.filter.size_less_than), (Some(10), Some(100)));
+        assert_eq!(
+            (b.filter.size_greater_than, b.filter.size_less_than),
+            (Some(10), Some(100))
+        );
         assert_eq!(b.expiration, Some(Expiration::Date(1_798_761_600_000)));
         assert!(c.rules[2].legacy_prefix);
         assert_eq!(c.rules[2].abort_incomplete_mpu_days, Some(7));
         assert_eq!(c.rules[3].filter, LifecycleFilter::default());
         let xml = to_xml(&c);
         assert!(xml.contains("<Rule><ID>c</ID><Prefix>old/</Prefix><Status>Enabled</Status>"));
-        assert!(xml.contains("<Filter><And><Prefix>x/</Prefix><Tag><Key>t</Key><Value>1 &amp; 2</Value></Tag>"));
+        assert!(xml.contains(
+            "<Filter><And><Prefix>x/</Prefix><Tag><Key>t</Key><Value>1 &amp; 2</Value></Tag>"
+        ));
         assert!(xml.contains("<Date>2027-01-01T00:00:00.000Z</Date>"));
         assert!(xml.contains("<ID>d</ID><Filter></Filter>"));
-        assert_eq!(parse(xml.as_bytes()).unwrap(), c, "what GET answers PUTs back the same");
+        assert_eq!(
+            parse(xml.as_bytes()).unwrap(),
+            c,
+            "what GET answers PUTs back the same"
+        );
     }
 
     #[test]
@@ -630,39 +652,70 @@ mod tests {
             code(&doc(&(rule("a", exp) + &rule("a", exp)))),
             S3ErrorCode::InvalidArgument
         );
-        assert_eq!(code(&doc(&rule(&"i".repeat(256), exp))), S3ErrorCode::InvalidArgument);
+        assert_eq!(
+            code(&doc(&rule(&"i".repeat(256), exp))),
+            S3ErrorCode::InvalidArgument
+        );
         assert!(parse(doc(&rule(&"i".repeat(255), exp)).as_bytes()).is_ok());
-        let days = |d: &str| code(&doc(&rule("a", &format!("<Expiration><Days>{d}</Days></Expiration>"))));
+        let days = |d: &str| {
+            code(&doc(&rule(
+                "a",
+                &format!("<Expiration><Days>{d}</Days></Expiration>"),
+            )))
+        };
         assert_eq!(days("0"), S3ErrorCode::InvalidArgument);
         assert_eq!(days("-1"), S3ErrorCode::InvalidArgument);
         assert_eq!(days("x"), S3ErrorCode::MalformedXML);
-        let date = |d: &str| code(&doc(&rule("a", &format!("<Expiration><Date>{d}</Date></Expiration>"))));
+        let date = |d: &str| {
+            code(&doc(&rule(
+                "a",
+                &format!("<Expiration><Date>{d}</Date></Expiration>"),
+            )))
+        };
         assert_eq!(date("2027-01-01T10:00:00Z"), S3ErrorCode::InvalidArgument);
         assert_eq!(date("2027-02-30T00:00:00Z"), S3ErrorCode::InvalidArgument);
         assert_eq!(date("soon"), S3ErrorCode::InvalidArgument);
         assert_eq!(
-            code(&doc(&rule("a", "<Transition><Days>30</Days><StorageClass>GLACIER</StorageClass></Transition>"))),
+            code(&doc(&rule(
+                "a",
+                "<Transition><Days>30</Days><StorageClass>GLACIER</StorageClass></Transition>"
+            ))),
             S3ErrorCode::NotImplemented
         );
         assert_eq!(
-            code(&doc(&rule("a", "<NoncurrentVersionExpiration><NoncurrentDays>3</NoncurrentDays></NoncurrentVersionExpiration>"))),
+            code(&doc(&rule(
+                "a",
+                "<NoncurrentVersionExpiration><NoncurrentDays>3</NoncurrentDays></NoncurrentVersionExpiration>"
+            ))),
             S3ErrorCode::NotImplemented
         );
         assert_eq!(
-            code(&doc(&rule("a", "<Expiration><ExpiredObjectDeleteMarker>true</ExpiredObjectDeleteMarker></Expiration>"))),
+            code(&doc(&rule(
+                "a",
+                "<Expiration><ExpiredObjectDeleteMarker>true</ExpiredObjectDeleteMarker></Expiration>"
+            ))),
             S3ErrorCode::NotImplemented
         );
         assert_eq!(
-            code(&doc("<Rule><Prefix/><Filter/><Status>Enabled</Status><Expiration><Days>1</Days></Expiration></Rule>")),
+            code(&doc(
+                "<Rule><Prefix/><Filter/><Status>Enabled</Status><Expiration><Days>1</Days></Expiration></Rule>"
+            )),
             S3ErrorCode::MalformedXML
         );
-        assert_eq!(code(&doc(&rule("a", exp).replace("Enabled", "On"))), S3ErrorCode::MalformedXML);
         assert_eq!(
-            code(&doc("<Rule><Filter><Prefix>a</Prefix><Prefix>b</Prefix></Filter><Status>Enabled</Status><Expiration><Days>1</Days></Expiration></Rule>")),
+            code(&doc(&rule("a", exp).replace("Enabled", "On"))),
             S3ErrorCode::MalformedXML
         );
         assert_eq!(
-            code(&doc("<Rule><Filter><Tag><Key>k</Key><Value>v</Value></Tag></Filter><Status>Enabled</Status><AbortIncompleteMultipartUpload><DaysAfterInitiation>1</DaysAfterInitiation></AbortIncompleteMultipartUpload></Rule>")),
+            code(&doc(
+                "<Rule><Filter><Prefix>a</Prefix><Prefix>b</Prefix></Filter><Status>Enabled</Status><Expiration><Days>1</Days></Expiration></Rule>"
+            )),
+            S3ErrorCode::MalformedXML
+        );
+        assert_eq!(
+            code(&doc(
+                "<Rule><Filter><Tag><Key>k</Key><Value>v</Value></Tag></Filter><Status>Enabled</Status><AbortIncompleteMultipartUpload><DaysAfterInitiation>1</DaysAfterInitiation></AbortIncompleteMultipartUpload></Rule>"
+            )),
             S3ErrorCode::InvalidRequest
         );
         assert_eq!(code(&doc("")), S3ErrorCode::MalformedXML);
@@ -672,7 +725,11 @@ mod tests {
         let max: String = (0..1000).map(|i| rule(&i.to_string(), exp)).collect();
         assert_eq!(parse(doc(&max).as_bytes()).unwrap().rules.len(), 1000);
         // Without an ID, one is made up.
-        let c = parse(doc("<Rule><Status>Enabled</Status><Expiration><Days>1</Days></Expiration></Rule>").as_bytes()).unwrap();
+        let c = parse(
+            doc("<Rule><Status>Enabled</Status><Expiration><Days>1</Days></Expiration></Rule>")
+                .as_bytes(),
+        )
+        .unwrap();
         assert!(c.rules[0].id.as_ref().is_some_and(|id| !id.is_empty()));
     }
 
@@ -689,7 +746,10 @@ mod tests {
             code("<!DOCTYPE x [<!ENTITY a \"b\">]><LifecycleConfiguration/>"),
             S3ErrorCode::MalformedXML
         );
-        assert_eq!(code(&doc(&"x".repeat(MAX_TEXT + 1))), S3ErrorCode::MalformedXML);
+        assert_eq!(
+            code(&doc(&"x".repeat(MAX_TEXT + 1))),
+            S3ErrorCode::MalformedXML
+        );
         assert_eq!(code("\u{0}\u{1}"), S3ErrorCode::MalformedXML);
     }
 
@@ -697,7 +757,10 @@ mod tests {
     fn dates_parse_at_midnight_only() {
         assert_eq!(parse_date("1970-01-01").unwrap(), 0);
         assert_eq!(parse_date("2000-03-01T00:00:00Z").unwrap(), 951_868_800_000);
-        assert_eq!(parse_date("2024-02-29T00:00:00+00:00").unwrap(), 1_709_164_800_000);
+        assert_eq!(
+            parse_date("2024-02-29T00:00:00+00:00").unwrap(),
+            1_709_164_800_000
+        );
         assert!(parse_date("2023-02-29").is_err());
         assert!(parse_date("2024-01-01T00:00:01Z").is_err());
         assert!(parse_date("2024-01-01T00:00:00.001Z").is_err());

@@ -119,10 +119,10 @@ fn lifecycle_configuration_put_get_delete() {
     let env = One::start("");
     let c = env.client();
     env.rt.block_on(async {
-        c.create_bucket().bucket("lc").send().await.unwrap();
+        c.create_bucket().bucket("lcb").send().await.unwrap();
         let e = c
             .get_bucket_lifecycle_configuration()
-            .bucket("lc")
+            .bucket("lcb")
             .send()
             .await
             .unwrap_err();
@@ -174,31 +174,31 @@ fn lifecycle_configuration_put_get_delete() {
             .build()
             .unwrap();
         c.put_bucket_lifecycle_configuration()
-            .bucket("lc")
+            .bucket("lcb")
             .lifecycle_configuration(config)
             .send()
             .await
             .unwrap();
         let got = c
             .get_bucket_lifecycle_configuration()
-            .bucket("lc")
+            .bucket("lcb")
             .send()
             .await
             .unwrap();
         let rules = got.rules();
         assert_eq!(rules.len(), 3);
         assert_eq!(rules[0].id(), Some("logs"));
-        assert_eq!(
-            rules[0].filter().and_then(|f| f.prefix()),
-            Some("logs/")
-        );
+        assert_eq!(rules[0].filter().and_then(|f| f.prefix()), Some("logs/"));
         assert_eq!(rules[0].expiration().and_then(|e| e.days()), Some(30));
         let and = rules[1].filter().and_then(|f| f.and()).unwrap();
         assert_eq!(and.prefix(), Some("tmp/"));
         assert_eq!(and.tags()[0].key(), "t");
         assert_eq!(and.object_size_greater_than(), Some(1000));
         assert_eq!(
-            rules[1].expiration().and_then(|e| e.date()).map(|d| d.secs()),
+            rules[1]
+                .expiration()
+                .and_then(|e| e.date())
+                .map(|d| d.secs()),
             Some(1_798_761_600)
         );
         assert_eq!(rules[2].status(), &ExpirationStatus::Disabled);
@@ -227,7 +227,7 @@ fn lifecycle_configuration_put_get_delete() {
             .unwrap();
         let e = c
             .put_bucket_lifecycle_configuration()
-            .bucket("lc")
+            .bucket("lcb")
             .lifecycle_configuration(glacier)
             .send()
             .await
@@ -245,7 +245,7 @@ fn lifecycle_configuration_put_get_delete() {
             .unwrap();
         let e = c
             .put_bucket_lifecycle_configuration()
-            .bucket("lc")
+            .bucket("lcb")
             .lifecycle_configuration(idle)
             .send()
             .await
@@ -253,20 +253,20 @@ fn lifecycle_configuration_put_get_delete() {
         assert_eq!(failure(e), ("InvalidRequest".to_string(), 400));
         let again = c
             .get_bucket_lifecycle_configuration()
-            .bucket("lc")
+            .bucket("lcb")
             .send()
             .await
             .unwrap();
         assert_eq!(again.rules().len(), 3);
 
         c.delete_bucket_lifecycle()
-            .bucket("lc")
+            .bucket("lcb")
             .send()
             .await
             .unwrap();
         let e = c
             .get_bucket_lifecycle_configuration()
-            .bucket("lc")
+            .bucket("lcb")
             .send()
             .await
             .unwrap_err();
@@ -278,7 +278,7 @@ fn lifecycle_configuration_put_get_delete() {
 }
 
 async fn exists(c: &Client, key: &str) -> bool {
-    match c.head_object().bucket("lc").key(key).send().await {
+    match c.head_object().bucket("lcb").key(key).send().await {
         Ok(_) => true,
         Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(404) => false,
         Err(e) => panic!("HEAD {key}: {e:?}"),
@@ -293,7 +293,7 @@ fn the_worker_expires_objects_and_aborts_old_uploads_once_a_day() {
     let c = env.client();
     assert_eq!(env.lifecycle_status()["state"], "idle");
     env.rt.block_on(async {
-        c.create_bucket().bucket("lc").send().await.unwrap();
+        c.create_bucket().bucket("lcb").send().await.unwrap();
         let config = BucketLifecycleConfiguration::builder()
             .rules(
                 rule("logs")
@@ -316,14 +316,14 @@ fn the_worker_expires_objects_and_aborts_old_uploads_once_a_day() {
             .build()
             .unwrap();
         c.put_bucket_lifecycle_configuration()
-            .bucket("lc")
+            .bucket("lcb")
             .lifecycle_configuration(config)
             .send()
             .await
             .unwrap();
         for key in ["logs/old", "data/kept"] {
             c.put_object()
-                .bucket("lc")
+                .bucket("lcb")
                 .key(key)
                 .body(ByteStream::from_static(b"contents"))
                 .send()
@@ -331,7 +331,7 @@ fn the_worker_expires_objects_and_aborts_old_uploads_once_a_day() {
                 .unwrap();
         }
         c.create_multipart_upload()
-            .bucket("lc")
+            .bucket("lcb")
             .key("big")
             .send()
             .await
@@ -359,7 +359,7 @@ fn the_worker_expires_objects_and_aborts_old_uploads_once_a_day() {
         assert!(exists(&c, "data/kept").await, "not matched by the filter");
         let l = c
             .list_multipart_uploads()
-            .bucket("lc")
+            .bucket("lcb")
             .send()
             .await
             .unwrap();
@@ -371,7 +371,7 @@ fn the_worker_expires_objects_and_aborts_old_uploads_once_a_day() {
     env.restart_at(0);
     env.rt.block_on(async {
         c.put_object()
-            .bucket("lc")
+            .bucket("lcb")
             .key("logs/late")
             .body(ByteStream::from_static(b"late"))
             .send()
@@ -389,7 +389,10 @@ fn the_worker_expires_objects_and_aborts_old_uploads_once_a_day() {
         std::thread::sleep(Duration::from_millis(300));
     }
     env.rt.block_on(async {
-        assert!(exists(&c, "logs/late").await, "the completed day was not redone");
+        assert!(
+            exists(&c, "logs/late").await,
+            "the completed day was not redone"
+        );
     });
 }
 
@@ -401,10 +404,10 @@ fn a_crashed_put_is_swept_and_its_blocks_released() {
     let c = env.client();
     let before = env.blocks();
     let uri = env.rt.block_on(async {
-        c.create_bucket().bucket("lc").send().await.unwrap();
+        c.create_bucket().bucket("lcb").send().await.unwrap();
         let conf = PresigningConfig::expires_in(Duration::from_secs(600)).unwrap();
         c.put_object()
-            .bucket("lc")
+            .bucket("lcb")
             .key("crashed")
             .presigned(conf)
             .await
@@ -422,7 +425,11 @@ fn a_crashed_put_is_swept_and_its_blocks_released() {
         4 << 20
     )
     .unwrap();
-    s.write_all(&vec![7u8; 1 << 20]).unwrap();
+    // Distinct blocks (blocks are content-addressed: equal ones would be one).
+    let sent: Vec<u8> = (0..1u32 << 20)
+        .map(|i| i.wrapping_mul(2654435761).to_le_bytes()[2])
+        .collect();
+    s.write_all(&sent).unwrap();
     let written = wait_for("the PUT's blocks on disk", Duration::from_secs(30), || {
         let now: BTreeSet<String> = env.blocks().difference(&before).cloned().collect();
         (now.len() >= 4).then_some(now)
