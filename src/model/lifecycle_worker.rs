@@ -464,3 +464,97 @@ impl Worker for LifecycleWorker {
         }]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_bytes::ByteBuf;
+
+    use super::*;
+    use crate::crdt::Timestamp;
+    use crate::model::lifecycle::{DAY_MS, Expiration, LifecycleConfig, LifecycleRule};
+    use crate::model::object::{ObjectData, ObjectMeta};
+
+    fn version(id: u8, msec: u64, state: VersionState) -> ObjectVersion {
+        ObjectVersion::new([id; 32], Timestamp::new(msec, 0, 0), state)
+    }
+
+    fn uploading(multipart: bool) -> VersionState {
+        VersionState::Uploading {
+            multipart,
+            headers: vec![],
+            encryption: None,
+        }
+    }
+
+    fn complete(size: u64) -> VersionState {
+        VersionState::Complete(ObjectData::Inline {
+            meta: ObjectMeta {
+                size,
+                etag: "e".into(),
+                headers: vec![],
+                checksum: None,
+                parts: None,
+                encryption: None,
+            },
+            bytes: ByteBuf::from(vec![0; size as usize]),
+        })
+    }
+
+    #[test]
+    fn plan_expires_aborts_and_sweeps_what_is_due() {
+        let t0 = 10 * DAY_MS + 3_600_000;
+        let stale = DEFAULT_STALE_UPLOAD_SECS * 1000;
+        let o = Object::new(
+            [1; 32],
+            "logs/a".into(),
+            vec![
+                version(1, t0, complete(5)),
+                version(2, t0 + 1, uploading(false)),
+                version(3, t0 + 2, uploading(true)),
+            ],
+        );
+        let config = LifecycleConfig {
+            rules: vec![LifecycleRule {
+                enabled: true,
+                expiration: Some(Expiration::Days(1)),
+                abort_incomplete_mpu_days: Some(2),
+                ..LifecycleRule::default()
+            }],
+        };
+        // Nothing is due yet, not even the stale PUT.
+        assert_eq!(
+            plan(&o, Some(&config), t0 + 1000, stale),
+            Actions::default()
+        );
+        // The next midnight after t0 + 1 day: the object expires; the PUT is stale by then too.
+        let a = plan(&o, Some(&config), 12 * DAY_MS, stale);
+        assert_eq!(a.expire.map(|v| v.uuid), Some([1; 32]));
+        assert_eq!(
+            a.sweep.iter().map(|v| v.uuid).collect::<Vec<_>>(),
+            vec![[2; 32]]
+        );
+        assert!(a.abort.is_empty(), "the upload is due a day later");
+        let a = plan(&o, Some(&config), 13 * DAY_MS, stale);
+        assert_eq!(
+            a.abort.iter().map(|v| v.uuid).collect::<Vec<_>>(),
+            vec![[3; 32]]
+        );
+        // Without a configuration only the sweep applies; a live PUT (recent) is never swept.
+        let a = plan(&o, None, 13 * DAY_MS, stale);
+        assert!(a.expire.is_none() && a.abort.is_empty() && a.sweep.len() == 1);
+        // The PUT started at t0 + 1: stale exactly `stale` ms later, not a millisecond before.
+        assert_eq!(plan(&o, None, t0 + 1 + stale, stale).sweep.len(), 1);
+        assert!(plan(&o, None, t0 + stale, stale).sweep.is_empty());
+    }
+
+    #[test]
+    fn state_encodes_and_decodes() {
+        let s = LifecycleState {
+            last_completed_period: Some(3),
+            position: Some(([2; 32], Some("k".into()))),
+            ..LifecycleState::default()
+        };
+        let bytes = s.encode().unwrap();
+        assert_eq!(LifecycleState::decode(&bytes).unwrap(), s);
+    }
+}
