@@ -145,6 +145,19 @@ impl LifecycleConfig {
     }
 }
 
+impl super::Model {
+    /// Set (or with `None` remove) a bucket's lifecycle configuration (PutBucketLifecycleConfiguration,
+    /// DeleteBucketLifecycle): a quorum read and write of the bucket entry, as for its ACL.
+    pub async fn set_bucket_lifecycle(
+        &self,
+        bucket: &crate::util::hash::Hash,
+        config: Option<LifecycleConfig>,
+    ) -> Result<super::bucket::Bucket, super::ModelError> {
+        self.change_bucket(bucket, |p, node| p.set_lifecycle(node, config))
+            .await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,18 +274,5 @@ mod tests {
         .unwrap();
         let r: LifecycleRule = rmp_serde::from_slice(&bytes).unwrap();
         assert!(r.enabled && !r.legacy_prefix && r.expiration.is_none());
-    }
-}
-
-impl super::Model {
-    /// Set (or with `None` remove) a bucket's lifecycle configuration (PutBucketLifecycleConfiguration,
-    /// DeleteBucketLifecycle): a quorum read and write of the bucket entry, as for its ACL.
-    pub async fn set_bucket_lifecycle(
-        &self,
-        bucket: &crate::util::hash::Hash,
-        config: Option<LifecycleConfig>,
-    ) -> Result<super::bucket::Bucket, super::ModelError> {
-        self.change_bucket(bucket, |p, node| p.set_lifecycle(node, config))
-            .await
     }
 }
