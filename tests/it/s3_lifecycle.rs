@@ -464,3 +464,73 @@ fn a_crashed_put_is_swept_and_its_blocks_released() {
         assert!(!exists(&c, "crashed").await);
     });
 }
+
+/// Three nodes holding every object (replication factor 3): only the first node of the bucket's
+/// partition runs the rules, so each object is expired once, by one node.
+#[test]
+fn one_node_per_bucket_does_the_work() {
+    let mut env = crate::s3::S3Env::start("");
+    let c = env.client(0);
+    env.block_on(async {
+        c.create_bucket().bucket("lcb").send().await.unwrap();
+        let config = BucketLifecycleConfiguration::builder()
+            .rules(
+                rule("all")
+                    .filter(LifecycleRuleFilter::builder().prefix("").build())
+                    .expiration(LifecycleExpiration::builder().days(1).build())
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap();
+        c.put_bucket_lifecycle_configuration()
+            .bucket("lcb")
+            .lifecycle_configuration(config)
+            .send()
+            .await
+            .unwrap();
+        for key in ["a", "b", "c"] {
+            c.put_object()
+                .bucket("lcb")
+                .key(key)
+                .body(ByteStream::from_static(b"x"))
+                .send()
+                .await
+                .unwrap();
+        }
+    });
+    for p in env.procs.iter_mut() {
+        p.kill();
+        p.spec.env = vec![(
+            "GRENIER_TEST_CLOCK_OFFSET_MS".to_string(),
+            (3 * DAY_MS).to_string(),
+        )];
+    }
+    for p in env.procs.iter_mut() {
+        p.restart();
+    }
+    let done = |p: &Proc| -> u64 {
+        let v = p.cli_json(&["worker", "list"]);
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["name"] == "lifecycle")
+            .and_then(|w| w["done"].as_u64())
+            .unwrap()
+    };
+    let counts = wait_for("the three objects expired", Duration::from_secs(60), || {
+        let counts: Vec<u64> = env.procs.iter().map(done).collect();
+        (counts.iter().sum::<u64>() >= 3).then_some(counts)
+    });
+    let mut sorted = counts.clone();
+    sorted.sort_unstable();
+    assert_eq!(
+        sorted,
+        vec![0, 0, 3],
+        "one node did all the work: {counts:?}"
+    );
+    env.block_on(async {
+        let l = c.list_objects_v2().bucket("lcb").send().await.unwrap();
+        assert!(l.contents().is_empty(), "{l:?}");
+    });
+}
