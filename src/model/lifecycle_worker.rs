@@ -62,6 +62,11 @@ pub struct LifecycleState {
     /// When that run finished (ms since the epoch).
     #[serde(default)]
     pub last_completed_at: Option<u64>,
+    /// When that run's period began (ms since the epoch): a run is due once the current period
+    /// (with the interval in force now) is after the one holding this instant, so that changing
+    /// `lifecycle-interval-secs` never stalls the worker.
+    #[serde(default)]
+    pub last_completed_start: Option<u64>,
     /// The period of the run under way, if any.
     #[serde(default)]
     pub running_period: Option<u64>,
@@ -258,14 +263,18 @@ impl LifecycleWorker {
             let now = now_msec();
             let interval = self.interval_ms();
             let period = now / interval;
-            if self.state().last_completed_period >= Some(period) {
+            let done = self
+                .state()
+                .last_completed_start
+                .is_some_and(|start| start / interval >= period);
+            if done {
                 let next = (period + 1).saturating_mul(interval);
                 let wait = next.saturating_sub(now).clamp(1, 1000);
                 tokio::time::sleep(Duration::from_millis(wait)).await;
                 continue;
             }
             self.busy.store(true, Ordering::Relaxed);
-            let r = self.run_period(period).await;
+            let r = self.run_period(period, interval).await;
             self.busy.store(false, Ordering::Relaxed);
             if let Err(e) = r {
                 self.error(e);
@@ -275,7 +284,7 @@ impl LifecycleWorker {
     }
 
     /// Run (or resume) the pass of `period`, to its end.
-    async fn run_period(&self, period: u64) -> Result<(), ModelError> {
+    async fn run_period(&self, period: u64, interval: u64) -> Result<(), ModelError> {
         if self.state().running_period != Some(period) {
             self.update(|s| {
                 s.running_period = Some(period);
@@ -303,6 +312,7 @@ impl LifecycleWorker {
             s.total.add(&run);
             s.last_completed_period = Some(period);
             s.last_completed_at = Some(now);
+            s.last_completed_start = Some(period.saturating_mul(interval));
             s.running_period = None;
             s.position = None;
         })?;
@@ -418,10 +428,11 @@ impl Worker for LifecycleWorker {
     fn status(&self) -> Vec<WorkerStatus> {
         let s = self.state();
         let busy = self.busy.load(Ordering::Relaxed);
-        let last = match (s.last_completed_at, s.last_completed_period) {
-            (Some(at), Some(p)) => format!(
-                "last run {} (period {p})",
-                crate::util::timefmt::iso8601(at)
+        let last = match (s.last_completed_at, s.last_completed_start) {
+            (Some(at), Some(start)) => format!(
+                "last run finished {} (period from {})",
+                crate::util::timefmt::iso8601(at),
+                crate::util::timefmt::iso8601(start)
             ),
             _ => "never run".to_string(),
         };
