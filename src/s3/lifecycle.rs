@@ -27,6 +27,10 @@ use crate::model::lifecycle::{
 pub const MAX_RULES: usize = 1000;
 /// Longest rule ID (AWS's limit).
 pub const MAX_ID: usize = 255;
+/// Largest PutBucketLifecycleConfiguration body (below `xml_body_max` if that is lower): the rules
+/// live in the bucket entry, which every node keeps and reads, so they stay small. 1000 ordinary
+/// rules take a few hundred KiB.
+pub const MAX_BODY: usize = 1 << 20;
 /// Deepest element nesting in a request (LifecycleConfiguration/Rule/Filter/And/Tag/Key).
 const MAX_DEPTH: usize = 6;
 /// Most elements in a request document: every rule fully spelled out fits.
@@ -48,7 +52,8 @@ pub async fn get_bucket_lifecycle(ctx: &mut Ctx) -> Result<Response<ResBody>, S3
 }
 
 pub async fn put_bucket_lifecycle(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
-    let body = small_body(ctx, ctx.state.xml_body_max).await?;
+    let max = ctx.state.xml_body_max.min(MAX_BODY);
+    let body = small_body(ctx, max).await?;
     check_small_body_digests(&ctx.headers, &body)?;
     let config = parse(&body)?;
     ctx.model()
