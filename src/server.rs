@@ -142,6 +142,10 @@ impl Node {
             gc_config,
         )?;
         tasks.extend(model_tasks);
+        // Lifecycle rules and the sweep of stale uploads (issue 12).
+        tasks.push(crate::model::lifecycle_worker::start(
+            &model, &db, &workers,
+        )?);
         let mut tables: Vec<Arc<dyn TableInfo>> = vec![];
         if let Some(kv) = &kv {
             tables.push(kv.clone());

@@ -14,6 +14,7 @@ pub mod bucket;
 pub mod cors;
 pub mod key;
 pub mod lifecycle;
+pub mod lifecycle_worker;
 pub mod mpu;
 pub mod multipart;
 pub mod object;

@@ -391,7 +391,7 @@ impl Model {
     }
 
     /// Abort upload `version` of `m.key`, whose `mpu` entry is (or is merged into) `m`.
-    async fn abort_upload(
+    pub(super) async fn abort_upload(
         &self,
         m: MultipartUpload,
         version: &ObjectVersion,

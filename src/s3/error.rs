@@ -46,6 +46,7 @@ pub enum S3ErrorCode {
     NoSuchBucket,
     NoSuchCORSConfiguration,
     NoSuchKey,
+    NoSuchLifecycleConfiguration,
     NoSuchUpload,
     NotImplemented,
     NotModified,
@@ -102,6 +103,7 @@ impl S3ErrorCode {
             NoSuchBucket => "NoSuchBucket",
             NoSuchCORSConfiguration => "NoSuchCORSConfiguration",
             NoSuchKey => "NoSuchKey",
+            NoSuchLifecycleConfiguration => "NoSuchLifecycleConfiguration",
             NoSuchUpload => "NoSuchUpload",
             NotImplemented => "NotImplemented",
             NotModified => "NotModified",
@@ -127,7 +129,9 @@ impl S3ErrorCode {
             AccessDenied | InvalidAccessKeyId | RequestTimeTooSkewed | SignatureDoesNotMatch => {
                 StatusCode::FORBIDDEN
             }
-            NoSuchBucket | NoSuchKey | NoSuchUpload => StatusCode::NOT_FOUND,
+            NoSuchBucket | NoSuchKey | NoSuchUpload | NoSuchLifecycleConfiguration => {
+                StatusCode::NOT_FOUND
+            }
             BucketAlreadyExists | BucketAlreadyOwnedByYou | BucketNotEmpty | InvalidObjectState => {
                 StatusCode::CONFLICT
             }

@@ -12,6 +12,7 @@ mod s3_acl;
 mod s3_checksums;
 mod s3_compat;
 mod s3_cors;
+mod s3_lifecycle;
 mod s3_post_object;
 mod s3_retries;
 mod s3_sse;
