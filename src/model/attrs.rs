@@ -56,7 +56,7 @@ impl Model {
     }
 
     /// Apply `change` to a bucket's parameters (a quorum read, then a quorum write of the entry).
-    async fn change_bucket(
+    pub(super) async fn change_bucket(
         &self,
         bucket: &Hash,
         change: impl FnOnce(&mut super::bucket::BucketParams, u64),

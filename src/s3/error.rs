@@ -40,6 +40,7 @@ pub enum S3ErrorCode {
     NoSuchBucket,
     NoSuchKey,
     NoSuchUpload,
+    NoSuchWebsiteConfiguration,
     NotImplemented,
     NotModified,
     PreconditionFailed,
@@ -90,6 +91,7 @@ impl S3ErrorCode {
             NoSuchBucket => "NoSuchBucket",
             NoSuchKey => "NoSuchKey",
             NoSuchUpload => "NoSuchUpload",
+            NoSuchWebsiteConfiguration => "NoSuchWebsiteConfiguration",
             NotImplemented => "NotImplemented",
             NotModified => "NotModified",
             PreconditionFailed => "PreconditionFailed",
@@ -110,7 +112,9 @@ impl S3ErrorCode {
             AccessDenied | InvalidAccessKeyId | RequestTimeTooSkewed | SignatureDoesNotMatch => {
                 StatusCode::FORBIDDEN
             }
-            NoSuchBucket | NoSuchKey | NoSuchUpload => StatusCode::NOT_FOUND,
+            NoSuchBucket | NoSuchKey | NoSuchUpload | NoSuchWebsiteConfiguration => {
+                StatusCode::NOT_FOUND
+            },
             BucketAlreadyExists | BucketAlreadyOwnedByYou | BucketNotEmpty | InvalidObjectState => {
                 StatusCode::CONFLICT
             }

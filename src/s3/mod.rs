@@ -30,5 +30,6 @@ pub mod sigv4;
 pub mod sse;
 pub mod streaming;
 pub mod tagging;
+pub mod web;
 pub mod website;
 pub mod xml;
