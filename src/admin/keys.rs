@@ -355,14 +355,17 @@ async fn bucket_info(m: &Model, b: &Bucket) -> Result<api::BucketInfo, ApiError>
             .unwrap_or_default()
             .as_str()
             .to_string(),
-        website: b.params().and_then(|p| p.website()).map(|w| api::WebsiteInfo {
-            index_document: w.index_suffix.clone(),
-            error_document: w.error_key.clone(),
-            redirect_all: w.redirect_all.as_ref().map(|r| match &r.protocol {
-                Some(p) => format!("{p}://{}", r.host_name),
-                None => r.host_name.clone(),
+        website: b
+            .params()
+            .and_then(|p| p.website())
+            .map(|w| api::WebsiteInfo {
+                index_document: w.index_suffix.clone(),
+                error_document: w.error_key.clone(),
+                redirect_all: w.redirect_all.as_ref().map(|r| match &r.protocol {
+                    Some(p) => format!("{p}://{}", r.host_name),
+                    None => r.host_name.clone(),
+                }),
+                routing_rules: w.routing_rules.len(),
             }),
-            routing_rules: w.routing_rules.len(),
-        }),
     })
 }

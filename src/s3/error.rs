@@ -114,7 +114,7 @@ impl S3ErrorCode {
             }
             NoSuchBucket | NoSuchKey | NoSuchUpload | NoSuchWebsiteConfiguration => {
                 StatusCode::NOT_FOUND
-            },
+            }
             BucketAlreadyExists | BucketAlreadyOwnedByYou | BucketNotEmpty | InvalidObjectState => {
                 StatusCode::CONFLICT
             }

@@ -331,8 +331,7 @@ async fn missing(
             .and_then(|o| o.current().cloned());
         if let Some(v) = current {
             let acl = ObjectAcl::Known(v.canned_acl());
-            if decide(&Principal::Anonymous, Op::GetObject, Some(bucket), acl) == Decision::Allow
-            {
+            if decide(&Principal::Anonymous, Op::GetObject, Some(bucket), acl) == Decision::Allow {
                 return Ok(Missing::Redirect(format!(
                     "/{}/",
                     url::encode(key, Encode::Path)
@@ -431,7 +430,11 @@ pub fn error_page(e: &S3Error, request_id: &str, head: bool) -> Response<ResBody
          <li>RequestId: {request_id}</li>\n</ul>\n<hr/>\n</body>\n</html>\n"
     );
     let len = body.len();
-    let body = if head { Bytes::new() } else { Bytes::from(body) };
+    let body = if head {
+        Bytes::new()
+    } else {
+        Bytes::from(body)
+    };
     Response::builder()
         .status(status)
         .header("content-type", "text/html; charset=utf-8")
@@ -516,7 +519,10 @@ mod tests {
                 ..Default::default()
             },
         );
-        assert_eq!(redirect_target(&r, "k/", "h", "https").1, "https://other.org/k/");
+        assert_eq!(
+            redirect_target(&r, "k/", "h", "https").1,
+            "https://other.org/k/"
+        );
     }
 
     #[test]
@@ -538,7 +544,10 @@ mod tests {
             m.insert("host", v.parse().unwrap());
             host_name(&m)
         };
-        assert_eq!(h("Site.Web.localhost:3902").as_deref(), Some("site.web.localhost"));
+        assert_eq!(
+            h("Site.Web.localhost:3902").as_deref(),
+            Some("site.web.localhost")
+        );
         assert_eq!(h("example.org").as_deref(), Some("example.org"));
         assert_eq!(h("[::1]").as_deref(), Some("[::1]"));
         assert_eq!(h("[::1]:80").as_deref(), Some("[::1]"));
@@ -550,9 +559,6 @@ mod tests {
             .with("Key", "<script>");
         let r = error_page(&e, "RID", false);
         assert_eq!(r.status(), StatusCode::NOT_FOUND);
-        assert_eq!(
-            r.headers()["content-type"],
-            "text/html; charset=utf-8"
-        );
+        assert_eq!(r.headers()["content-type"], "text/html; charset=utf-8");
     }
 }

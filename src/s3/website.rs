@@ -190,7 +190,11 @@ impl Node {
         }
     }
     fn container(&self) -> Result<&[Node], S3Error> {
-        if self.text.chars().all(|c| matches!(c, ' ' | '\t' | '\r' | '\n')) {
+        if self
+            .text
+            .chars()
+            .all(|c| matches!(c, ' ' | '\t' | '\r' | '\n'))
+        {
             Ok(&self.children)
         } else {
             Err(malformed())
@@ -568,7 +572,10 @@ mod tests {
             ("", MalformedXML),
             ("<WebsiteConfiguration>", MalformedXML),
             ("<Other/>", MalformedXML),
-            ("<WebsiteConfiguration><Foo/></WebsiteConfiguration>", MalformedXML),
+            (
+                "<WebsiteConfiguration><Foo/></WebsiteConfiguration>",
+                MalformedXML,
+            ),
             ("<WebsiteConfiguration/>", InvalidArgument),
             (
                 "<WebsiteConfiguration><IndexDocument><Suffix>a/b</Suffix></IndexDocument></WebsiteConfiguration>",

@@ -130,7 +130,12 @@ fn website_configuration_through_the_s3_api() {
             .unwrap_err();
         assert_eq!(code(&e), "NoSuchWebsiteConfiguration");
         let config = WebsiteConfiguration::builder()
-            .index_document(IndexDocument::builder().suffix("home.html").build().unwrap())
+            .index_document(
+                IndexDocument::builder()
+                    .suffix("home.html")
+                    .build()
+                    .unwrap(),
+            )
             .error_document(ErrorDocument::builder().key("oops.html").build().unwrap())
             .routing_rules(
                 RoutingRule::builder()
@@ -146,10 +151,7 @@ fn website_configuration_through_the_s3_api() {
             .await
             .unwrap();
         let got = c.get_bucket_website().bucket("conf").send().await.unwrap();
-        assert_eq!(
-            got.index_document().map(|i| i.suffix()),
-            Some("home.html")
-        );
+        assert_eq!(got.index_document().map(|i| i.suffix()), Some("home.html"));
         assert_eq!(got.error_document().map(|e| e.key()), Some("oops.html"));
         let rules = got.routing_rules();
         assert_eq!(rules.len(), 1);
@@ -157,7 +159,10 @@ fn website_configuration_through_the_s3_api() {
             rules[0].condition().and_then(|c| c.key_prefix_equals()),
             Some("old/")
         );
-        assert_eq!(rules[0].redirect().unwrap().replace_key_prefix_with(), Some("new/"));
+        assert_eq!(
+            rules[0].redirect().unwrap().replace_key_prefix_with(),
+            Some("new/")
+        );
         // AWS refuses RedirectAllRequestsTo with anything else, and a configuration without index.
         let both = WebsiteConfiguration::builder()
             .index_document(IndexDocument::builder().suffix("i.html").build().unwrap())
@@ -289,7 +294,12 @@ fn website_endpoint_serves_public_pages() {
         .redirect(Redirect::builder().replace_key_prefix_with("new/").build())
         .build();
     let config = WebsiteConfiguration::builder()
-        .index_document(IndexDocument::builder().suffix("index.html").build().unwrap())
+        .index_document(
+            IndexDocument::builder()
+                .suffix("index.html")
+                .build()
+                .unwrap(),
+        )
         .routing_rules(rule)
         .build();
     site.rt
@@ -310,7 +320,10 @@ fn website_endpoint_serves_public_pages() {
     let (s, head, _) = site.get(host, "/old/a%20b.html");
     assert_eq!(s, 301, "{head}");
     assert!(
-        has_header(&head, "location: http://acl.web.localhost:3902/new/a%20b.html"),
+        has_header(
+            &head,
+            "location: http://acl.web.localhost:3902/new/a%20b.html"
+        ),
         "{head}"
     );
 
