@@ -192,6 +192,7 @@ pub async fn run(args: &DevArgs) -> Result<()> {
     println!("  echo hello > hello.txt && aws s3 cp hello.txt s3://dev/ && aws s3 ls s3://dev/");
     println!("  cargo run --release -- -c {} status", cfg_path.display());
     if let Some(url) = &website {
+        println!();
         println!("Serve the dev bucket as a website (its objects become readable by anyone):");
         println!(
             "  cargo run --release -- -c {0} bucket website dev --allow\n  \

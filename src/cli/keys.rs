@@ -290,12 +290,17 @@ pub async fn bucket(client: &AdminClient, cmd: &BucketCmd) -> Result<()> {
                 index_document: allow.then(|| index_document.clone()),
                 error_document: error_document.clone(),
             };
-            let _: api::BucketInfo = client.post_as("/v1/buckets/website", &req).await?;
+            let info: api::BucketInfo = client.post_as("/v1/buckets/website", &req).await?;
             if *allow {
                 println!(
-                    "bucket {bucket} is served as a website (index document {index_document}); \
-                     only publicly readable objects are served (see `grenier bucket public`)"
+                    "bucket {bucket} is served as a website (index document {index_document})"
                 );
+                if !info.public_read {
+                    println!(
+                        "only its public-read objects are served; to serve every object: \
+                         grenier bucket public {bucket} --read"
+                    );
+                }
             } else {
                 println!("bucket {bucket} is no longer served as a website");
             }
