@@ -281,6 +281,11 @@ fn website_endpoint_serves_public_pages() {
     let (s, _, body) = site.web("PUT", host, "/page.html", &[]);
     assert_eq!(s, 405);
     assert!(body.contains("MethodNotAllowed"), "{body}");
+    // A global bucket name equal to the whole host: the site on its own domain.
+    site.proc
+        .cli(&["bucket", "alias", "site", "www.example.test"])
+        .unwrap();
+    assert_eq!(site.get("www.example.test", "/dir/").2, "<h1>dir</h1>");
     let (s, _, body) = site.get("nosuchbucket.web.localhost", "/");
     assert_eq!(s, 404);
     assert!(body.contains("NoSuchBucket"), "{body}");
