@@ -1069,6 +1069,25 @@ mod tests {
                    "created": 9, "objects": 3, "bytes": 4096, "keys": [gj],
                    "public_read": true, "acl": "private", "website": null}),
         );
+        round_trip(
+            &WebsiteInfo {
+                index_document: Some("index.html".into()),
+                error_document: None,
+                redirect_all: None,
+                routing_rules: 2,
+            },
+            json!({"index_document": "index.html", "error_document": null,
+                   "redirect_all": null, "routing_rules": 2}),
+        );
+        round_trip(
+            &WebsiteRequest {
+                bucket: Some("site".into()),
+                allow: Some(true),
+                index_document: Some("home.html".into()),
+                error_document: None,
+            },
+            json!({"bucket": "site", "allow": true, "index_document": "home.html"}),
+        );
         let r: PublicRequest =
             serde_json::from_value(json!({"bucket": "media", "read": true})).unwrap();
         assert_eq!((r.bucket.as_deref(), r.read), (Some("media"), Some(true)));
