@@ -298,6 +298,20 @@ fn website_endpoint_serves_public_pages() {
         .condition(Condition::builder().key_prefix_equals("old/").build())
         .redirect(Redirect::builder().replace_key_prefix_with("new/").build())
         .build();
+    let on_error = RoutingRule::builder()
+        .condition(
+            Condition::builder()
+                .key_prefix_equals("gone/")
+                .http_error_code_returned_equals("403")
+                .build(),
+        )
+        .redirect(
+            Redirect::builder()
+                .replace_key_with("index.html")
+                .http_redirect_code("302")
+                .build(),
+        )
+        .build();
     let config = WebsiteConfiguration::builder()
         .index_document(
             IndexDocument::builder()
@@ -306,6 +320,7 @@ fn website_endpoint_serves_public_pages() {
                 .unwrap(),
         )
         .routing_rules(rule)
+        .routing_rules(on_error)
         .build();
     site.rt
         .block_on(
@@ -322,6 +337,17 @@ fn website_endpoint_serves_public_pages() {
     assert!(body.contains("AccessDenied"), "{body}");
     // Absent looks like private where the listing is not public (as AWS).
     assert_eq!(site.get(host, "/absent.html").0, 403);
+    let (s, head, body) = site.web("HEAD", host, "/absent.html", &[]);
+    assert_eq!((s, body.as_str()), (403, ""), "{head}");
+    // A rule on the error returned: only when that error happens.
+    let (s, head, _) = site.get(host, "/gone/page.html");
+    assert_eq!(s, 302, "{head}");
+    assert!(
+        has_header(&head, "location: http://acl.web.localhost:3902/index.html"),
+        "{head}"
+    );
+    site.put("acl", "gone/here.html", "still here", true);
+    assert_eq!(site.get(host, "/gone/here.html").2, "still here");
     let (s, head, _) = site.get(host, "/old/a%20b.html");
     assert_eq!(s, 301, "{head}");
     assert!(
