@@ -3,8 +3,8 @@
 //! uploads), SSE-C headers (`sse`), request bodies and their digests (`body`), XML documents
 //! (`xml`), the handlers' shared context and response helpers (`ctx`), the server and request
 //! lifecycle (`server`), who may do what (`access`: keys and anonymous requests), and the operations
-//! (`bucket`, `list`, `object`, `multipart`, `copy`, `tagging`, `acl`, `attributes`). Request paths
-//! and their round trips: `doc/s3.md`.
+//! (`bucket`, `list`, `object`, `multipart`, `copy`, `tagging`, `acl`, `attributes`, `website`), and the
+//! static website endpoint (`web`). Request paths and their round trips: `doc/s3.md`.
 //!
 //! **Invariant:** `s3` never talks RPC or touches tables directly; it goes through `model`.
 
