@@ -306,8 +306,11 @@ async fn missing(
     e: S3Error,
 ) -> Result<Missing, S3Error> {
     let model = &state.s3.model;
+    let all_public = bucket.params().is_some_and(|p| p.objects_public());
     let absent = match e.code {
         S3ErrorCode::NoSuchKey => true,
+        // Every object that exists is readable here: denied means absent.
+        _ if all_public => true,
         _ => model
             .get_object(&bucket.id, target)
             .await
