@@ -194,6 +194,9 @@ impl Node {
         );
         tasks.push(admin::serve(config.admin.api_bind_addr, admin_limits, admin_state).await?);
         tasks.push(serve_s3(&config, nofile, &model).await?);
+        if let Some(web) = &config.s3_web {
+            tasks.push(serve_web(&config, web, nofile, &model).await?);
+        }
 
         tracing::info!(
             "node {} started: rpc {}, S3 http://{}, admin http://{}",
@@ -286,6 +289,33 @@ async fn serve_s3(
     crate::s3::server::serve(s3_addr, s3_limits, s3_state)
         .await
         .map_err(|e| ServerError::Io(format!("S3 API on {s3_addr}"), e))
+}
+
+/// Serve the static website endpoint (`[s3_web]`), with the S3 API's XML limit for its state.
+async fn serve_web(
+    config: &Config,
+    web: &crate::util::config::S3WebConfig,
+    nofile: u64,
+    model: &Arc<Model>,
+) -> Result<tokio::task::JoinHandle<()>, ServerError> {
+    let state = Arc::new(crate::s3::web::WebState {
+        s3: Arc::new(crate::s3::ctx::S3State {
+            model: model.clone(),
+            region: config.s3_api.s3_region.clone(),
+            root_domain: config.s3_api.root_domain.clone(),
+            xml_body_max: usize::try_from(config.s3_api.xml_body_max).unwrap_or(usize::MAX),
+        }),
+        root_domain: web.root_domain.clone(),
+    });
+    let limits = HttpLimits::from_config(
+        "website endpoint",
+        "s3_web",
+        &web.http,
+        default_max_connections(nofile, 4, 16384),
+    );
+    crate::s3::web::serve(web.bind_addr, limits, state)
+        .await
+        .map_err(|e| ServerError::Io(format!("website endpoint on {}", web.bind_addr), e))
 }
 
 /// Create `dir` mode 0700, or set an existing one open to other users to 0700 (logged).

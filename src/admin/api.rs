@@ -385,6 +385,33 @@ pub struct BucketInfo {
     /// listing, as on AWS).
     #[serde(default)]
     pub acl: String,
+    /// The static website configuration (`bucket website`, PutBucketWebsite); `null` when off.
+    #[serde(default)]
+    pub website: Option<WebsiteInfo>,
+}
+
+/// A bucket's website configuration as `bucket info` shows it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct WebsiteInfo {
+    pub index_document: Option<String>,
+    pub error_document: Option<String>,
+    /// `RedirectAllRequestsTo` as `protocol://host` (or just `host`).
+    #[serde(default)]
+    pub redirect_all: Option<String>,
+    #[serde(default)]
+    pub routing_rules: usize,
+}
+
+/// `POST /v1/buckets/website`: serve a bucket as a website (`allow: true`, with its index document,
+/// default `index.html`, and optional error document) or stop (`allow: false`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct WebsiteRequest {
+    pub bucket: Option<String>,
+    pub allow: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_document: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_document: Option<String>,
 }
 
 /// `POST /v1/buckets/public`: open (`read: true`) or close every object of a bucket to anonymous
@@ -1036,10 +1063,30 @@ mod tests {
                 keys: vec![g],
                 public_read: true,
                 acl: "private".into(),
+                website: None,
             },
             json!({"id": "b0", "name": "photos", "local_aliases": [{"key": "GK1", "alias": "pics"}],
                    "created": 9, "objects": 3, "bytes": 4096, "keys": [gj],
-                   "public_read": true, "acl": "private"}),
+                   "public_read": true, "acl": "private", "website": null}),
+        );
+        round_trip(
+            &WebsiteInfo {
+                index_document: Some("index.html".into()),
+                error_document: None,
+                redirect_all: None,
+                routing_rules: 2,
+            },
+            json!({"index_document": "index.html", "error_document": null,
+                   "redirect_all": null, "routing_rules": 2}),
+        );
+        round_trip(
+            &WebsiteRequest {
+                bucket: Some("site".into()),
+                allow: Some(true),
+                index_document: Some("home.html".into()),
+                error_document: None,
+            },
+            json!({"bucket": "site", "allow": true, "index_document": "home.html"}),
         );
         let r: PublicRequest =
             serde_json::from_value(json!({"bucket": "media", "read": true})).unwrap();

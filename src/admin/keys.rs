@@ -63,6 +63,7 @@ pub(super) async fn route(
         (&Method::POST, "/v1/buckets/allow") => reply(&rights(m, parse_body(body)?, true).await?),
         (&Method::POST, "/v1/buckets/deny") => reply(&rights(m, parse_body(body)?, false).await?),
         (&Method::POST, "/v1/buckets/public") => reply(&public(m, parse_body(body)?).await?),
+        (&Method::POST, "/v1/buckets/website") => reply(&website(m, parse_body(body)?).await?),
         _ => Err(ApiError(
             StatusCode::NOT_FOUND,
             format!("no such admin endpoint: {method} {path}"),
@@ -176,6 +177,47 @@ async fn public(m: &Model, req: api::PublicRequest) -> Result<api::BucketInfo, A
         .read
         .ok_or_else(|| ApiError::bad_request("\"read\" is required"))?;
     let b = m.set_bucket_public_read(&b.id, read).await?;
+    bucket_info(m, &b).await
+}
+
+async fn website(m: &Model, req: api::WebsiteRequest) -> Result<api::BucketInfo, ApiError> {
+    let b = m
+        .bucket_by_name_or_id(&required(req.bucket, "bucket")?)
+        .await?;
+    let allow = req
+        .allow
+        .ok_or_else(|| ApiError::bad_request("\"allow\" is required"))?;
+    let config = if allow {
+        let index = req.index_document.unwrap_or_else(|| "index.html".into());
+        if index.is_empty() || index.contains('/') || index.len() > 1024 {
+            return Err(ApiError::bad_request(
+                "the index document must be a non-empty name without a slash",
+            ));
+        }
+        if req
+            .error_document
+            .as_ref()
+            .is_some_and(|e| e.is_empty() || e.len() > 1024)
+        {
+            return Err(ApiError::bad_request("the error document must be a key"));
+        }
+        // Keeps the bucket's routing rules when only the documents change.
+        let rules = b
+            .params()
+            .and_then(|p| p.website())
+            .map(|w| w.routing_rules.clone())
+            .unwrap_or_default();
+        Some(crate::model::website::WebsiteConfig {
+            index_suffix: Some(index),
+            error_key: req.error_document,
+            redirect_all: None,
+            routing_rules: rules,
+        })
+    } else {
+        None
+    };
+    m.set_bucket_website(&b.id, config).await?;
+    let b = m.bucket_by_name_or_id(&hex::encode(b.id)).await?;
     bucket_info(m, &b).await
 }
 
@@ -313,5 +355,17 @@ async fn bucket_info(m: &Model, b: &Bucket) -> Result<api::BucketInfo, ApiError>
             .unwrap_or_default()
             .as_str()
             .to_string(),
+        website: b
+            .params()
+            .and_then(|p| p.website())
+            .map(|w| api::WebsiteInfo {
+                index_document: w.index_suffix.clone(),
+                error_document: w.error_key.clone(),
+                redirect_all: w.redirect_all.as_ref().map(|r| match &r.protocol {
+                    Some(p) => format!("{p}://{}", r.host_name),
+                    None => r.host_name.clone(),
+                }),
+                routing_rules: w.routing_rules.len(),
+            }),
     })
 }

@@ -46,6 +46,7 @@ s3_region = "garage"
 
 [s3_web]
 bind_addr = "127.0.0.1:{web}"
+root_domain = ".web.localhost"
 
 [admin]
 api_bind_addr = "127.0.0.1:{admin}"
@@ -157,6 +158,13 @@ pub async fn run(args: &DevArgs) -> Result<()> {
         "  Credentials    {}  (source it for the aws CLI and SDKs)",
         creds.display()
     );
+    let website = config.s3_web.as_ref().map(|w| match &w.root_domain {
+        Some(d) => format!("http://dev{d}:{}/", w.bind_addr.port()),
+        None => format!("http://{}/  (Host: dev)", w.bind_addr),
+    });
+    if let Some(url) = &website {
+        println!("  Website        {url}  (once enabled, see below)");
+    }
     println!("  Admin API      http://{admin}");
     println!(
         "  Node           {}@{}",
@@ -183,6 +191,18 @@ pub async fn run(args: &DevArgs) -> Result<()> {
     println!("  . {}", creds.display());
     println!("  echo hello > hello.txt && aws s3 cp hello.txt s3://dev/ && aws s3 ls s3://dev/");
     println!("  cargo run --release -- -c {} status", cfg_path.display());
+    if let Some(url) = &website {
+        println!();
+        println!("Serve the dev bucket as a website (its objects become readable by anyone):");
+        println!(
+            "  cargo run --release -- -c {0} bucket website dev --allow\n  \
+             cargo run --release -- -c {0} bucket public dev --read",
+            cfg_path.display()
+        );
+        println!(
+            "  echo '<h1>hello</h1>' > index.html && aws s3 cp index.html s3://dev/ && curl {url}"
+        );
+    }
     node.run_until_signal().await;
     Ok(())
 }

@@ -92,6 +92,23 @@ pub enum BucketCmd {
         #[arg(long)]
         deny: bool,
     },
+    /// Serve a bucket as a static website on the `[s3_web]` endpoint (its publicly readable
+    /// objects: see `bucket public`), or stop.
+    Website {
+        bucket: String,
+        /// Serve it.
+        #[arg(long, conflicts_with = "deny", required_unless_present = "deny")]
+        allow: bool,
+        /// Stop serving it (removes its website configuration).
+        #[arg(long)]
+        deny: bool,
+        /// Served for a path ending in `/` (and the root).
+        #[arg(long, default_value = "index.html", conflicts_with = "deny")]
+        index_document: String,
+        /// Served with the status of a 404 or 403.
+        #[arg(long, conflicts_with = "deny")]
+        error_document: Option<String>,
+    },
     /// Give a key rights on a bucket.
     Allow(Rights),
     /// Take rights away from a key.
@@ -260,6 +277,34 @@ pub async fn bucket(client: &AdminClient, cmd: &BucketCmd) -> Result<()> {
                 println!("objects of bucket {bucket} are private again (except public-read ones)");
             }
         }
+        BucketCmd::Website {
+            bucket,
+            allow,
+            index_document,
+            error_document,
+            ..
+        } => {
+            let req = api::WebsiteRequest {
+                bucket: Some(bucket.clone()),
+                allow: Some(*allow),
+                index_document: allow.then(|| index_document.clone()),
+                error_document: error_document.clone(),
+            };
+            let info: api::BucketInfo = client.post_as("/v1/buckets/website", &req).await?;
+            if *allow {
+                println!(
+                    "bucket {bucket} is served as a website (index document {index_document})"
+                );
+                if !info.public_read {
+                    println!(
+                        "only its public-read objects are served; to serve every object: \
+                         grenier bucket public {bucket} --read"
+                    );
+                }
+            } else {
+                println!("bucket {bucket} is no longer served as a website");
+            }
+        }
         BucketCmd::Delete { bucket } => {
             let req = api::BucketRequest {
                 bucket: Some(bucket.clone()),
@@ -326,6 +371,20 @@ fn human_bucket(v: api::BucketInfo) -> String {
         v.acl,
         if v.public_read { "yes" } else { "no" }
     );
+    if let Some(w) = &v.website {
+        let or_none = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
+        out.push_str(&match &w.redirect_all {
+            Some(to) => format!("Website:  redirects every request to {to}\n"),
+            None => format!(
+                "Website:  index {}   error document {}   routing rules {}\n",
+                or_none(&w.index_document),
+                or_none(&w.error_document),
+                w.routing_rules
+            ),
+        });
+    } else {
+        out.push_str("Website:  no\n");
+    }
     let mut rows = vec![
         ["KEY", "NAME", "READ", "WRITE", "OWNER"]
             .map(String::from)

@@ -54,3 +54,18 @@ pub struct Redirect {
     #[serde(default)]
     pub replace_key_with: Option<String>,
 }
+
+impl super::Model {
+    /// Set (PutBucketWebsite, `grenier bucket website --allow`) or remove (`None`) a bucket's website
+    /// configuration: a register of its own in the bucket's entry, so concurrent changes of its other
+    /// settings stay.
+    pub async fn set_bucket_website(
+        &self,
+        bucket: &crate::util::hash::Hash,
+        website: Option<WebsiteConfig>,
+    ) -> Result<(), super::ModelError> {
+        self.change_bucket(bucket, |p, node| p.set_website(node, website))
+            .await
+            .map(|_| ())
+    }
+}

@@ -48,6 +48,7 @@ pub enum S3ErrorCode {
     NoSuchKey,
     NoSuchLifecycleConfiguration,
     NoSuchUpload,
+    NoSuchWebsiteConfiguration,
     NotImplemented,
     NotModified,
     PreconditionFailed,
@@ -105,6 +106,7 @@ impl S3ErrorCode {
             NoSuchKey => "NoSuchKey",
             NoSuchLifecycleConfiguration => "NoSuchLifecycleConfiguration",
             NoSuchUpload => "NoSuchUpload",
+            NoSuchWebsiteConfiguration => "NoSuchWebsiteConfiguration",
             NotImplemented => "NotImplemented",
             NotModified => "NotModified",
             PreconditionFailed => "PreconditionFailed",
@@ -129,7 +131,8 @@ impl S3ErrorCode {
             AccessDenied | InvalidAccessKeyId | RequestTimeTooSkewed | SignatureDoesNotMatch => {
                 StatusCode::FORBIDDEN
             }
-            NoSuchBucket | NoSuchKey | NoSuchUpload | NoSuchLifecycleConfiguration => {
+            NoSuchBucket | NoSuchKey | NoSuchUpload | NoSuchLifecycleConfiguration
+            | NoSuchWebsiteConfiguration => {
                 StatusCode::NOT_FOUND
             }
             BucketAlreadyExists | BucketAlreadyOwnedByYou | BucketNotEmpty | InvalidObjectState => {

@@ -4,8 +4,8 @@
 //! (`xml`), the handlers' shared context and response helpers (`ctx`), the server and request
 //! lifecycle (`server`), who may do what (`access`: keys and anonymous requests), and the operations
 //! (`bucket`, `list`, `object`, `multipart`, `copy`, `tagging`, `acl`, `attributes`, `post_object`
-//! with its form reader `form`). Request paths
-//! and their round trips: `doc/s3.md`.
+//! with its form reader `form`, `cors`, `lifecycle`, `website`), and the static website endpoint
+//! (`web`). Request paths and their round trips: `doc/s3.md`.
 //!
 //! **Invariant:** `s3` never talks RPC or touches tables directly; it goes through `model`.
 
@@ -32,5 +32,6 @@ pub mod sigv4;
 pub mod sse;
 pub mod streaming;
 pub mod tagging;
+pub mod web;
 pub mod website;
 pub mod xml;

@@ -96,6 +96,10 @@ bootstrap_peers = [{boot}]
 api_bind_addr = "{ip}:3900"
 {s3_api_extra}
 
+[s3_web]
+bind_addr = "{ip}:3902"
+root_domain = ".web.localhost"
+
 [admin]
 api_bind_addr = "{ip}:3903"
 admin_token = "{token}"

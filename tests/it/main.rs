@@ -17,5 +17,6 @@ mod s3_post_object;
 mod s3_retries;
 mod s3_sse;
 mod s3_tags;
+mod s3_website;
 mod table;
 mod xml_limits;
