@@ -9,6 +9,7 @@
 // Usage (through script/app-flows, which sets the environment): node flow.mjs WORKDIR
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import {
   S3Client,
@@ -59,6 +60,15 @@ client.middlewareStack.add(
   },
   { step: 'finalizeRequest', priority: 'low', name: 'flowWireRecorder' },
 );
+
+// A request with `Expect: 100-continue` whose server never answers `100 Continue` still works: the SDK
+// sends the body after 6 s. Count the interim responses to see that the server does answer.
+let continues = 0;
+const emit = http.ClientRequest.prototype.emit;
+http.ClientRequest.prototype.emit = function (event, ...args) {
+  if (event === 'continue') continues++;
+  return emit.call(this, event, ...args);
+};
 
 const videoKey = 'videos/web-videos/3f0c-1080.mp4';
 const playlistKey = 'videos/streaming-playlists/hls/3f0c/master.m3u8';
@@ -236,6 +246,7 @@ await step('remove the video: list the prefix, DeleteObjects (removePrefix)', []
 await step('the traps were on the wire (Expect: 100-continue, CRC32 checksums, x-id, vhost)', [], async () => {
   log('seen:', { ...seen, xId: [...seen.xId], hosts: [...seen.hosts] });
   check(seen.expectContinue > 0, `requests with Expect: 100-continue (${seen.expectContinue})`);
+  checkEq(continues, seen.expectContinue, 'a 100 Continue for each of them');
   check(seen.crc32 > 0, `requests with a CRC32 checksum (${seen.crc32})`);
   check(seen.xId.has('PutObject') || seen.xId.has('UploadPart') || seen.xId.has('GetObject'), `x-id query parameter (${[...seen.xId]})`);
   check(seen.hosts.has(`${bucket}.s3.localhost`), 'virtual-hosted-style host name');
