@@ -98,8 +98,17 @@ const page = `<!doctype html>
       return { status: r.status, contentRange: r.headers.get('content-range'), bytes: b.byteLength };
     } catch (e) { return { error: String(e) }; }
   }
-  Promise.all([watch('public'), watch('presigned'), rangeFetch()]).then(([pub, pre, range]) => {
-    window.results = { pub, pre, range };
+  // A header outside the CORS safelist makes the browser send a preflight (OPTIONS) first.
+  async function preflightedFetch() {
+    try {
+      const r = await fetch(document.getElementById('presigned').src,
+        { headers: { Range: 'bytes=100-199', 'X-Playback-Session-Id': 'flow-1' } });
+      const b = await r.arrayBuffer();
+      return { status: r.status, bytes: b.byteLength };
+    } catch (e) { return { error: String(e) }; }
+  }
+  Promise.all([watch('public'), watch('presigned'), rangeFetch(), preflightedFetch()]).then(([pub, pre, range, preflighted]) => {
+    window.results = { pub, pre, range, preflighted };
     window.done = true;
   });
 </script>
@@ -144,14 +153,16 @@ await step('Chromium plays the videos cross-origin (public-read and presigned)',
     const resp = await tab.goto(`${siteOrigin}/`, { timeout: 15000 });
     checkEq(resp.status(), 200, 'page status in Chromium');
     await tab.waitForFunction(() => window.done === true, null, { timeout: 20000 });
-    const { pub, pre, range } = await tab.evaluate(() => window.results);
-    log('results:', JSON.stringify({ pub, pre, range }));
+    const { pub, pre, range, preflighted } = await tab.evaluate(() => window.results);
+    log('results:', JSON.stringify({ pub, pre, range, preflighted }));
     for (const [name, r] of [['public-read', pub], ['presigned', pre]]) {
       check(r.readyState >= 2 && !r.error, `${name} video has data (readyState ${r.readyState}, ${r.what}, error ${r.error})`);
       check(r.duration > 0, `${name} video duration ${r.duration}`);
     }
     checkEq(range.status, 206, "page's ranged fetch() status");
     checkEq(range.contentRange, `bytes 0-99/${video.length}`, "Content-Range readable by the page");
+    checkEq(preflighted.status, 206, "page's fetch() of the presigned URL after a preflight");
+    checkEq(preflighted.bytes, 100, 'bytes of that fetch');
   } finally {
     await context.close();
   }
