@@ -31,6 +31,9 @@ const siteBucket = 'browser-site';
 const siteOrigin = `http://${siteBucket}.web.localhost:${webPort}`;
 const video = fs.readFileSync(path.join(here, '..', 'test-video.webm')); // VP8, 96x64, 2 s
 const publicUrl = `http://${mediaBucket}.s3.localhost:${s3Port}/videos/public.webm`;
+// The same public video on a bucket without CORS rules: the browser must refuse it to the page.
+const noCorsBucket = 'browser-nocors';
+const noCorsUrl = `http://${noCorsBucket}.s3.localhost:${s3Port}/videos/public.webm`;
 
 const client = new S3Client({
   endpoint: `http://s3.localhost:${s3Port}`,
@@ -44,6 +47,10 @@ let presignedUrl;
 await step('upload the video: public-read and private', [], async () => {
   await client.send(new CreateBucketCommand({ Bucket: mediaBucket }));
   await client.send(new CreateBucketCommand({ Bucket: siteBucket }));
+  await client.send(new CreateBucketCommand({ Bucket: noCorsBucket }));
+  await client.send(
+    new PutObjectCommand({ Bucket: noCorsBucket, Key: 'videos/public.webm', Body: video, ContentType: 'video/webm', ACL: 'public-read' }),
+  );
   for (const [key, ACL] of [['videos/public.webm', 'public-read'], ['videos/private.webm', 'private']]) {
     await client.send(new PutObjectCommand({ Bucket: mediaBucket, Key: key, Body: video, ContentType: 'video/webm', ACL }));
   }
@@ -79,6 +86,7 @@ const page = `<!doctype html>
 <body>
 <video id="public" crossorigin="anonymous" preload="auto" muted src="${publicUrl}"></video>
 <video id="presigned" crossorigin="anonymous" preload="auto" muted src="${presignedUrl ? presignedUrl.replace(/&/g, '&amp;') : ''}"></video>
+<video id="nocors" crossorigin="anonymous" preload="auto" muted src="${noCorsUrl}"></video>
 <script>
   window.results = {};
   function watch(id) {
@@ -107,10 +115,11 @@ const page = `<!doctype html>
       return { status: r.status, bytes: b.byteLength };
     } catch (e) { return { error: String(e) }; }
   }
-  Promise.all([watch('public'), watch('presigned'), rangeFetch(), preflightedFetch()]).then(([pub, pre, range, preflighted]) => {
-    window.results = { pub, pre, range, preflighted };
-    window.done = true;
-  });
+  Promise.all([watch('public'), watch('presigned'), watch('nocors'), rangeFetch(), preflightedFetch()]).then(
+    ([pub, pre, nocors, range, preflighted]) => {
+      window.results = { pub, pre, nocors, range, preflighted };
+      window.done = true;
+    });
 </script>
 </body></html>
 `;
@@ -153,12 +162,13 @@ await step('Chromium plays the videos cross-origin (public-read and presigned)',
     const resp = await tab.goto(`${siteOrigin}/`, { timeout: 15000 });
     checkEq(resp.status(), 200, 'page status in Chromium');
     await tab.waitForFunction(() => window.done === true, null, { timeout: 20000 });
-    const { pub, pre, range, preflighted } = await tab.evaluate(() => window.results);
-    log('results:', JSON.stringify({ pub, pre, range, preflighted }));
+    const { pub, pre, nocors, range, preflighted } = await tab.evaluate(() => window.results);
+    log('results:', JSON.stringify({ pub, pre, nocors, range, preflighted }));
     for (const [name, r] of [['public-read', pub], ['presigned', pre]]) {
       check(r.readyState >= 2 && !r.error, `${name} video has data (readyState ${r.readyState}, ${r.what}, error ${r.error})`);
       check(r.duration > 0, `${name} video duration ${r.duration}`);
     }
+    check(nocors.error && nocors.readyState < 2, `the video of a bucket without CORS is refused to the page (${nocors.error})`);
     checkEq(range.status, 206, "page's ranged fetch() status");
     checkEq(range.contentRange, `bytes 0-99/${video.length}`, "Content-Range readable by the page");
     checkEq(preflighted.status, 206, "page's fetch() of the presigned URL after a preflight");
