@@ -343,7 +343,7 @@ fn retiring_a_node_keeps_every_object_readable() {
     use aws_sdk_s3::primitives::ByteStream;
     let procs = start_cluster(4, "");
     crate::harness::assign_and_apply(&procs, &[(0, "a"), (1, "b"), (2, "c")]);
-    let k = procs[0].cli_json(&["key", "create", "retire", "--json"]);
+    let k = procs[0].cli_json(&["key", "create", "retire"]);
     procs[0]
         .cli(&["key", "allow", "retire", "--create-bucket"])
         .unwrap();
@@ -406,7 +406,7 @@ fn retiring_a_node_keeps_every_object_readable() {
         "the old layout version retired",
         Duration::from_secs(90),
         || {
-            let h = procs[0].cli_json(&["layout", "history", "--json"]);
+            let h = procs[0].cli_json(&["layout", "history"]);
             let active = h["versions"]
                 .as_array()?
                 .iter()
@@ -417,7 +417,7 @@ fn retiring_a_node_keeps_every_object_readable() {
     );
     // The retired node hands its object table off (its local copy empties).
     wait_for("hand-off done", Duration::from_secs(60), || {
-        let s = procs[2].cli_json(&["stats", "--json"]);
+        let s = procs[2].cli_json(&["stats"]);
         let objects = s["tables"]
             .as_array()?
             .iter()
