@@ -32,7 +32,11 @@ use grenier::util::size::{format_size, parse_size};
 )]
 struct Args {
     /// The S3 endpoint, e.g. http://127.0.0.1:3900 (plain HTTP).
-    #[arg(long, env = "AWS_ENDPOINT_URL", default_value = "http://127.0.0.1:3900")]
+    #[arg(
+        long,
+        env = "AWS_ENDPOINT_URL",
+        default_value = "http://127.0.0.1:3900"
+    )]
     endpoint: String,
     #[arg(long, env = "AWS_ACCESS_KEY_ID")]
     access_key: String,
@@ -134,7 +138,9 @@ impl SizeSpec {
             }
             Ok(SizeSpec::Range(a, b))
         } else if s.contains(',') {
-            Ok(SizeSpec::Choice(s.split(',').map(p).collect::<Result<_>>()?))
+            Ok(SizeSpec::Choice(
+                s.split(',').map(p).collect::<Result<_>>()?,
+            ))
         } else {
             Ok(SizeSpec::Fixed(p(s)?))
         }
@@ -299,7 +305,13 @@ impl Shared {
         if !body.is_empty() || method == Method::PUT || method == Method::POST {
             headers.insert("content-length", body.len().to_string().parse()?);
         }
-        sigv4::sign(&method, &uri, &mut headers, &self.creds(), SystemTime::now());
+        sigv4::sign(
+            &method,
+            &uri,
+            &mut headers,
+            &self.creds(),
+            SystemTime::now(),
+        );
         let mut req = Request::builder().method(method).uri(pq);
         for (k, v) in &headers {
             req = req.header(k, v);
@@ -344,7 +356,11 @@ impl Shared {
                 }
             }
         }
-        if body.is_end_stream() && parts.headers.get("connection").is_some_and(|v| v == "close")
+        if body.is_end_stream()
+            && parts
+                .headers
+                .get("connection")
+                .is_some_and(|v| v == "close")
         {
             conn.sender = None;
         }
@@ -429,7 +445,9 @@ impl Shared {
                 } else {
                     Method::HEAD
                 };
-                let a = self.send(conn, method, &key, "", Bytes::new(), false).await?;
+                let a = self
+                    .send(conn, method, &key, "", Bytes::new(), false)
+                    .await?;
                 ok(&a, op.name())?;
                 let len: u64 = a
                     .headers
@@ -463,7 +481,9 @@ impl Shared {
                         true
                     )
                 );
-                let a = self.send(conn, Method::GET, "", &q, Bytes::new(), true).await?;
+                let a = self
+                    .send(conn, Method::GET, "", &q, Bytes::new(), true)
+                    .await?;
                 ok(&a, "LIST")?;
                 Ok((a.body.len() as u64, None))
             }
@@ -546,11 +566,13 @@ impl Shared {
 
 async fn worker(shared: Arc<Shared>, id: u64, count: Option<u64>) {
     let mut conn = Conn { sender: None };
-    let mut rng = Rng::new(id.wrapping_add(
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64),
-    ));
+    let mut rng = Rng::new(
+        id.wrapping_add(
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64),
+        ),
+    );
     while !shared.stop.load(Ordering::Relaxed) {
         if let Some(c) = count
             && shared.started_ops.fetch_add(1, Ordering::Relaxed) >= c
@@ -580,7 +602,10 @@ fn parse_mix(s: &str) -> Result<Vec<(Op, u32)>> {
     let mut mix = vec![];
     for part in s.split(',') {
         let (op, w) = part.split_once('=').unwrap_or((part, "1"));
-        let w: u32 = w.trim().parse().with_context(|| format!("mix weight {part:?}"))?;
+        let w: u32 = w
+            .trim()
+            .parse()
+            .with_context(|| format!("mix weight {part:?}"))?;
         if w > 0 {
             mix.push((Op::parse(op.trim())?, w));
         }
@@ -611,9 +636,11 @@ async fn main() -> Result<()> {
     let reads = mix
         .iter()
         .any(|(o, _)| matches!(o, Op::Get | Op::Head | Op::Delete));
-    let prefill = args
-        .prefill
-        .unwrap_or(if reads { 4 * args.concurrency as u64 } else { 0 });
+    let prefill = args.prefill.unwrap_or(if reads {
+        4 * args.concurrency as u64
+    } else {
+        0
+    });
     let run_id = format!("{:08x}", Rng::new(std::process::id() as u64).next() as u32);
     let shared = Arc::new(Shared {
         creds: (
