@@ -77,6 +77,10 @@ pub enum ModelError {
     /// A blocking or spawned task of the model died (panicked or was cancelled).
     #[error("{0}: {1}")]
     Task(&'static str, #[source] tokio::task::JoinError),
+    /// The gate of a [`ops::PutUpload`] closed: what had to be recorded before its blocks could be
+    /// listed was refused or failed (the caller knows why).
+    #[error("the upload was not registered")]
+    NotRegistered,
 }
 
 impl ModelError {
