@@ -20,6 +20,7 @@ use super::ctx::{
 use super::error::{S3Error, S3ErrorCode, err};
 use super::router::{Op, route};
 use super::xml::{S3_XMLNS, xml_escape};
+use super::xml::{malformed, resolve_ref};
 use crate::model::bucket::Bucket;
 use crate::model::cors::{CorsConfig, CorsRule, MAX_RULES, METHODS, request_headers, wildcards};
 
@@ -283,13 +284,6 @@ pub fn cors_configuration_xml(config: &CorsConfig) -> String {
     out
 }
 
-fn malformed() -> S3Error {
-    err(
-        S3ErrorCode::MalformedXML,
-        "The XML you provided was not well-formed or did not validate against our published schema",
-    )
-}
-
 fn invalid(message: String) -> S3Error {
     err(S3ErrorCode::InvalidRequest, message)
 }
@@ -435,32 +429,6 @@ fn store(rule: &mut CorsRule, field: Field, text: String) -> Result<(), S3Error>
         }
     }
     Ok(())
-}
-
-/// Decodes a general reference (`amp`, `#10`, `#x1F600`…) met in character data.
-fn resolve_ref(name: &str) -> Result<char, S3Error> {
-    if let Some(num) = name.strip_prefix('#') {
-        let code = match num.strip_prefix('x') {
-            Some(hex) if !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
-                u32::from_str_radix(hex, 16).ok()
-            }
-            Some(_) => None,
-            None if !num.is_empty() && num.bytes().all(|b| b.is_ascii_digit()) => num.parse().ok(),
-            None => None,
-        };
-        return code
-            .filter(|&c| c != 0)
-            .and_then(char::from_u32)
-            .ok_or_else(malformed);
-    }
-    match name {
-        "amp" => Ok('&'),
-        "lt" => Ok('<'),
-        "gt" => Ok('>'),
-        "quot" => Ok('"'),
-        "apos" => Ok('\''),
-        _ => Err(malformed()),
-    }
 }
 
 /// Parse a PutBucketCors body (already capped at [`MAX_CORS_BODY`]): the rules in order, each

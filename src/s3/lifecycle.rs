@@ -19,6 +19,7 @@ use super::ctx::{
 };
 use super::error::{S3Error, S3ErrorCode, err};
 use super::xml::xml_escape;
+use super::xml::{malformed, resolve_ref};
 use crate::model::lifecycle::{
     DAY_MS, Expiration, LifecycleConfig, LifecycleFilter, LifecycleRule,
 };
@@ -167,13 +168,6 @@ pub fn to_xml(c: &LifecycleConfig) -> String {
 
 // ---- XML in -------------------------------------------------------------------------------------
 
-fn malformed() -> S3Error {
-    err(
-        S3ErrorCode::MalformedXML,
-        "The XML you provided was not well-formed or did not validate against our published schema",
-    )
-}
-
 fn invalid(message: impl Into<String>) -> S3Error {
     err(S3ErrorCode::InvalidArgument, message)
 }
@@ -209,27 +203,6 @@ impl El {
         } else {
             Err(malformed())
         }
-    }
-}
-
-fn resolve_ref(name: &str) -> Result<char, S3Error> {
-    if let Some(num) = name.strip_prefix('#') {
-        let code = match num.strip_prefix('x') {
-            Some(hex) => u32::from_str_radix(hex, 16).ok(),
-            None => num.parse().ok(),
-        };
-        return code
-            .filter(|&c| c != 0)
-            .and_then(char::from_u32)
-            .ok_or_else(malformed);
-    }
-    match name {
-        "amp" => Ok('&'),
-        "lt" => Ok('<'),
-        "gt" => Ok('>'),
-        "quot" => Ok('"'),
-        "apos" => Ok('\''),
-        _ => Err(malformed()),
     }
 }
 

@@ -16,6 +16,7 @@ use super::ctx::{
 };
 use super::error::{S3Error, S3ErrorCode, err};
 use super::xml::{S3_XMLNS, xml_escape};
+use super::xml::{malformed, resolve_ref};
 use crate::model::website::{Redirect, RedirectAll, RoutingCondition, RoutingRule, WebsiteConfig};
 
 /// Most routing rules in one configuration (AWS's limit).
@@ -136,13 +137,6 @@ pub fn to_xml(w: &WebsiteConfig) -> String {
 // Parsing
 // ---------------------------------------------------------------------------------------------------
 
-fn malformed() -> S3Error {
-    err(
-        S3ErrorCode::MalformedXML,
-        "The XML you provided was not well-formed or did not validate against our published schema",
-    )
-}
-
 fn invalid(message: impl Into<String>) -> S3Error {
     err(S3ErrorCode::InvalidArgument, message)
 }
@@ -200,26 +194,6 @@ impl Node {
             Err(malformed())
         }
     }
-}
-
-fn resolve_ref(name: &str) -> Result<char, S3Error> {
-    let code = if let Some(hex) = name.strip_prefix("#x") {
-        u32::from_str_radix(hex, 16).ok()
-    } else if let Some(dec) = name.strip_prefix('#') {
-        dec.parse().ok()
-    } else {
-        return match name {
-            "amp" => Ok('&'),
-            "lt" => Ok('<'),
-            "gt" => Ok('>'),
-            "quot" => Ok('"'),
-            "apos" => Ok('\''),
-            _ => Err(malformed()),
-        };
-    };
-    code.filter(|&c| c != 0)
-        .and_then(char::from_u32)
-        .ok_or_else(malformed)
 }
 
 /// The document as a tree of known elements, every limit checked as it is read (DTDs refused).

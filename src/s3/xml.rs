@@ -776,7 +776,7 @@ pub fn versioning_configuration_xml() -> String {
 // Request parsing
 // ---------------------------------------------------------------------------------------------------
 
-fn malformed() -> S3Error {
+pub(super) fn malformed() -> S3Error {
     S3Error::new(
         S3ErrorCode::MalformedXML,
         "The XML you provided was not well-formed or did not validate against our published schema",
@@ -908,8 +908,9 @@ impl Node {
     }
 }
 
-/// Decodes a general reference (`amp`, `#10`, `#x1F600`…) met in character data.
-fn resolve_ref(name: &str) -> Result<char, S3Error> {
+/// Decodes a general reference (`amp`, `#10`, `#x1F600`…) met in character data (shared by the
+/// XML readers of `cors`, `lifecycle` and `website`).
+pub(super) fn resolve_ref(name: &str) -> Result<char, S3Error> {
     if let Some(num) = name.strip_prefix('#') {
         let code = match num.strip_prefix('x') {
             Some(hex) if !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
