@@ -37,7 +37,11 @@ const MAX_OBJECT: u64 = 5 << 30;
 )]
 struct Args {
     /// The S3 endpoint, e.g. http://127.0.0.1:3900 (plain HTTP).
-    #[arg(long, env = "AWS_ENDPOINT_URL", default_value = "http://127.0.0.1:3900")]
+    #[arg(
+        long,
+        env = "AWS_ENDPOINT_URL",
+        default_value = "http://127.0.0.1:3900"
+    )]
     endpoint: String,
     #[arg(long, env = "AWS_ACCESS_KEY_ID")]
     access_key: String,
@@ -218,7 +222,9 @@ impl SizeSpec {
             }
             Ok(SizeSpec::Range(a, b))
         } else if s.contains(',') {
-            Ok(SizeSpec::Choice(s.split(',').map(p).collect::<Result<_>>()?))
+            Ok(SizeSpec::Choice(
+                s.split(',').map(p).collect::<Result<_>>()?,
+            ))
         } else {
             Ok(SizeSpec::Fixed(p(s)?))
         }
@@ -497,7 +503,11 @@ impl Shared {
                 }
             }
         }
-        if body.is_end_stream() && parts.headers.get("connection").is_some_and(|v| v == "close")
+        if body.is_end_stream()
+            && parts
+                .headers
+                .get("connection")
+                .is_some_and(|v| v == "close")
         {
             conn.sender = None;
         }
@@ -600,7 +610,10 @@ impl Shared {
                     .and_then(|v| v.to_str().ok()?.parse().ok())
                     .unwrap_or(0);
                 if len != size {
-                    bail!("{}: content-length {len}, expected {size}", op.stat().name());
+                    bail!(
+                        "{}: content-length {len}, expected {size}",
+                        op.stat().name()
+                    );
                 }
                 if op == Op::Get {
                     self.record(Stat::Get, lat, size, Some(a.ttfb));
@@ -611,7 +624,9 @@ impl Shared {
             Op::Delete => {
                 let (key, _) = self.existing_key(conn, rng, true).await?;
                 let t0 = Instant::now();
-                let a = self.send(conn, Req::new(Method::DELETE, bucket, &key)).await?;
+                let a = self
+                    .send(conn, Req::new(Method::DELETE, bucket, &key))
+                    .await?;
                 let lat = t0.elapsed();
                 a.check("DELETE")?;
                 self.record(Stat::Delete, lat, 0, None);
@@ -770,11 +785,13 @@ impl Shared {
 
 async fn worker(shared: Arc<Shared>, id: u64, count: Option<u64>) {
     let mut conn = Conn { sender: None };
-    let mut rng = Rng::new(id.wrapping_add(
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64),
-    ));
+    let mut rng = Rng::new(
+        id.wrapping_add(
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64),
+        ),
+    );
     while !shared.stop.load(Ordering::Relaxed) {
         if let Some(c) = count
             && shared.started_ops.fetch_add(1, Ordering::Relaxed) >= c
@@ -807,7 +824,10 @@ fn parse_mix(s: &str) -> Result<Vec<(Op, u32)>> {
     let mut mix: Vec<(Op, u32)> = vec![];
     for part in s.split(',') {
         let (op, w) = part.split_once('=').unwrap_or((part, "1"));
-        let w: u32 = w.trim().parse().with_context(|| format!("mix weight {part:?}"))?;
+        let w: u32 = w
+            .trim()
+            .parse()
+            .with_context(|| format!("mix weight {part:?}"))?;
         if w > 1_000_000 {
             bail!("mix weight {part:?}: at most 1000000");
         }
@@ -824,7 +844,10 @@ fn parse_mix(s: &str) -> Result<Vec<(Op, u32)>> {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("grenier-bench: cannot start the runtime: {e}");
@@ -864,9 +887,11 @@ async fn run(args: Args) -> Result<()> {
     }
     let duration = parse_duration(&args.duration)?;
     let reads = mix.iter().any(|(o, _)| o.reads());
-    let prefill = args
-        .prefill
-        .unwrap_or(if reads { 4 * args.concurrency as u64 } else { 0 });
+    let prefill = args.prefill.unwrap_or(if reads {
+        4 * args.concurrency as u64
+    } else {
+        0
+    });
     let run_id = format!(
         "{:08x}",
         Rng::new(
@@ -1068,12 +1093,17 @@ mod tests {
 
     #[test]
     fn sizes_and_mixes_parse() {
-        assert!(matches!(SizeSpec::parse("4KiB").unwrap(), SizeSpec::Fixed(4096)));
+        assert!(matches!(
+            SizeSpec::parse("4KiB").unwrap(),
+            SizeSpec::Fixed(4096)
+        ));
         assert!(matches!(
             SizeSpec::parse("1KiB..2KiB").unwrap(),
             SizeSpec::Range(1024, 2048)
         ));
-        assert!(matches!(SizeSpec::parse("1KiB,1MiB").unwrap(), SizeSpec::Choice(v) if v.len() == 2));
+        assert!(
+            matches!(SizeSpec::parse("1KiB,1MiB").unwrap(), SizeSpec::Choice(v) if v.len() == 2)
+        );
         assert!(SizeSpec::parse("2KiB..1KiB").is_err());
         assert!(SizeSpec::parse("6GiB").is_err());
         assert!(SizeSpec::parse("x").is_err());
