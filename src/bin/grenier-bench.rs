@@ -43,10 +43,15 @@ struct Args {
         default_value = "http://127.0.0.1:3900"
     )]
     endpoint: String,
-    #[arg(long, env = "AWS_ACCESS_KEY_ID")]
-    access_key: String,
-    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
-    secret_key: String,
+    #[arg(long, env = "AWS_ACCESS_KEY_ID", required_unless_present = "hash_speed")]
+    access_key: Option<String>,
+    #[arg(
+        long,
+        env = "AWS_SECRET_ACCESS_KEY",
+        hide_env_values = true,
+        required_unless_present = "hash_speed"
+    )]
+    secret_key: Option<String>,
     #[arg(long, env = "AWS_REGION", default_value = "garage")]
     region: String,
     /// Bucket to work in (created first when --create-bucket).
@@ -87,6 +92,10 @@ struct Args {
     /// Print the report as JSON on stdout.
     #[arg(long)]
     json: bool,
+    /// Only measure this machine's single-core MD5 and SHA-256 speed (the crates the server uses),
+    /// the reference of the single-node PUT target, and exit.
+    #[arg(long)]
+    hash_speed: bool,
     /// No progress line on stderr.
     #[arg(long, short = 'q')]
     quiet: bool,
@@ -863,7 +872,42 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// Best of three single-thread passes over 256 MiB of MD5 and SHA-256, in MB/s.
+fn hash_speed(json: bool) -> Result<()> {
+    use sha2::Digest as _;
+    let buf = Rng::new(7).bytes(64 << 20);
+    let best = |f: &dyn Fn(&[u8])| {
+        (0..3)
+            .map(|_| {
+                let t = Instant::now();
+                for _ in 0..4 {
+                    f(&buf);
+                }
+                4.0 * buf.len() as f64 / t.elapsed().as_secs_f64() / 1e6
+            })
+            .fold(0.0, f64::max)
+    };
+    let md5 = best(&|b| {
+        std::hint::black_box(md5::Md5::digest(b));
+    });
+    let sha256 = best(&|b| {
+        std::hint::black_box(sha2::Sha256::digest(b));
+    });
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"md5_mb_per_sec": md5, "sha256_mb_per_sec": sha256})
+        );
+    } else {
+        println!("one core: MD5 {md5:.0} MB/s, SHA-256 {sha256:.0} MB/s");
+    }
+    Ok(())
+}
+
 async fn run(args: Args) -> Result<()> {
+    if args.hash_speed {
+        return hash_speed(args.json);
+    }
     let uri: Uri = args.endpoint.parse().context("--endpoint")?;
     if uri.scheme_str() != Some("http") {
         bail!("--endpoint must be http:// (put a TLS proxy's plain side here)");
@@ -879,6 +923,9 @@ async fn run(args: Args) -> Result<()> {
     if args.concurrency == 0 || args.concurrency > 10_000 {
         bail!("--concurrency must be between 1 and 10000");
     }
+    let (Some(access_key), Some(secret_key)) = (&args.access_key, &args.secret_key) else {
+        bail!("--access-key and --secret-key are required");
+    };
     let mix = parse_mix(&args.mix)?;
     let size = SizeSpec::parse(&args.size)?;
     let part_size = parse_size(&args.part_size).map_err(|e| anyhow!("--part-size: {e}"))?;
@@ -903,11 +950,7 @@ async fn run(args: Args) -> Result<()> {
         .next() as u32
     );
     let new_shared = |mix: Vec<(Op, u32)>, first_key: u64| Shared {
-        creds: (
-            args.access_key.clone(),
-            args.secret_key.clone(),
-            args.region.clone(),
-        ),
+        creds: (access_key.clone(), secret_key.clone(), args.region.clone()),
         authority: authority.clone(),
         mix,
         size: size.clone(),
