@@ -43,7 +43,11 @@ struct Args {
         default_value = "http://127.0.0.1:3900"
     )]
     endpoint: String,
-    #[arg(long, env = "AWS_ACCESS_KEY_ID", required_unless_present = "hash_speed")]
+    #[arg(
+        long,
+        env = "AWS_ACCESS_KEY_ID",
+        required_unless_present = "hash_speed"
+    )]
     access_key: Option<String>,
     #[arg(
         long,
@@ -973,7 +977,13 @@ async fn run(args: Args) -> Result<()> {
         let a = shared.send(&mut conn, req).await?;
         let body = String::from_utf8_lossy(&a.body);
         if !a.status.is_success() && !body.contains("BucketAlreadyOwnedByYou") {
-            bail!("CreateBucket {}: HTTP {} {body}", args.bucket, a.status);
+            // a key that may not create buckets can still use an existing one
+            let head = shared
+                .send(&mut conn, Req::new(Method::HEAD, &args.bucket, ""))
+                .await?;
+            if !head.status.is_success() {
+                bail!("CreateBucket {}: HTTP {} {body}", args.bucket, a.status);
+            }
         }
     }
     if prefill > 0 {
