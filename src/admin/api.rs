@@ -269,6 +269,25 @@ pub struct ApplyNode {
     pub partitions_after: usize,
 }
 
+/// `POST /v1/layout/skip-dead-nodes`: let a transition complete without nodes that will never come
+/// back (every node with a role in an active version and seen down now).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SkipDeadRequest {
+    /// Also skip nodes whose data may be the only copy of some writes (see `doc/layout.md`).
+    #[serde(default)]
+    pub allow_missing_data: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SkipDeadResponse {
+    /// The current layout version, which the skipped nodes now count as having reached.
+    pub version: u64,
+    /// Hex ids of the nodes skipped.
+    pub skipped: Vec<String>,
+    /// Whether a transition is still in progress (waiting for live nodes).
+    pub in_transition: bool,
+}
+
 /// `POST /v1/layout/revert`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RevertResponse {

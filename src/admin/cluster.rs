@@ -30,6 +30,9 @@ pub(super) async fn route(
         (&Method::POST, "/v1/layout/config") => reply(&config(state, parse_body(body)?)?),
         (&Method::POST, "/v1/layout/apply") => reply(&apply(state, parse_body(body)?)?),
         (&Method::POST, "/v1/layout/revert") => reply(&revert(state)?),
+        (&Method::POST, "/v1/layout/skip-dead-nodes") => {
+            reply(&skip_dead_nodes(state, parse_body(body)?)?)
+        }
         _ => Err(ApiError(
             StatusCode::NOT_FOUND,
             format!("no such admin endpoint: {method} {path}"),
@@ -179,6 +182,32 @@ fn revert(state: &AdminState) -> Result<api::RevertResponse, ApiError> {
         Ok(())
     })?;
     Ok(api::RevertResponse { reverted: true })
+}
+
+/// Nodes with a role in an active layout version that this node sees down are declared done with
+/// the transition (`layout skip-dead-nodes`), under the safety check of
+/// [`crate::layout::history::LayoutHistory::skip_dead`].
+fn skip_dead_nodes(
+    state: &AdminState,
+    req: api::SkipDeadRequest,
+) -> Result<api::SkipDeadResponse, ApiError> {
+    let sys = &state.system;
+    let h = sys.layout.history();
+    let dead: std::collections::BTreeSet<NodeId> = h
+        .all_nodes()
+        .into_iter()
+        .filter(|n| *n != sys.id() && !sys.is_up(n))
+        .collect();
+    let quorum = sys.write_quorum(h.current().replication_factor);
+    let skipped = sys
+        .layout
+        .update(|h| h.skip_dead(&dead, quorum, req.allow_missing_data))?;
+    let h = sys.layout.history();
+    Ok(api::SkipDeadResponse {
+        version: h.current().version,
+        skipped: skipped.iter().map(|n| n.to_hex()).collect(),
+        in_transition: h.in_transition(),
+    })
 }
 
 /// A required request field, with the answer clients have always had when it is missing.

@@ -182,6 +182,15 @@ pub enum LayoutCmd {
     Revert,
     /// Applied versions.
     History(JsonFlag),
+    /// Let a layout transition complete without the nodes (with a role in an active version) that
+    /// are down and will never come back; refused if that could lose acknowledged writes.
+    SkipDeadNodes {
+        /// Skip them even if some writes may exist only on them, or if they keep a role.
+        #[arg(long)]
+        allow_missing_data: bool,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Run a client command against the admin API.
@@ -523,6 +532,41 @@ async fn layout(client: &AdminClient, cmd: &LayoutCmd) -> Result<()> {
             let _: api::RevertResponse =
                 client.post_as("/v1/layout/revert", &api::Empty {}).await?;
             println!("Staged changes dropped.");
+        }
+        LayoutCmd::SkipDeadNodes {
+            allow_missing_data,
+            json,
+        } => {
+            let req = api::SkipDeadRequest {
+                allow_missing_data: *allow_missing_data,
+            };
+            let v: api::SkipDeadResponse =
+                client.post_as("/v1/layout/skip-dead-nodes", &req).await?;
+            if *json {
+                print_json(&v);
+            } else {
+                for id in &v.skipped {
+                    println!(
+                        "Skipped {} in the transition to layout version {}.",
+                        &id[..16.min(id.len())],
+                        v.version
+                    );
+                }
+                if v.skipped.is_empty() {
+                    println!(
+                        "Nothing to skip: the nodes down had already reached version {}.",
+                        v.version
+                    );
+                }
+                println!(
+                    "{}",
+                    if v.in_transition {
+                        "The transition goes on with the live nodes: follow it with `grenier layout history`."
+                    } else {
+                        "The transition is complete."
+                    }
+                );
+            }
         }
         LayoutCmd::History(f) => {
             let v: api::LayoutHistory = client.get_as("/v1/layout/history").await?;

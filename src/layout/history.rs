@@ -387,6 +387,84 @@ impl LayoutHistory {
         changed
     }
 
+    /// Let a transition that waits for nodes that will never come back complete (`layout
+    /// skip-dead-nodes`): each of `dead` (nodes with a role in an active version, seen down by the
+    /// caller) is recorded as having acknowledged the current version and seen it synced, and as having
+    /// synced it itself, which only a node holding no data of the current version can be: a node that
+    /// still has a role in the current version must be removed from the layout first, unless
+    /// `allow_missing_data` (then its partitions count as synced without it).
+    ///
+    /// Safety check (skipped with `allow_missing_data`): in every partition of every older active
+    /// version, fewer than `write_quorum` replicas are dead, so at least one live replica holds every
+    /// write that was acknowledged (it reached `write_quorum` of them), and the new replicas' sync
+    /// can fetch it from there. Returns the nodes skipped (none if they all had already reached the
+    /// current version).
+    pub fn skip_dead(
+        &mut self,
+        dead: &BTreeSet<NodeId>,
+        write_quorum: usize,
+        allow_missing_data: bool,
+    ) -> Result<Vec<NodeId>, LayoutError> {
+        if !self.in_transition() {
+            return Err(LayoutError::Invalid(
+                "no layout transition in progress: there is nothing to skip".into(),
+            ));
+        }
+        let v = self.current().version;
+        let dead: BTreeSet<NodeId> = self.all_nodes().intersection(dead).copied().collect();
+        if dead.is_empty() {
+            return Err(LayoutError::Invalid(
+                "every node with a role in an active layout version is up: the transition will \
+                 complete by itself"
+                    .into(),
+            ));
+        }
+        if !allow_missing_data {
+            if let Some(n) = dead.iter().find(|n| self.current().roles.contains_key(n)) {
+                return Err(LayoutError::Invalid(format!(
+                    "node {} is down but still has a role in the current layout (version {v}): \
+                     remove it (`grenier layout remove`, `grenier layout apply`) and run this again, \
+                     or pass --allow-missing-data to count its partitions as synced without it",
+                    n.short()
+                )));
+            }
+            for old in &self.versions[..self.versions.len() - 1] {
+                for p in 0..NB_PARTITIONS {
+                    let down = old.nodes_of(p).iter().filter(|n| dead.contains(n)).count();
+                    if down >= write_quorum.max(1) {
+                        return Err(LayoutError::Invalid(format!(
+                            "{down} of the nodes down hold partition {p} in layout version {}: some \
+                             acknowledged writes may exist only on them. Bring one back, or pass \
+                             --allow-missing-data to accept losing them",
+                            old.version
+                        )));
+                    }
+                }
+            }
+        }
+        let mut skipped = vec![];
+        for n in dead {
+            let mut changed = false;
+            changed |= self.trackers.ack.set_max(n, v);
+            changed |= self.trackers.sync.set_max(n, v);
+            changed |= self.trackers.sync_ack.set_max(n, v);
+            if changed {
+                skipped.push(n);
+            }
+        }
+        self.normalize();
+        Ok(skipped)
+    }
+
+    /// Whether `n`, with no role in the current version, has synced it: it has pushed its data to the
+    /// current replicas (or, dead, an admin declared that the live replicas hold every acknowledged
+    /// write: [`LayoutHistory::skip_dead`]), so anti-entropy has nothing left to get from it and
+    /// must not wait to reach it.
+    pub fn leaving_and_synced(&self, n: &NodeId) -> bool {
+        let current = self.current();
+        !current.roles.contains_key(n) && self.trackers.sync.get(n) >= current.version
+    }
+
     /// True while more than one version is active.
     pub fn in_transition(&self) -> bool {
         self.versions.len() > 1
@@ -686,6 +764,79 @@ mod tests {
             h.previous.iter().map(|e| e.version).collect::<Vec<_>>(),
             vec![1]
         );
+    }
+
+    #[test]
+    fn dead_nodes_are_skipped_only_when_no_acknowledged_write_can_be_lost() {
+        let ids: Vec<NodeId> = (0..4).map(|_| NodeKey::generate().id()).collect();
+        let all = [Tracker::Ack, Tracker::Sync, Tracker::SyncAck];
+        let mut h = LayoutHistory::new(3);
+        for (i, id) in ids.iter().take(3).enumerate() {
+            h.stage_role(*id, role(["a", "b", "c"][i], 100));
+        }
+        h.apply(None).unwrap();
+        let set = |v: &[NodeId]| v.iter().copied().collect::<BTreeSet<_>>();
+        assert!(
+            h.skip_dead(&set(&[ids[2]]), 2, false).is_err(),
+            "no transition"
+        );
+        // Node 3 replaces node 2 (dead) in zone c; the live nodes do their part.
+        let mut replaced = h.clone();
+        replaced.stage_role(ids[3], role("c", 100));
+        replaced.stage_role(ids[2], None);
+        replaced.apply(None).unwrap();
+        for id in [ids[0], ids[1], ids[3]] {
+            for t in all {
+                replaced.advance(t, id, 2);
+            }
+        }
+        assert!(replaced.in_transition(), "waits for the dead node");
+        // Two dead replicas of the same partitions: a write acknowledged by both may be lost.
+        let e = replaced
+            .clone()
+            .skip_dead(&set(&[ids[1], ids[2]]), 2, false)
+            .unwrap_err();
+        assert!(e.to_string().contains("role in the current layout"), "{e}");
+        // Nobody dead among the transition's nodes.
+        assert!(replaced.clone().skip_dead(&set(&[]), 2, false).is_err());
+        let skipped = replaced.skip_dead(&set(&[ids[2]]), 2, false).unwrap();
+        assert_eq!(skipped, vec![ids[2]]);
+        assert!(!replaced.in_transition());
+        assert_eq!(replaced.read_version().version, 2);
+
+        // A dead node that keeps its role: refused unless the admin accepts missing data.
+        let mut kept = h.clone();
+        kept.stage_role(ids[3], role("c", 100));
+        kept.apply(None).unwrap();
+        for id in [ids[0], ids[2], ids[3]] {
+            for t in all {
+                kept.advance(t, id, 2);
+            }
+        }
+        let e = kept.skip_dead(&set(&[ids[1]]), 2, false).unwrap_err();
+        assert!(e.to_string().contains("remove it"), "{e}");
+        assert!(kept.in_transition());
+        assert_eq!(
+            kept.skip_dead(&set(&[ids[1]]), 2, true).unwrap(),
+            vec![ids[1]]
+        );
+        assert!(!kept.in_transition());
+
+        // Two of a partition's three replicas retired at once, both dead: a write they both
+        // acknowledged may be nowhere else.
+        let five: Vec<NodeId> = (0..2).map(|_| NodeKey::generate().id()).collect();
+        let mut two = h.clone();
+        two.stage_role(ids[1], None);
+        two.stage_role(ids[2], None);
+        two.stage_role(five[0], role("b", 100));
+        two.stage_role(five[1], role("c", 100));
+        two.apply(None).unwrap();
+        let e = two
+            .clone()
+            .skip_dead(&set(&[ids[1], ids[2]]), 2, false)
+            .unwrap_err();
+        assert!(e.to_string().contains("hold partition"), "{e}");
+        assert!(two.skip_dead(&set(&[ids[1], ids[2]]), 2, true).is_ok());
     }
 
     #[test]

@@ -152,9 +152,10 @@ impl super::Model {
         &self,
         bucket: &crate::util::hash::Hash,
         config: Option<LifecycleConfig>,
-    ) -> Result<super::bucket::Bucket, super::ModelError> {
+    ) -> Result<(), super::ModelError> {
         self.change_bucket(bucket, |p, node| p.set_lifecycle(node, config))
             .await
+            .map(|_| ())
     }
 }
 

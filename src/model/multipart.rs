@@ -89,6 +89,26 @@ fn check_order(parts: &[(u32, String)]) -> Result<(), CompleteError> {
     Ok(())
 }
 
+/// What names a part attempt in its upload's `mpu` entry ([`PutUpload::attempt`]).
+#[derive(Clone, Debug)]
+pub struct PartAttempt {
+    pub bucket: Hash,
+    pub key: String,
+    pub uuid: Hash,
+    pub timestamp: crate::crdt::Timestamp,
+}
+
+impl PutUpload {
+    pub fn attempt(&self) -> PartAttempt {
+        PartAttempt {
+            bucket: self.bucket,
+            key: self.key.clone(),
+            uuid: self.uuid,
+            timestamp: self.timestamp,
+        }
+    }
+}
+
 /// A started multipart upload, as found by its id.
 pub struct Upload {
     pub version: ObjectVersion,
@@ -165,28 +185,48 @@ impl Model {
         upload: &Upload,
         part_number: u32,
     ) -> Result<PutUpload, ModelError> {
-        let p = PutUpload {
+        let p = self.part_attempt(upload.mpu.bucket, upload.mpu.key.clone());
+        self.register_part(upload.mpu.upload_id, part_number, &p.attempt())
+            .await?;
+        Ok(p)
+    }
+
+    /// A new attempt at a part of an upload of `key`, not registered yet: register it
+    /// ([`Model::register_part`]) before its blocks are listed, e.g. by gating it
+    /// ([`PutUpload::gated`]) on the registration while the body streams.
+    pub fn part_attempt(self: &Arc<Self>, bucket: Hash, key: String) -> PutUpload {
+        PutUpload {
             model: self.clone(),
-            bucket: upload.mpu.bucket,
-            key: upload.mpu.key.clone(),
+            bucket,
+            key,
             uuid: random_bytes::<32>(),
             timestamp: self.next_timestamp(),
             headers: vec![],
             is_part: true,
             encryption: None,
-        };
-        let mut m = MultipartUpload::new(upload.mpu.upload_id, p.bucket, p.key.clone());
+            gate: None,
+        }
+    }
+
+    /// Record a part attempt (unfinished) in the `mpu` entry of upload `upload_id`.
+    pub async fn register_part(
+        &self,
+        upload_id: Hash,
+        part_number: u32,
+        attempt: &PartAttempt,
+    ) -> Result<(), ModelError> {
+        let mut m = MultipartUpload::new(upload_id, attempt.bucket, attempt.key.clone());
         m.parts.put(
-            (part_number, p.timestamp),
+            (part_number, attempt.timestamp),
             MpuPart {
-                version: p.uuid,
+                version: attempt.uuid,
                 etag: None,
                 size: None,
                 checksum: None,
             },
         );
         self.mpus.insert(&m).await?;
-        Ok(p)
+        Ok(())
     }
 
     /// Record a stored part attempt.

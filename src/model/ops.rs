@@ -88,7 +88,14 @@ pub struct PutUpload {
     pub(super) is_part: bool,
     /// SSE-C: every block (or the inline body) is sealed with this key (see [`super::sse`]).
     pub(super) encryption: Option<CustomerKey>,
+    /// Awaited before any block is stored or listed under the version (`true`: go on): for a part
+    /// attempt whose registration in its `mpu` entry runs while the body streams (see
+    /// [`Model::part_attempt`]); the body is read and hashed meanwhile, within the write budget.
+    pub(super) gate: Option<Gate>,
 }
+
+/// See [`PutUpload::gated`].
+pub type Gate = futures::future::Shared<futures::future::BoxFuture<'static, bool>>;
 
 impl Model {
     /// Start a simple PUT of `key` in `bucket`, with the response headers to store.
@@ -107,6 +114,7 @@ impl Model {
             headers,
             is_part: false,
             encryption: None,
+            gate: None,
         }
     }
 
@@ -306,6 +314,13 @@ impl PutUpload {
         self
     }
 
+    /// List no block under the version before `gate` answers `true` (a `false` fails the write
+    /// with [`ModelError::NotRegistered`]).
+    pub fn gated(mut self, gate: Gate) -> PutUpload {
+        self.gate = Some(gate);
+        self
+    }
+
     /// Store the body. Small bodies stay in memory (they go inline in the object entry); larger ones
     /// are cut into blocks written as they arrive. An error of the body stream ends the write with
     /// [`ModelError::Body`] holding that very error, for the caller to take back (by downcasting).
@@ -407,6 +422,7 @@ impl PutUpload {
         let model = self.model.clone();
         let (uuid, bucket, key) = (self.uuid, self.bucket, self.key.clone());
         let encryption = self.encryption.clone();
+        let gate = self.gate.clone();
         async move {
             let size = block.len() as u64;
             // Sealing (SSE-C) happens here too: the block is stored, and addressed, encrypted.
@@ -422,6 +438,13 @@ impl PutUpload {
             let mut v = Version::new(uuid, bucket, key);
             // The size listed is the plaintext's: offsets and ranges are in the object's bytes.
             v.blocks.put((0, offset), VersionBlock { hash, size });
+            // Nothing is stored before the gate opens: a refused part (e.g. one without the SSE-C
+            // key of an encrypted upload) must not leave its plaintext on disk, even unlisted.
+            if let Some(gate) = gate
+                && !gate.await
+            {
+                return Err(ModelError::NotRegistered);
+            }
             let (stored, listed) = tokio::join!(
                 model.block.put_block_reserved(hash, block, permit),
                 model.versions.insert(&v)

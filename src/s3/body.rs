@@ -1,7 +1,8 @@
 //! Request bodies: framing (plain or aws-chunked), and the digests S3 checks (MD5 for the ETag and
 //! Content-MD5, SHA-256 for a signed payload hash, the requested `x-amz-checksum-*`), computed on one
 //! dedicated blocking thread while the body streams to the block store, so hashing never stalls the
-//! async threads and MD5 (the slowest) runs on its own core.
+//! async threads and MD5 (the slowest) runs on its own core; past 1 MiB the other digests move to a
+//! second thread.
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
@@ -33,28 +34,78 @@ pub struct Digester {
     handle: tokio::task::JoinHandle<Digests>,
 }
 
+/// Below this many bytes every digest runs on the MD5 thread; past it, SHA-256 and the checksum move
+/// to a second thread, so that a large upload is bound by MD5 alone (the one digest that must run in
+/// series over the whole body), not by the sum of them. Small bodies do not pay for a thread.
+const PARALLEL_FROM: u64 = 1 << 20;
+
+/// The digests other than MD5.
+#[derive(Default)]
+struct Others {
+    sha: Option<sha2::Sha256>,
+    ck: Option<Checksummer>,
+}
+
+impl Others {
+    fn any(&self) -> bool {
+        self.sha.is_some() || self.ck.is_some()
+    }
+    fn update(&mut self, chunk: &[u8]) {
+        if let Some(s) = self.sha.as_mut() {
+            sha2::Digest::update(s, chunk);
+        }
+        if let Some(c) = self.ck.as_mut() {
+            c.update(chunk);
+        }
+    }
+}
+
 impl Digester {
     pub fn start(wanted: Wanted) -> Digester {
         let (tx, mut rx) = mpsc::channel::<Bytes>(8);
         let handle = tokio::task::spawn_blocking(move || {
             let mut md5 = md5::Md5::new();
-            let mut sha = wanted.sha256.then(sha2::Sha256::new);
-            let mut ck = wanted.checksum.map(Checksummer::new);
+            let mut others = Others {
+                sha: wanted.sha256.then(sha2::Sha256::new),
+                ck: wanted.checksum.map(Checksummer::new),
+            };
             let mut len = 0u64;
-            while let Some(chunk) = rx.blocking_recv() {
-                len += chunk.len() as u64;
-                md5.update(&chunk);
-                if let Some(s) = sha.as_mut() {
-                    sha2::Digest::update(s, &chunk);
+            std::thread::scope(|scope| {
+                let mut helper = None;
+                while let Some(chunk) = rx.blocking_recv() {
+                    len += chunk.len() as u64;
+                    if helper.is_none() && len > PARALLEL_FROM && others.any() {
+                        let (htx, hrx) = std::sync::mpsc::sync_channel::<Bytes>(8);
+                        let mut moved = std::mem::take(&mut others);
+                        let joined = scope.spawn(move || {
+                            for c in hrx {
+                                moved.update(&c);
+                            }
+                            moved
+                        });
+                        helper = Some((htx, joined));
+                    }
+                    match &helper {
+                        // A cheap clone (reference-counted bytes).
+                        Some((htx, _)) => {
+                            let _ = htx.send(chunk.clone());
+                        }
+                        None => others.update(&chunk),
+                    }
+                    md5.update(&chunk);
                 }
-                if let Some(c) = ck.as_mut() {
-                    c.update(&chunk);
+                if let Some((htx, joined)) = helper {
+                    drop(htx);
+                    others = match joined.join() {
+                        Ok(o) => o,
+                        Err(panic) => std::panic::resume_unwind(panic),
+                    };
                 }
-            }
+            });
             Digests {
                 md5: md5.finalize().into(),
-                sha256: sha.map(|s| sha2::Digest::finalize(s).into()),
-                checksum: ck.map(Checksummer::finalize),
+                sha256: others.sha.map(|s| sha2::Digest::finalize(s).into()),
+                checksum: others.ck.map(Checksummer::finalize),
                 len,
             }
         });
@@ -127,4 +178,45 @@ where
         out.extend_from_slice(&chunk);
     }
     Ok(out.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The digests are the same whether the body is small (one thread) or large (the other digests
+    /// on a second thread from 1 MiB on), whatever the chunking.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn digests_match_a_one_shot_computation() {
+        for (len, chunk) in [
+            (1000usize, 7usize),
+            (PARALLEL_FROM as usize, 4096),
+            (3 << 20, 65_537),
+        ] {
+            let body: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+            for alg in [ChecksumAlgorithm::Crc32, ChecksumAlgorithm::Sha256] {
+                let d = Digester::start(Wanted {
+                    sha256: true,
+                    checksum: Some(alg),
+                });
+                let tx = d.sender();
+                for c in body.chunks(chunk) {
+                    tx.send(Bytes::copy_from_slice(c)).await.unwrap();
+                }
+                drop(tx);
+                let got = d.finish().await.unwrap();
+                let mut ck = Checksummer::new(alg);
+                ck.update(&body);
+                assert_eq!(got.len, len as u64);
+                assert_eq!(got.md5, <[u8; 16]>::from(md5::Md5::digest(&body)));
+                assert_eq!(
+                    got.sha256,
+                    Some(<[u8; 32]>::from(<sha2::Sha256 as sha2::Digest>::digest(
+                        &body
+                    )))
+                );
+                assert_eq!(got.checksum, Some(ck.finalize()), "{len} {alg:?}");
+            }
+        }
+    }
 }

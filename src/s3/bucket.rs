@@ -191,11 +191,8 @@ pub async fn create_bucket(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> 
         Some(v) => super::access::parse_canned_acl(v)?,
         None => crate::model::object::CannedAcl::Private,
     };
-    match ctx
-        .model()
-        .create_bucket_with_acl(&name, Some(&key.id), acl)
-        .await
-    {
+    // `authorize` found the name free with a quorum read (ctx.bucket is None): no second check.
+    match ctx.model().create_bucket_owned_by(key, &name, acl).await {
         Ok(_) => super::ctx::respond(
             Response::builder()
                 .status(StatusCode::OK)

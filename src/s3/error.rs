@@ -131,10 +131,11 @@ impl S3ErrorCode {
             AccessDenied | InvalidAccessKeyId | RequestTimeTooSkewed | SignatureDoesNotMatch => {
                 StatusCode::FORBIDDEN
             }
-            NoSuchBucket | NoSuchKey | NoSuchUpload | NoSuchLifecycleConfiguration
-            | NoSuchWebsiteConfiguration => {
-                StatusCode::NOT_FOUND
-            }
+            NoSuchBucket
+            | NoSuchKey
+            | NoSuchUpload
+            | NoSuchLifecycleConfiguration
+            | NoSuchWebsiteConfiguration => StatusCode::NOT_FOUND,
             BucketAlreadyExists | BucketAlreadyOwnedByYou | BucketNotEmpty | InvalidObjectState => {
                 StatusCode::CONFLICT
             }

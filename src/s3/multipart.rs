@@ -2,6 +2,7 @@
 //! ListMultipartUploads.
 
 use bytes::Bytes;
+use futures::FutureExt;
 use hyper::{Response, StatusCode};
 
 use super::bucket::owner_of;
@@ -88,23 +89,56 @@ pub async fn create(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
 
 pub async fn upload_part(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
     let n = part_number(ctx.route.query.get("partNumber").map_or("", |s| s))?;
-    let (id, up) = upload(ctx).await?;
+    let id = upload_id(ctx)?;
     let sse_key = sse::customer_key(&ctx.headers, KeyFor::Target)?;
-    sse::check_part(up.encryption.as_ref(), sse_key.as_ref())?;
     let sent = super::checksum::request_checksum(&ctx.headers)?.map(|c| c.algorithm);
-    mpu_checksum::check_part(up.mpu.checksum.as_ref(), sent)?;
     let model = ctx.model().clone();
+    let (bucket, key) = (ctx.bucket().id, ctx.object_key().to_string());
     let attempt = model
-        .start_part(&up, n)
-        .await
-        .map_err(internal)?
+        .part_attempt(bucket, key.clone())
         .encrypted(sse_key.clone());
+    // The upload is read and checked, and the attempt recorded in it, while the body starts to
+    // stream: no block is stored or listed before that is done (the gate), so a part pays no round
+    // trip before its first byte, and a refused part leaves nothing on disk.
+    let registration = {
+        let (model, record, sse_key) = (model.clone(), attempt.attempt(), sse_key.clone());
+        let task = tokio::spawn(async move {
+            let up = model
+                .get_upload(&bucket, &key, &id)
+                .await
+                .map_err(internal)?
+                .ok_or_else(no_such_upload)?;
+            sse::check_part(up.encryption.as_ref(), sse_key.as_ref())?;
+            mpu_checksum::check_part(up.mpu.checksum.as_ref(), sent)?;
+            model
+                .register_part(id, n, &record)
+                .await
+                .map_err(internal)?;
+            Ok::<_, S3Error>(up.encryption)
+        });
+        task.map(|r| {
+            r.unwrap_or_else(|e| {
+                Err(S3Error::internal(
+                    S3ErrorCode::InternalError,
+                    format!("part registration task: {e}"),
+                ))
+            })
+        })
+        .boxed()
+        .shared()
+    };
+    let gate = registration.clone().map(|r| r.is_ok()).boxed().shared();
+    let attempt = attempt.gated(gate);
+    let received = receive(ctx, &attempt, MAX_PART_SIZE).await;
+    // The registration's refusal (NoSuchUpload, a wrong SSE-C key…) is the answer, not the write's
+    // failure that it caused.
+    let encryption = registration.await?;
     let Received {
         stored,
         md5,
         checksum,
         ..
-    } = receive(ctx, &attempt, MAX_PART_SIZE).await?;
+    } = received?;
     let etag = etag_of(md5, sse_key.as_ref());
     let ck = checksum
         .as_ref()
@@ -119,7 +153,7 @@ pub async fn upload_part(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
     if let Some(c) = &checksum {
         r = r.header(c.algorithm.header_name(), c.to_base64());
     }
-    r = sse::response_headers(r, up.encryption.as_ref());
+    r = sse::response_headers(r, encryption.as_ref());
     respond(r, full(Bytes::new()))
 }
 

@@ -117,7 +117,9 @@ impl TableReplication for ShardedReplication {
         let me = self.system.id();
         (0..NB_PARTITIONS)
             .filter_map(|p| {
-                let nodes = union_nodes(h.versions.iter().map(|v| v.nodes_of(p)));
+                let mut nodes = union_nodes(h.versions.iter().map(|v| v.nodes_of(p)));
+                // Nothing left to get from a node leaving the layout once it synced (or was skipped).
+                nodes.retain(|n| *n == me || !h.leaving_and_synced(n));
                 nodes.contains(&me).then(|| SyncPartition {
                     partition: p,
                     first_hash: partition_first_hash(p),
@@ -173,10 +175,14 @@ impl TableReplication for FullReplication {
         self.all().len() / 2 + 1
     }
     fn sync_partitions(&self) -> Vec<SyncPartition> {
-        let all = self.all();
-        if !all.contains(&self.system.id()) {
+        let mut all = self.all();
+        let me = self.system.id();
+        if !all.contains(&me) {
             return vec![];
         }
+        // As for sharded tables: nothing left to get from a node leaving once it synced.
+        let h = self.system.layout.history();
+        all.retain(|n| *n == me || !h.leaving_and_synced(n));
         (0..NB_PARTITIONS)
             .map(|p| SyncPartition {
                 partition: p,

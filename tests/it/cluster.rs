@@ -452,3 +452,112 @@ fn retiring_a_node_keeps_every_object_readable() {
         }
     }
 }
+
+/// A storage node that will never come back: the admin removes it from the layout, and
+/// `layout skip-dead-nodes` lets the transition complete without it (refused while it is up, and when
+/// there is no transition); the data stays readable and writable throughout.
+#[test]
+fn a_dead_node_is_skipped_and_the_transition_completes() {
+    use aws_sdk_s3::primitives::ByteStream;
+    let mut procs = start_cluster(4, "");
+    crate::harness::assign_and_apply(&procs, &[(0, "a"), (1, "b"), (2, "c")]);
+    let k = procs[0].cli_json(&["key", "create", "gone"]);
+    procs[0]
+        .cli(&["key", "allow", "gone", "--create-bucket"])
+        .unwrap();
+    let (id, secret) = (
+        k["id"].as_str().unwrap().to_string(),
+        k["secret"].as_str().unwrap().to_string(),
+    );
+    let ips: Vec<String> = procs.iter().map(|p| p.spec.ip.clone()).collect();
+    let client = |i: usize| {
+        let conf = aws_sdk_s3::Config::builder()
+            .http_client(sdk_http())
+            .behavior_version_latest()
+            .region(aws_sdk_s3::config::Region::new("garage"))
+            .endpoint_url(format!("http://{}:3900", ips[i]))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                &id, &secret, None, None, "test",
+            ))
+            .force_path_style(true)
+            .build();
+        aws_sdk_s3::Client::from_conf(conf)
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let big: Vec<u8> = (0..(2 << 20) + 7).map(|i: u32| (i % 249) as u8).collect();
+    rt.block_on(async {
+        let c = client(0);
+        c.create_bucket().bucket("stay").send().await.unwrap();
+        c.put_object()
+            .bucket("stay")
+            .key("big")
+            .body(ByteStream::from(big.clone()))
+            .send()
+            .await
+            .unwrap();
+    });
+    let e = procs[0].cli(&["layout", "skip-dead-nodes"]).unwrap_err();
+    assert!(e.contains("no layout transition"), "{e}");
+
+    // Node 2 dies for good; node 3 takes its place in zone c.
+    let dead = procs[2].spec.id.clone();
+    procs[2].kill();
+    wait_for("node 2 seen down", Duration::from_secs(60), || {
+        let st = procs[0].status()?;
+        (!up_ids(&st).contains(&dead)).then_some(())
+    });
+    procs[0]
+        .cli(&[
+            "layout",
+            "assign",
+            &procs[3].spec.id[..12],
+            "-z",
+            "c",
+            "-c",
+            "10G",
+        ])
+        .unwrap();
+    procs[0].cli(&["layout", "remove", &dead[..12]]).unwrap();
+    procs[0].cli(&["layout", "apply"]).unwrap();
+    let active = |p: &Proc| {
+        let h = p.cli_json(&["layout", "history"]);
+        h["versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|v| v["status"].as_str() != Some("historical"))
+            .count()
+    };
+    assert_eq!(
+        active(&procs[0]),
+        2,
+        "the transition waits for the dead node"
+    );
+    let out = procs[0].cli_json(&["layout", "skip-dead-nodes"]);
+    assert_eq!(out["skipped"], serde_json::json!([dead]), "{out}");
+    for i in [0, 1, 3] {
+        wait_for(
+            "the old layout version retired",
+            Duration::from_secs(90),
+            || (active(&procs[i]) == 1).then_some(()),
+        );
+    }
+    rt.block_on(async {
+        for i in [0, 1, 3] {
+            let c = client(i);
+            let got = c.get_object().bucket("stay").key("big").send().await;
+            let body = got.unwrap().body.collect().await.unwrap().into_bytes();
+            assert!(body.as_ref() == big.as_slice(), "big on node {i}");
+            c.put_object()
+                .bucket("stay")
+                .key(format!("after-{i}"))
+                .body(ByteStream::from_static(b"after"))
+                .send()
+                .await
+                .unwrap();
+        }
+    });
+}
