@@ -2,10 +2,11 @@
 //!
 //! Signs its requests itself (Grenier's SigV4 client signer, `UNSIGNED-PAYLOAD`), keeps one HTTP/1.1
 //! connection per in-flight request (`--concurrency`), runs a weighted mix of PUT, GET, HEAD, DELETE,
-//! LIST and multipart uploads for a duration or a count, and prints per operation: ops/s, MB/s, latency
-//! p50/p90/p99/max, time to first byte of GETs, and errors (`--json` for a machine-readable report).
-//! Every PUT writes a new key with its own bytes (so content-addressed stores cannot deduplicate).
-//! See doc/performance.md.
+//! LIST, CopyObject, CreateBucket and multipart uploads for a duration or a count, and prints per
+//! operation: ops/s, MB/s, latency p50/p90/p99/max, time to first byte of GETs, and errors (`--json` for
+//! a machine-readable report; multipart uploads are also reported step by step). Every PUT writes a new
+//! key with its own bytes (so content-addressed stores cannot deduplicate); payloads are generated
+//! before the clock starts. See doc/performance.md.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,7 +23,11 @@ use hyper_util::rt::TokioIo;
 use serde::Serialize;
 
 use grenier::s3::sigv4::{self, Credentials};
-use grenier::util::size::{format_size, parse_size};
+use grenier::util::size::parse_size;
+use grenier::util::url::uri_encode;
+
+/// Largest object or part this tool generates in memory (the S3 limit of a single PUT).
+const MAX_OBJECT: u64 = 5 << 30;
 
 #[derive(Parser, Debug, Clone)]
 #[command(
@@ -38,19 +43,31 @@ struct Args {
         default_value = "http://127.0.0.1:3900"
     )]
     endpoint: String,
-    #[arg(long, env = "AWS_ACCESS_KEY_ID")]
-    access_key: String,
-    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
-    secret_key: String,
+    #[arg(
+        long,
+        env = "AWS_ACCESS_KEY_ID",
+        required_unless_present = "hash_speed"
+    )]
+    access_key: Option<String>,
+    #[arg(
+        long,
+        env = "AWS_SECRET_ACCESS_KEY",
+        hide_env_values = true,
+        required_unless_present = "hash_speed"
+    )]
+    secret_key: Option<String>,
     #[arg(long, env = "AWS_REGION", default_value = "garage")]
     region: String,
     /// Bucket to work in (created first when --create-bucket).
     #[arg(long, default_value = "bench")]
     bucket: String,
+    /// Create the bucket before the run (an existing bucket of this key is fine).
     #[arg(long)]
     create_bucket: bool,
-    /// Operation mix as op=weight pairs; ops: put, get, head, delete, list, mpu.
-    /// e.g. `put=1` (only PUTs), `get=9,put=1`.
+    /// Operation mix as op=weight pairs; ops: put, get, head, delete, list, copy, create-bucket, mpu.
+    /// e.g. `put=1` (only PUTs), `get=9,put=1`. `copy` copies an existing object to a new key;
+    /// `create-bucket` creates a fresh bucket (timed) and deletes it (not timed); `mpu` is a whole
+    /// multipart upload, also reported step by step (CreateMultipartUpload, UploadPart, Complete).
     #[arg(long, default_value = "put=1")]
     mix: String,
     /// Object size: `4KiB`, a uniform range `1KiB..1MiB`, or a choice `4KiB,1MiB`.
@@ -68,8 +85,9 @@ struct Args {
     /// Stop after this many operations instead of a duration.
     #[arg(long, short = 'n')]
     count: Option<u64>,
-    /// Objects written before the run for GET/HEAD/DELETE (default: 4 × concurrency when the mix
-    /// reads or deletes, else 0). Not counted in the results.
+    /// Objects written before the run for GET/HEAD/DELETE/copy (default: 4 × concurrency when the
+    /// mix has one of them, else 0). Not counted in the results. A DELETE or a read that finds no
+    /// object left writes one first, untimed.
     #[arg(long)]
     prefill: Option<u64>,
     /// Key prefix (a random suffix keeps runs apart).
@@ -78,22 +96,29 @@ struct Args {
     /// Print the report as JSON on stdout.
     #[arg(long)]
     json: bool,
+    /// Only measure this machine's single-core MD5 and SHA-256 speed (the crates the server uses),
+    /// the reference of the single-node PUT target, and exit.
+    #[arg(long)]
+    hash_speed: bool,
     /// No progress line on stderr.
     #[arg(long, short = 'q')]
     quiet: bool,
-    /// Send virtual-hosted-style requests (bucket in the Host header, for stores that need it).
-    #[arg(long)]
-    virtual_host: bool,
+    /// Send virtual-hosted-style requests: `Host: <bucket>.<DOMAIN>[:port]` (DOMAIN is the store's
+    /// S3 root domain; without a value, the endpoint's host). Connections still go to --endpoint.
+    #[arg(long, value_name = "DOMAIN", num_args = 0..=1, default_missing_value = "")]
+    virtual_host: Option<String>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
+/// An operation of the mix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Op {
     Put,
     Get,
     Head,
     Delete,
     List,
+    Copy,
+    CreateBucket,
     Mpu,
 }
 
@@ -105,19 +130,85 @@ impl Op {
             "head" => Op::Head,
             "delete" => Op::Delete,
             "list" => Op::List,
+            "copy" => Op::Copy,
+            "create-bucket" => Op::CreateBucket,
             "mpu" => Op::Mpu,
-            _ => bail!("unknown operation {s:?} (put, get, head, delete, list, mpu)"),
+            _ => bail!(
+                "unknown operation {s:?} (put, get, head, delete, list, copy, create-bucket, mpu)"
+            ),
         })
     }
+    /// Where its latency is recorded.
+    fn stat(self) -> Stat {
+        match self {
+            Op::Put => Stat::Put,
+            Op::Get => Stat::Get,
+            Op::Head => Stat::Head,
+            Op::Delete => Stat::Delete,
+            Op::List => Stat::List,
+            Op::Copy => Stat::Copy,
+            Op::CreateBucket => Stat::CreateBucket,
+            Op::Mpu => Stat::Mpu,
+        }
+    }
+    /// Needs existing objects.
+    fn reads(self) -> bool {
+        matches!(self, Op::Get | Op::Head | Op::Delete | Op::Copy)
+    }
+}
+
+/// What a latency is recorded under: an operation of the mix, or a step of a multipart upload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Stat {
+    Put,
+    Get,
+    Head,
+    Delete,
+    List,
+    Copy,
+    CreateBucket,
+    Mpu,
+    MpuCreate,
+    MpuPart,
+    MpuComplete,
+}
+
+impl Stat {
+    /// The name in `--json` (the mix's name for operations of the mix).
+    fn key(self) -> &'static str {
+        match self {
+            Stat::Put => "put",
+            Stat::Get => "get",
+            Stat::Head => "head",
+            Stat::Delete => "delete",
+            Stat::List => "list",
+            Stat::Copy => "copy",
+            Stat::CreateBucket => "create-bucket",
+            Stat::Mpu => "mpu",
+            Stat::MpuCreate => "mpu-create",
+            Stat::MpuPart => "mpu-part",
+            Stat::MpuComplete => "mpu-complete",
+        }
+    }
+    /// The name in the table.
     fn name(self) -> &'static str {
         match self {
-            Op::Put => "PUT",
-            Op::Get => "GET",
-            Op::Head => "HEAD",
-            Op::Delete => "DELETE",
-            Op::List => "LIST",
-            Op::Mpu => "MPU",
+            Stat::Put => "PUT",
+            Stat::Get => "GET",
+            Stat::Head => "HEAD",
+            Stat::Delete => "DELETE",
+            Stat::List => "LIST",
+            Stat::Copy => "CopyObject",
+            Stat::CreateBucket => "CreateBucket",
+            Stat::Mpu => "MPU",
+            Stat::MpuCreate => "  Create",
+            Stat::MpuPart => "  UploadPart",
+            Stat::MpuComplete => "  Complete",
         }
+    }
+    /// A step of another operation (not counted in the totals).
+    fn part_of(self) -> Option<&'static str> {
+        matches!(self, Stat::MpuCreate | Stat::MpuPart | Stat::MpuComplete).then_some("mpu")
     }
 }
 
@@ -130,7 +221,13 @@ enum SizeSpec {
 
 impl SizeSpec {
     fn parse(s: &str) -> Result<SizeSpec> {
-        let p = |x: &str| parse_size(x.trim()).map_err(|e| anyhow!("size {x:?}: {e}"));
+        let p = |x: &str| -> Result<u64> {
+            let n = parse_size(x.trim()).map_err(|e| anyhow!("size {x:?}: {e}"))?;
+            if n > MAX_OBJECT {
+                bail!("size {x:?}: at most 5 GiB");
+            }
+            Ok(n)
+        };
         if let Some((a, b)) = s.split_once("..") {
             let (a, b) = (p(a)?, p(b)?);
             if a > b {
@@ -190,10 +287,14 @@ struct OpStats {
 
 #[derive(Serialize)]
 struct OpReport {
-    op: Op,
+    op: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    part_of: Option<&'static str>,
     ops: u64,
     ops_per_sec: f64,
     mb_per_sec: f64,
+    mean_ms: f64,
+    min_ms: f64,
     p50_ms: f64,
     p90_ms: f64,
     p99_ms: f64,
@@ -224,22 +325,27 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
     f64::from(sorted[i.min(sorted.len() - 1)]) / 1000.0
 }
 
+fn micros(d: Duration) -> u32 {
+    d.as_micros().min(u128::from(u32::MAX)) as u32
+}
+
 struct Shared {
     args: Args,
     creds: (String, String, String),
+    /// Where connections go (`host:port` of --endpoint).
     authority: String,
     mix: Vec<(Op, u32)>,
     size: SizeSpec,
     part_size: u64,
     run_id: String,
-    /// Keys written and not deleted, for GET/HEAD/DELETE.
+    /// Keys written and not deleted, for GET/HEAD/DELETE/copy.
     keys: Mutex<Vec<(String, u64)>>,
     next_key: AtomicU64,
     started_ops: AtomicU64,
     done_ops: AtomicU64,
     done_bytes: AtomicU64,
     stop: AtomicBool,
-    stats: Mutex<BTreeMap<Op, OpStats>>,
+    stats: Mutex<BTreeMap<Stat, OpStats>>,
 }
 
 type ReqBody = BoxBody<Bytes, std::convert::Infallible>;
@@ -256,6 +362,52 @@ struct Answer {
     ttfb: Duration,
 }
 
+impl Answer {
+    /// An error naming the S3 error code unless the status is a success (or a 200 with an `<Error>`
+    /// body, which CopyObject and CompleteMultipartUpload may send).
+    fn check(&self, what: &str) -> Result<()> {
+        let text = String::from_utf8_lossy(&self.body);
+        let code = text
+            .split("<Code>")
+            .nth(1)
+            .and_then(|c| c.split("</Code>").next())
+            .unwrap_or("");
+        if !self.status.is_success() {
+            bail!("{what}: HTTP {} {code}", self.status.as_u16());
+        }
+        if text.contains("<Error>") {
+            bail!("{what}: error {code} in a {} answer", self.status.as_u16());
+        }
+        Ok(())
+    }
+}
+
+/// What a request sends.
+struct Req<'a> {
+    method: Method,
+    bucket: &'a str,
+    key: &'a str,
+    query: &'a str,
+    headers: &'a [(&'static str, String)],
+    body: Bytes,
+    /// Keep the body of a successful answer (error bodies are always kept).
+    read_body: bool,
+}
+
+impl<'a> Req<'a> {
+    fn new(method: Method, bucket: &'a str, key: &'a str) -> Req<'a> {
+        Req {
+            method,
+            bucket,
+            key,
+            query: "",
+            headers: &[],
+            body: Bytes::new(),
+            read_body: false,
+        }
+    }
+}
+
 impl Shared {
     fn creds(&self) -> Credentials<'_> {
         Credentials {
@@ -265,21 +417,25 @@ impl Shared {
         }
     }
 
-    /// The path and host of `key` (or of the bucket when `key` is empty).
-    fn target(&self, key: &str, query: &str) -> (String, String) {
-        let key = grenier::util::url::uri_encode(key, false);
-        let (host, path) = if self.args.virtual_host {
-            (
-                format!("{}.{}", self.args.bucket, self.authority),
-                format!("/{key}"),
-            )
-        } else if key.is_empty() {
-            (self.authority.clone(), format!("/{}", self.args.bucket))
-        } else {
-            (
-                self.authority.clone(),
-                format!("/{}/{key}", self.args.bucket),
-            )
+    /// The Host header and the path (with query) of `key` in `bucket` (of the bucket when `key` is
+    /// empty).
+    fn target(&self, bucket: &str, key: &str, query: &str) -> (String, String) {
+        let key = uri_encode(key, false);
+        let (host, path) = match &self.args.virtual_host {
+            Some(domain) => {
+                let domain = domain.trim_matches('.');
+                let host = if domain.is_empty() {
+                    self.authority.clone()
+                } else {
+                    match self.authority.rsplit_once(':') {
+                        Some((_, port)) if !domain.contains(':') => format!("{domain}:{port}"),
+                        _ => domain.to_string(),
+                    }
+                };
+                (format!("{bucket}.{host}"), format!("/{key}"))
+            }
+            None if key.is_empty() => (self.authority.clone(), format!("/{bucket}")),
+            None => (self.authority.clone(), format!("/{bucket}/{key}")),
         };
         let pq = if query.is_empty() {
             path
@@ -289,37 +445,32 @@ impl Shared {
         (host, pq)
     }
 
-    async fn send(
-        &self,
-        conn: &mut Conn,
-        method: Method,
-        key: &str,
-        query: &str,
-        body: Bytes,
-        read_body: bool,
-    ) -> Result<Answer> {
-        let (host, pq) = self.target(key, query);
+    async fn send(&self, conn: &mut Conn, r: Req<'_>) -> Result<Answer> {
+        let (host, pq) = self.target(r.bucket, r.key, r.query);
         let uri: Uri = format!("http://{host}{pq}").parse()?;
         let mut headers = HeaderMap::new();
         headers.insert("host", host.parse()?);
-        if !body.is_empty() || method == Method::PUT || method == Method::POST {
-            headers.insert("content-length", body.len().to_string().parse()?);
+        for (k, v) in r.headers {
+            headers.insert(*k, v.parse()?);
+        }
+        if !r.body.is_empty() || r.method == Method::PUT || r.method == Method::POST {
+            headers.insert("content-length", r.body.len().to_string().parse()?);
         }
         sigv4::sign(
-            &method,
+            &r.method,
             &uri,
             &mut headers,
             &self.creds(),
             SystemTime::now(),
         );
-        let mut req = Request::builder().method(method).uri(pq);
+        let mut req = Request::builder().method(r.method).uri(pq);
         for (k, v) in &headers {
             req = req.header(k, v);
         }
-        let body: ReqBody = if body.is_empty() {
+        let body: ReqBody = if r.body.is_empty() {
             Empty::new().boxed()
         } else {
-            Full::new(body).boxed()
+            Full::new(r.body).boxed()
         };
         let req = req.body(body)?;
         if conn.sender.as_ref().is_none_or(|s| s.is_closed()) {
@@ -332,7 +483,10 @@ impl Shared {
             conn.sender = Some(sender);
         }
         let sender = conn.sender.as_mut().expect("connected above");
-        sender.ready().await?;
+        if let Err(e) = sender.ready().await {
+            conn.sender = None;
+            return Err(e.into());
+        }
         let t0 = Instant::now();
         let resp = match sender.send_request(req).await {
             Ok(r) => r,
@@ -346,12 +500,18 @@ impl Shared {
         let mut out = Vec::new();
         let mut ttfb_body = None;
         while let Some(frame) = body.frame().await {
-            let frame = frame?;
+            let frame = match frame {
+                Ok(f) => f,
+                Err(e) => {
+                    conn.sender = None;
+                    return Err(e.into());
+                }
+            };
             if let Ok(d) = frame.into_data() {
                 if ttfb_body.is_none() && !d.is_empty() {
                     ttfb_body = Some(t0.elapsed());
                 }
-                if read_body || !parts.status.is_success() {
+                if r.read_body || !parts.status.is_success() {
                     out.extend_from_slice(&d);
                 }
             }
@@ -390,6 +550,35 @@ impl Shared {
         })
     }
 
+    fn add_key(&self, key: String, size: u64) {
+        self.keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((key, size));
+    }
+
+    /// An existing object (removed from the list when `remove`); when none is left, one is written
+    /// first, untimed.
+    async fn existing_key(
+        &self,
+        conn: &mut Conn,
+        rng: &mut Rng,
+        remove: bool,
+    ) -> Result<(String, u64)> {
+        if let Some(k) = self.pick_key(rng, remove) {
+            return Ok(k);
+        }
+        let size = self.size.pick(rng);
+        let key = self.new_key();
+        let mut req = Req::new(Method::PUT, &self.args.bucket, &key);
+        req.body = rng.bytes(size);
+        self.send(conn, req).await?.check("PUT (untimed)")?;
+        if !remove {
+            self.add_key(key.clone(), size);
+        }
+        Ok((key, size))
+    }
+
     fn pick_op(&self, rng: &mut Rng) -> Op {
         let total: u32 = self.mix.iter().map(|(_, w)| w).sum();
         let mut r = (rng.next() % u64::from(total)) as u32;
@@ -402,98 +591,117 @@ impl Shared {
         self.mix[0].0
     }
 
-    /// Runs one operation; returns (bytes moved, time to first byte for GETs).
-    async fn run_op(
-        &self,
-        conn: &mut Conn,
-        rng: &mut Rng,
-        op: Op,
-    ) -> Result<(u64, Option<Duration>)> {
-        let ok = |a: &Answer, what: &str| -> Result<()> {
-            if a.status.is_success() {
-                Ok(())
-            } else {
-                let text = String::from_utf8_lossy(&a.body);
-                let code = text
-                    .split("<Code>")
-                    .nth(1)
-                    .and_then(|c| c.split("</Code>").next())
-                    .unwrap_or("");
-                Err(anyhow!("{what}: HTTP {} {code}", a.status.as_u16()))
-            }
-        };
+    /// Runs one operation and records its latency (only the requests are timed: payloads are
+    /// generated and untimed set-up requests are sent before the clock starts).
+    async fn run_op(&self, conn: &mut Conn, rng: &mut Rng, op: Op) -> Result<()> {
+        let bucket = self.args.bucket.as_str();
         match op {
             Op::Put => {
                 let size = self.size.pick(rng);
                 let key = self.new_key();
-                let a = self
-                    .send(conn, Method::PUT, &key, "", rng.bytes(size), false)
-                    .await?;
-                ok(&a, "PUT")?;
-                self.keys
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push((key, size));
-                Ok((size, None))
+                let mut req = Req::new(Method::PUT, bucket, &key);
+                req.body = rng.bytes(size);
+                let t0 = Instant::now();
+                self.send(conn, req).await?.check("PUT")?;
+                self.record(Stat::Put, t0.elapsed(), size, None);
+                self.add_key(key, size);
             }
             Op::Get | Op::Head => {
-                let (key, size) = self
-                    .pick_key(rng, false)
-                    .ok_or_else(|| anyhow!("no object to read: use --prefill"))?;
+                let (key, size) = self.existing_key(conn, rng, false).await?;
                 let method = if op == Op::Get {
                     Method::GET
                 } else {
                     Method::HEAD
                 };
-                let a = self
-                    .send(conn, method, &key, "", Bytes::new(), false)
-                    .await?;
-                ok(&a, op.name())?;
+                let t0 = Instant::now();
+                let a = self.send(conn, Req::new(method, bucket, &key)).await?;
+                let lat = t0.elapsed();
+                a.check(op.stat().name())?;
                 let len: u64 = a
                     .headers
                     .get("content-length")
                     .and_then(|v| v.to_str().ok()?.parse().ok())
                     .unwrap_or(0);
                 if len != size {
-                    bail!("{}: content-length {len}, expected {size}", op.name());
+                    bail!(
+                        "{}: content-length {len}, expected {size}",
+                        op.stat().name()
+                    );
                 }
-                Ok(if op == Op::Get {
-                    (size, Some(a.ttfb))
+                if op == Op::Get {
+                    self.record(Stat::Get, lat, size, Some(a.ttfb));
                 } else {
-                    (0, None)
-                })
+                    self.record(Stat::Head, lat, 0, None);
+                }
             }
             Op::Delete => {
-                let (key, _) = self
-                    .pick_key(rng, true)
-                    .ok_or_else(|| anyhow!("no object to delete: use --prefill"))?;
+                let (key, _) = self.existing_key(conn, rng, true).await?;
+                let t0 = Instant::now();
                 let a = self
-                    .send(conn, Method::DELETE, &key, "", Bytes::new(), false)
+                    .send(conn, Req::new(Method::DELETE, bucket, &key))
                     .await?;
-                ok(&a, "DELETE")?;
-                Ok((0, None))
+                let lat = t0.elapsed();
+                a.check("DELETE")?;
+                self.record(Stat::Delete, lat, 0, None);
             }
             Op::List => {
                 let q = format!(
                     "list-type=2&max-keys=100&prefix={}",
-                    grenier::util::url::uri_encode(
-                        &format!("{}/{}/", self.args.prefix, self.run_id),
-                        true
-                    )
+                    uri_encode(&format!("{}/{}/", self.args.prefix, self.run_id), true)
                 );
-                let a = self
-                    .send(conn, Method::GET, "", &q, Bytes::new(), true)
-                    .await?;
-                ok(&a, "LIST")?;
-                Ok((a.body.len() as u64, None))
+                let mut req = Req::new(Method::GET, bucket, "");
+                req.query = &q;
+                req.read_body = true;
+                let t0 = Instant::now();
+                let a = self.send(conn, req).await?;
+                let lat = t0.elapsed();
+                a.check("LIST")?;
+                if !String::from_utf8_lossy(&a.body).contains("<ListBucketResult") {
+                    bail!("LIST: no ListBucketResult in the answer");
+                }
+                self.record(Stat::List, lat, a.body.len() as u64, None);
+            }
+            Op::Copy => {
+                let (src, size) = self.existing_key(conn, rng, false).await?;
+                let key = self.new_key();
+                let headers = [(
+                    "x-amz-copy-source",
+                    format!("/{bucket}/{}", uri_encode(&src, false)),
+                )];
+                let mut req = Req::new(Method::PUT, bucket, &key);
+                req.headers = &headers;
+                req.read_body = true;
+                let t0 = Instant::now();
+                let a = self.send(conn, req).await?;
+                let lat = t0.elapsed();
+                a.check("CopyObject")?;
+                self.record(Stat::Copy, lat, size, None);
+                self.add_key(key, size);
+            }
+            Op::CreateBucket => {
+                let n = self.next_key.fetch_add(1, Ordering::Relaxed);
+                let name = format!("{}-{}-{n}", self.bucket_prefix(), self.run_id);
+                let mut req = Req::new(Method::PUT, &name, "");
+                req.read_body = true;
+                let t0 = Instant::now();
+                let a = self.send(conn, req).await?;
+                let lat = t0.elapsed();
+                a.check("CreateBucket")?;
+                self.record(Stat::CreateBucket, lat, 0, None);
+                let a = self.send(conn, Req::new(Method::DELETE, &name, "")).await?;
+                a.check("DeleteBucket (untimed)")?;
             }
             Op::Mpu => {
                 let size = self.size.pick(rng);
                 let key = self.new_key();
-                let a = self
-                    .send(conn, Method::POST, &key, "uploads", Bytes::new(), true)
-                    .await?;
-                ok(&a, "CreateMultipartUpload")?;
+                let mut req = Req::new(Method::POST, bucket, &key);
+                req.query = "uploads";
+                req.read_body = true;
+                let t0 = Instant::now();
+                let a = self.send(conn, req).await?;
+                let mut total = t0.elapsed();
+                a.check("CreateMultipartUpload")?;
+                self.record(Stat::MpuCreate, total, 0, None);
                 let text = String::from_utf8_lossy(&a.body);
                 let id = text
                     .split("<UploadId>")
@@ -501,21 +709,26 @@ impl Shared {
                     .and_then(|s| s.split("</UploadId>").next())
                     .ok_or_else(|| anyhow!("CreateMultipartUpload: no UploadId"))?
                     .to_string();
-                let id_q = grenier::util::url::uri_encode(&id, true);
+                let id_q = uri_encode(&id, true);
                 let mut xml = String::from("<CompleteMultipartUpload>");
                 let (mut off, mut n) = (0u64, 1u32);
                 while off < size || n == 1 {
                     let len = self.part_size.min(size - off);
                     let q = format!("partNumber={n}&uploadId={id_q}");
-                    let a = self
-                        .send(conn, Method::PUT, &key, &q, rng.bytes(len), false)
-                        .await?;
-                    ok(&a, "UploadPart")?;
+                    let mut req = Req::new(Method::PUT, bucket, &key);
+                    req.query = &q;
+                    req.body = rng.bytes(len);
+                    let t0 = Instant::now();
+                    let a = self.send(conn, req).await?;
+                    let lat = t0.elapsed();
+                    a.check("UploadPart")?;
+                    self.record(Stat::MpuPart, lat, len, None);
+                    total += lat;
                     let etag = a
                         .headers
                         .get("etag")
                         .and_then(|v| v.to_str().ok())
-                        .unwrap_or("")
+                        .ok_or_else(|| anyhow!("UploadPart: no ETag"))?
                         .to_string();
                     xml.push_str(&format!(
                         "<Part><PartNumber>{n}</PartNumber><ETag>{etag}</ETag></Part>"
@@ -525,42 +738,61 @@ impl Shared {
                 }
                 xml.push_str("</CompleteMultipartUpload>");
                 let q = format!("uploadId={id_q}");
-                let a = self
-                    .send(conn, Method::POST, &key, &q, Bytes::from(xml), true)
-                    .await?;
-                ok(&a, "CompleteMultipartUpload")?;
-                if String::from_utf8_lossy(&a.body).contains("<Error>") {
-                    bail!("CompleteMultipartUpload: error in a 200 answer");
-                }
-                self.keys
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push((key, size));
-                Ok((size, None))
+                let mut req = Req::new(Method::POST, bucket, &key);
+                req.query = &q;
+                req.body = Bytes::from(xml);
+                req.read_body = true;
+                let t0 = Instant::now();
+                let a = self.send(conn, req).await?;
+                let lat = t0.elapsed();
+                a.check("CompleteMultipartUpload")?;
+                self.record(Stat::MpuComplete, lat, 0, None);
+                total += lat;
+                self.record(Stat::Mpu, total, size, None);
+                self.add_key(key, size);
             }
+        }
+        Ok(())
+    }
+
+    /// `--prefix` made a valid start of a bucket name.
+    fn bucket_prefix(&self) -> String {
+        let p: String = self
+            .args
+            .prefix
+            .to_ascii_lowercase()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .take(40)
+            .collect();
+        let p = p.trim_matches('-');
+        if p.is_empty() {
+            "bench".into()
+        } else {
+            p.into()
         }
     }
 
-    fn record(&self, op: Op, lat: Duration, r: &Result<(u64, Option<Duration>)>) {
+    fn record(&self, stat: Stat, lat: Duration, bytes: u64, ttfb: Option<Duration>) {
         let mut stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
-        let s = stats.entry(op).or_default();
-        match r {
-            Ok((bytes, ttfb)) => {
-                s.lat.push(lat.as_micros().min(u32::MAX as u128) as u32);
-                if let Some(t) = ttfb {
-                    s.ttfb.push(t.as_micros().min(u32::MAX as u128) as u32);
-                }
-                s.bytes += bytes;
-                self.done_bytes.fetch_add(*bytes, Ordering::Relaxed);
-            }
-            Err(e) => {
-                s.errors += 1;
-                if s.first_error.is_none() {
-                    s.first_error = Some(format!("{e:#}"));
-                }
-            }
+        let s = stats.entry(stat).or_default();
+        s.lat.push(micros(lat));
+        if let Some(t) = ttfb {
+            s.ttfb.push(micros(t));
         }
-        self.done_ops.fetch_add(1, Ordering::Relaxed);
+        s.bytes += bytes;
+        if stat.part_of().is_none() {
+            self.done_bytes.fetch_add(bytes, Ordering::Relaxed);
+        }
+    }
+
+    fn record_error(&self, stat: Stat, e: &anyhow::Error) {
+        let mut stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
+        let s = stats.entry(stat).or_default();
+        s.errors += 1;
+        if s.first_error.is_none() {
+            s.first_error = Some(format!("{e:#}"));
+        }
     }
 }
 
@@ -580,9 +812,10 @@ async fn worker(shared: Arc<Shared>, id: u64, count: Option<u64>) {
             break;
         }
         let op = shared.pick_op(&mut rng);
-        let t0 = Instant::now();
-        let r = shared.run_op(&mut conn, &mut rng, op).await;
-        shared.record(op, t0.elapsed(), &r);
+        if let Err(e) = shared.run_op(&mut conn, &mut rng, op).await {
+            shared.record_error(op.stat(), &e);
+        }
+        shared.done_ops.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -590,24 +823,30 @@ fn parse_duration(s: &str) -> Result<Duration> {
     let s = s.trim();
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: u64 = num.parse().with_context(|| format!("duration {s:?}"))?;
-    Ok(Duration::from_secs(match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
+    let secs = match unit {
+        "" | "s" => Some(n),
+        "m" => n.checked_mul(60),
+        "h" => n.checked_mul(3600),
         _ => bail!("duration {s:?}: use s, m or h"),
-    }))
+    };
+    secs.map(Duration::from_secs)
+        .ok_or_else(|| anyhow!("duration {s:?} is too long"))
 }
 
 fn parse_mix(s: &str) -> Result<Vec<(Op, u32)>> {
-    let mut mix = vec![];
+    let mut mix: Vec<(Op, u32)> = vec![];
     for part in s.split(',') {
         let (op, w) = part.split_once('=').unwrap_or((part, "1"));
         let w: u32 = w
             .trim()
             .parse()
             .with_context(|| format!("mix weight {part:?}"))?;
+        if w > 1_000_000 {
+            bail!("mix weight {part:?}: at most 1000000");
+        }
+        let op = Op::parse(op.trim())?;
         if w > 0 {
-            mix.push((Op::parse(op.trim())?, w));
+            mix.push((op, w));
         }
     }
     if mix.is_empty() {
@@ -616,82 +855,142 @@ fn parse_mix(s: &str) -> Result<Vec<(Op, u32)>> {
     Ok(mix)
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("grenier-bench: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(args)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("grenier-bench: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Best of three single-thread passes over 256 MiB of MD5 and SHA-256, in MB/s.
+fn hash_speed(json: bool) -> Result<()> {
+    use sha2::Digest as _;
+    let buf = Rng::new(7).bytes(64 << 20);
+    let best = |f: &dyn Fn(&[u8])| {
+        (0..3)
+            .map(|_| {
+                let t = Instant::now();
+                for _ in 0..4 {
+                    f(&buf);
+                }
+                4.0 * buf.len() as f64 / t.elapsed().as_secs_f64() / 1e6
+            })
+            .fold(0.0, f64::max)
+    };
+    let md5 = best(&|b| {
+        std::hint::black_box(md5::Md5::digest(b));
+    });
+    let sha256 = best(&|b| {
+        std::hint::black_box(sha2::Sha256::digest(b));
+    });
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"md5_mb_per_sec": md5, "sha256_mb_per_sec": sha256})
+        );
+    } else {
+        println!("one core: MD5 {md5:.0} MB/s, SHA-256 {sha256:.0} MB/s");
+    }
+    Ok(())
+}
+
+async fn run(args: Args) -> Result<()> {
+    if args.hash_speed {
+        return hash_speed(args.json);
+    }
     let uri: Uri = args.endpoint.parse().context("--endpoint")?;
     if uri.scheme_str() != Some("http") {
         bail!("--endpoint must be http:// (put a TLS proxy's plain side here)");
     }
     let authority = uri
         .authority()
-        .ok_or_else(|| anyhow!("--endpoint has no host"))?
-        .to_string();
+        .ok_or_else(|| anyhow!("--endpoint has no host"))?;
+    let authority = if authority.port().is_some() {
+        authority.to_string()
+    } else {
+        format!("{}:80", authority.host())
+    };
+    if args.concurrency == 0 || args.concurrency > 10_000 {
+        bail!("--concurrency must be between 1 and 10000");
+    }
+    let (Some(access_key), Some(secret_key)) = (&args.access_key, &args.secret_key) else {
+        bail!("--access-key and --secret-key are required");
+    };
     let mix = parse_mix(&args.mix)?;
     let size = SizeSpec::parse(&args.size)?;
     let part_size = parse_size(&args.part_size).map_err(|e| anyhow!("--part-size: {e}"))?;
-    if part_size == 0 {
-        bail!("--part-size must be positive");
+    if part_size == 0 || part_size > MAX_OBJECT {
+        bail!("--part-size must be between 1 byte and 5 GiB");
     }
-    let reads = mix
-        .iter()
-        .any(|(o, _)| matches!(o, Op::Get | Op::Head | Op::Delete));
+    let duration = parse_duration(&args.duration)?;
+    let reads = mix.iter().any(|(o, _)| o.reads());
     let prefill = args.prefill.unwrap_or(if reads {
         4 * args.concurrency as u64
     } else {
         0
     });
-    let run_id = format!("{:08x}", Rng::new(std::process::id() as u64).next() as u32);
-    let shared = Arc::new(Shared {
-        creds: (
-            args.access_key.clone(),
-            args.secret_key.clone(),
-            args.region.clone(),
-        ),
-        authority,
-        mix: mix.clone(),
+    let run_id = format!(
+        "{:08x}",
+        Rng::new(
+            u64::from(std::process::id())
+                ^ SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as u64)
+        )
+        .next() as u32
+    );
+    let new_shared = |mix: Vec<(Op, u32)>, first_key: u64| Shared {
+        creds: (access_key.clone(), secret_key.clone(), args.region.clone()),
+        authority: authority.clone(),
+        mix,
         size: size.clone(),
         part_size,
-        run_id,
+        run_id: run_id.clone(),
         keys: Mutex::new(vec![]),
-        next_key: AtomicU64::new(0),
+        next_key: AtomicU64::new(first_key),
         started_ops: AtomicU64::new(0),
         done_ops: AtomicU64::new(0),
         done_bytes: AtomicU64::new(0),
         stop: AtomicBool::new(false),
         stats: Mutex::new(BTreeMap::new()),
         args: args.clone(),
-    });
-    let mut conn = Conn { sender: None };
+    };
+    let shared = Arc::new(new_shared(mix, 0));
     if args.create_bucket {
-        let a = shared
-            .send(&mut conn, Method::PUT, "", "", Bytes::new(), true)
-            .await?;
+        let mut conn = Conn { sender: None };
+        let mut req = Req::new(Method::PUT, &args.bucket, "");
+        req.read_body = true;
+        let a = shared.send(&mut conn, req).await?;
         let body = String::from_utf8_lossy(&a.body);
         if !a.status.is_success() && !body.contains("BucketAlreadyOwnedByYou") {
-            bail!("CreateBucket {}: HTTP {} {body}", args.bucket, a.status);
+            // a key that may not create buckets can still use an existing one
+            let head = shared
+                .send(&mut conn, Req::new(Method::HEAD, &args.bucket, ""))
+                .await?;
+            if !head.status.is_success() {
+                bail!("CreateBucket {}: HTTP {} {body}", args.bucket, a.status);
+            }
         }
     }
     if prefill > 0 {
         if !args.quiet {
             eprintln!("prefill: {prefill} objects of {}", args.size);
         }
-        let pre = Arc::new(Shared {
-            mix: vec![(Op::Put, 1)],
-            keys: Mutex::new(vec![]),
-            stats: Mutex::new(BTreeMap::new()),
-            started_ops: AtomicU64::new(0),
-            done_ops: AtomicU64::new(0),
-            done_bytes: AtomicU64::new(0),
-            next_key: AtomicU64::new(1 << 40),
-            stop: AtomicBool::new(false),
-            creds: shared.creds.clone(),
-            authority: shared.authority.clone(),
-            size: size.clone(),
-            part_size,
-            run_id: shared.run_id.clone(),
-            args: args.clone(),
-        });
+        let pre = Arc::new(new_shared(vec![(Op::Put, 1)], 1 << 40));
         let tasks: Vec<_> = (0..args.concurrency as u64)
             .map(|i| tokio::spawn(worker(pre.clone(), 1000 + i, Some(prefill))))
             .collect();
@@ -705,7 +1004,6 @@ async fn main() -> Result<()> {
         *shared.keys.lock().unwrap_or_else(|p| p.into_inner()) =
             std::mem::take(&mut *pre.keys.lock().unwrap_or_else(|p| p.into_inner()));
     }
-    let duration = parse_duration(&args.duration)?;
     let t0 = Instant::now();
     let tasks: Vec<_> = (0..args.concurrency as u64)
         .map(|i| tokio::spawn(worker(shared.clone(), i, args.count)))
@@ -748,15 +1046,23 @@ async fn main() -> Result<()> {
     }
     let mut stats = shared.stats.lock().unwrap_or_else(|p| p.into_inner());
     let mut ops = vec![];
-    for (op, s) in stats.iter_mut() {
+    for (stat, s) in stats.iter_mut() {
         s.lat.sort_unstable();
         s.ttfb.sort_unstable();
         let n = s.lat.len() as u64;
+        let sum: u64 = s.lat.iter().map(|&l| u64::from(l)).sum();
         ops.push(OpReport {
-            op: *op,
+            op: stat.key(),
+            part_of: stat.part_of(),
             ops: n,
             ops_per_sec: n as f64 / secs,
             mb_per_sec: s.bytes as f64 / secs / 1e6,
+            mean_ms: if n == 0 {
+                0.0
+            } else {
+                sum as f64 / n as f64 / 1000.0
+            },
+            min_ms: s.lat.first().map_or(0.0, |m| f64::from(*m) / 1000.0),
             p50_ms: percentile(&s.lat, 0.5),
             p90_ms: percentile(&s.lat, 0.9),
             p99_ms: percentile(&s.lat, 0.99),
@@ -767,20 +1073,21 @@ async fn main() -> Result<()> {
             first_error: s.first_error.clone(),
         });
     }
+    let main_ops = || ops.iter().filter(|o| o.part_of.is_none());
     let report = Report {
         endpoint: args.endpoint.clone(),
         mix: args.mix.clone(),
         size: args.size.clone(),
         concurrency: args.concurrency,
         seconds: secs,
-        total_ops: ops.iter().map(|o| o.ops).sum(),
-        total_errors: ops.iter().map(|o| o.errors).sum(),
+        total_ops: main_ops().map(|o| o.ops).sum(),
+        total_errors: main_ops().map(|o| o.errors).sum(),
         ops,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print_table(&report, &size);
+        print_table(&report);
     }
     if report.total_ops == 0 && report.total_errors > 0 {
         bail!("every operation failed");
@@ -788,23 +1095,35 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
-fn print_table(r: &Report, size: &SizeSpec) {
-    let size = match size {
-        SizeSpec::Fixed(n) => format_size(*n),
-        _ => r.size.clone(),
-    };
+fn print_table(r: &Report) {
     println!(
-        "{} — mix {}, size {size}, {} in flight, {:.1} s",
-        r.endpoint, r.mix, r.concurrency, r.seconds
+        "{} — mix {}, size {}, {} in flight, {:.1} s",
+        r.endpoint, r.mix, r.size, r.concurrency, r.seconds
     );
     println!(
-        "{:<7} {:>8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>7}",
+        "{:<14} {:>8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>7}",
         "op", "ops", "ops/s", "MB/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "ttfb p50", "errors"
     );
     for o in &r.ops {
+        let name = [
+            Stat::Put,
+            Stat::Get,
+            Stat::Head,
+            Stat::Delete,
+            Stat::List,
+            Stat::Copy,
+            Stat::CreateBucket,
+            Stat::Mpu,
+            Stat::MpuCreate,
+            Stat::MpuPart,
+            Stat::MpuComplete,
+        ]
+        .into_iter()
+        .find(|s| s.key() == o.op)
+        .map_or(o.op, Stat::name);
         println!(
-            "{:<7} {:>8} {:>9.1} {:>8.1} {:>8.2} {:>8.2} {:>8.2} {:>8.1} {:>9} {:>7}",
-            o.op.name(),
+            "{:<14} {:>8} {:>9.1} {:>8.1} {:>8.2} {:>8.2} {:>8.2} {:>8.1} {:>9} {:>7}",
+            name,
             o.ops,
             o.ops_per_sec,
             o.mb_per_sec,
@@ -816,7 +1135,49 @@ fn print_table(r: &Report, size: &SizeSpec) {
             o.errors
         );
         if let Some(e) = &o.first_error {
-            println!("        first error: {e}");
+            println!("               first error: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_mixes_parse() {
+        assert!(matches!(
+            SizeSpec::parse("4KiB").unwrap(),
+            SizeSpec::Fixed(4096)
+        ));
+        assert!(matches!(
+            SizeSpec::parse("1KiB..2KiB").unwrap(),
+            SizeSpec::Range(1024, 2048)
+        ));
+        assert!(
+            matches!(SizeSpec::parse("1KiB,1MiB").unwrap(), SizeSpec::Choice(v) if v.len() == 2)
+        );
+        assert!(SizeSpec::parse("2KiB..1KiB").is_err());
+        assert!(SizeSpec::parse("6GiB").is_err());
+        assert!(SizeSpec::parse("x").is_err());
+        let mut rng = Rng::new(1);
+        let r = SizeSpec::parse("0..0").unwrap();
+        assert_eq!(r.pick(&mut rng), 0);
+        let m = parse_mix("get=9,put=1,create-bucket,mpu=0").unwrap();
+        assert_eq!(m, vec![(Op::Get, 9), (Op::Put, 1), (Op::CreateBucket, 1)]);
+        assert!(parse_mix("mpu=0").is_err());
+        assert!(parse_mix("frob=1").is_err());
+        assert!(parse_mix("put=x").is_err());
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("99999999999999999999h").is_err());
+    }
+
+    #[test]
+    fn percentiles() {
+        let v: Vec<u32> = (1..=100).map(|i| i * 1000).collect();
+        assert_eq!(percentile(&v, 0.5), 51.0);
+        assert_eq!(percentile(&v, 0.99), 99.0);
+        assert_eq!(percentile(&[], 0.5), 0.0);
     }
 }
