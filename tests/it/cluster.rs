@@ -348,19 +348,7 @@ fn retiring_a_node_keeps_every_object_readable() {
         .cli(&["key", "allow", "retire", "--create-bucket"])
         .unwrap();
     let (id, secret) = (k["id"].as_str().unwrap(), k["secret"].as_str().unwrap());
-    let client = |i: usize| {
-        let conf = aws_sdk_s3::Config::builder()
-            .http_client(sdk_http())
-            .behavior_version_latest()
-            .region(aws_sdk_s3::config::Region::new("garage"))
-            .endpoint_url(format!("http://{}:3900", procs[i].spec.ip))
-            .credentials_provider(aws_sdk_s3::config::Credentials::new(
-                id, secret, None, None, "test",
-            ))
-            .force_path_style(true)
-            .build();
-        aws_sdk_s3::Client::from_conf(conf)
-    };
+    let client = |i: usize| sdk_client(&format!("{}:3900", procs[i].spec.ip), "garage", id, secret);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -470,19 +458,7 @@ fn a_dead_node_is_skipped_and_the_transition_completes() {
         k["secret"].as_str().unwrap().to_string(),
     );
     let ips: Vec<String> = procs.iter().map(|p| p.spec.ip.clone()).collect();
-    let client = |i: usize| {
-        let conf = aws_sdk_s3::Config::builder()
-            .http_client(sdk_http())
-            .behavior_version_latest()
-            .region(aws_sdk_s3::config::Region::new("garage"))
-            .endpoint_url(format!("http://{}:3900", ips[i]))
-            .credentials_provider(aws_sdk_s3::config::Credentials::new(
-                &id, &secret, None, None, "test",
-            ))
-            .force_path_style(true)
-            .build();
-        aws_sdk_s3::Client::from_conf(conf)
-    };
+    let client = |i: usize| sdk_client(&format!("{}:3900", ips[i]), "garage", &id, &secret);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

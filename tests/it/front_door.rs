@@ -5,7 +5,6 @@
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::Client;
-use aws_sdk_s3::config::{Credentials, Region};
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use serde_json::Value;
@@ -67,16 +66,7 @@ impl Door {
 
     /// A new SDK client (its own connection pool).
     fn client(&self) -> Client {
-        let creds = Credentials::new(&self.key_id, &self.secret, None, None, "test");
-        let conf = aws_sdk_s3::Config::builder()
-            .http_client(crate::harness::sdk_http())
-            .behavior_version_latest()
-            .region(Region::new("garage"))
-            .endpoint_url(format!("http://{}", self.addr()))
-            .credentials_provider(creds)
-            .force_path_style(true)
-            .build();
-        Client::from_conf(conf)
+        crate::harness::sdk_client(&self.addr(), "garage", &self.key_id, &self.secret)
     }
 }
 

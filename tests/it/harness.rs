@@ -377,6 +377,22 @@ pub fn proc_memory(pid: i32, field: &str) -> Option<u64> {
     Some(kib << 10)
 }
 
+/// An `aws-sdk-s3` client of the S3 API at `authority` (`ip:port`, plain HTTP, path style) in
+/// `region`, with the key `id`/`secret` (its own connection pool).
+pub fn sdk_client(authority: &str, region: &str, id: &str, secret: &str) -> aws_sdk_s3::Client {
+    let conf = aws_sdk_s3::Config::builder()
+        .http_client(sdk_http())
+        .behavior_version_latest()
+        .region(aws_sdk_s3::config::Region::new(region.to_string()))
+        .endpoint_url(format!("http://{authority}"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            id, secret, None, None, "test",
+        ))
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
 /// The HTTP client for `aws-sdk-s3` configs (`.http_client(harness::sdk_http())`): the SDK is built
 /// without its TLS stack (see Cargo.toml), so it has no default client; tests talk plain HTTP.
 pub fn sdk_http() -> aws_sdk_s3::config::SharedHttpClient {

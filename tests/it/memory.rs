@@ -65,21 +65,17 @@ fn start_node() -> Node {
         k["id"].as_str().unwrap().to_string(),
         k["secret"].as_str().unwrap().to_string(),
     );
-    let creds = aws_sdk_s3::config::Credentials::new(&key_id, &secret, None, None, "test");
-    let conf = aws_sdk_s3::Config::builder()
-        .http_client(crate::harness::sdk_http())
-        .behavior_version_latest()
-        .region(aws_sdk_s3::config::Region::new("garage"))
-        .endpoint_url(format!("http://{}:3900", proc.spec.ip))
-        .credentials_provider(creds)
-        .force_path_style(true)
-        .build();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    let client = aws_sdk_s3::Client::from_conf(conf);
+    let client = crate::harness::sdk_client(
+        &format!("{}:3900", proc.spec.ip),
+        "garage",
+        &key_id,
+        &secret,
+    );
     rt.block_on(async { client.create_bucket().bucket("mem").send().await.unwrap() });
     Node {
         proc,

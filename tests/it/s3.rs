@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use aws_sdk_s3::Client;
-use aws_sdk_s3::config::{Credentials, Region};
 use aws_sdk_s3::primitives::ByteStream;
 use serde_json::Value;
 
@@ -55,16 +54,8 @@ impl S3Env {
     }
 
     pub fn client_with(&self, node: usize, id: &str, secret: &str) -> Client {
-        let creds = Credentials::new(id, secret, None, None, "test");
-        let conf = aws_sdk_s3::Config::builder()
-            .http_client(crate::harness::sdk_http())
-            .behavior_version_latest()
-            .region(Region::new("garage"))
-            .endpoint_url(format!("http://{}:3900", self.procs[node].spec.ip))
-            .credentials_provider(creds)
-            .force_path_style(true)
-            .build();
-        Client::from_conf(conf)
+        let addr = format!("{}:3900", self.procs[node].spec.ip);
+        crate::harness::sdk_client(&addr, "garage", id, secret)
     }
 
     pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {

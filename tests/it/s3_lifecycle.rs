@@ -7,7 +7,6 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::Client;
-use aws_sdk_s3::config::{Credentials, Region};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
@@ -55,16 +54,8 @@ impl One {
     }
 
     fn client(&self) -> Client {
-        let creds = Credentials::new(&self.key_id, &self.secret, None, None, "test");
-        let conf = aws_sdk_s3::Config::builder()
-            .http_client(crate::harness::sdk_http())
-            .behavior_version_latest()
-            .region(Region::new("garage"))
-            .endpoint_url(format!("http://{}:3900", self.proc.spec.ip))
-            .credentials_provider(creds)
-            .force_path_style(true)
-            .build();
-        Client::from_conf(conf)
+        let addr = format!("{}:3900", self.proc.spec.ip);
+        crate::harness::sdk_client(&addr, "garage", &self.key_id, &self.secret)
     }
 
     /// Restart the node with its clock shifted by `offset_ms`.

@@ -8,7 +8,6 @@ use std::io::{Read, Write};
 use std::time::SystemTime;
 
 use aws_sdk_s3::Client;
-use aws_sdk_s3::config::{Credentials, Region};
 use base64::Engine;
 use serde_json::{Value, json};
 
@@ -54,16 +53,7 @@ impl Env {
     }
 
     fn client(&self) -> Client {
-        let creds = Credentials::new(&self.key_id, &self.secret, None, None, "test");
-        let conf = aws_sdk_s3::Config::builder()
-            .http_client(crate::harness::sdk_http())
-            .behavior_version_latest()
-            .region(Region::new(REGION))
-            .endpoint_url(format!("http://{}", self.addr()))
-            .credentials_provider(creds)
-            .force_path_style(true)
-            .build();
-        Client::from_conf(conf)
+        crate::harness::sdk_client(&self.addr(), REGION, &self.key_id, &self.secret)
     }
 
     /// The signed fields of a policy expiring in `expires_in` seconds (negative: already expired)

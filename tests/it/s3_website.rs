@@ -8,7 +8,6 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use aws_sdk_s3::Client;
-use aws_sdk_s3::config::{Credentials, Region};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
     Condition, ErrorDocument, IndexDocument, ObjectCannedAcl, Protocol, Redirect,
@@ -36,31 +35,18 @@ impl Site {
         let k: Value = serde_json::from_str(&out).unwrap();
         proc.cli(&["key", "allow", "web", "--create-bucket"])
             .unwrap();
-        let creds = Credentials::new(
+        let client = crate::harness::sdk_client(
+            &format!("{}:3900", proc.spec.ip),
+            "garage",
             k["id"].as_str().unwrap(),
             k["secret"].as_str().unwrap(),
-            None,
-            None,
-            "test",
         );
-        let conf = aws_sdk_s3::Config::builder()
-            .http_client(crate::harness::sdk_http())
-            .behavior_version_latest()
-            .region(Region::new("garage"))
-            .endpoint_url(format!("http://{}:3900", proc.spec.ip))
-            .credentials_provider(creds)
-            .force_path_style(true)
-            .build();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .unwrap();
-        Site {
-            client: Client::from_conf(conf),
-            proc,
-            rt,
-        }
+        Site { client, proc, rt }
     }
 
     fn put(&self, bucket: &str, key: &str, body: &str, public: bool) {
