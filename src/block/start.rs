@@ -110,8 +110,9 @@ pub async fn start(
     })
 }
 
-/// A tunable whose value survives restarts (tree `worker_vars`, big-endian u64 per name).
-fn persisted_tunable(
+/// A tunable whose value survives restarts (tree `worker_vars`, big-endian u64 per name); the model's
+/// workers use it too.
+pub fn persisted_tunable(
     tree: &crate::db::Tree,
     name: &'static str,
     default: u64,

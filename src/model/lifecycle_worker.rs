@@ -35,6 +35,7 @@ use super::bucket::Bucket;
 use super::mpu::MultipartUpload;
 use super::object::{Object, ObjectSchema, ObjectVersion, VersionState};
 use super::{Model, ModelError};
+use crate::block::start::persisted_tunable;
 use crate::db::{self, Db, Tree};
 use crate::layout::history::LayoutVersion;
 use crate::table::TableData;
@@ -148,28 +149,6 @@ pub fn start(
     registry.add_tunable("lifecycle-stale-upload-secs", w.stale_upload.clone());
     registry.add_worker(w.clone());
     Ok(tokio::spawn(w.run()))
-}
-
-/// A tunable whose value survives restarts (tree `worker_vars`, big-endian u64 per name, as the
-/// block layer's).
-fn persisted_tunable(
-    tree: &Tree,
-    name: &'static str,
-    default: u64,
-    min: u64,
-    max: u64,
-    description: &'static str,
-) -> Arc<Tunable> {
-    let value = match tree.get(name) {
-        Ok(Some(v)) if v.len() == 8 => u64::from_be_bytes(v[..].try_into().expect("8 bytes")),
-        _ => default,
-    };
-    let tree = tree.clone();
-    Tunable::new(value, min, max, description, move |v| {
-        if let Err(e) = tree.insert(name, v.to_be_bytes()) {
-            tracing::error!("saving {name}: {e}");
-        }
-    })
 }
 
 /// What to do with one object entry at `now`.
