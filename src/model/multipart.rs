@@ -44,13 +44,13 @@ pub enum CompleteError {
     Model(#[from] ModelError),
 }
 
+/// Attempts at closing a completed upload in the background (waiting 1, 2, 4, ... s in between).
+const CLOSE_ATTEMPTS: u32 = 7;
+
 /// What the caller computes from an upload under way before it is completed: the object's checksum
 /// (the s3 layer checks the request's checksums against the parts' and combines them).
 pub type ChecksumOf<'a> = Box<
-    dyn FnOnce(
-            &Upload,
-        )
-            -> Result<Option<(String, String)>, Box<dyn std::error::Error + Send + Sync>>
+    dyn Fn(&Upload) -> Result<Option<(String, String)>, Box<dyn std::error::Error + Send + Sync>>
         + Send
         + 'a,
 >;
@@ -161,6 +161,29 @@ impl Model {
         Ok(under_way(o.as_ref(), m, id))
     }
 
+    /// The upload `id` of `key` as this node's own replicas show it when they show it under way (no
+    /// round trip: an upload's version, headers, encryption and checksum never change while it is
+    /// under way), else as a quorum read shows it. A replica that missed the upload's end says "under
+    /// way" a little longer: a part written then is released with the upload (the `mpu` hook
+    /// releases attempts that arrive after the deletion), and the Complete, which reads with a
+    /// quorum, answers NoSuchUpload.
+    pub async fn get_upload_local_first(
+        &self,
+        bucket: &Hash,
+        key: &str,
+        id: &Hash,
+    ) -> Result<Option<Upload>, ModelError> {
+        let o = self.objects.get_local(bucket, &key.to_string())?;
+        let m = self
+            .mpus
+            .get_local(id, &EmptyKey)?
+            .filter(|m| m.bucket == *bucket && m.key == key);
+        match under_way(o.as_ref(), m, id) {
+            Some(up) => Ok(Some(up)),
+            None => self.get_upload(bucket, key, id).await,
+        }
+    }
+
     /// The object entry of `key` and the `mpu` entry of upload `id` (if it belongs to that key),
     /// read in parallel.
     async fn read_upload(
@@ -205,6 +228,7 @@ impl Model {
             is_part: true,
             encryption: None,
             gate: None,
+            store_gate: None,
         }
     }
 
@@ -262,7 +286,7 @@ impl Model {
     /// refused (`CompletedWithOtherParts`) while the upload's completion is remembered (its `mpu`
     /// tombstone); an upload whose object was since overwritten or deleted is `NoSuchUpload`.
     pub async fn complete_upload(
-        &self,
+        self: &Arc<Self>,
         bucket: &Hash,
         key: &str,
         id: &Hash,
@@ -271,10 +295,57 @@ impl Model {
     ) -> Result<ObjectVersion, CompleteError> {
         check_order(parts)?;
         let uuid = completed_uuid(id, parts);
-        let (o, m) = self.read_upload(bucket, key, id).await?;
+        // When this node's replicas hold the upload and every chosen part's whole block list, the
+        // new version's block list is written while the upload is read with a quorum, which then
+        // confirms the choice: a Complete costs that round trip and the object entry's write. A
+        // request the local view already refuses writes nothing early.
+        let early = self
+            .local_completed_list(bucket, key, id, parts, uuid)
+            .filter(|(up, _)| checksum_of(up).is_ok())
+            .map(|(_, list)| list);
+        let (read, written) = tokio::join!(self.read_upload(bucket, key, id), async {
+            match &early {
+                Some(list) => self.versions.insert(list).await.is_ok(),
+                None => false,
+            }
+        });
+        // A list written early but not used (the quorum disagreed with this node's replicas, a
+        // race with another Complete or an abort) is left as it is, holding its blocks: it is never
+        // deleted, since the same uuid may be (or become) the object's current version.
+        let early = early.filter(|_| written);
+        self.complete_read(
+            bucket,
+            key,
+            id,
+            parts,
+            checksum_of,
+            uuid,
+            read?,
+            early.as_ref(),
+        )
+        .await
+    }
+
+    /// The rest of [`Model::complete_upload`], once the upload was read with a quorum (`read`) and
+    /// maybe the version's block list written (`early`).
+    #[allow(clippy::too_many_arguments)]
+    async fn complete_read(
+        self: &Arc<Self>,
+        bucket: &Hash,
+        key: &str,
+        id: &Hash,
+        parts: &[(u32, String)],
+        checksum_of: ChecksumOf<'_>,
+        uuid: Hash,
+        (o, m): (Option<Object>, Option<MultipartUpload>),
+        early: Option<&Version>,
+    ) -> Result<ObjectVersion, CompleteError> {
         if let Some(up) = under_way(o.as_ref(), m.clone(), id) {
             let checksum = checksum_of(&up).map_err(CompleteError::Refused)?;
-            return match self.complete_multipart(&up, parts, checksum, uuid).await {
+            return match self
+                .complete_multipart(&up, parts, checksum, uuid, early)
+                .await
+            {
                 Err(CompleteError::InvalidPart(n)) => {
                     // A Complete racing with this one may have finished first and released the
                     // parts: then its version is this one.
@@ -310,77 +381,105 @@ impl Model {
         }
     }
 
+    /// The block list of the version that completing upload `id` with `parts` makes, built from this
+    /// node's replicas alone: None unless they show the upload under way with every part finished
+    /// with its ETag and its whole block list (see [`Model::local_block_list`]). Whichever finished
+    /// attempt a quorum read then picks for a part has the same ETag (MD5) and size, hence the same
+    /// bytes.
+    fn local_completed_list(
+        &self,
+        bucket: &Hash,
+        key: &str,
+        id: &Hash,
+        parts: &[(u32, String)],
+        uuid: Hash,
+    ) -> Option<(Upload, Version)> {
+        let o = self.objects.get_local(bucket, &key.to_string()).ok()?;
+        let m = self
+            .mpus
+            .get_local(id, &EmptyKey)
+            .ok()?
+            .filter(|m| m.bucket == *bucket && m.key == key);
+        let up = under_way(o.as_ref(), m, id)?;
+        let chosen = choose_parts(&up.mpu, parts).ok()?;
+        let mut version = Version::new(uuid, *bucket, key.to_string());
+        for (n, _, p) in &chosen {
+            if p.size? == 0 {
+                continue;
+            }
+            let list = self.local_block_list(&p.version, p.size?)?;
+            for ((_, offset), b) in list.block_list() {
+                version.blocks.put((*n, offset), b);
+            }
+        }
+        Some((up, version))
+    }
+
     /// Complete an upload under way with the given (part number, ETag) list, in ascending order: the
     /// object gets a new version `uuid` made of those parts' blocks. Returns it and its ETag (MD5 of
-    /// the parts' MD5s, `-N`).
+    /// the parts' MD5s, `-N`). `early` is the version's block list if it was already written from
+    /// this node's replicas ([`Model::local_completed_list`]).
     ///
-    /// The object entry is written before the upload is closed (its `mpu` entry deleted, which
-    /// releases the parts): a failure in between leaves the upload open, and its retry finds the
-    /// version and closes it.
+    /// The object entry is written after the version's block list, and before the upload is closed
+    /// (its `mpu` entry deleted, which releases the unused part attempts), which is done once the
+    /// answer is known, in the background: a failure before it leaves the upload open, and a retry
+    /// of the Complete finds the version and closes it.
     ///
     /// Known gap: a Complete that read the upload as under way, then stalls while a racing Complete
     /// of the same parts finishes, the key is overwritten and the version released, makes that
     /// version current again without its block list (reads of the key fail until the next write).
     /// It needs two Completes of one upload straddling an overwrite of the key.
     async fn complete_multipart(
-        &self,
+        self: &Arc<Self>,
         upload: &Upload,
         parts: &[(u32, String)],
         checksum: Option<(String, String)>,
         uuid: Hash,
+        early: Option<&Version>,
     ) -> Result<ObjectVersion, CompleteError> {
-        let finished = upload.mpu.finished_parts();
-        let mut chosen = vec![];
-        for (n, etag) in parts {
-            let p = finished
-                .iter()
-                .find(|(pn, _, p)| pn == n && p.etag.as_deref() == Some(etag.trim_matches('"')))
-                .ok_or(CompleteError::InvalidPart(*n))?;
-            chosen.push(p.clone());
-        }
-        if chosen
-            .iter()
-            .map(|(_, _, p)| p.size.unwrap_or(0))
-            .sum::<u64>()
-            > MAX_OBJECT_SIZE
-        {
-            return Err(CompleteError::EntityTooLarge);
-        }
-        for (i, (n, _, p)) in chosen.iter().enumerate() {
-            if i + 1 < chosen.len() && p.size.unwrap_or(0) < MIN_PART_SIZE {
-                return Err(CompleteError::EntityTooSmall(*n));
-            }
-        }
-        // The parts' block lists, read in parallel.
-        let lists = futures::future::join_all(
-            chosen
-                .iter()
-                .map(|(_, _, p)| self.versions.get(&p.version, &EmptyKey)),
-        )
-        .await;
+        let chosen = choose_parts(&upload.mpu, parts)?;
         let (bucket, key) = (upload.mpu.bucket, upload.mpu.key.clone());
-        let mut version = Version::new(uuid, bucket, key.clone());
+        let sizes = |v: &Version| {
+            let mut out: Vec<(u32, u64)> = vec![];
+            for ((n, _), b) in v.block_list() {
+                match out.last_mut() {
+                    Some((last, size)) if *last == n => *size += b.size,
+                    _ => out.push((n, b.size)),
+                }
+            }
+            out
+        };
+        let wanted: Vec<(u32, u64)> = chosen
+            .iter()
+            .filter(|(_, _, p)| p.size != Some(0))
+            .map(|(n, _, p)| (*n, p.size.unwrap_or(0)))
+            .collect();
+        let version = match early {
+            // The quorum's choice has the same parts and sizes (and ETags, by construction).
+            Some(v) if sizes(v) == wanted => v.clone(),
+            // Never rewrite a list under the same uuid with other blocks (the two would merge).
+            Some(_) => {
+                return Err(CompleteError::InvalidPart(
+                    wanted.first().map_or(0, |w| w.0),
+                ));
+            }
+            None => {
+                let version = self.parts_list(&chosen, uuid, bucket, &key).await?;
+                self.versions
+                    .insert(&version)
+                    .await
+                    .map_err(ModelError::from)?;
+                version
+            }
+        };
         let mut md5s = md5::Md5::new();
         let mut size = 0;
-        for ((n, _, p), list) in chosen.iter().zip(lists) {
-            let list = list.map_err(ModelError::from)?;
-            let blocks = list.map(|v| v.block_list()).unwrap_or_default();
-            let part_size: u64 = blocks.iter().map(|(_, b)| b.size).sum();
-            if Some(part_size) != p.size {
-                return Err(CompleteError::InvalidPart(*n));
-            }
-            for ((_, offset), b) in blocks {
-                version.blocks.put((*n, offset), b);
-            }
-            size += part_size;
+        for (_, _, p) in &chosen {
+            size += p.size.unwrap_or(0);
             md5s.update(hex::decode(p.etag.as_deref().unwrap_or("")).unwrap_or_default());
         }
         let etag = format!("{}-{}", hex::encode(md5s.finalize()), chosen.len());
         let first_block = version.block_list().first().map(|(_, b)| b.hash);
-        self.versions
-            .insert(&version)
-            .await
-            .map_err(ModelError::from)?;
         let meta = ObjectMeta {
             size,
             etag,
@@ -408,8 +507,56 @@ impl Model {
         let v = self
             .write_version_as(bucket, &key, complete, vec![aborted], Restamp::SameUuid)
             .await?;
-        self.close_upload(upload.mpu.clone(), Some(uuid)).await?;
+        // The object is complete and visible: closing the upload only releases the attempts it does
+        // not use, so the answer does not wait for it. A quorum lost right after the object entry
+        // was written is retried for about a minute.
+        let (model, m) = (self.clone(), upload.mpu.clone());
+        tokio::spawn(async move {
+            let mut wait = std::time::Duration::from_secs(1);
+            for attempt in 1..=CLOSE_ATTEMPTS {
+                match model.close_upload(m.clone(), Some(uuid)).await {
+                    Ok(()) => return,
+                    Err(e) if attempt == CLOSE_ATTEMPTS => tracing::warn!(
+                        "closing a completed multipart upload failed {attempt} times, its unused \
+                         part attempts stay stored until the same Complete is sent again: {e}"
+                    ),
+                    Err(_) => {
+                        tokio::time::sleep(wait).await;
+                        wait *= 2;
+                    }
+                }
+            }
+        });
         Ok(v)
+    }
+
+    /// The block list of version `uuid` made of the `chosen` part attempts' block lists (each read
+    /// from this node's replica when it is whole, else with a quorum, all in parallel).
+    async fn parts_list(
+        &self,
+        chosen: &[(u32, crate::crdt::Timestamp, MpuPart)],
+        uuid: Hash,
+        bucket: Hash,
+        key: &str,
+    ) -> Result<Version, CompleteError> {
+        let lists = futures::future::join_all(
+            chosen
+                .iter()
+                .map(|(_, _, p)| self.block_list(&p.version, p.size.unwrap_or(0))),
+        )
+        .await;
+        let mut version = Version::new(uuid, bucket, key.to_string());
+        for ((n, _, p), list) in chosen.iter().zip(lists) {
+            let blocks = list?.map(|v| v.block_list()).unwrap_or_default();
+            let part_size: u64 = blocks.iter().map(|(_, b)| b.size).sum();
+            if Some(part_size) != p.size {
+                return Err(CompleteError::InvalidPart(*n));
+            }
+            for ((_, offset), b) in blocks {
+                version.blocks.put((*n, offset), b);
+            }
+        }
+        Ok(version)
     }
 
     /// Delete an upload's `mpu` entry (its hook releases every part attempt), recording the version
@@ -528,7 +675,8 @@ impl Model {
         version: &ObjectVersion,
         n: u32,
     ) -> Result<Option<(u64, u64)>, ModelError> {
-        let Some(v) = self.versions.get(&version.uuid, &EmptyKey).await? else {
+        let size = super::ops::meta_of(version).map_or(0, |m| m.size);
+        let Some(v) = self.block_list(&version.uuid, size).await? else {
             return Ok(None);
         };
         let (mut begin, mut end, mut found) = (0, 0, false);
@@ -546,7 +694,8 @@ impl Model {
 
     /// The (part number, size) of each part of a multipart object version, in order.
     pub async fn part_sizes(&self, version: &ObjectVersion) -> Result<Vec<(u32, u64)>, ModelError> {
-        let Some(v) = self.versions.get(&version.uuid, &EmptyKey).await? else {
+        let size = super::ops::meta_of(version).map_or(0, |m| m.size);
+        let Some(v) = self.block_list(&version.uuid, size).await? else {
             return Ok(vec![]);
         };
         let mut out: Vec<(u32, u64)> = vec![];
@@ -558,6 +707,37 @@ impl Model {
         }
         Ok(out)
     }
+}
+
+/// The finished attempt of each listed part (its newest one, whose ETag must match), checked against
+/// S3's limits (total size, 5 MiB minimum for every part but the last).
+fn choose_parts(
+    mpu: &MultipartUpload,
+    parts: &[(u32, String)],
+) -> Result<Vec<(u32, crate::crdt::Timestamp, MpuPart)>, CompleteError> {
+    let finished = mpu.finished_parts();
+    let mut chosen = vec![];
+    for (n, etag) in parts {
+        let p = finished
+            .iter()
+            .find(|(pn, _, p)| pn == n && p.etag.as_deref() == Some(etag.trim_matches('"')))
+            .ok_or(CompleteError::InvalidPart(*n))?;
+        chosen.push(p.clone());
+    }
+    if chosen
+        .iter()
+        .map(|(_, _, p)| p.size.unwrap_or(0))
+        .sum::<u64>()
+        > MAX_OBJECT_SIZE
+    {
+        return Err(CompleteError::EntityTooLarge);
+    }
+    for (i, (n, _, p)) in chosen.iter().enumerate() {
+        if i + 1 < chosen.len() && p.size.unwrap_or(0) < MIN_PART_SIZE {
+            return Err(CompleteError::EntityTooSmall(*n));
+        }
+    }
+    Ok(chosen)
 }
 
 fn is_multipart_upload(v: &ObjectVersion) -> bool {

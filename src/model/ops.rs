@@ -1,17 +1,19 @@
 //! Object operations, designed for the round-trip budget of doc/guarantees.md (see `doc/s3.md`):
 //!
 //! - **small PUT** (body ≤ [`INLINE_MAX`]): one quorum write of the object entry with the data inline;
-//! - **large PUT**: the object entry is written as "uploading" while the first block is received; each
-//!   block is hashed, written to its replicas and added to the version's block list as the body
-//!   arrives (several blocks in flight); after the last byte: the last block's quorum write, then one
-//!   quorum write of the complete object entry (2 round trips);
+//! - **large PUT**: the object entry is written as "uploading" while the first blocks are received
+//!   (no block is listed under the version before that write is acknowledged); each block is hashed,
+//!   written to its replicas and added to the version's block list as the body arrives (up to
+//!   [`PUT_BYTES_IN_FLIGHT`] of blocks in flight, so a 50 ms round trip still lets 320 MB/s through);
+//!   after the last byte: the last block's quorum write, then one quorum write of the complete object
+//!   entry (2 round trips);
 //! - **GET/HEAD**: one quorum read of the object entry; for blocks, the version's block list is read in
 //!   parallel with the first block, then blocks stream in order with read-ahead;
 //!
 //! Memory: every block this module holds is reserved in the block manager's budget
 //! (`block_ram_buffer_max`, see [`crate::block::manager`]) *before* its bytes are read: a PUT reserves
 //! a block of the write pool before reading that block from the client's body (at most
-//! [`PUT_BLOCKS_IN_FLIGHT`] per upload, fewer when the pool is short, which stops reading the socket);
+//! [`put_window`] blocks per upload, fewer when the pool is short, which stops reading the socket);
 //! a read reserves each block of the read pool, in order, before fetching it (at most
 //! [`GET_READ_AHEAD`] ahead of the client, fewer when the pool is short), and the reservation travels
 //! with the bytes until the client has them. A copy reads with no read-ahead and copies the tail of a
@@ -30,7 +32,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use futures::stream::{FuturesOrdered, StreamExt};
-use futures::{Stream, TryStreamExt};
+use futures::{FutureExt, Stream, TryStreamExt};
 use serde_bytes::ByteBuf;
 
 use super::object::{
@@ -45,9 +47,16 @@ use crate::crdt::Timestamp;
 use crate::table::schema::EmptyKey;
 use crate::util::hash::{Hash, blake2sum};
 
-/// Blocks of one upload in memory at once (received, hashed or being written); each holds its
-/// reservation in the write pool.
-pub const PUT_BLOCKS_IN_FLIGHT: usize = 4;
+/// Bytes of one upload's blocks in memory at once (received, hashed or being written, each block
+/// holding its reservation in the write pool): the upload's window towards the other zones. A block's
+/// reservation is returned once it is on a write quorum, so an upload streams at most this much per
+/// inter-zone round trip: 16 MiB is 320 MB/s at a 50 ms RTT.
+pub const PUT_BYTES_IN_FLIGHT: usize = 16 << 20;
+
+/// Blocks of one upload in flight: [`PUT_BYTES_IN_FLIGHT`] worth of blocks of `block_size`, at least 4.
+pub fn put_window(block_size: usize) -> usize {
+    (PUT_BYTES_IN_FLIGHT / block_size.max(1)).max(4)
+}
 /// Blocks of one GET in memory at once (fetched ahead or waiting for the client); each holds its
 /// reservation in the read pool.
 pub const GET_READ_AHEAD: usize = 4;
@@ -88,10 +97,14 @@ pub struct PutUpload {
     pub(super) is_part: bool,
     /// SSE-C: every block (or the inline body) is sealed with this key (see [`super::sse`]).
     pub(super) encryption: Option<CustomerKey>,
-    /// Awaited before any block is stored or listed under the version (`true`: go on): for a part
-    /// attempt whose registration in its `mpu` entry runs while the body streams (see
+    /// Awaited before any block is listed under the version (`true`: go on): for a part attempt
+    /// whose registration in its `mpu` entry runs while the body streams (see
     /// [`Model::part_attempt`]); the body is read and hashed meanwhile, within the write budget.
+    /// (A simple PUT makes its own: the write of its "uploading" entry.)
     pub(super) gate: Option<Gate>,
+    /// Awaited before any block is stored (`true`: go on): the checks that must pass before anything
+    /// of the body reaches a disk (a part of an SSE-C upload must come with the upload's key).
+    pub(super) store_gate: Option<Gate>,
 }
 
 /// See [`PutUpload::gated`].
@@ -115,6 +128,7 @@ impl Model {
             is_part: false,
             encryption: None,
             gate: None,
+            store_gate: None,
         }
     }
 
@@ -208,30 +222,71 @@ impl Model {
                 let b = all.slice(range);
                 return Ok(futures::stream::once(async move { Ok(b) }).boxed());
             }
-            ObjectData::Blocks { first_block, .. } => {
-                // The block list and the first block in parallel: the first byte does not wait for
-                // the second read.
-                let prefetch = begin == 0;
-                let (list, first) =
-                    tokio::join!(self.versions.get(&version.uuid, &EmptyKey), async {
-                        if prefetch {
-                            // Its size is not known before the list: reserve a whole block.
-                            let permit = self.block.reserve_read(self.block_size).await;
-                            Some((self.block.get_block(first_block).await, permit))
-                        } else {
-                            None
-                        }
-                    });
-                let list = list?.filter(|v| !v.deleted.get()).ok_or_else(|| {
-                    ModelError::Invalid("the version's block list is missing".into())
-                })?;
-                (list.block_list(), first.map(|f| (*first_block, f)))
+            ObjectData::Blocks { first_block, meta } => {
+                // This node's replica of the block list, when it lists every block: no round trip.
+                if let Some(list) = self.local_block_list(&version.uuid, meta.size) {
+                    (list.block_list(), None)
+                } else {
+                    // Else the block list (a quorum read) and the first block in parallel: the
+                    // first byte does not wait for the second read.
+                    let prefetch = begin == 0;
+                    let (list, first) =
+                        tokio::join!(self.versions.get(&version.uuid, &EmptyKey), async {
+                            if prefetch {
+                                // Its size is not known before the list: reserve a whole block.
+                                let permit = self.block.reserve_read(self.block_size).await;
+                                Some((self.block.get_block(first_block).await, permit))
+                            } else {
+                                None
+                            }
+                        });
+                    let list = list?.filter(|v| !v.deleted.get()).ok_or_else(|| {
+                        ModelError::Invalid("the version's block list is missing".into())
+                    })?;
+                    (list.block_list(), first.map(|f| (*first_block, f)))
+                }
             }
             ObjectData::DeleteMarker => unreachable!("data() excludes delete markers"),
         };
         Ok(self
             .stream_blocks(blocks, first, begin, end, blocks_in_memory(in_memory), key)
             .boxed())
+    }
+
+    /// This node's replica of the block list of version `uuid`, if it lists blocks of `size` bytes
+    /// in all (the size of the version's data). A version's list only grows, block by block, until
+    /// the version is committed and never changes after (but for its deletion), and every block
+    /// holds at least one byte: a list that adds up to the version's size is the whole list.
+    /// A node that is not a replica of the version, or that has not received every block of it
+    /// yet, has no such list: the caller then reads with a quorum.
+    pub(super) fn local_block_list(&self, uuid: &Hash, size: u64) -> Option<Version> {
+        let list = match self.versions.get_local(uuid, &EmptyKey) {
+            Ok(l) => l?,
+            Err(e) => {
+                tracing::warn!("reading a block list locally: {e}");
+                return None;
+            }
+        };
+        let listed: u64 = list.block_list().iter().map(|(_, b)| b.size).sum();
+        (!list.deleted.get() && listed == size).then_some(list)
+    }
+
+    /// The block list of version `uuid` of `size` bytes: this node's replica when it is whole
+    /// ([`Model::local_block_list`]), else a quorum read. None if no quorum knows it (or it is
+    /// deleted).
+    pub(super) async fn block_list(
+        &self,
+        uuid: &Hash,
+        size: u64,
+    ) -> Result<Option<Version>, ModelError> {
+        if let Some(l) = self.local_block_list(uuid, size) {
+            return Ok(Some(l));
+        }
+        Ok(self
+            .versions
+            .get(uuid, &EmptyKey)
+            .await?
+            .filter(|v| !v.deleted.get()))
     }
 
     /// Stream the slices of `blocks` that intersect `[begin, end)`, fetching ahead.
@@ -321,6 +376,13 @@ impl PutUpload {
         self
     }
 
+    /// Store no block before `gate` answers `true` (a `false` fails the write with
+    /// [`ModelError::NotRegistered`]).
+    pub fn store_gated(mut self, gate: Gate) -> PutUpload {
+        self.store_gate = Some(gate);
+        self
+    }
+
     /// Store the body. Small bodies stay in memory (they go inline in the object entry); larger ones
     /// are cut into blocks written as they arrive. An error of the body stream ends the write with
     /// [`ModelError::Body`] holding that very error, for the caller to take back (by downcasting).
@@ -339,9 +401,25 @@ impl PutUpload {
                 None => return Ok(StoredBody::Inline(buf.freeze())),
             }
         }
-        if !self.is_part {
-            self.mark_uploading().await?;
-        }
+        // A simple PUT records its version as uploading while its first blocks are read and hashed;
+        // no block is listed before that write is acknowledged (the gate).
+        let (gate, marking) = match self.is_part {
+            true => (self.gate.clone(), None),
+            false => {
+                let (gate, failure) = self.mark_uploading();
+                (Some(gate), Some(failure))
+            }
+        };
+        // The gate's own failure, rather than the `NotRegistered` it causes.
+        let why = |e: ModelError| match (&e, &marking) {
+            (ModelError::NotRegistered, Some(slot)) => slot
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+                .unwrap_or(e),
+            _ => e,
+        };
+        let window = put_window(bs);
         let mut in_flight = FuturesOrdered::new();
         let (mut offset, mut first_block) = (0u64, None);
         // Bytes read but not yet in a block (the inline probe, or the tail of a chunk).
@@ -374,10 +452,15 @@ impl PutUpload {
             let block = block.freeze();
             let len = block.len() as u64;
             // A task per block, so hashing and writing go on while the body is being read.
-            in_flight.push_back(tokio::spawn(self.store_block(offset, block, permit)));
+            in_flight.push_back(tokio::spawn(self.store_block(
+                offset,
+                block,
+                permit,
+                gate.clone(),
+            )));
             offset += len;
-            if in_flight.len() >= PUT_BLOCKS_IN_FLIGHT {
-                let h = joined(in_flight.next().await.expect("non-empty"))?;
+            if in_flight.len() >= window {
+                let h = joined(in_flight.next().await.expect("non-empty")).map_err(why)?;
                 first_block.get_or_insert(h);
             }
             if ended && pending.is_empty() {
@@ -385,7 +468,7 @@ impl PutUpload {
             }
         }
         while let Some(h) = in_flight.next().await {
-            first_block.get_or_insert(joined(h)?);
+            first_block.get_or_insert(joined(h).map_err(why)?);
         }
         Ok(StoredBody::Blocks {
             size: offset,
@@ -394,8 +477,9 @@ impl PutUpload {
     }
 
     /// Record the version as uploading before any block is listed under it, so an interrupted upload
-    /// is always reachable (and collectable) from the object entry.
-    async fn mark_uploading(&self) -> Result<(), ModelError> {
+    /// is always reachable (and collectable) from the object entry. The write starts now, in a task;
+    /// the gate answers whether it succeeded, and the slot holds its error if it did not.
+    fn mark_uploading(&self) -> (Gate, Arc<std::sync::Mutex<Option<ModelError>>>) {
         let v = ObjectVersion::new(
             self.uuid,
             self.timestamp,
@@ -405,11 +489,23 @@ impl PutUpload {
                 encryption: None,
             },
         );
-        self.model
-            .objects
-            .insert(&Object::new(self.bucket, self.key.clone(), vec![v]))
-            .await?;
-        Ok(())
+        let entry = Object::new(self.bucket, self.key.clone(), vec![v]);
+        let (model, failure) = (self.model.clone(), Arc::new(std::sync::Mutex::new(None)));
+        let slot = failure.clone();
+        let gate = async move {
+            match model.objects.insert(&entry).await {
+                Ok(()) => true,
+                Err(e) => {
+                    *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.into());
+                    false
+                }
+            }
+        }
+        .boxed()
+        .shared();
+        // Driven from now on, whether or not a block waits for it yet.
+        tokio::spawn(gate.clone());
+        (gate, failure)
     }
 
     /// Hash a block off the async threads, then write it and list it in the version, in parallel.
@@ -418,11 +514,12 @@ impl PutUpload {
         offset: u64,
         block: Bytes,
         permit: BufferPermit,
+        gate: Option<Gate>,
     ) -> impl std::future::Future<Output = Result<Hash, ModelError>> + Send + 'static {
         let model = self.model.clone();
         let (uuid, bucket, key) = (self.uuid, self.bucket, self.key.clone());
         let encryption = self.encryption.clone();
-        let gate = self.gate.clone();
+        let store_gate = self.store_gate.clone();
         async move {
             let size = block.len() as u64;
             // Sealing (SSE-C) happens here too: the block is stored, and addressed, encrypted.
@@ -438,16 +535,18 @@ impl PutUpload {
             let mut v = Version::new(uuid, bucket, key);
             // The size listed is the plaintext's: offsets and ranges are in the object's bytes.
             v.blocks.put((0, offset), VersionBlock { hash, size });
-            // Nothing is stored before the gate opens: a refused part (e.g. one without the SSE-C
-            // key of an encrypted upload) must not leave its plaintext on disk, even unlisted.
-            if let Some(gate) = gate
-                && !gate.await
-            {
-                return Err(ModelError::NotRegistered);
-            }
+            // Nothing is stored before the store gate opens: a refused part (e.g. one without the
+            // SSE-C key of an encrypted upload) must not leave its plaintext on disk, even unlisted.
+            // Nothing is listed before the gate opens (the version is reachable for release first).
             let (stored, listed) = tokio::join!(
-                model.block.put_block_reserved(hash, block, permit),
-                model.versions.insert(&v)
+                async {
+                    passed(store_gate).await?;
+                    Ok::<_, ModelError>(model.block.put_block_reserved(hash, block, permit).await?)
+                },
+                async {
+                    passed(gate).await?;
+                    Ok::<_, ModelError>(model.versions.insert(&v).await?)
+                }
             );
             stored?;
             listed?;
@@ -514,6 +613,17 @@ pub(super) enum Restamp {
     SameUuid,
 }
 
+/// Wait for a gate, if any: `NotRegistered` if it closed.
+async fn passed(gate: Option<Gate>) -> Result<(), ModelError> {
+    match gate {
+        Some(g) => match g.await {
+            true => Ok(()),
+            false => Err(ModelError::NotRegistered),
+        },
+        None => Ok(()),
+    }
+}
+
 /// How many blocks a read keeps in memory: `GET_READ_AHEAD` for a client, 1 for a copy (see the
 /// module doc), never 0.
 fn blocks_in_memory(asked: usize) -> usize {
@@ -548,7 +658,7 @@ impl Model {
                 bytes: bytes.clone(),
             },
             Some(ObjectData::Blocks { first_block, .. }) => {
-                self.copy_block_list(&src.uuid, uuid, dst_bucket, dst_key)
+                self.copy_block_list(&src.uuid, meta.size, uuid, dst_bucket, dst_key)
                     .await?;
                 ObjectData::Blocks {
                     meta,
@@ -614,15 +724,14 @@ impl Model {
     async fn copy_block_list(
         &self,
         from: &Hash,
+        size: u64,
         to: Hash,
         bucket: Hash,
         key: &str,
     ) -> Result<(), ModelError> {
         let list = self
-            .versions
-            .get(from, &EmptyKey)
+            .block_list(from, size)
             .await?
-            .filter(|v| !v.deleted.get())
             .ok_or_else(|| ModelError::Invalid("the version's block list is missing".into()))?;
         let mut copy = Version::new(to, bucket, key.to_string());
         for (slot, b) in list.block_list() {
@@ -640,8 +749,9 @@ impl Model {
         key: &str,
     ) -> Result<ObjectVersion, ModelError> {
         let uuid = random_bytes::<32>();
-        if let VersionState::Complete(ObjectData::Blocks { .. }) = &v.state {
-            self.copy_block_list(&v.uuid, uuid, bucket, key).await?;
+        if let VersionState::Complete(ObjectData::Blocks { meta, .. }) = &v.state {
+            self.copy_block_list(&v.uuid, meta.size, uuid, bucket, key)
+                .await?;
         }
         Ok(ObjectVersion::new(uuid, self.next_timestamp(), v.state.clone()).with_attrs(v.attrs()))
     }

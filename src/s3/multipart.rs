@@ -98,37 +98,44 @@ pub async fn upload_part(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
         .part_attempt(bucket, key.clone())
         .encrypted(sse_key.clone());
     // The upload is read and checked, and the attempt recorded in it, while the body starts to
-    // stream: no block is stored or listed before that is done (the gate), so a part pays no round
-    // trip before its first byte, and a refused part leaves nothing on disk.
-    let registration = {
-        let (model, record, sse_key) = (model.clone(), attempt.attempt(), sse_key.clone());
-        let task = tokio::spawn(async move {
+    // stream: no block is stored before the checks passed (the store gate: a refused part leaves
+    // nothing on disk) and none is listed before the attempt is recorded (the gate). The upload is
+    // read from this node's replicas when they have it (no round trip), so a part pays one round
+    // trip (the registration) while its first blocks are read and hashed.
+    let checks = {
+        let model = model.clone();
+        let (key, sse_key) = (key.clone(), sse_key.clone());
+        tokio::spawn(async move {
             let up = model
-                .get_upload(&bucket, &key, &id)
+                .get_upload_local_first(&bucket, &key, &id)
                 .await
                 .map_err(internal)?
                 .ok_or_else(no_such_upload)?;
             sse::check_part(up.encryption.as_ref(), sse_key.as_ref())?;
             mpu_checksum::check_part(up.mpu.checksum.as_ref(), sent)?;
+            Ok::<_, S3Error>(up.encryption)
+        })
+        .map(|r| r.unwrap_or_else(|e| Err(task_died("part check", e))))
+        .boxed()
+        .shared()
+    };
+    let registration = {
+        let (model, record, checks) = (model.clone(), attempt.attempt(), checks.clone());
+        tokio::spawn(async move {
+            let encryption = checks.await?;
             model
                 .register_part(id, n, &record)
                 .await
                 .map_err(internal)?;
-            Ok::<_, S3Error>(up.encryption)
-        });
-        task.map(|r| {
-            r.unwrap_or_else(|e| {
-                Err(S3Error::internal(
-                    S3ErrorCode::InternalError,
-                    format!("part registration task: {e}"),
-                ))
-            })
+            Ok::<_, S3Error>(encryption)
         })
+        .map(|r| r.unwrap_or_else(|e| Err(task_died("part registration", e))))
         .boxed()
         .shared()
     };
+    let store_gate = checks.map(|r| r.is_ok()).boxed().shared();
     let gate = registration.clone().map(|r| r.is_ok()).boxed().shared();
-    let attempt = attempt.gated(gate);
+    let attempt = attempt.store_gated(store_gate).gated(gate);
     let received = receive(ctx, &attempt, MAX_PART_SIZE).await;
     // The registration's refusal (NoSuchUpload, a wrong SSE-C key…) is the answer, not the write's
     // failure that it caused.
@@ -155,6 +162,11 @@ pub async fn upload_part(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
     }
     r = sse::response_headers(r, encryption.as_ref());
     respond(r, full(Bytes::new()))
+}
+
+/// A spawned task of a request died (panicked or was cancelled).
+fn task_died(what: &str, e: tokio::task::JoinError) -> S3Error {
+    S3Error::internal(S3ErrorCode::InternalError, format!("{what} task: {e}"))
 }
 
 /// CompleteMultipartUpload. A retry of a Complete that succeeded (its answer lost) gets the same
