@@ -23,8 +23,9 @@
 //!
 //! Back of the envelope, per node: RSS ≈ base (metadata db cache, runtime, ~30–60 MiB) +
 //! `block_ram_buffer_max` (+ up to one more block per compression or decompression in progress,
-//! at most one per blocking thread) + per HTTP connection ~64 KiB (hyper's buffers, the body hashing
-//! queue) + per RPC connection its frame buffers. A slow client cannot make the node buffer more: it
+//! at most one per blocking thread) + per HTTP connection up to ~640 KiB while it uploads (hyper's
+//! 128 KiB read buffer, up to 4 such chunks in the body hashing queue) + per RPC connection its frame
+//! buffers. A slow client cannot make the node buffer more: it
 //! pins at most its pool share until the HTTP stall timeouts close it.
 //!
 //! # Write path (`put_block`)
@@ -36,7 +37,9 @@
 //! reservation until they do.
 //!
 //! A replica receiving a block (`BlockRpc::Put`) decompresses and hashes it before storing it: a block
-//! that does not match its hash is answered with an error and never written.
+//! that does not match its hash is answered with an error and never written. The writing node's own
+//! copy, when it is one of the replicas, is written directly (no RPC to itself, no second hash: the
+//! caller hashed these very bytes in this process).
 //!
 //! # Read path (`get_block`)
 //! The caller reserves the block in the read pool first ([`BlockManager::reserve_read`]). Local copy
@@ -178,7 +181,7 @@ pub struct BlockManager {
     pub rc: BlockRc,
     pub resync: ResyncQueue,
     pub replication: Arc<ShardedReplication>,
-    pub metrics: BlockMetrics,
+    pub metrics: Arc<BlockMetrics>,
     endpoint: Endpoint<BlockRpc>,
     compression: Option<i32>,
     write_pool: Pool,
@@ -202,7 +205,7 @@ impl BlockManager {
             rc,
             resync,
             replication,
-            metrics: BlockMetrics::default(),
+            metrics: Arc::default(),
             endpoint: Endpoint::new(&system.net, "grenier/block/v1"),
             compression,
             write_pool: Pool::new(buffer_max / 8 * 3),
@@ -266,10 +269,23 @@ impl BlockManager {
         let _guard = self.system.layout.write_guard();
         let sets = self.replication.write_sets(&hash);
         let quorum = self.replication.write_quorum();
+        let me = self.system.id();
         let res = write_quorum_with(&sets, quorum, |node| {
             let (ep, block, permit) = (self.endpoint.clone(), block.clone(), permit.clone());
+            // This node's own copy is written directly: no RPC to itself, so no copy of the payload
+            // into a receive buffer and no second BLAKE2b (the receiving side verifies what came over
+            // the network; this block was hashed by the caller, in this process).
+            let local =
+                (node == me).then(|| (self.store.clone(), self.rc.clone(), self.metrics.clone()));
             async move {
-                let r = send_block(&ep, &node, hash, &block).await;
+                let r = match local {
+                    Some((store, rc, metrics)) => {
+                        write_local_with(&store, &rc, &metrics, hash, block)
+                            .await
+                            .map_err(|e| NetError::Remote(e.to_string()))
+                    }
+                    None => send_block(&ep, &node, hash, &block).await,
+                };
                 drop(permit);
                 r
             }
@@ -485,17 +501,28 @@ impl BlockManager {
     /// Write a block into the local store (atomically); a new, unreferenced block becomes deletable after
     /// the safety delay unless a reference claims it.
     pub async fn write_local(&self, hash: Hash, block: DataBlock) -> Result<(), BlockError> {
-        let len = block.stored_len() as u64;
-        let store = self.store.clone();
-        let written = tokio::task::spawn_blocking(move || store.write(&hash, &block))
-            .await
-            .map_err(|e| BlockError::Task("write task", e))??;
-        if written {
-            self.metrics.bytes_written.fetch_add(len, Ordering::Relaxed);
-            self.rc.on_block_written(&hash);
-        }
-        Ok(())
+        write_local_with(&self.store, &self.rc, &self.metrics, hash, block).await
     }
+}
+
+/// [`BlockManager::write_local`] with its parts, for a future that must not borrow the manager.
+async fn write_local_with(
+    store: &Arc<BlockStore>,
+    rc: &BlockRc,
+    metrics: &BlockMetrics,
+    hash: Hash,
+    block: DataBlock,
+) -> Result<(), BlockError> {
+    let len = block.stored_len() as u64;
+    let store = store.clone();
+    let written = tokio::task::spawn_blocking(move || store.write(&hash, &block))
+        .await
+        .map_err(|e| BlockError::Task("write task", e))??;
+    if written {
+        metrics.bytes_written.fetch_add(len, Ordering::Relaxed);
+        rc.on_block_written(&hash);
+    }
+    Ok(())
 }
 
 /// Send one block to one node as an attached stream at bulk priority.

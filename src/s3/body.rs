@@ -62,7 +62,8 @@ impl Others {
 
 impl Digester {
     pub fn start(wanted: Wanted) -> Digester {
-        let (tx, mut rx) = mpsc::channel::<Bytes>(8);
+        // Chunks are up to `util::http::BODY_READ_BUF` (128 KiB): at most 512 KiB wait here.
+        let (tx, mut rx) = mpsc::channel::<Bytes>(4);
         let handle = tokio::task::spawn_blocking(move || {
             let mut md5 = md5::Md5::new();
             let mut others = Others {

@@ -47,6 +47,10 @@ use tokio::time::{Instant, Sleep};
 
 use super::config::HttpListenerConfig;
 
+/// Largest read from a connection's socket (hyper's read buffer): a request body arrives in chunks of
+/// up to this size. Each connection's buffer grows towards it only while it reads that fast.
+pub const BODY_READ_BUF: usize = 128 << 10;
+
 /// Smallest default `max_connections` of a listener, whatever the open-file limit.
 pub const MIN_DEFAULT_MAX_CONNECTIONS: usize = 16;
 /// First pause after an accept error; doubled after each further error.
@@ -107,7 +111,8 @@ pub fn default_max_connections(nofile: u64, divisor: u64, max: usize) -> usize {
 
 /// Accept connections on `listener` until the returned task is aborted, at most
 /// `limits.max_connections` open at once; each connection gets its own task, `TCP_NODELAY`, the
-/// timeouts of `limits`, and a read buffer (which bounds the request head) of `max_buf` bytes. Every
+/// timeouts of `limits`, a request head of at most `max_buf` bytes, and reads of up to
+/// [`BODY_READ_BUF`] bytes. Every
 /// request goes to `handle`, which always produces a response (errors are responses too).
 pub fn serve_http1<S, H, F, B>(
     listener: tokio::net::TcpListener,
@@ -257,7 +262,11 @@ where
     hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.idle_timeout + limits.header_read_timeout)
-        .max_buf_size(max_buf)
+        // The request head stays bounded by `max_buf` (a larger one gets a 431); the connection's
+        // read buffer may grow past it for the body, so that a large upload is read from the socket
+        // in large reads (a 16 KiB buffer meant one read per 16 KiB, each handed on as its own chunk).
+        .max_header_size(max_buf)
+        .max_buf_size(max_buf.max(BODY_READ_BUF))
         .serve_connection(TokioIo::new(io), svc)
         .await
 }
