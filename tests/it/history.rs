@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::Client;
-use aws_sdk_s3::error::SdkError;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
@@ -147,6 +147,8 @@ struct Inner {
     /// (operation, outcome) → count, every attempt included.
     counts: BTreeMap<(String, Outcome), u64>,
     notes: Vec<String>,
+    /// "op <why>" → count, for failed calls.
+    errors: BTreeMap<String, u64>,
 }
 
 /// The shared record of a run: cheap to clone, usable from any task or thread.
@@ -210,6 +212,17 @@ impl Recorder {
             .or_default() += 1;
     }
 
+    /// Classify a failed call of operation `op` and remember why it failed (for the report).
+    pub fn error<E: ProvideErrorMetadata, R: HttpStatus>(
+        &self,
+        op: &str,
+        e: &SdkError<E, R>,
+    ) -> Outcome {
+        let detail = format!("{op} {}", error_detail(e));
+        *self.lock().errors.entry(detail).or_default() += 1;
+        classify(e).0
+    }
+
     /// A violation seen outside the history rules (e.g. a scenario's own check); reported by [`check`].
     pub fn violation(&self, what: String) {
         self.lock().notes.push(what);
@@ -245,12 +258,14 @@ pub struct Report {
     pub violations: Vec<String>,
     /// `op outcome=n` counts.
     pub counts: String,
+    /// `op why=n` for the failed calls.
+    pub errors: String,
 }
 
 impl Report {
     pub fn summary(&self) -> String {
         format!(
-            "{} ops ({} ok, {} failed, {} unknown), {} writes, {} reads checked, {} violations [{}]",
+            "{} ops ({} ok, {} failed, {} unknown), {} writes, {} reads checked, {} violations\n  counts: {}\n  errors: {}",
             self.ops,
             self.ok,
             self.failed,
@@ -258,7 +273,8 @@ impl Report {
             self.writes,
             self.reads_checked,
             self.violations.len(),
-            self.counts
+            self.counts,
+            self.errors
         )
     }
 
@@ -292,6 +308,12 @@ pub fn check(rec: &Recorder) -> Report {
             .counts
             .iter()
             .map(|((op, o), n)| format!("{op} {o:?}={n}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        errors: inner
+            .errors
+            .iter()
+            .map(|(why, n)| format!("{why}={n}"))
             .collect::<Vec<_>>()
             .join(", "),
         writes: inner.writes.len(),
@@ -663,6 +685,22 @@ pub fn classify<E, R: HttpStatus>(e: &SdkError<E, R>) -> (Outcome, Option<u16>) 
     }
 }
 
+/// A short description of a failed SDK call: `"<status> <code>"`, `timeout`, `dispatch` (connection),
+/// `response` (unreadable answer) or `construction`.
+pub fn error_detail<E: ProvideErrorMetadata, R: HttpStatus>(e: &SdkError<E, R>) -> String {
+    match e {
+        SdkError::ServiceError(_) => format!(
+            "{} {}",
+            e.raw_response().map_or(0, |r| r.status_code()),
+            e.code().unwrap_or("?")
+        ),
+        SdkError::TimeoutError(_) => "timeout".to_string(),
+        SdkError::DispatchFailure(_) => "dispatch".to_string(),
+        SdkError::ResponseError(_) => "response".to_string(),
+        _ => "construction".to_string(),
+    }
+}
+
 /// The status of a raw response (to classify SDK errors).
 pub trait HttpStatus {
     fn status_code(&self) -> u16;
@@ -734,7 +772,8 @@ pub async fn run_workload(
                 {
                     break;
                 }
-                if limit.is_some_and(|l| started.fetch_add(1, Ordering::SeqCst) >= l) {
+                let nth = started.fetch_add(1, Ordering::SeqCst);
+                if limit.is_some_and(|l| nth >= l) {
                     break;
                 }
                 let cl = &w.clients[(c + n) % w.clients.len()];
@@ -855,7 +894,7 @@ pub async fn put(
         .await;
     let outcome = match &r {
         Ok(_) => Outcome::Ok,
-        Err(e) => classify(e).0,
+        Err(e) => rec.error("put", e),
     };
     rec.count("put", outcome);
     rec.write(WriteRec {
@@ -875,7 +914,7 @@ pub async fn delete(cl: &Client, bucket: &str, key: &str, rec: &Recorder) -> Out
     let r = cl.delete_object().bucket(bucket).key(key).send().await;
     let outcome = match &r {
         Ok(_) => Outcome::Ok,
-        Err(e) => classify(e).0,
+        Err(e) => rec.error("delete", e),
     };
     rec.count("delete", outcome);
     rec.write(WriteRec {
@@ -926,10 +965,10 @@ pub async fn get(cl: &Client, bucket: &str, key: &str, kind: ReadKind, rec: &Rec
             }
         }
         Err(e) => {
-            let (outcome, status) = classify(&e);
-            if status == Some(404) && e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
+            if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
                 Seen::Absent
             } else {
+                let outcome = rec.error(op, &e);
                 rec.count(op, outcome);
                 return outcome;
             }
@@ -981,7 +1020,7 @@ pub async fn list(
                 }
             }
             Err(e) => {
-                let outcome = classify(&e).0;
+                let outcome = rec.error(op, &e);
                 rec.count(op, outcome);
                 return outcome;
             }
@@ -1017,8 +1056,8 @@ pub async fn copy(cl: &Client, bucket: &str, src: &str, dst: &str, rec: &Recorde
                 .map(|e| e.trim_matches('"').to_string()),
         ),
         Err(e) => {
-            let (o, status) = classify(e);
-            if status == Some(404) {
+            let o = rec.error("copy", e);
+            if e.code() == Some("NoSuchKey") {
                 // NoSuchKey: the source was absent (a read of it).
                 rec.read(ReadRec {
                     key: src.to_string(),
@@ -1119,7 +1158,7 @@ pub async fn mpu_create(
             })
         }
         Err(e) => {
-            let o = classify(&e).0;
+            let o = rec.error("mpu-create", &e);
             rec.count("mpu-create", o);
             Err(o)
         }
@@ -1143,7 +1182,7 @@ pub async fn mpu_part(cl: &Client, bucket: &str, m: &mut Mpu, n: usize, rec: &Re
             m.etags[n - 1] = p.e_tag().unwrap_or("").to_string();
             Outcome::Ok
         }
-        Err(e) => classify(&e).0,
+        Err(e) => rec.error("mpu-part", &e),
     };
     rec.count("mpu-part", o);
     o
@@ -1177,7 +1216,7 @@ pub async fn mpu_complete(cl: &Client, bucket: &str, m: &Mpu, rec: &Recorder) ->
         .await;
     let outcome = match &r {
         Ok(_) => Outcome::Ok,
-        Err(e) => classify(e).0,
+        Err(e) => rec.error("mpu-complete", e),
     };
     rec.count("mpu-complete", outcome);
     rec.write(WriteRec {
@@ -1215,7 +1254,7 @@ pub async fn mpu_abort(cl: &Client, bucket: &str, m: &Mpu, rec: &Recorder) -> Ou
         .await;
     let o = match &r {
         Ok(_) => Outcome::Ok,
-        Err(e) => classify(e).0,
+        Err(e) => rec.error("mpu-abort", e),
     };
     rec.count("mpu-abort", o);
     o
