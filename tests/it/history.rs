@@ -843,7 +843,13 @@ impl Worker {
                 list(cl, &self.bucket, &self.cfg.prefix, false, &self.rec).await;
             }
             Op::Copy => {
-                let src = self.cfg.key(rng.gen_range(0..self.cfg.keys));
+                // Another key (a copy onto itself without a metadata change is an InvalidRequest).
+                let src = loop {
+                    let k = self.cfg.key(rng.gen_range(0..self.cfg.keys));
+                    if k != key || self.cfg.keys < 2 {
+                        break k;
+                    }
+                };
                 copy(cl, &self.bucket, &src, &key, &self.rec).await;
             }
             Op::Mpu => {
