@@ -218,7 +218,24 @@ impl Recorder {
         op: &str,
         e: &SdkError<E, R>,
     ) -> Outcome {
-        let detail = format!("{op} {}", error_detail(e));
+        self.error_via(op, None, e)
+    }
+
+    /// [`Recorder::error`], an answer's status and code also saying which endpoint gave it.
+    pub fn error_via<E: ProvideErrorMetadata, R: HttpStatus>(
+        &self,
+        op: &str,
+        cl: Option<&Client>,
+        e: &SdkError<E, R>,
+    ) -> Outcome {
+        let mut detail = format!("{op} {}", error_detail(e));
+        // `client` names its endpoint in the app name (`history-<ip>_<port>`).
+        let via = cl
+            .and_then(|c| c.config().app_name())
+            .and_then(|a| a.as_ref().strip_prefix("history-").map(str::to_string));
+        if let (SdkError::ServiceError(_), Some(via)) = (e, via) {
+            detail = format!("{detail} via {}", via.replace('_', ":"));
+        }
         *self.lock().errors.entry(detail).or_default() += 1;
         classify(e).0
     }
@@ -665,6 +682,10 @@ pub fn client(endpoint: &str, creds: (&str, &str), timeout: Duration) -> Client 
     let conf = base
         .config()
         .to_builder()
+        .app_name(
+            aws_sdk_s3::config::AppName::new(format!("history-{}", endpoint.replace(':', "_")))
+                .expect("an ip:port is a valid app name"),
+        )
         .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
         .timeout_config(
             aws_sdk_s3::config::timeout::TimeoutConfig::builder()
@@ -900,7 +921,7 @@ pub async fn put(
         .await;
     let outcome = match &r {
         Ok(_) => Outcome::Ok,
-        Err(e) => rec.error("put", e),
+        Err(e) => rec.error_via("put", Some(cl), e),
     };
     rec.count("put", outcome);
     rec.write(WriteRec {
@@ -920,7 +941,7 @@ pub async fn delete(cl: &Client, bucket: &str, key: &str, rec: &Recorder) -> Out
     let r = cl.delete_object().bucket(bucket).key(key).send().await;
     let outcome = match &r {
         Ok(_) => Outcome::Ok,
-        Err(e) => rec.error("delete", e),
+        Err(e) => rec.error_via("delete", Some(cl), e),
     };
     rec.count("delete", outcome);
     rec.write(WriteRec {
@@ -974,7 +995,7 @@ pub async fn get(cl: &Client, bucket: &str, key: &str, kind: ReadKind, rec: &Rec
             if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
                 Seen::Absent
             } else {
-                let outcome = rec.error(op, &e);
+                let outcome = rec.error_via(op, Some(cl), &e);
                 rec.count(op, outcome);
                 return outcome;
             }
@@ -1026,7 +1047,7 @@ pub async fn list(
                 }
             }
             Err(e) => {
-                let outcome = rec.error(op, &e);
+                let outcome = rec.error_via(op, Some(cl), &e);
                 rec.count(op, outcome);
                 return outcome;
             }
@@ -1062,7 +1083,7 @@ pub async fn copy(cl: &Client, bucket: &str, src: &str, dst: &str, rec: &Recorde
                 .map(|e| e.trim_matches('"').to_string()),
         ),
         Err(e) => {
-            let o = rec.error("copy", e);
+            let o = rec.error_via("copy", Some(cl), e);
             if e.code() == Some("NoSuchKey") {
                 // NoSuchKey: the source was absent (a read of it).
                 rec.read(ReadRec {
@@ -1164,7 +1185,7 @@ pub async fn mpu_create(
             })
         }
         Err(e) => {
-            let o = rec.error("mpu-create", &e);
+            let o = rec.error_via("mpu-create", Some(cl), &e);
             rec.count("mpu-create", o);
             Err(o)
         }
@@ -1188,7 +1209,7 @@ pub async fn mpu_part(cl: &Client, bucket: &str, m: &mut Mpu, n: usize, rec: &Re
             m.etags[n - 1] = p.e_tag().unwrap_or("").to_string();
             Outcome::Ok
         }
-        Err(e) => rec.error("mpu-part", &e),
+        Err(e) => rec.error_via("mpu-part", Some(cl), &e),
     };
     rec.count("mpu-part", o);
     o
@@ -1222,7 +1243,7 @@ pub async fn mpu_complete(cl: &Client, bucket: &str, m: &Mpu, rec: &Recorder) ->
         .await;
     let outcome = match &r {
         Ok(_) => Outcome::Ok,
-        Err(e) => rec.error("mpu-complete", e),
+        Err(e) => rec.error_via("mpu-complete", Some(cl), e),
     };
     rec.count("mpu-complete", outcome);
     rec.write(WriteRec {
@@ -1260,7 +1281,7 @@ pub async fn mpu_abort(cl: &Client, bucket: &str, m: &Mpu, rec: &Recorder) -> Ou
         .await;
     let o = match &r {
         Ok(_) => Outcome::Ok,
-        Err(e) => rec.error("mpu-abort", e),
+        Err(e) => rec.error_via("mpu-abort", Some(cl), e),
     };
     rec.count("mpu-abort", o);
     o

@@ -218,6 +218,7 @@ impl Run {
                 self.rec.ops()
             );
         }
+        let workload_ok = self.ok_ops();
         self.wait_healthy(nodes);
         for i in nodes {
             let ep = self.endpoint(*i);
@@ -233,11 +234,10 @@ impl Run {
         }
         let report = history::check(&self.rec);
         eprintln!(
-            "{} (seed {}, {} form): {}",
+            "{} ({} form, {} acknowledged operations before the final reads):",
             self.name,
-            self.seed,
             if long() { "long" } else { "short" },
-            report.summary()
+            workload_ok
         );
         report.assert_ok(self.seed);
     }
