@@ -462,8 +462,10 @@ fn crash_of_the_node_receiving_a_multipart_upload() {
             if abort.is_ok() { "ok" } else { "error" }
         );
         match &abort {
-            Ok(_) => {}
+            Ok(_) => rec.count("mpu-abort", Outcome::Ok),
             Err(e) => {
+                let o = rec.error("mpu-abort", e);
+                rec.count("mpu-abort", o);
                 let code = e
                     .as_service_error()
                     .map(|s| s.meta().code().unwrap_or("").to_string());
