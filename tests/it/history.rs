@@ -1487,6 +1487,36 @@ mod tests {
     }
 
     #[test]
+    fn a_listing_without_an_acknowledged_key_is_caught() {
+        let rec = Recorder::new();
+        put_w(&rec, "p/a", 1, (10, 20), Outcome::Ok);
+        put_w(&rec, "p/b", 2, (10, 20), Outcome::Unknown);
+        let c = rec.lock().contents[&1].clone();
+        // Listed while being written: either way.
+        for entries in [vec![], vec![("p/a".to_string(), c.etag.clone(), c.size)]] {
+            rec.list(ListRec {
+                prefix: "p/".to_string(),
+                invoke: 15,
+                complete: 25,
+                entries,
+                final_read: false,
+            });
+        }
+        assert!(violations(&rec).is_empty(), "{:?}", violations(&rec));
+        // After it: p/a must be there (p/b, of unknown outcome, may or may not).
+        rec.list(ListRec {
+            prefix: "p/".to_string(),
+            invoke: 30,
+            complete: 35,
+            entries: vec![],
+            final_read: false,
+        });
+        let v = violations(&rec);
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert!(v[0].contains("key p/a") && v[0].contains("stale"), "{v:?}");
+    }
+
+    #[test]
     fn a_partial_or_mixed_body_is_caught() {
         let rec = Recorder::new();
         put_w(&rec, "k", 1, (10, 20), Outcome::Ok);
