@@ -7,6 +7,8 @@ mod front_door;
 mod harness;
 mod hostile;
 mod memory;
+mod netns;
+mod resilience_net;
 mod s3;
 mod s3_acl;
 mod s3_checksums;
