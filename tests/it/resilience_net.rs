@@ -25,6 +25,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::harness::*;
+use crate::history;
 use crate::netns::*;
 
 /// The scenario's seed: `GRENIER_SEED` or a fresh one; printed either way.
@@ -535,26 +536,117 @@ pub fn s3_setup(procs: &[Proc], bucket: &str, rt: &tokio::runtime::Runtime) -> (
             p.cli(&["key", "info", "resil"]).ok().map(|_| ())
         });
     }
+    create_bucket(procs, &key, bucket, rt);
+    key
+}
+
+/// Create `bucket` through the first node and wait until every node knows it.
+pub fn create_bucket(
+    procs: &[Proc],
+    key: &(String, String),
+    bucket: &str,
+    rt: &tokio::runtime::Runtime,
+) {
     let c = client(
         &format!("{}:3900", procs[0].spec.ip),
-        &key,
+        key,
         Duration::from_secs(20),
     );
     rt.block_on(c.create_bucket().bucket(bucket).send())
         .expect("create bucket");
     for p in procs {
-        let c = client(
-            &format!("{}:3900", p.spec.ip),
-            &key,
-            Duration::from_secs(20),
-        );
+        let c = client(&format!("{}:3900", p.spec.ip), key, Duration::from_secs(20));
         wait_for("bucket known everywhere", Duration::from_secs(30), || {
             rt.block_on(c.head_bucket().bucket(bucket).send())
                 .ok()
                 .map(|_| ())
         });
     }
-    key
+}
+
+/// The history checker's workload (`history.rs`) running next to ours, on its own bucket: it judges
+/// the same faults with its own rules (stale reads, lost writes, partial bodies, listings).
+pub struct HistoryRun {
+    pub rec: history::Recorder,
+    pub cfg: history::WorkloadConfig,
+    stop: Arc<AtomicBool>,
+    handle: Option<tokio::task::JoinHandle<u64>>,
+    endpoints: Vec<String>,
+    key: (String, String),
+}
+
+pub const HISTORY_BUCKET: &str = "history";
+
+impl HistoryRun {
+    pub fn start(wl: &Workload, seed: u64) -> HistoryRun {
+        let cfg = history::WorkloadConfig {
+            seed,
+            keys: 12,
+            prefix: "h/".into(),
+            clients: 3,
+            ops: None,
+            duration: None,
+            max_size: 300_000,
+            w_mpu: 0,
+            op_timeout: Duration::from_secs(8),
+            ..Default::default()
+        };
+        let rec = history::Recorder::new();
+        let stop = Arc::new(AtomicBool::new(false));
+        let endpoints = wl.cfg.endpoints.clone();
+        let key = wl.cfg.key.clone();
+        let handle = {
+            let (eps, key, cfg, rec, stop) = (
+                endpoints.clone(),
+                key.clone(),
+                cfg.clone(),
+                rec.clone(),
+                stop.clone(),
+            );
+            wl.rt.spawn(async move {
+                history::run_workload(
+                    &eps,
+                    HISTORY_BUCKET,
+                    (&key.0, &key.1),
+                    &cfg,
+                    &rec,
+                    Some(stop),
+                )
+                .await
+            })
+        };
+        HistoryRun {
+            rec,
+            cfg,
+            stop,
+            handle: Some(handle),
+            endpoints,
+            key,
+        }
+    }
+
+    pub fn stop(&mut self, wl: &Workload) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        wl.rt.block_on(self.handle.take().unwrap()).unwrap()
+    }
+
+    /// After healing: final reads through every node, then the checker's verdict (panics on a
+    /// violation, printing the seed).
+    pub fn check(&self, wl: &Workload, seed: u64) {
+        for ep in &self.endpoints {
+            wl.rt.block_on(history::final_reads(
+                ep,
+                HISTORY_BUCKET,
+                (&self.key.0, &self.key.1),
+                &self.cfg,
+                &self.rec,
+                Duration::from_secs(60),
+            ));
+        }
+        let report = history::check(&self.rec);
+        println!("history checker: {}", report.summary());
+        report.assert_ok(seed);
+    }
 }
 
 fn wait_all_up(procs: &[Proc], timeout: Duration) {
@@ -616,6 +708,7 @@ fn partition_isolating_one_zone_then_healing() {
         .build()
         .unwrap();
     let key = s3_setup(&c.procs, "partition", &rt);
+    create_bucket(&c.procs, &key, HISTORY_BUCKET, &rt);
     drop(rt);
     let isolated = rng.gen_range(0..3usize);
     let majority: Vec<usize> = (0..3).filter(|i| *i != isolated).collect();
@@ -637,6 +730,7 @@ fn partition_isolating_one_zone_then_healing() {
         },
         seed,
     );
+    let mut hist = HistoryRun::start(&wl, seed);
     let t0 = wl.event("workload started");
     std::thread::sleep(Duration::from_secs(3));
     c.net.isolate(isolated, false);
@@ -651,7 +745,9 @@ fn partition_isolating_one_zone_then_healing() {
         std::thread::sleep(Duration::from_millis(200));
     }
     wl.finish();
+    let hist_ops = hist.stop(&wl);
     let end = wl.event("workload stopped");
+    println!("history workload: {hist_ops} ops");
     println!("{} ops in {:?}", wl.ops(), end - t0);
     summary(&wl, "before the cut", &[0, 1, 2], t0, cut);
     summary(&wl, "cut, majority side", &majority, cut, healed);
@@ -692,6 +788,7 @@ fn partition_isolating_one_zone_then_healing() {
     let n = wl.check_final(Duration::from_secs(60));
     wl.check_listing(Duration::from_secs(30));
     println!("converged: {n} keys read alike through all 3 nodes");
+    hist.check(&wl, seed);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -715,6 +812,7 @@ fn asymmetric_cut_under_load() {
         .build()
         .unwrap();
     let key = s3_setup(&c.procs, "asym", &rt);
+    create_bucket(&c.procs, &key, HISTORY_BUCKET, &rt);
     drop(rt);
     let from = rng.gen_range(0..3usize);
     let to = (from + rng.gen_range(1..3usize)) % 3;
@@ -736,6 +834,7 @@ fn asymmetric_cut_under_load() {
         },
         seed,
     );
+    let mut hist = HistoryRun::start(&wl, seed);
     let t0 = wl.event("workload started");
     std::thread::sleep(Duration::from_secs(3));
     c.net.cut_one_way(from, to);
@@ -749,7 +848,9 @@ fn asymmetric_cut_under_load() {
         std::thread::sleep(Duration::from_millis(200));
     }
     wl.finish();
+    let hist_ops = hist.stop(&wl);
     let end = wl.event("workload stopped");
+    println!("history workload: {hist_ops} ops");
     println!("{} ops in {:?}", wl.ops(), end - t0);
     summary(&wl, "before the cut", &[0, 1, 2], t0, cut);
     for i in 0..3 {
@@ -768,6 +869,7 @@ fn asymmetric_cut_under_load() {
     wait_all_up(&c.procs, Duration::from_secs(60));
     let n = wl.check_final(Duration::from_secs(60));
     println!("converged: {n} keys read alike through all 3 nodes");
+    hist.check(&wl, seed);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -862,20 +964,28 @@ impl Drop for Tmpfs {
     }
 }
 
-/// The blocks a node stores (`grenier debug block-local`).
+/// The blocks a node stores (`grenier debug block-local`, which prints JSON).
 fn local_blocks(p: &Proc) -> std::collections::BTreeSet<String> {
-    let v = p.cli_json(&["debug", "block-local"]);
-    let arr = v
+    let out = p
+        .cli(&["debug", "block-local"])
+        .unwrap_or_else(|e| panic!("debug block-local: {e}"));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["blocks"]
         .as_array()
-        .or_else(|| v["blocks"].as_array())
-        .unwrap_or_else(|| panic!("block-local: {v}"));
-    arr.iter()
-        .map(|b| {
-            b.as_str()
-                .map(String::from)
-                .unwrap_or_else(|| b["hash"].as_str().unwrap().to_string())
-        })
+        .unwrap_or_else(|| panic!("block-local: {v}"))
+        .iter()
+        .map(|b| b.as_str().unwrap().to_string())
         .collect()
+}
+
+/// The last warnings and errors of a node's log.
+fn log_warnings(p: &Proc) -> String {
+    let log = p.log_text();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+        .collect();
+    lines[lines.len().saturating_sub(25)..].join("\n")
 }
 
 /// A PUT that a full disk refuses: a clean 503 S3 error (ServiceUnavailable or SlowDown).
@@ -991,24 +1101,54 @@ fn disk_full(which: &str) {
     }
     read_all(&written, &[0, 1, 2]);
 
+    // The blocks of every object so far, as the node never filled holds them (the failed PUTs below
+    // leave unreferenced blocks there, which nobody else needs).
+    let third = 3 - first - second;
+    let reference = local_blocks(&procs[third]);
+    if which == "data" {
+        let missed = reference.difference(&local_blocks(&procs[first])).count();
+        println!(
+            "node {first} missed {missed} of {} blocks while full",
+            reference.len()
+        );
+        assert!(
+            missed > 0,
+            "node {first} missed no block while its disk was full"
+        );
+    }
     // Two nodes full: no write quorum for what needs the full directory.
     let filled = mounts[&second].fill();
     println!("node {second}: {which} dir full too ({filled} filler bytes)");
     for i in 0..3 {
-        let name = format!("two-full/{i}");
-        // Data dirs full: a block-sized body cannot be stored; metadata full: nothing can.
-        let o = put_via(i, &name, true, &mut written);
-        assert_clean_503(
-            &o,
-            &format!("PUT {name} via node {i}, two {which} dirs full"),
-        );
         if which == "data" {
+            // A block-sized body cannot be stored on a quorum; an inline one needs no data dir.
+            let name = format!("two-full/{i}");
+            let o = put_via(i, &name, true, &mut written);
+            assert_clean_503(&o, &format!("PUT {name} via node {i}, two data dirs full"));
             let o = put_via(i, &format!("two-full/small{i}"), false, &mut written);
             assert_eq!(
                 o,
                 Outcome::Ok(None),
                 "inline PUT via node {i}, data dirs full"
             );
+        } else {
+            // The database reuses free pages of its file: writes go on until it must grow. Then
+            // no quorum, and a clean 503.
+            let mut n = 0;
+            loop {
+                let name = format!("two-full/{i}-{n}");
+                match put_via(i, &name, false, &mut written) {
+                    Outcome::Ok(_) if n < 2000 => n += 1,
+                    o => {
+                        assert_clean_503(
+                            &o,
+                            &format!("PUT {name} via node {i}, two meta dirs full"),
+                        );
+                        break;
+                    }
+                }
+            }
+            println!("via node {i}: {n} inline PUTs succeeded before the first 503");
         }
     }
     // Nothing written before is damaged or lost, through any node.
@@ -1021,27 +1161,53 @@ fn disk_full(which: &str) {
     let t = Instant::now();
     for i in 0..3 {
         let name = format!("after/{i}");
-        wait_for(
-            &format!("PUT via node {i} to succeed once space is back"),
-            Duration::from_secs(30),
-            || (put_via(i, &name, true, &mut written) == Outcome::Ok(None)).then_some(()),
-        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let o = put_via(i, &name, true, &mut written);
+            if o == Outcome::Ok(None) {
+                break;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "PUT via node {i} still fails 30 s after space came back: {o:?}; warnings of \
+                     node {first}:\n{}\nnode {second}:\n{}",
+                    log_warnings(&procs[first]),
+                    log_warnings(&procs[second])
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
     println!("writes succeed again after {:?}", t.elapsed());
     read_all(&written, &[0, 1, 2]);
     if which == "data" {
         // The node filled first catches up with the blocks written while it was full.
-        let reference: std::collections::BTreeSet<String> =
-            local_blocks(&procs[3 - first - second]);
         let t = Instant::now();
-        wait_for(
-            &format!("node {first} to hold every block"),
-            Duration::from_secs(60),
-            || {
-                let mine = local_blocks(&procs[first]);
-                reference.is_subset(&mine).then_some(())
-            },
-        );
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let missing: Vec<String> = reference
+                .difference(&local_blocks(&procs[first]))
+                .cloned()
+                .collect();
+            if missing.is_empty() {
+                break;
+            }
+            if Instant::now() > deadline {
+                let log = procs[first].log_text();
+                let tail: Vec<&str> = log
+                    .lines()
+                    .filter(|l| l.contains("WARN") || l.contains("ERROR") || l.contains("resync"))
+                    .collect();
+                panic!(
+                    "node {first} still misses {} of {} blocks after 60 s ({:?}...); its log's warnings:\n{}",
+                    missing.len(),
+                    reference.len(),
+                    &missing[..1],
+                    tail[tail.len().saturating_sub(40)..].join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
         println!(
             "node {first} holds all {} blocks after {:?}",
             reference.len(),
