@@ -664,6 +664,23 @@ fn wait_all_up(procs: &[Proc], timeout: Duration) {
     }
 }
 
+/// The 500 answers the nodes logged (a 5xx during a fault should be a 503), for the test's output.
+fn print_internal_errors(procs: &[Proc]) {
+    for (i, p) in procs.iter().enumerate() {
+        let log = p.log_text();
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("InternalError"))
+            .collect();
+        if !lines.is_empty() {
+            println!("node {i}: {} InternalError answers, e.g.:", lines.len());
+            for l in lines.iter().take(3) {
+                println!("    {}", l.chars().take(600).collect::<String>());
+            }
+        }
+    }
+}
+
 fn assert_no_wrong(wl: &Workload) {
     let wrong = wl.wrong();
     assert!(
@@ -753,6 +770,7 @@ fn partition_isolating_one_zone_then_healing() {
     summary(&wl, "cut, majority side", &majority, cut, healed);
     summary(&wl, "cut, isolated node", &[isolated], cut, healed);
     summary(&wl, "after healing", &[0, 1, 2], healed, end);
+    print_internal_errors(&c.procs);
     assert_no_wrong(&wl);
 
     // No quorum on the isolated side: nothing succeeds there while cut (ops that started after the cut
@@ -857,6 +875,7 @@ fn asymmetric_cut_under_load() {
         summary(&wl, "during the cut", &[i], cut, healed);
     }
     summary(&wl, "after healing", &[0, 1, 2], healed, end);
+    print_internal_errors(&c.procs);
     assert_no_wrong(&wl);
     let grace = cut + Duration::from_secs(10);
     let bad = wl.failures(&[0, 1, 2], grace, healed);
