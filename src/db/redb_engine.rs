@@ -5,16 +5,22 @@
 //! `open_table` each time, while a read that starts after a write returned always sees it (see
 //! [`RedbEngine::read_snap`]). Range iterators are redb `Range<'static>`s, which keep their read
 //! transaction alive by reference counting.
+//!
+//! An I/O error inside redb (a full disk: ENOSPC) poisons the open database: every later operation
+//! fails with `PreviousIo` until it is closed and opened again. The engine does that itself
+//! ([`RedbEngine::reopen`], at most once per [`REOPEN_INTERVAL`]): once space is back, the node
+//! works again without a restart (redb repairs the file on open, back to its last commit).
 
 use std::collections::HashMap;
 use std::fs;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redb::{
     Database, Durability, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable,
@@ -25,6 +31,34 @@ use super::{Error, IDb, ITx, SNAPSHOT_FILE, TxFnResult, TxValueIter, Value, Valu
 
 /// With `fsync = false`, the longest a commit stays non-durable before a background flush.
 pub const LAZY_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// After an I/O error, the least time between two attempts to reopen the database.
+pub const REOPEN_INTERVAL: Duration = Duration::from_secs(2);
+/// Free space the database's file system needs before a reopen is tried: while the disk is still
+/// full, the poisoned database is kept (it may still serve reads) rather than closed for an open that
+/// would fail.
+pub const REOPEN_MIN_FREE: u64 = 4 << 20;
+
+/// Bytes available to the server on the file system holding `path` (None: unknown).
+fn free_space(path: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: all-zero is a valid `statvfs` (plain integers), filled in by the call below.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid NUL-terminated path and `st` a properly sized out-parameter.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    Some(st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+/// An error after which redb needs the database closed and opened again.
+fn needs_reopen(e: &Error) -> bool {
+    matches!(e, Error::Redb(r) if matches!(**r, redb::Error::Io(_) | redb::Error::PreviousIo))
+}
+
+/// The open database, shared with the lazy flusher; None after a failed reopen.
+type DbSlot = Arc<RwLock<Option<Arc<Database>>>>;
 
 /// Entries per write transaction when writing a snapshot.
 const SNAPSHOT_BATCH: usize = 50_000;
@@ -107,8 +141,13 @@ pub(crate) struct RedbEngine {
     trees: RwLock<Trees>,
     lazy: Option<LazyFlush>,
     path: PathBuf,
+    /// When the database was last reopened after an I/O error.
+    last_reopen: Mutex<Option<Instant>>,
+    /// How many times it was reopened: an error of an operation begun on an older database does
+    /// not reopen the current one.
+    generation: std::sync::atomic::AtomicU64,
     // Last: closed after the cached read transaction and the flusher are gone.
-    db: Arc<Database>,
+    db: DbSlot,
 }
 
 /// Create the database file mode 0600 (redb initialises an empty file), or restrict an existing one to
@@ -148,7 +187,7 @@ impl RedbEngine {
             fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
         }
         create_private_file(path)?;
-        let db = Arc::new(Database::create(path)?);
+        let db: DbSlot = Arc::new(RwLock::new(Some(Arc::new(Database::create(path)?))));
         let lazy = if fsync {
             None
         } else {
@@ -161,8 +200,10 @@ impl RedbEngine {
                     // Any message or the sender's drop stops the thread.
                     while let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(LAZY_FLUSH_INTERVAL)
                     {
-                        if dirty2.swap(false, Ordering::AcqRel)
-                            && let Err(e) = durable_commit(&db2)
+                        let current = read(&db2).clone();
+                        if let Some(db) = current
+                            && dirty2.swap(false, Ordering::AcqRel)
+                            && let Err(e) = durable_commit(&db)
                         {
                             dirty2.store(true, Ordering::Release);
                             tracing::warn!("db: lazy flush failed: {e}");
@@ -181,8 +222,90 @@ impl RedbEngine {
             trees: RwLock::new(Trees::default()),
             lazy,
             path: path.to_path_buf(),
+            last_reopen: Mutex::new(None),
+            generation: std::sync::atomic::AtomicU64::new(0),
             db,
         }))
+    }
+
+    /// The open database, reopening it first if a reopen failed before.
+    fn db(&self) -> Result<Arc<Database>, Error> {
+        if let Some(db) = read(&self.db).as_ref() {
+            return Ok(db.clone());
+        }
+        self.reopen(self.generation());
+        read(&self.db)
+            .clone()
+            .ok_or_else(|| Error::Redb(Box::new(redb::Error::DatabaseClosed)))
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// After `e`, of an operation begun at `generation`: if it is an I/O error, close the database and
+    /// open it again (see the module documentation). Gives `e` back.
+    fn check_io(&self, e: Error, generation: u64) -> Error {
+        if needs_reopen(&e) {
+            self.reopen(generation);
+        }
+        e
+    }
+
+    /// Close and reopen the database, at most once per [`REOPEN_INTERVAL`] and only with
+    /// [`REOPEN_MIN_FREE`] available. A failed open (a transaction of the old one still lives) leaves
+    /// no database: the next operation tries again.
+    fn reopen(&self, generation: u64) {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        if read(&self.db).is_some()
+            && (generation != self.generation()
+                || free_space(dir).is_some_and(|f| f < REOPEN_MIN_FREE))
+        {
+            return;
+        }
+        {
+            let mut last = self
+                .last_reopen
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if last.is_some_and(|t| t.elapsed() < REOPEN_INTERVAL) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        let mut slot = write(&self.db);
+        if slot.is_some() && generation != self.generation() {
+            return;
+        }
+        *write(&self.read_cache) = None;
+        // Dropping the last handle closes the file and releases its lock (live read transactions
+        // then fail with DatabaseClosed); a write transaction still running on it (other threads
+        // may hold a handle for a moment) keeps the lock until it ends: wait a little for that.
+        drop(slot.take());
+        let mut opened = Database::create(&self.path);
+        for _ in 0..40 {
+            match opened {
+                Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+                    std::thread::sleep(Duration::from_millis(50));
+                    opened = Database::create(&self.path);
+                }
+                _ => break,
+            }
+        }
+        match opened {
+            Ok(db) => {
+                self.generation.fetch_add(1, Ordering::AcqRel);
+                tracing::warn!(
+                    "db: {} reopened after an I/O error (disk full?)",
+                    self.path.display()
+                );
+                *slot = Some(Arc::new(db));
+            }
+            Err(e) => tracing::warn!(
+                "db: {} failed an I/O operation and cannot be reopened yet: {e}",
+                self.path.display()
+            ),
+        }
     }
 
     fn name(&self, id: usize) -> Result<Arc<str>, Error> {
@@ -202,14 +325,27 @@ impl RedbEngine {
         if let Some(s) = read(&self.read_cache).as_ref() {
             return Ok(s.clone());
         }
+        // The database handle first: getting it may reopen the database, which clears the cache
+        // (its lock must not be held here).
+        let generation = self.generation();
+        let db = self.db()?;
         let mut cache = write(&self.read_cache);
         if let Some(s) = cache.as_ref() {
             return Ok(s.clone());
         }
+        let txn = match db.begin_read() {
+            Ok(txn) if self.generation() == generation => txn,
+            // Reopened meanwhile: that handle is closed.
+            Ok(_) => return Err(Error::Redb(Box::new(redb::Error::DatabaseClosed))),
+            Err(e) => {
+                drop(cache);
+                return Err(self.check_io(e.into(), generation));
+            }
+        };
         let n = read(&self.trees).names.len();
         let snap = Arc::new(ReadSnap {
             tables: (0..n).map(|_| OnceLock::new()).collect(),
-            txn: self.db.begin_read()?,
+            txn,
         });
         *cache = Some(snap.clone());
         Ok(snap)
@@ -223,16 +359,22 @@ impl RedbEngine {
         self.read_snap()?.with_table(self, id, f)
     }
 
-    fn begin_write(&self) -> Result<WriteTransaction, Error> {
-        let mut txn = self.db.begin_write()?;
+    /// A write transaction, and the database generation it belongs to (for [`Self::commit`]).
+    fn begin_write(&self) -> Result<(WriteTransaction, u64), Error> {
+        let generation = self.generation();
+        let mut txn = self
+            .db()?
+            .begin_write()
+            .map_err(|e| self.check_io(e.into(), generation))?;
         if self.lazy.is_some() {
             txn.set_durability(Durability::None)?;
         }
-        Ok(txn)
+        Ok((txn, generation))
     }
 
-    fn commit(&self, txn: WriteTransaction) -> Result<(), Error> {
-        txn.commit()?;
+    fn commit(&self, txn: WriteTransaction, generation: u64) -> Result<(), Error> {
+        txn.commit()
+            .map_err(|e| self.check_io(e.into(), generation))?;
         if let Some(lazy) = &self.lazy {
             lazy.dirty.store(true, Ordering::Release);
         }
@@ -247,21 +389,21 @@ impl RedbEngine {
         f: impl FnOnce(&mut RwTable<'_>) -> Result<R, Error>,
     ) -> Result<R, Error> {
         let name = self.name(id)?;
-        let txn = self.begin_write()?;
+        let (txn, generation) = self.begin_write()?;
         let r = {
             let mut table = txn.open_table(def(&name))?;
             f(&mut table)
         };
         match r {
             Ok(r) => {
-                self.commit(txn)?;
+                self.commit(txn, generation)?;
                 Ok(r)
             }
             Err(e) => {
                 if let Err(e2) = txn.abort() {
                     tracing::warn!("db: abort failed: {e2}");
                 }
-                Err(e)
+                Err(self.check_io(e, generation))
             }
         }
     }
@@ -312,11 +454,11 @@ impl IDb for RedbEngine {
         }
         // Create the table unless it exists. Not under the `trees` lock: a transaction in
         // progress may need it (through `name`) before `begin_write` returns.
-        let exists = open_ro(&self.db.begin_read()?, name)?.is_some();
+        let exists = open_ro(&self.db()?.begin_read()?, name)?.is_some();
         if !exists {
-            let txn = self.begin_write()?;
+            let (txn, generation) = self.begin_write()?;
             txn.open_table(def(name))?;
-            self.commit(txn)?;
+            self.commit(txn, generation)?;
         }
         let mut trees = write(&self.trees);
         if let Some(id) = trees.ids.get(name) {
@@ -330,12 +472,12 @@ impl IDb for RedbEngine {
     }
 
     fn list_trees(&self) -> Result<Vec<String>, Error> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db()?.begin_read()?;
         Ok(txn.list_tables()?.map(|h| h.name().to_string()).collect())
     }
 
     fn snapshot(&self, dir: &Path) -> Result<PathBuf, Error> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db()?.begin_read()?;
         let mut trees = Vec::new();
         for handle in txn.list_tables()? {
             let name = handle.name().to_string();
@@ -355,10 +497,11 @@ impl IDb for RedbEngine {
     fn flush(&self) -> Result<(), Error> {
         if let Some(lazy) = &self.lazy
             && lazy.dirty.swap(false, Ordering::AcqRel)
-            && let Err(e) = durable_commit(&self.db)
+            && let generation = self.generation()
+            && let Err(e) = self.db().and_then(|db| durable_commit(&db))
         {
             lazy.dirty.store(true, Ordering::Release);
-            return Err(e);
+            return Err(self.check_io(e, generation));
         }
         Ok(())
     }
@@ -442,7 +585,7 @@ impl IDb for RedbEngine {
     }
 
     fn transaction(&self, f: &mut dyn FnMut(&mut dyn ITx) -> TxFnResult) -> Result<(), Error> {
-        let txn = self.begin_write()?;
+        let (txn, generation) = self.begin_write()?;
         // If `f` panics, `txn` is dropped without commit during unwinding: redb rolls it back.
         let decision = {
             let mut tx = RedbTx {
@@ -454,7 +597,7 @@ impl IDb for RedbEngine {
             // `tx` and its open tables dropped here, as redb requires before commit.
         };
         match decision {
-            TxFnResult::Commit => self.commit(txn),
+            TxFnResult::Commit => self.commit(txn, generation),
             TxFnResult::Abort => Ok(txn.abort()?),
         }
     }
@@ -600,4 +743,49 @@ pub(super) fn write_snapshot(
         let _ = fs::remove_file(&tmp);
     }
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a full disk does to redb (`Io`, then `PreviousIo` on everything) asks for a reopen; other
+    /// errors do not.
+    #[test]
+    fn io_errors_ask_for_a_reopen() {
+        let io = std::io::Error::from_raw_os_error(libc::ENOSPC);
+        assert!(needs_reopen(&Error::Redb(Box::new(redb::Error::Io(io)))));
+        assert!(needs_reopen(&Error::Redb(Box::new(
+            redb::Error::PreviousIo
+        ))));
+        assert!(!needs_reopen(&Error::Redb(Box::new(
+            redb::Error::DatabaseClosed
+        ))));
+        assert!(!needs_reopen(&Error::Corrupt("x".into())));
+    }
+
+    /// A reopen (what follows an I/O error once space is back) keeps every committed write, clears
+    /// the cached read snapshot, and the engine goes on reading and writing; a reopen asked for by an
+    /// operation of an older generation does nothing.
+    #[test]
+    fn reopen_keeps_data_and_the_engine_works_on() {
+        for fsync in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let e = RedbEngine::open(&dir.path().join("db.redb"), fsync).unwrap();
+            let t = e.open_tree("t").unwrap();
+            e.insert(t, b"a", b"1").unwrap();
+            assert_eq!(e.get(t, b"a").unwrap().as_deref(), Some(&b"1"[..]));
+            let g = e.generation();
+            e.reopen(g);
+            assert_eq!(e.generation(), g + 1, "reopened");
+            assert_eq!(e.get(t, b"a").unwrap().as_deref(), Some(&b"1"[..]));
+            e.insert(t, b"b", b"2").unwrap();
+            assert_eq!(e.get(t, b"b").unwrap().as_deref(), Some(&b"2"[..]));
+            // A stale generation's error: no second reopen.
+            *e.last_reopen.lock().unwrap() = None;
+            e.reopen(g);
+            assert_eq!(e.generation(), g + 1);
+            e.flush().unwrap();
+        }
+    }
 }

@@ -50,6 +50,8 @@ pub struct NodeSpec {
     pub env: Vec<(String, String)>,
     /// Extra lines of the `[s3_api]` section.
     pub s3_api_extra: String,
+    /// A network namespace (`ip netns` name) to run the server in (see `netns.rs`); None: the test's own.
+    pub netns: Option<String>,
 }
 
 impl NodeSpec {
@@ -159,14 +161,28 @@ impl Proc {
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
-        // SAFETY: prctl is async-signal-safe; it only asks the kernel to SIGKILL the child with its parent.
+        // Opened here (close-on-exec), entered in the child before exec.
+        let netns = self.spec.netns.as_ref().map(|ns| {
+            std::fs::File::open(format!("/var/run/netns/{ns}"))
+                .unwrap_or_else(|e| panic!("open network namespace {ns}: {e}"))
+        });
+        let netns_fd = netns.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
+        // SAFETY: prctl and setns are async-signal-safe system calls; the first only asks the kernel to
+        // SIGKILL the child with its parent, the second moves the child into the namespace held by a
+        // descriptor the parent keeps open until spawn returns.
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                if let Some(fd) = netns_fd
+                    && libc::setns(fd, libc::CLONE_NEWNET) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
                 Ok(())
             });
         }
         self.child = Some(cmd.spawn().expect("spawn grenier server"));
+        drop(netns);
         let url = self.spec.admin_url();
         wait_for(
             &format!("admin API of {} to answer", self.spec.ip),
@@ -291,6 +307,7 @@ pub fn node_spec(root: &Path, ip: &str, rf: usize, secret: &str, i: usize) -> No
         extra: String::new(),
         env: vec![],
         s3_api_extra: String::new(),
+        netns: None,
     }
 }
 
