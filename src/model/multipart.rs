@@ -605,9 +605,8 @@ impl Model {
             let name = b.params().map(|p| p.name.get().clone()).unwrap_or_default();
             return Err(ModelError::BucketNotEmpty(name));
         }
-        // A filtered range read may still show an upload as under way just after it was aborted (a
-        // replica the abort has not reached yet answers; the others leave the entry out): list again
-        // until a pass finds none, at most a few times. The deletion below checks once more.
+        // Uploads started while the pass runs are missed by it: list again until a pass finds none,
+        // at most a few times. The deletion below checks once more.
         for pass in 0..ABORT_PASSES {
             let aborted = self.abort_uploads_of(b).await?;
             tracing::debug!("deleting bucket: pass {pass} aborted {aborted} uploads");

@@ -65,8 +65,34 @@ impl TableSchema for KvSchema {
     type P = String;
     type S = String;
     type E = KvEntry;
-    type Filter = ();
-    fn matches_filter(_: &KvEntry, _: &()) -> bool {
-        true
+    /// Values that start with these bytes (None: every value). Encoded as nil when None, as the
+    /// `()` filter of earlier releases was.
+    type Filter = Option<ByteBuf>;
+    fn matches_filter(e: &KvEntry, f: &Option<ByteBuf>) -> bool {
+        match f {
+            None => true,
+            Some(prefix) => e.value().is_some_and(|v| v.starts_with(prefix)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The value-prefix filter is encoded as the `()` filter was when absent, so replicas of either
+    /// release understand each other.
+    #[test]
+    fn no_filter_is_encoded_as_unit_was() {
+        let none: Option<ByteBuf> = None;
+        assert_eq!(
+            rmp_serde::to_vec_named(&none).unwrap(),
+            rmp_serde::to_vec_named(&()).unwrap()
+        );
+        let old = rmp_serde::to_vec_named(&()).unwrap();
+        assert_eq!(
+            rmp_serde::from_slice::<Option<ByteBuf>>(&old).unwrap(),
+            None
+        );
     }
 }

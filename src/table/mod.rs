@@ -22,6 +22,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 use tokio::sync::{mpsc, oneshot};
@@ -29,7 +30,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::crdt::Crdt;
 use crate::db::Db;
 use crate::layout::System;
-use crate::net::{Endpoint, Message, NetError, NodeId};
+use crate::net::{Endpoint, Message, NetError, NodeId, Prio};
 use crate::util::hash::Hash;
 pub use data::TableData;
 pub use replication::{FullReplication, ShardedReplication, TableReplication};
@@ -102,6 +103,8 @@ const MAX_RANGE_ROUNDS: usize = 16;
 /// number must not size a scan or an answer); [`Table::get_range`] asks for at most this many per round
 /// and continues after the last entry returned, so a longer listing takes more rounds.
 pub const MAX_RANGE_LIMIT: usize = 4096;
+/// Point reads in flight when a range read confirms keys a replica omitted.
+const CONFIRM_IN_FLIGHT: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TableError {
@@ -575,11 +578,18 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
             if reverse {
                 keys.reverse();
             }
+            let confirmed = match filter {
+                Some(_) => {
+                    self.confirm_omitted(&hash, &keys, &mut merged, &per_node, &filter)
+                        .await
+                }
+                None => Default::default(),
+            };
             for k in &keys {
                 let e = &merged[k];
                 let visible =
                     !e.is_tombstone() && filter.as_ref().is_none_or(|f| F::matches_filter(e, f));
-                if visible || e.is_tombstone() {
+                if visible || e.is_tombstone() || confirmed.contains(k) {
                     // Every replica asked should have returned this entry: repair those that did not.
                     let enc = TableData::<F>::encode(e)?;
                     for (node, mine) in &per_node {
@@ -608,6 +618,70 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
             }
         }
         Ok(out)
+    }
+
+    /// A replica filters a range read by its own version of each entry (see
+    /// [`TableSchema::Filter`]): one that omitted a key another replica returned as matching may hold a
+    /// newer version that no longer matches (an object deleted since), which the merge must see, or
+    /// none at all. Ask each such replica for its version of those keys (one round, in parallel) and
+    /// merge it in. A replica that does not answer leaves the merged entry as it was. Returns the
+    /// keys asked about (their replicas may differ: the caller repairs them).
+    async fn confirm_omitted(
+        &self,
+        hash: &Hash,
+        keys: &[Vec<u8>],
+        merged: &mut BTreeMap<Vec<u8>, F::E>,
+        per_node: &[(NodeId, EncodedEntries)],
+        filter: &Option<F::Filter>,
+    ) -> std::collections::BTreeSet<Vec<u8>> {
+        let mut asks = vec![];
+        for k in keys {
+            let e = &merged[k];
+            if e.is_tombstone() || !filter.as_ref().is_none_or(|f| F::matches_filter(e, f)) {
+                continue;
+            }
+            for (node, mine) in per_node {
+                if !mine.contains_key(k) {
+                    asks.push((*node, k.clone()));
+                }
+            }
+        }
+        let asked = asks.iter().map(|(_, k)| k.clone()).collect();
+        if asks.is_empty() {
+            return asked;
+        }
+        let answers = futures::stream::iter(asks)
+            .map(|(node, k)| {
+                let msg = TableRpc::ReadEntry {
+                    key: ByteBuf::from(data::tree_key(hash, &k)),
+                };
+                async move {
+                    let r = self
+                        .endpoint
+                        .call(&node, &msg, Prio::Normal, TABLE_RPC_TIMEOUT)
+                        .await;
+                    (k, r)
+                }
+            })
+            .buffer_unordered(CONFIRM_IN_FLIGHT)
+            .collect::<Vec<_>>()
+            .await;
+        for (k, r) in answers {
+            match r {
+                Ok(TableRpcResponse::Entry(Some(b))) => match TableData::<F>::decode(&b) {
+                    Ok(e) => {
+                        if let Some(m) = merged.get_mut(&k) {
+                            m.merge(&e);
+                        }
+                    }
+                    Err(e) => tracing::warn!("{}: confirming a range read: {e}", F::TABLE_NAME),
+                },
+                Ok(TableRpcResponse::Entry(None)) => {}
+                Ok(_) => tracing::warn!("{}: unexpected answer to ReadEntry", F::TABLE_NAME),
+                Err(e) => tracing::debug!("{}: confirming a range read: {e}", F::TABLE_NAME),
+            }
+        }
+        asked
     }
 
     /// Send entries to nodes that showed a stale version (read repair), in the background.

@@ -74,9 +74,9 @@ pub trait TableSchema: Send + Sync + 'static {
     type E: Entry<Self::P, Self::S>;
     /// Filter for range reads, sent to replicas.
     ///
-    /// Contract: replicas return entries that match the filter *or are tombstones*, and the coordinator
-    /// filters again after merging; so a filter must only depend on what a newer version of an entry
-    /// can only turn into a tombstone (e.g. "not deleted"), never on fields a newer version may change.
+    /// Replicas return entries that match the filter *or are tombstones*; the coordinator merges them,
+    /// asks a replica that omitted a key another one returned for its version of that key (it may be a
+    /// newer one that no longer matches: an object deleted since), and filters again after merging.
     type Filter: Clone + Serialize + DeserializeOwned + Send + Sync + 'static;
 
     fn matches_filter(entry: &Self::E, filter: &Self::Filter) -> bool;

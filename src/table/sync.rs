@@ -954,6 +954,51 @@ mod tests {
             .unwrap();
     }
 
+    /// A filtered range read judges the filter on the merged entry: a replica that omits a key because
+    /// its newer version no longer matches (an object deleted since) outweighs a stale replica that
+    /// returns the older, matching one, whichever node coordinates; the stale replica is repaired.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn filtered_range_read_does_not_list_a_key_changed_since_on_a_quorum() {
+        let nodes = cluster(3, 3).await;
+        let (a, b, c) = (&nodes[0].table, &nodes[1].table, &nodes[2].table);
+        for t in [a, b, c] {
+            put_local(t, "bucket", "k1", Some("yes-1"));
+            put_local(t, "bucket", "k3", Some("yes-3"));
+        }
+        let at = |ms, v: &[u8]| KvEntry {
+            partition: "bucket".into(),
+            key: "k2".into(),
+            value: crate::crdt::Lww::raw(ms, Some(serde_bytes::ByteBuf::from(v.to_vec()))),
+        };
+        let older = TableData::<KvSchema>::encode(&at(1_000, b"yes-2")).unwrap();
+        for t in [a, b, c] {
+            t.data.update_entry(&older).unwrap();
+        }
+        // An acknowledged write of k2 (on a quorum: a and b) that no longer matches; c missed it.
+        let newer = at(2_000, b"no");
+        let enc = TableData::<KvSchema>::encode(&newer).unwrap();
+        a.data.update_entry(&enc).unwrap();
+        b.data.update_entry(&enc).unwrap();
+        let filter = Some(serde_bytes::ByteBuf::from(b"yes".to_vec()));
+        for (i, t) in [c, a, b, c].iter().enumerate() {
+            let got: Vec<String> = t
+                .get_range(&"bucket".to_string(), None, Some(filter.clone()), 10, false)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|e| e.key)
+                .collect();
+            assert_eq!(got, ["k1", "k3"], "read {i}");
+        }
+        wait_until("c repaired", Duration::from_secs(10), || {
+            c.data
+                .read_entry(&TableData::<KvSchema>::key_of(&newer))
+                .unwrap()
+                .is_some_and(|b| TableData::<KvSchema>::decode(&b).unwrap().value() == Some(b"no"))
+        })
+        .await;
+    }
+
     /// A full pass pushes exactly the entries the peer lacks or has in another version, with few
     /// lookups; once both sides ran it, both hold the same entries and the same trees.
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
