@@ -19,12 +19,14 @@ pub mod mpu;
 pub mod multipart;
 pub mod object;
 pub mod ops;
+mod refresh;
 pub mod sse;
 pub mod version;
 pub mod website;
 
 use std::sync::Arc;
 
+use futures::FutureExt;
 use rand::RngCore;
 
 use crate::block::BlockManager;
@@ -81,6 +83,10 @@ pub enum ModelError {
     /// listed was refused or failed (the caller knows why).
     #[error("the upload was not registered")]
     NotRegistered,
+    /// The block list of a version is gone: a newer version of its key superseded it (and released
+    /// it) while the request that read it was under way.
+    #[error("the version's block list is missing (superseded by a newer write of the key)")]
+    VersionGone,
 }
 
 impl ModelError {
@@ -116,54 +122,12 @@ pub struct Model {
     pub node: u64,
     /// The newest timestamp this node issued or learned of: new versions go above it.
     clock: std::sync::Mutex<crate::crdt::Timestamp>,
-    /// Limits the majority reads that unknown access key ids may cause (see [`Model::key_for_request`]).
-    key_refresh: KeyRefreshLimiter,
+    /// Bounds the majority reads that unknown access key ids may cause (see [`Model::key_for_request`]).
+    key_refresh: Arc<refresh::Refresher<Key>>,
 }
 
-/// How often, at most, an unknown access key id may cause a majority read of the key table.
-const KEY_REFRESH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
-/// How long a request waits for that read before answering from the local copy.
+/// How long a request waits for a refresh of the key table before answering from the local copy.
 const KEY_REFRESH_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// At most one majority read of the key table in flight for unknown key ids, and at most one started
-/// per [`KEY_REFRESH_INTERVAL`]: requests with made-up key ids (anyone can send them) cost the cluster
-/// a bounded trickle of RPCs, whatever their rate.
-struct KeyRefreshLimiter {
-    in_flight: Arc<std::sync::atomic::AtomicBool>,
-    last: std::sync::Mutex<Option<std::time::Instant>>,
-}
-
-impl KeyRefreshLimiter {
-    fn new() -> KeyRefreshLimiter {
-        KeyRefreshLimiter {
-            in_flight: Arc::new(std::sync::atomic::AtomicBool::new(false)),
-            last: std::sync::Mutex::new(None),
-        }
-    }
-
-    /// A permit to start a refresh, if the limits allow one now; dropping it ends the refresh.
-    fn try_start(&self) -> Option<RefreshPermit> {
-        use std::sync::atomic::Ordering;
-        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        let now = std::time::Instant::now();
-        if last.is_some_and(|t| now.duration_since(t) < KEY_REFRESH_INTERVAL) {
-            return None;
-        }
-        if self.in_flight.swap(true, Ordering::AcqRel) {
-            return None;
-        }
-        *last = Some(now);
-        Some(RefreshPermit(self.in_flight.clone()))
-    }
-}
-
-struct RefreshPermit(Arc<std::sync::atomic::AtomicBool>);
-
-impl Drop for RefreshPermit {
-    fn drop(&mut self) {
-        self.0.store(false, std::sync::atomic::Ordering::Release);
-    }
-}
 
 impl Model {
     /// Build the tables and start their background work (anti-entropy, GC, cascading queues).
@@ -232,7 +196,7 @@ impl Model {
             block_size: config.block_size as usize,
             node: system.id().as_u64(),
             clock: std::sync::Mutex::new(crate::crdt::Timestamp::MIN),
-            key_refresh: KeyRefreshLimiter::new(),
+            key_refresh: refresh::Refresher::new(),
         });
         Ok((model, tasks))
     }
@@ -302,26 +266,36 @@ impl Model {
 
     /// The live key of an incoming request, before its signature is checked (so the id may be made
     /// up by anyone): from this node's full copy of the key table, without a network call. On a miss
-    /// the key may have been created a moment ago through another node, so a majority read refreshes
-    /// the local copy — but only within [`KeyRefreshLimiter`]'s limits, and the request waits at most
+    /// the key may have been created a moment ago through another node, or this node's copy may be
+    /// being rebuilt, so a majority read refreshes the local copy: one per id at a time, shared by
+    /// every request for it, within [`refresh::Refresher`]'s budget; a request waits at most
     /// [`KEY_REFRESH_WAIT`] for it (the read goes on in the background and repairs the local copy).
     pub async fn key_for_request(&self, id: &str) -> Result<Option<Key>, ModelError> {
         let live = |k: Option<Key>| k.filter(|k| !k.state.is_deleted());
         if let Some(k) = live(self.keys.get_local(&id.to_string(), &EmptyKey)?) {
             return Ok(Some(k));
         }
-        let Some(permit) = self.key_refresh.try_start() else {
+        let keys = self.keys.clone();
+        let read = self.key_refresh.read(id, || {
+            let id = id.to_string();
+            async move {
+                match keys.get_fresh(&id, &EmptyKey).await {
+                    Ok(found) => found,
+                    Err(e) => {
+                        tracing::debug!("refreshing access key {id}: {e}");
+                        None
+                    }
+                }
+            }
+            .boxed()
+        });
+        let Some(read) = read else {
             return Ok(None);
         };
-        let (keys, id) = (self.keys.clone(), id.to_string());
-        let refresh = tokio::spawn(async move {
-            let _permit = permit;
-            keys.get_fresh(&id, &EmptyKey).await
-        });
-        match tokio::time::timeout(KEY_REFRESH_WAIT, refresh).await {
-            Ok(Ok(found)) => Ok(live(found?)),
-            // Slow (a majority unreachable) or failed: the local copy's answer stands.
-            Ok(Err(_)) | Err(_) => Ok(None),
+        match tokio::time::timeout(KEY_REFRESH_WAIT, read).await {
+            Ok(found) => Ok(live(found)),
+            // Slow (a majority unreachable): the local copy's answer stands.
+            Err(_) => Ok(None),
         }
     }
 

@@ -229,6 +229,7 @@ impl Model {
             encryption: None,
             gate: None,
             store_gate: None,
+            behind: Default::default(),
         }
     }
 

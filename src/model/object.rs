@@ -281,6 +281,14 @@ impl Object {
         last.max(marks)
     }
 
+    /// The newest timestamp a write must land above to be current: the newest version ever seen
+    /// complete (a version of it below that is dead) or the size bound, whichever is newer. Uploads
+    /// under way above it do not count: a write that lands below one is superseded only if it
+    /// completes, which is then the newer write.
+    pub fn settled_timestamp(&self) -> Option<Timestamp> {
+        self.floor.max(self.dropped_to).map(|k| k.0)
+    }
+
     fn add(&mut self, v: ObjectVersion) {
         if v.is_complete() {
             self.floor = self.floor.max(Some(v.key()));
@@ -419,6 +427,10 @@ impl TableSchema for ObjectSchema {
 
     fn newest_timestamp(e: &Object) -> Option<Timestamp> {
         e.last_timestamp()
+    }
+
+    fn newest_settled_timestamp(e: &Object) -> Option<Timestamp> {
+        e.settled_timestamp()
     }
 
     fn matches_filter(e: &Object, f: &ObjectFilter) -> bool {

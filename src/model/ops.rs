@@ -105,6 +105,10 @@ pub struct PutUpload {
     /// Awaited before any block is stored (`true`: go on): the checks that must pass before anything
     /// of the body reaches a disk (a part of an SSE-C upload must come with the upload's key).
     pub(super) store_gate: Option<Gate>,
+    /// Set when a replica answered the "uploading" entry's write with a newer settled timestamp than
+    /// this upload's (a complete version above it: a write that may have been acknowledged before this
+    /// one began, this node's clock being behind): see [`PutUpload::commit`].
+    pub(super) behind: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// See [`PutUpload::gated`].
@@ -129,6 +133,7 @@ impl Model {
             encryption: None,
             gate: None,
             store_gate: None,
+            behind: Default::default(),
         }
     }
 
@@ -240,9 +245,9 @@ impl Model {
                                 None
                             }
                         });
-                    let list = list?.filter(|v| !v.deleted.get()).ok_or_else(|| {
-                        ModelError::Invalid("the version's block list is missing".into())
-                    })?;
+                    let list = list?
+                        .filter(|v| !v.deleted.get())
+                        .ok_or(ModelError::VersionGone)?;
                     (list.block_list(), first.map(|f| (*first_block, f)))
                 }
             }
@@ -491,10 +496,15 @@ impl PutUpload {
         );
         let entry = Object::new(self.bucket, self.key.clone(), vec![v]);
         let (model, failure) = (self.model.clone(), Arc::new(std::sync::Mutex::new(None)));
-        let slot = failure.clone();
+        let (slot, behind) = (failure.clone(), self.behind.clone());
         let gate = async move {
-            match model.objects.insert(&entry).await {
-                Ok(()) => true,
+            match model.objects.insert_checked(&entry).await {
+                Ok(None) => true,
+                Ok(Some(newer)) => {
+                    model.observe_timestamp(newer);
+                    behind.store(true, std::sync::atomic::Ordering::SeqCst);
+                    true
+                }
                 Err(e) => {
                     *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.into());
                     false
@@ -579,9 +589,30 @@ impl PutUpload {
         };
         let v = ObjectVersion::new(self.uuid, self.timestamp, VersionState::Complete(data))
             .with_attrs(attrs);
-        self.model
-            .write_version(self.bucket, &self.key, v, vec![])
+        match self
+            .model
+            .write_version(self.bucket, &self.key, v.clone(), vec![])
             .await
+        {
+            // A replica had a newer version, and writing this one again above it found its block
+            // list released: the version was listed as uploading in the entry, then a newer complete
+            // one landed above it and made it dead. Unless this upload's timestamp was already behind
+            // when its "uploading" entry was written (then that newer write may have been acknowledged
+            // before this PUT began, and this one must land above it: an error, the client retries),
+            // the newer write was not acknowledged before that entry reached a quorum, so it ran
+            // concurrently with this PUT: both succeed, as on S3, this one taking effect just before
+            // the newer one, which stays current.
+            Err(ModelError::VersionGone)
+                if !self.behind.load(std::sync::atomic::Ordering::SeqCst) =>
+            {
+                tracing::debug!(
+                    "object {}: a concurrent newer write superseded this PUT",
+                    self.key
+                );
+                Ok(v)
+            }
+            r => r,
+        }
     }
 
     /// Give up: the version is marked aborted (its blocks are released). Nothing to do for a body that
@@ -732,7 +763,7 @@ impl Model {
         let list = self
             .block_list(from, size)
             .await?
-            .ok_or_else(|| ModelError::Invalid("the version's block list is missing".into()))?;
+            .ok_or(ModelError::VersionGone)?;
         let mut copy = Version::new(to, bucket, key.to_string());
         for (slot, b) in list.block_list() {
             copy.blocks.put(slot, b);

@@ -112,7 +112,17 @@ pub fn no_such_bucket(name: &str) -> S3Error {
 
 /// A model failure as S3 sees it.
 pub fn internal(e: ModelError) -> S3Error {
-    if e.is_unavailable() {
+    if matches!(e, ModelError::VersionGone) {
+        // A version an overwrite superseded meanwhile (a read of it, or a PUT whose clock was behind
+        // and could not write itself above): retrying reads, or writes above, the new one.
+        S3Error {
+            detail: Some(e.to_string()),
+            ..S3Error::new(
+                S3ErrorCode::ServiceUnavailable,
+                "The object was overwritten by another request meanwhile. Please retry.",
+            )
+        }
+    } else if e.is_unavailable() {
         S3Error::internal(S3ErrorCode::ServiceUnavailable, e.to_string())
     } else {
         S3Error::internal(S3ErrorCode::InternalError, e.to_string())

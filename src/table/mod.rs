@@ -305,7 +305,7 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
                 .transpose()?;
             out.push(
                 old.as_ref()
-                    .and_then(F::newest_timestamp)
+                    .and_then(F::newest_settled_timestamp)
                     .filter(|t| *t > mine),
             );
         }

@@ -88,6 +88,14 @@ pub trait TableSchema: Send + Sync + 'static {
         None
     }
 
+    /// The timestamp a stored entry reports back to a writer whose entry's
+    /// [`TableSchema::newest_timestamp`] is older: what the writer must land above (by default the
+    /// same). Objects report the newest *settled* one (a complete version, or the size bound), not an
+    /// upload under way, which a write may land below: it will supersede that write if it completes.
+    fn newest_settled_timestamp(entry: &Self::E) -> Option<crate::crdt::Timestamp> {
+        Self::newest_timestamp(entry)
+    }
+
     /// Called in the same local transaction that changes an entry (old → new). Use it to keep derived
     /// data (counters, queues of cascading updates) exactly in step with the entries.
     fn updated(

@@ -649,25 +649,23 @@ fn clock_skew_of_ten_minutes() {
     run.finish(&[0, 1, 2]);
 }
 
-/// A server bug found by this suite, reproduced without any fault: writes to a key make the versions
-/// of that key that are still uploading "dead" (they sit below the entry's floor, the newest complete
-/// version, see src/model/object.rs), and their block lists are released by the object table's hook.
-/// (a) A PutObject to a key while a multipart upload of the same key is under way kills the upload:
-/// its next UploadPart and its CompleteMultipartUpload answer 404 NoSuchUpload (on AWS the upload
-/// completes and becomes the current version). (b) Of two concurrent PutObjects of one key with a
-/// multi-block or non-inline body, the one with the older timestamp that commits last finds a newer
-/// version, tries to "write above" it with a copy of its own block list, finds that list already
-/// released, and answers 500 InternalError "the version's block list is missing" (on AWS both
-/// succeed). Either way no acknowledged write is lost (the history checker passes), but every S3
-/// operation does not succeed.
+/// A server bug found by this suite, reproduced without any fault: a write to a key makes the
+/// versions of that key that are still uploading "dead" (they sit below the entry's floor, the newest
+/// complete version, see src/model/object.rs). A PutObject to a key while a multipart upload of the
+/// same key is under way kills the upload: its next UploadPart and its CompleteMultipartUpload answer
+/// 404 NoSuchUpload (on AWS the upload completes and becomes the current version). No acknowledged
+/// write is lost (the history checker passes), but every S3 operation does not succeed.
 #[test]
-#[ignore = "bug: a write to a key kills the uploads under way on that key (UploadPart/Complete 404 NoSuchUpload, concurrent PUT 500 'the version's block list is missing')"]
-fn writes_to_a_key_do_not_fail_the_uploads_under_way_on_it() {
-    let run = Run::start("writes_to_a_key_do_not_fail_the_uploads_under_way_on_it", 3);
+#[ignore = "bug: a PutObject of a key kills the multipart uploads under way on that key (UploadPart/Complete 404 NoSuchUpload)"]
+fn a_put_does_not_fail_the_multipart_uploads_under_way_on_its_key() {
+    let run = Run::start(
+        "a_put_does_not_fail_the_multipart_uploads_under_way_on_its_key",
+        3,
+    );
     let cls: Vec<Client> = (0..3).map(|i| run.client(i)).collect();
     let rec = run.rec.clone();
     run.rt.block_on(async {
-        // (a) A PUT of the key between two parts of a multipart upload.
+        // A PUT of the key between two parts of a multipart upload.
         let mut m = history::mpu_create(&cls[0], BUCKET, "mk", 2, 5 << 20, 100, &rec)
             .await
             .unwrap();
@@ -685,7 +683,25 @@ fn writes_to_a_key_do_not_fail_the_uploads_under_way_on_it() {
         } else {
             Outcome::Fail
         };
-        // (b) Concurrent PUTs of one key through the three nodes.
+        let report = history::check(&rec);
+        eprintln!("{}", report.summary());
+        assert!(report.violations.is_empty(), "{:?}", report.violations);
+        assert_eq!((p2, done), (Outcome::Ok, Outcome::Ok), "{}", report.errors);
+    });
+}
+
+/// Concurrent PutObjects of one key (bodies of several blocks, through the three nodes) all succeed
+/// and the key reads as one of them. It found a bug: the one with the older timestamp that committed
+/// last found a newer version, tried to write above it with a copy of its own block list, found that
+/// list already released (its version was made dead by the newer one) and answered 500 "the version's
+/// block list is missing". Such a PUT ran concurrently with the newer one: it now succeeds, taking
+/// effect just before it (as on S3).
+#[test]
+fn concurrent_puts_of_one_key_all_succeed() {
+    let run = Run::start("concurrent_puts_of_one_key_all_succeed", 3);
+    let cls: Vec<Client> = (0..3).map(|i| run.client(i)).collect();
+    let rec = run.rec.clone();
+    run.rt.block_on(async {
         for _ in 0..30 {
             let hs: Vec<_> = cls
                 .iter()
@@ -704,9 +720,9 @@ fn writes_to_a_key_do_not_fail_the_uploads_under_way_on_it() {
         eprintln!("{}", report.summary());
         assert!(report.violations.is_empty(), "{:?}", report.violations);
         assert_eq!(
-            (p2, done, report.unknown + report.failed),
-            (Outcome::Ok, Outcome::Ok, 0),
-            "every call succeeds: {}",
+            report.unknown + report.failed,
+            0,
+            "every PUT succeeds: {}",
             report.errors
         );
     });
