@@ -8,7 +8,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use blake2::{Blake2b512, Digest};
 use serde::{Deserialize, Serialize};
 
 use super::LayoutError;
@@ -184,9 +183,7 @@ impl Crdt for LayoutStaging {
 
 fn version_digest(v: &LayoutVersion) -> [u8; 32] {
     let bytes = rmp_serde::to_vec(v).unwrap_or_default();
-    Blake2b512::digest(&bytes)[..32]
-        .try_into()
-        .expect("64-byte digest")
+    crate::util::hash::blake2sum(&bytes)
 }
 
 /// Summary of an applied version, for `layout history`.
@@ -494,8 +491,7 @@ impl LayoutHistory {
     /// A digest of the whole state: equal digests mean equal histories.
     pub fn digest(&self) -> [u8; 32] {
         let bytes = self.encode().unwrap_or_default();
-        let h = Blake2b512::digest(&bytes);
-        h[..32].try_into().expect("64-byte digest")
+        crate::util::hash::blake2sum(&bytes)
     }
 
     /// Merge another node's history; true if ours changed.

@@ -2,7 +2,7 @@
 //!
 //! Known peers come from `bootstrap_peers`, from a persisted peer list (so a restarted node finds the
 //! cluster alone), from incoming connections, and from peer exchange (each node periodically asks its peers
-//! whom they know; at most [`MAX_KNOWN_PEERS`] are remembered that way). Disconnected peers are redialed with exponential backoff (1 s → 30 s). Every
+//! whom they know; at most [`MAX_KNOWN_PEERS`] are remembered that way). Disconnected peers are redialed with exponential backoff (1 s → 10 s: a link back from a cut is used again within 10 s). Every
 //! [`PING_INTERVAL`] each connected peer is pinged; the round-trip time is smoothed (EWMA) and used by upper
 //! layers to pick the nearest replica. [`PING_FAILURES`] missed pings in a row close the connection, so a
 //! frozen (SIGSTOPped) peer is seen down within about `PING_FAILURES × PING_INTERVAL + PING_TIMEOUT`.
@@ -27,7 +27,7 @@ pub const PING_INTERVAL: Duration = Duration::from_secs(2);
 pub const PING_TIMEOUT: Duration = Duration::from_secs(3);
 pub const PING_FAILURES: u32 = 3;
 const EXCHANGE_INTERVAL: Duration = Duration::from_secs(10);
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// Peers learnt through exchange stop being added beyond this many known peers (a peer's answer must not
 /// make a node remember and dial without bound).
 pub const MAX_KNOWN_PEERS: usize = 1024;
