@@ -21,12 +21,14 @@ use futures::future::{BoxFuture, Shared};
 
 /// How long a finished read's answer is reused for its id.
 pub const RECENT: Duration = Duration::from_secs(1);
-/// Most reads under way at once (distinct ids).
-pub const MAX_IN_FLIGHT: usize = 8;
+/// Most reads under way at once (distinct ids). Small: when a majority is unreachable a read lasts
+/// until its timeout, and every request that starts one waits for it (at most 1 s); the others are
+/// answered from the local copy at once.
+pub const MAX_IN_FLIGHT: usize = 2;
 /// Reads started per second, on average.
 pub const STARTS_PER_SEC: f64 = 4.0;
 /// Reads that may start at once after a quiet time.
-pub const BURST: f64 = 8.0;
+pub const BURST: f64 = 4.0;
 
 type Read<T> = Shared<BoxFuture<'static, Option<T>>>;
 

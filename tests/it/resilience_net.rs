@@ -703,41 +703,50 @@ fn summary(wl: &Workload, label: &str, nodes: &[usize], from: Instant, to: Insta
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Scenario 1: one zone isolated, then healed.
+// Scenarios 1 and 2: cuts between zones under load.
 
-/// Three nodes in three zones (rf 3). A seeded choice of zone is cut off from the other two for a while
-/// (short: ~15 s, long: 60 s) while writers work through every node. Through the two connected nodes
-/// every op keeps succeeding (after the few seconds it takes to see the cut); through the isolated one
-/// no op succeeds while it is cut off (no quorum: it must say so with a 5xx or not answer, never
-/// answer wrong). After healing: every key reads the same through every node, as its history allows
-/// (acknowledged writes kept, acknowledged deletes stay deleted), and listings agree.
-#[test]
-fn partition_isolating_one_zone_then_healing() {
-    let test = "resilience_net::partition_isolating_one_zone_then_healing";
+/// A cut scenario's run, to judge: the cluster, the workload, its history, and when things happened.
+struct CutRun {
+    c: NetCluster,
+    wl: Workload,
+    hist: HistoryRun,
+    seed: u64,
+    t0: Instant,
+    cut: Instant,
+    healed: Instant,
+    end: Instant,
+}
+
+/// Three nodes in three zones (rf 3), a bucket and writers through every node; after 3 s, `fault`
+/// (drawn from the seed's generator: what to print, then the cut to make, which returns its
+/// description) for ~15 s (long form: 60 s), then healing; the workload stops 4 s later (long form:
+/// at 10,000 ops). None when network namespaces are impossible here (the test is skipped loudly).
+fn cut_scenario<F: FnOnce(&NetCluster) -> String>(
+    test: &str,
+    bucket: &str,
+    fault: impl FnOnce(&mut StdRng) -> (String, F),
+) -> Option<CutRun> {
     let seed = seed(test);
     let mut rng = StdRng::seed_from_u64(seed);
-    let Some(c) = NetCluster::start(test, &["z1", "z2", "z3"], &[1, 1, 1], 3, "") else {
-        return;
-    };
+    let c = NetCluster::start(test, &["z1", "z2", "z3"], &[1, 1, 1], 3, "")?;
     let long = long_form();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let key = s3_setup(&c.procs, "partition", &rt);
+    let key = s3_setup(&c.procs, bucket, &rt);
     create_bucket(&c.procs, &key, HISTORY_BUCKET, &rt);
     drop(rt);
-    let isolated = rng.gen_range(0..3usize);
-    let majority: Vec<usize> = (0..3).filter(|i| *i != isolated).collect();
+    let (schedule, apply) = fault(&mut rng);
     let cut_for = if long {
         Duration::from_secs(60)
     } else {
         Duration::from_millis(rng.gen_range(13_000..17_000))
     };
-    println!("schedule: isolate zone {isolated} for {cut_for:?}");
+    println!("schedule: {schedule} for {cut_for:?}");
     let mut wl = Workload::start(
         WorkloadCfg {
-            bucket: "partition".into(),
+            bucket: bucket.into(),
             endpoints: (0..3).map(|i| c.s3_addr(i)).collect(),
             key,
             writers_per_node: 2,
@@ -750,8 +759,8 @@ fn partition_isolating_one_zone_then_healing() {
     let mut hist = HistoryRun::start(&wl, seed);
     let t0 = wl.event("workload started");
     std::thread::sleep(Duration::from_secs(3));
-    c.net.isolate(isolated, false);
-    let cut = wl.event(&format!("zone {isolated} isolated: {}", c.net.describe()));
+    let what = apply(&c);
+    let cut = wl.event(&format!("{what}: {}", c.net.describe()));
     std::thread::sleep(cut_for);
     c.net.heal();
     let healed = wl.event("healed");
@@ -766,6 +775,52 @@ fn partition_isolating_one_zone_then_healing() {
     let end = wl.event("workload stopped");
     println!("history workload: {hist_ops} ops");
     println!("{} ops in {:?}", wl.ops(), end - t0);
+    Some(CutRun {
+        c,
+        wl,
+        hist,
+        seed,
+        t0,
+        cut,
+        healed,
+        end,
+    })
+}
+
+/// Three nodes in three zones (rf 3). A seeded choice of zone is cut off from the other two for a while
+/// (short: ~15 s, long: 60 s) while writers work through every node. Through the two connected nodes
+/// every op keeps succeeding (after the few seconds it takes to see the cut); through the isolated one
+/// no op succeeds while it is cut off (no quorum: it must say so with a 5xx or not answer, never
+/// answer wrong). After healing: every key reads the same through every node, as its history allows
+/// (acknowledged writes kept, acknowledged deletes stay deleted), and listings agree.
+#[test]
+fn partition_isolating_one_zone_then_healing() {
+    let mut isolated = 0;
+    let Some(r) = cut_scenario(
+        "resilience_net::partition_isolating_one_zone_then_healing",
+        "partition",
+        |rng| {
+            isolated = rng.gen_range(0..3usize);
+            let z = isolated;
+            (format!("isolate zone {z}"), move |c: &NetCluster| {
+                c.net.isolate(z, false);
+                format!("zone {z} isolated")
+            })
+        },
+    ) else {
+        return;
+    };
+    let CutRun {
+        c,
+        wl,
+        hist,
+        seed,
+        t0,
+        cut,
+        healed,
+        end,
+    } = r;
+    let majority: Vec<usize> = (0..3).filter(|i| *i != isolated).collect();
     summary(&wl, "before the cut", &[0, 1, 2], t0, cut);
     summary(&wl, "cut, majority side", &majority, cut, healed);
     summary(&wl, "cut, isolated node", &[isolated], cut, healed);
@@ -809,67 +864,35 @@ fn partition_isolating_one_zone_then_healing() {
     hist.check(&wl, seed);
 }
 
-// ---------------------------------------------------------------------------------------------------
-// Scenario 2: a one-way cut.
-
 /// Three nodes in three zones (rf 3); zone 1's packets to zone 2 are dropped (seeded pair), the
 /// reverse direction still flows — TCP between them breaks both ways, each still reaches the third
 /// zone, so every node still has a write quorum (itself + the third). Under load: no wrong answer,
 /// and after a grace period every op through every node succeeds. Then heal and converge.
 #[test]
 fn asymmetric_cut_under_load() {
-    let test = "resilience_net::asymmetric_cut_under_load";
-    let seed = seed(test);
-    let mut rng = StdRng::seed_from_u64(seed);
-    let Some(c) = NetCluster::start(test, &["z1", "z2", "z3"], &[1, 1, 1], 3, "") else {
+    let Some(r) = cut_scenario("resilience_net::asymmetric_cut_under_load", "asym", |rng| {
+        let from = rng.gen_range(0..3usize);
+        let to = (from + rng.gen_range(1..3usize)) % 3;
+        (
+            format!("drop zone {from} -> zone {to}"),
+            move |c: &NetCluster| {
+                c.net.cut_one_way(from, to);
+                format!("cut {from} -> {to}")
+            },
+        )
+    }) else {
         return;
     };
-    let long = long_form();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let key = s3_setup(&c.procs, "asym", &rt);
-    create_bucket(&c.procs, &key, HISTORY_BUCKET, &rt);
-    drop(rt);
-    let from = rng.gen_range(0..3usize);
-    let to = (from + rng.gen_range(1..3usize)) % 3;
-    let cut_for = if long {
-        Duration::from_secs(60)
-    } else {
-        Duration::from_millis(rng.gen_range(13_000..17_000))
-    };
-    println!("schedule: drop zone {from} -> zone {to} for {cut_for:?}");
-    let mut wl = Workload::start(
-        WorkloadCfg {
-            bucket: "asym".into(),
-            endpoints: (0..3).map(|i| c.s3_addr(i)).collect(),
-            key,
-            writers_per_node: 2,
-            keys_per_writer: 6,
-            big_ratio: 0.1,
-            op_timeout: Duration::from_secs(8),
-        },
+    let CutRun {
+        c,
+        wl,
+        hist,
         seed,
-    );
-    let mut hist = HistoryRun::start(&wl, seed);
-    let t0 = wl.event("workload started");
-    std::thread::sleep(Duration::from_secs(3));
-    c.net.cut_one_way(from, to);
-    let cut = wl.event(&format!("cut {from} -> {to}: {}", c.net.describe()));
-    std::thread::sleep(cut_for);
-    c.net.heal();
-    let healed = wl.event("healed");
-    let min_ops = if long { 10_000 } else { 0 };
-    let after = Instant::now();
-    while wl.ops() < min_ops || after.elapsed() < Duration::from_secs(4) {
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    wl.finish();
-    let hist_ops = hist.stop(&wl);
-    let end = wl.event("workload stopped");
-    println!("history workload: {hist_ops} ops");
-    println!("{} ops in {:?}", wl.ops(), end - t0);
+        t0,
+        cut,
+        healed,
+        end,
+    } = r;
     summary(&wl, "before the cut", &[0, 1, 2], t0, cut);
     for i in 0..3 {
         summary(&wl, "during the cut", &[i], cut, healed);
