@@ -8,6 +8,7 @@ use super::bucket::Bucket;
 use super::mpu::{MpuPart, MultipartUpload, UploadChecksum};
 use super::object::{
     Object, ObjectData, ObjectFilter, ObjectMeta, ObjectVersion, VersionAttrs, VersionState,
+    is_multipart_upload,
 };
 use super::ops::{PutUpload, Restamp, StoredBody};
 use super::sse::Encryption;
@@ -501,12 +502,14 @@ impl Model {
         let complete =
             ObjectVersion::new(uuid, self.next_timestamp(), VersionState::Complete(data))
                 .with_attrs(upload.version.attrs());
-        let aborted = ObjectVersion {
-            state: VersionState::Aborted,
-            ..upload.version.clone()
-        };
         let v = self
-            .write_version_as(bucket, &key, complete, vec![aborted], Restamp::SameUuid)
+            .write_version_as(
+                bucket,
+                &key,
+                complete,
+                Some(upload.version.key()),
+                Restamp::SameUuid,
+            )
             .await?;
         // The object is complete and visible: closing the upload only releases the attempts it does
         // not use, so the answer does not wait for it. A quorum lost right after the object entry
@@ -584,11 +587,7 @@ impl Model {
         m: MultipartUpload,
         version: &ObjectVersion,
     ) -> Result<(), ModelError> {
-        let aborted = ObjectVersion {
-            state: VersionState::Aborted,
-            ..version.clone()
-        };
-        let o = Object::new(m.bucket, m.key.clone(), vec![aborted]);
+        let o = Object::ending(m.bucket, m.key.clone(), version.key());
         let (a, b) = tokio::join!(self.objects.insert(&o), self.close_upload(m, None));
         a?;
         b
@@ -738,16 +737,6 @@ fn choose_parts(
         }
     }
     Ok(chosen)
-}
-
-fn is_multipart_upload(v: &ObjectVersion) -> bool {
-    matches!(
-        v.state,
-        VersionState::Uploading {
-            multipart: true,
-            ..
-        }
-    )
 }
 
 /// Upload `id` as read from the object entry and its `mpu` entry, if it is still under way.
@@ -912,11 +901,8 @@ mod tests {
                 bytes: serde_bytes::ByteBuf::new(),
             }),
         );
-        let aborted = ObjectVersion {
-            state: VersionState::Aborted,
-            ..uploading
-        };
-        let o = Object::new(b, "k".into(), vec![aborted, done.clone()]);
+        let mut o = Object::new(b, "k".into(), vec![done.clone()]);
+        crate::crdt::Crdt::merge(&mut o, &Object::ending(b, "k".into(), uploading.key()));
         assert!(under_way(Some(&o), Some(m), &id).is_none());
         assert_eq!(current_with(Some(&o), &[9; 32]), Some(done));
         assert_eq!(current_with(Some(&o), &id), None);

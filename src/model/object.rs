@@ -11,17 +11,29 @@
 //! - **dropped_to**: the bound on the entry's size. When more than [`MAX_VERSIONS`] versions are
 //!   alive above the floor (uploads started since the last complete write, most of them aborted or
 //!   abandoned), every version up to and including the [`MAX_VERSIONS`]+1-th newest is dead, the floor
-//!   version too if it is that old. An entry therefore holds at most [`MAX_VERSIONS`] versions, and
-//!   its size stays far below the RPC message limit (a version is about 100 bytes plus its stored
-//!   headers, at most a few KiB).
+//!   version too if it is that old.
+//!
+//! **Multipart uploads** live apart from both marks: a PutObject of the key while a multipart upload
+//! of it runs does not end that upload (as on S3): its parts and its Complete still work, and the
+//! Complete makes a new version, newer than the PUT. An upload's version is only ever uploading; it
+//! ends (aborted, or completed into another version) by the entry remembering its key in `ended`, so
+//! that a stale replica's copy of it still uploading stays dead. Uploads under way and ended keys are
+//! bounded together by [`MAX_UPLOADS`], with their own mark `ended_to`: beyond it, the oldest are
+//! forgotten and an upload that old still under way is dead.
+//!
+//! An entry therefore holds at most [`MAX_VERSIONS`] versions plus [`MAX_UPLOADS`] uploads or ended
+//! keys, and its size stays far below the RPC message limit (a version is about 100 bytes plus its
+//! stored headers, at most a few KiB).
 //!
 //! Dead versions are dropped from the entry; a dead version arriving later is dropped again, so
 //! nothing is lost by forgetting them, and merge stays commutative, associative and idempotent (the
 //! size rule is a closure: it only depends on the merged information and only adds to it; see the
 //! property tests). The bound is a constant, not a configuration key: every replica must apply the
-//! same rule for the replicas to converge. The price of the bound: a key whose current version is
+//! same rule for the replicas to converge. The price of the bounds: a key whose current version is
 //! followed by more than [`MAX_VERSIONS`] uploads that never completed loses that version (it reads
-//! as absent until the next write), and an upload that old still under way fails at its commit.
+//! as absent until the next write), an upload that old still under way fails at its commit, and a
+//! multipart upload followed by more than [`MAX_UPLOADS`] newer multipart uploads of its key fails
+//! (NoSuchUpload).
 //!
 //! Dropped and aborted versions release their data: the `updated` hook queues the deletion of their
 //! `version` entry (cascading to block references), in the same transaction.
@@ -43,6 +55,10 @@ pub const INLINE_MAX: usize = 3072;
 
 /// Most versions an object entry keeps above its floor (see the module doc).
 pub const MAX_VERSIONS: usize = 1000;
+
+/// Most multipart uploads, under way or ended (remembered by their key), an object entry keeps (see
+/// the module doc). A few KiB of keys at most.
+pub const MAX_UPLOADS: usize = 32;
 
 /// The order of versions: (timestamp, uuid).
 pub type VersionKey = (Timestamp, Hash);
@@ -231,7 +247,7 @@ impl ObjectVersion {
             VersionState::Complete(d) => matches!(d, ObjectData::Blocks { .. }),
         }
     }
-    fn key(&self) -> VersionKey {
+    pub fn key(&self) -> VersionKey {
         (self.timestamp, self.uuid)
     }
 }
@@ -246,6 +262,13 @@ pub struct Object {
     pub floor: Option<VersionKey>,
     /// Every version up to this one (included) is dead: the entry had too many versions.
     pub dropped_to: Option<VersionKey>,
+    /// The keys of multipart uploads that ended (sorted, all above `ended_to`). Absent in entries
+    /// written before multipart uploads outlived the floor, as the next field.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ended: Vec<VersionKey>,
+    /// Every multipart upload up to this one (included) is dead: the entry had too many.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_to: Option<VersionKey>,
 }
 
 impl Object {
@@ -256,11 +279,20 @@ impl Object {
             versions: vec![],
             floor: None,
             dropped_to: None,
+            ended: vec![],
+            ended_to: None,
         };
         for v in versions {
             o.add(v);
         }
-        o.prune(MAX_VERSIONS);
+        o.prune(MAX_VERSIONS, MAX_UPLOADS);
+        o
+    }
+
+    /// The entry that ends multipart upload `upload` (a version key) of `key`.
+    pub fn ending(bucket: Hash, key: String, upload: VersionKey) -> Object {
+        let mut o = Object::new(bucket, key, vec![]);
+        o.ended.push(upload);
         o
     }
 
@@ -278,7 +310,8 @@ impl Object {
     pub fn last_timestamp(&self) -> Option<Timestamp> {
         let last = self.versions.last().map(|v| v.timestamp);
         let marks = self.floor.max(self.dropped_to).map(|k| k.0);
-        last.max(marks)
+        let ended = self.ended.last().copied().max(self.ended_to).map(|k| k.0);
+        last.max(marks).max(ended)
     }
 
     /// The newest timestamp a write must land above to be current: the newest version ever seen
@@ -296,6 +329,18 @@ impl Object {
         match self.versions.binary_search_by(|x| x.key().cmp(&v.key())) {
             Ok(i) => {
                 let mine = &mut self.versions[i];
+                if is_multipart_upload(mine) != is_multipart_upload(&v)
+                    && (is_multipart_upload(mine) || is_multipart_upload(&v))
+                {
+                    // A multipart upload's version in another state (written by a release before
+                    // `ended`): it ended.
+                    let k = v.key();
+                    if let Err(j) = self.ended.binary_search(&k) {
+                        self.ended.insert(j, k);
+                    }
+                    self.versions.remove(i);
+                    return;
+                }
                 if v.state.rank() > mine.state.rank()
                     || (v.state.rank() == mine.state.rank() && v.state > mine.state)
                 {
@@ -308,53 +353,101 @@ impl Object {
         }
     }
 
-    fn is_dead(&self, k: &VersionKey) -> bool {
-        self.floor.is_some_and(|f| *k < f) || self.dropped_to.is_some_and(|d| *k <= d)
+    fn is_dead(&self, v: &ObjectVersion) -> bool {
+        let k = v.key();
+        if is_multipart_upload(v) {
+            self.ended_to.is_some_and(|d| k <= d) || self.ended.binary_search(&k).is_ok()
+        } else {
+            self.floor.is_some_and(|f| k < f) || self.dropped_to.is_some_and(|d| k <= d)
+        }
     }
 
     /// Keep only the mark that matters, so that equal information has one representation: a
-    /// `dropped_to` below the floor says nothing more, nor does a floor up to `dropped_to`.
+    /// `dropped_to` below the floor says nothing more, nor does a floor up to `dropped_to` (neither
+    /// mark touches multipart uploads), nor an ended key up to `ended_to`.
     fn canonical_marks(&mut self) {
         match (self.floor, self.dropped_to) {
             (Some(f), Some(d)) if d < f => self.dropped_to = None,
             (Some(_), Some(_)) => self.floor = None,
             _ => (),
         }
+        if let Some(d) = self.ended_to {
+            self.ended.retain(|k| *k > d);
+        }
     }
 
     /// Drop the dead versions, then bound the entry (see the module doc).
-    fn prune(&mut self, max_versions: usize) {
+    fn prune(&mut self, max_versions: usize, max_uploads: usize) {
         self.canonical_marks();
-        let (floor, dropped_to) = (self.floor, self.dropped_to);
-        let dead =
-            |k: &VersionKey| floor.is_some_and(|f| *k < f) || dropped_to.is_some_and(|d| *k <= d);
-        self.versions.retain(|v| !dead(&v.key()));
-        if self.versions.len() > max_versions.max(1) {
-            let excess = self.versions.len() - max_versions.max(1);
-            let last_dropped = self.versions[excess - 1].key();
-            self.dropped_to = self.dropped_to.max(Some(last_dropped));
-            self.versions.drain(..excess);
-            self.canonical_marks();
+        let dead: Vec<bool> = self.versions.iter().map(|v| self.is_dead(v)).collect();
+        let mut dead = dead.into_iter();
+        self.versions.retain(|_| !dead.next().unwrap_or(false));
+        // Versions, multipart uploads apart.
+        let others: Vec<VersionKey> = self
+            .versions
+            .iter()
+            .filter(|v| !is_multipart_upload(v))
+            .map(|v| v.key())
+            .collect();
+        if others.len() > max_versions.max(1) {
+            let d = others[others.len() - max_versions.max(1) - 1];
+            self.dropped_to = self.dropped_to.max(Some(d));
         }
-        debug_assert!(self.versions.iter().all(|v| !self.is_dead(&v.key())));
+        // Multipart uploads, under way or ended.
+        let mut uploads: Vec<VersionKey> = self
+            .versions
+            .iter()
+            .filter(|v| is_multipart_upload(v))
+            .map(|v| v.key())
+            .chain(self.ended.iter().copied())
+            .collect();
+        if uploads.len() > max_uploads.max(1) {
+            uploads.sort();
+            let d = uploads[uploads.len() - max_uploads.max(1) - 1];
+            self.ended_to = self.ended_to.max(Some(d));
+        }
+        self.canonical_marks();
+        let dead: Vec<bool> = self.versions.iter().map(|v| self.is_dead(v)).collect();
+        let mut dead = dead.into_iter();
+        self.versions.retain(|_| !dead.next().unwrap_or(false));
+        debug_assert!(self.versions.iter().all(|v| !self.is_dead(v)));
+        debug_assert!(self.ended.windows(2).all(|w| w[0] < w[1]));
     }
+}
+
+/// A multipart upload under way (an upload's version is never anything else: it ends by its key in
+/// `ended`, and its Complete makes another version).
+pub fn is_multipart_upload(v: &ObjectVersion) -> bool {
+    matches!(
+        v.state,
+        VersionState::Uploading {
+            multipart: true,
+            ..
+        }
+    )
 }
 
 impl Object {
     /// [`Crdt::merge`] with another bound (the property tests use a small one).
-    fn merge_bounded(&mut self, other: &Self, max_versions: usize) {
+    fn merge_bounded(&mut self, other: &Self, max_versions: usize, max_uploads: usize) {
         self.floor = self.floor.max(other.floor);
         self.dropped_to = self.dropped_to.max(other.dropped_to);
+        self.ended_to = self.ended_to.max(other.ended_to);
+        for k in &other.ended {
+            if let Err(i) = self.ended.binary_search(k) {
+                self.ended.insert(i, *k);
+            }
+        }
         for v in &other.versions {
             self.add(v.clone());
         }
-        self.prune(max_versions);
+        self.prune(max_versions, max_uploads);
     }
 }
 
 impl Crdt for Object {
     fn merge(&mut self, other: &Self) {
-        self.merge_bounded(other, MAX_VERSIONS);
+        self.merge_bounded(other, MAX_VERSIONS, MAX_UPLOADS);
     }
 }
 
@@ -436,15 +529,7 @@ impl TableSchema for ObjectSchema {
     fn matches_filter(e: &Object, f: &ObjectFilter) -> bool {
         match f {
             ObjectFilter::IsData => e.current().is_some(),
-            ObjectFilter::IsUploadingMultipart => e.versions.iter().any(|v| {
-                matches!(
-                    v.state,
-                    VersionState::Uploading {
-                        multipart: true,
-                        ..
-                    }
-                )
-            }),
+            ObjectFilter::IsUploadingMultipart => e.versions.iter().any(is_multipart_upload),
         }
     }
 
@@ -514,6 +599,111 @@ mod tests {
             headers: vec![],
             encryption: None,
         }
+    }
+
+    fn multipart() -> VersionState {
+        VersionState::Uploading {
+            multipart: true,
+            headers: vec![],
+            encryption: None,
+        }
+    }
+
+    #[test]
+    fn a_multipart_upload_outlives_a_newer_complete_version_until_it_ends() {
+        let b = [0u8; 32];
+        let upload = v(1, 1, multipart());
+        let mut o = Object::new(b, "k".into(), vec![upload.clone()]);
+        // A PUT of the key completes while the upload runs: it is current, the upload lives on.
+        o.merge(&Object::new(b, "k".into(), vec![v(2, 2, inline(b"put"))]));
+        assert_eq!(o.current().unwrap().uuid, [2; 32]);
+        assert!(
+            o.versions
+                .iter()
+                .any(|x| x.uuid == [1; 32] && is_multipart_upload(x))
+        );
+        assert!(ObjectSchema::matches_filter(
+            &o,
+            &ObjectFilter::IsUploadingMultipart
+        ));
+        // The upload completes into a newer version and ends: a stale replica's copy of it still
+        // uploading stays dead.
+        o.merge(&Object::new(b, "k".into(), vec![v(3, 3, inline(b"mpu"))]));
+        o.merge(&Object::ending(b, "k".into(), upload.key()));
+        assert_eq!(o.current().unwrap().uuid, [3; 32]);
+        assert_eq!(o.versions.len(), 1);
+        assert_eq!(o.ended, vec![upload.key()]);
+        assert!(!ObjectSchema::matches_filter(
+            &o,
+            &ObjectFilter::IsUploadingMultipart
+        ));
+        let before = o.clone();
+        o.merge(&Object::new(b, "k".into(), vec![upload.clone()]));
+        assert_eq!(o, before);
+        // The same from the other side: the stale replica learns the end.
+        let mut stale = Object::new(b, "k".into(), vec![upload.clone(), v(2, 2, inline(b"put"))]);
+        stale.merge(&before);
+        assert_eq!(stale, before);
+        // A version of the upload aborted by an older release ends it too.
+        let mut old = Object::new(b, "k".into(), vec![upload.clone()]);
+        old.merge(&Object::new(b, "k".into(), vec![v(1, 1, aborted())]));
+        assert_eq!(
+            (old.versions.len(), old.ended.clone()),
+            (0, vec![upload.key()])
+        );
+        // A simple PUT still uploading below the floor is dead as before.
+        o.merge(&Object::new(b, "k".into(), vec![v(0, 9, uploading())]));
+        assert_eq!(o, before);
+        // Its upload dropping out releases nothing but the upload's own (empty) version.
+        assert_eq!(released(&stale_with(&upload), &before), vec![upload.uuid],);
+    }
+
+    fn stale_with(x: &ObjectVersion) -> Object {
+        Object::new(
+            [0; 32],
+            "k".into(),
+            vec![x.clone(), v(2, 2, inline(b"put"))],
+        )
+    }
+
+    #[test]
+    fn multipart_uploads_are_bounded_apart_from_versions() {
+        let b = [0u8; 32];
+        let mut o = Object::new(b, "k".into(), vec![]);
+        let n = MAX_UPLOADS as u64 + 5;
+        for i in 0..n {
+            o.merge(&Object::new(
+                b,
+                "k".into(),
+                vec![v(i, i as u8, multipart())],
+            ));
+        }
+        // A complete version above them all, then every upload but the newest one ends.
+        o.merge(&Object::new(
+            b,
+            "k".into(),
+            vec![v(1000, 255, inline(b"x"))],
+        ));
+        for i in 0..n - 1 {
+            o.merge(&Object::ending(
+                b,
+                "k".into(),
+                v(i, i as u8, multipart()).key(),
+            ));
+        }
+        assert_eq!(o.current().unwrap().uuid, [255; 32]);
+        assert_eq!(o.ended.len() + o.versions.len() - 1, MAX_UPLOADS);
+        assert!(
+            o.versions.iter().any(|x| x.uuid == [n as u8 - 1; 32]),
+            "the newest upload is still under way"
+        );
+        assert!(o.encode().unwrap().len() < 8 << 10);
+        // An upload that old coming back from a stale replica stays dead.
+        let before = o.clone();
+        o.merge(&Object::new(b, "k".into(), vec![v(0, 0, multipart())]));
+        assert_eq!(o, before);
+        // Uploads do not count against the versions' bound, nor versions against theirs.
+        assert_eq!(o.dropped_to, None);
     }
 
     #[test]
@@ -604,26 +794,29 @@ mod tests {
         o.merge(&Object::new(b, "k".into(), vec![v(20, 10, uploading())]));
         assert_eq!(o, before);
         assert_eq!(o.last_timestamp(), Some(Timestamp::new(5499, 0, 0)));
-        // The encoded entry stays small even when every kept version carries headers.
+        // The encoded entry stays small even when every kept version and upload carries headers.
         let mut big = Object::new(b, "k".into(), vec![]);
         for i in 0..(MAX_VERSIONS as u64 + 10) {
             let mut uuid = [0u8; 32];
             uuid[..8].copy_from_slice(&i.to_be_bytes());
-            big.merge(&Object::new(
-                b,
-                "k".into(),
-                vec![ObjectVersion::new(
-                    uuid,
-                    Timestamp::new(i, 0, 0),
-                    VersionState::Uploading {
-                        multipart: true,
-                        headers: vec![("x-amz-meta-a".into(), "v".repeat(2048))],
-                        encryption: None,
-                    },
-                )],
-            ));
+            for multipart in [false, true] {
+                uuid[8] = multipart as u8;
+                big.merge(&Object::new(
+                    b,
+                    "k".into(),
+                    vec![ObjectVersion::new(
+                        uuid,
+                        Timestamp::new(i, 0, 0),
+                        VersionState::Uploading {
+                            multipart,
+                            headers: vec![("x-amz-meta-a".into(), "v".repeat(2048))],
+                            encryption: None,
+                        },
+                    )],
+                ));
+            }
         }
-        assert_eq!(big.versions.len(), MAX_VERSIONS);
+        assert_eq!(big.versions.len(), MAX_VERSIONS + MAX_UPLOADS);
         let len = big.encode().unwrap().len();
         assert!(len < 4 << 20, "{len} bytes");
     }
@@ -759,20 +952,23 @@ mod tests {
 
     impl Crdt for Small {
         fn merge(&mut self, other: &Self) {
-            self.0.merge_bounded(&other.0, 3);
+            self.0.merge_bounded(&other.0, 3, 2);
         }
     }
 
     /// A version of a small universe: a uuid always has the same timestamp, its state varies.
     /// Its tags and ACL vary too (registers with small timestamps, so that they often collide).
+    /// Uuids 0 to 5 are simple writes (uploading, complete or aborted), 6 to 9 multipart uploads,
+    /// under way or ended (as [`written`] writes them: aborted stands for ended).
     fn version() -> impl Strategy<Value = ObjectVersion> {
         (0u8..10, 0u8..5, 0u8..4, 0u8..4, 0u64..3, 0u64..3).prop_map(
             |(id, st, tags, acl, tags_ts, acl_ts)| {
-                let state = match st {
-                    0 => uploading(),
-                    1 => inline(b"a"),
-                    2 => inline(b"b"),
-                    3 => VersionState::Complete(ObjectData::DeleteMarker),
+                let state = match (id >= 6, st) {
+                    (false, 0) => uploading(),
+                    (false, 1) => inline(b"a"),
+                    (false, 2) => inline(b"b"),
+                    (false, 3) => VersionState::Complete(ObjectData::DeleteMarker),
+                    (true, 0..=2) => multipart(),
                     _ => aborted(),
                 };
                 let mut x = v((id as u64 * 7) % 10, id, state);
@@ -788,6 +984,15 @@ mod tests {
         )
     }
 
+    /// The entry a writer writes for `x`: a multipart upload (uuids 6 to 9) ends by its key.
+    fn written(x: ObjectVersion) -> Object {
+        if x.uuid[0] >= 6 && x.state == aborted() {
+            Object::ending([0; 32], "k".into(), x.key())
+        } else {
+            Object::new([0; 32], "k".into(), vec![x])
+        }
+    }
+
     /// An entry as replicas build it: a few writes merged in some order.
     fn small() -> impl Strategy<Value = Small> {
         proptest::collection::vec(proptest::collection::vec(version(), 0..4), 0..4).prop_map(
@@ -796,7 +1001,7 @@ mod tests {
                 for w in writes {
                     let mut e = Object::new([0; 32], "k".into(), vec![]);
                     for x in w {
-                        e.merge_bounded(&Object::new([0; 32], "k".into(), vec![x]), 3);
+                        e.merge_bounded(&written(x), 3, 2);
                     }
                     o.merge(&Small(e));
                 }
@@ -817,7 +1022,13 @@ mod tests {
             b in proptest::collection::vec(version(), 0..8),
             c in proptest::collection::vec(version(), 0..8),
         ) {
-            let o = |x: Vec<ObjectVersion>| Object::new([0; 32], "k".into(), x);
+            let o = |x: Vec<ObjectVersion>| {
+                let mut e = Object::new([0; 32], "k".into(), vec![]);
+                for v in x {
+                    e.merge(&written(v));
+                }
+                e
+            };
             laws::check(&o(a), &o(b), &o(c));
         }
 
@@ -825,8 +1036,10 @@ mod tests {
         #[test]
         fn object_stays_bounded(a in small(), b in small()) {
             let m = merged(&a, &b).0;
-            prop_assert!(m.versions.len() <= 3);
-            prop_assert!(m.versions.iter().all(|x| !m.is_dead(&x.key())));
+            prop_assert!(m.versions.iter().all(|x| !m.is_dead(x)));
+            let uploads = m.versions.iter().filter(|x| is_multipart_upload(x)).count();
+            prop_assert!(m.versions.len() - uploads <= 3);
+            prop_assert!(uploads + m.ended.len() <= 2);
             prop_assert!(m.versions.windows(2).all(|w| w[0].key() < w[1].key()));
         }
     }

@@ -37,7 +37,7 @@ use serde_bytes::ByteBuf;
 
 use super::object::{
     INLINE_MAX, Object, ObjectData, ObjectFilter, ObjectMeta, ObjectVersion, VersionAttrs,
-    VersionState,
+    VersionKey, VersionState,
 };
 use super::sse::CustomerKey;
 use super::version::{Version, VersionBlock};
@@ -149,7 +149,7 @@ impl Model {
             self.next_timestamp(),
             VersionState::Complete(ObjectData::DeleteMarker),
         );
-        self.write_version(*bucket, key, v, vec![]).await?;
+        self.write_version(*bucket, key, v).await?;
         Ok(())
     }
 
@@ -591,7 +591,7 @@ impl PutUpload {
             .with_attrs(attrs);
         match self
             .model
-            .write_version(self.bucket, &self.key, v.clone(), vec![])
+            .write_version(self.bucket, &self.key, v.clone())
             .await
         {
             // A replica had a newer version, and writing this one again above it found its block
@@ -700,10 +700,10 @@ impl Model {
         };
         let v = ObjectVersion::new(uuid, self.next_timestamp(), VersionState::Complete(data))
             .with_attrs(attrs);
-        self.write_version(dst_bucket, dst_key, v, vec![]).await
+        self.write_version(dst_bucket, dst_key, v).await
     }
 
-    /// Write a complete version (with `also`, e.g. an upload it replaces) in one quorum write. If a
+    /// Write a complete version in one quorum write. If a
     /// replica already had a newer timestamp for the key (this node's clock is behind), the version is
     /// written again as a new version above it (which supersedes the first), so that a write always lands
     /// above every version the key has seen: at most one more round trip, only when clocks disagree.
@@ -712,25 +712,29 @@ impl Model {
         bucket: Hash,
         key: &str,
         v: ObjectVersion,
-        also: Vec<ObjectVersion>,
     ) -> Result<ObjectVersion, ModelError> {
-        self.write_version_as(bucket, key, v, also, Restamp::NewUuid)
+        self.write_version_as(bucket, key, v, None, Restamp::NewUuid)
             .await
     }
 
-    /// [`Model::write_version`], saying how a version written again above a newer one is named.
+    /// [`Model::write_version`], saying how a version written again above a newer one is named, and
+    /// ending multipart upload `ends` (its version's key) in the same write.
     pub(super) async fn write_version_as(
         &self,
         bucket: Hash,
         key: &str,
         mut v: ObjectVersion,
-        also: Vec<ObjectVersion>,
+        ends: Option<VersionKey>,
         restamp: Restamp,
     ) -> Result<ObjectVersion, ModelError> {
         for _ in 0..4 {
-            let mut versions = also.clone();
-            versions.push(v.clone());
-            let entry = Object::new(bucket, key.to_string(), versions);
+            let mut entry = Object::new(bucket, key.to_string(), vec![v.clone()]);
+            if let Some(upload) = ends {
+                crate::crdt::Crdt::merge(
+                    &mut entry,
+                    &Object::ending(bucket, key.to_string(), upload),
+                );
+            }
             let Some(newer) = self.objects.insert_checked(&entry).await? else {
                 return Ok(v);
             };

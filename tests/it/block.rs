@@ -248,27 +248,33 @@ fn frozen_nearest_replica_adds_bounded_latency() {
     assign_and_apply(&procs, &[(0, "a"), (1, "b"), (2, "c"), (3, "gateway")]);
     let gw = &procs[3];
     let hashes = gen_blocks(gw, 12, 64 << 10, 4);
-    // Warm up, and learn which replica the gateway reads from first.
-    let first = get_block(gw, &hashes[0])["served_by"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let frozen = procs.iter().find(|p| p.spec.id == first).unwrap();
-    frozen.signal(libc::SIGSTOP);
-    let mut worst: f64 = 0.0;
-    for h in &hashes[1..] {
-        let v = get_block(gw, h);
-        assert_ne!(v["served_by"], first.as_str());
-        worst = worst.max(v["elapsed_ms"].as_f64().unwrap());
+    // The gateway orders replicas by measured RTT, which on one loaded machine can change between
+    // learning which one it asks first and the next read: then no read waits for the frozen one and
+    // the round proves nothing, so it is tried again (a few rounds at most).
+    let mut waited = vec![];
+    for _round in 0..5 {
+        // Learn which replica the gateway reads from first.
+        let first = get_block(gw, &hashes[0])["served_by"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let frozen = procs.iter().find(|p| p.spec.id == first).unwrap();
+        frozen.signal(libc::SIGSTOP);
+        let mut worst: f64 = 0.0;
+        for h in &hashes[1..] {
+            let v = get_block(gw, h);
+            assert_ne!(v["served_by"], first.as_str());
+            worst = worst.max(v["elapsed_ms"].as_f64().unwrap());
+        }
+        frozen.signal(libc::SIGCONT);
+        // No read waited much more than a second.
+        assert!(worst < 1500.0, "a read took {worst} ms");
+        waited.push(worst);
+        if worst >= 40.0 {
+            return;
+        }
     }
-    frozen.signal(libc::SIGCONT);
-    // The first read after the freeze did wait for the frozen replica (else this test proves nothing),
-    // and no read waited much more than a second.
-    assert!(
-        worst >= 40.0,
-        "no read waited for the frozen replica (worst {worst} ms)"
-    );
-    assert!(worst < 1500.0, "a read took {worst} ms");
+    panic!("no read waited for the frozen replica in 5 rounds (worst per round, ms: {waited:?})");
 }
 
 /// A node SIGKILLed while receiving large blocks never shows a partial block under a final name, and
