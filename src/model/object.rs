@@ -329,15 +329,10 @@ impl Object {
         match self.versions.binary_search_by(|x| x.key().cmp(&v.key())) {
             Ok(i) => {
                 let mine = &mut self.versions[i];
-                if is_multipart_upload(mine) != is_multipart_upload(&v)
-                    && (is_multipart_upload(mine) || is_multipart_upload(&v))
-                {
+                if is_multipart_upload(mine) != is_multipart_upload(&v) {
                     // A multipart upload's version in another state (written by a release before
                     // `ended`): it ended.
-                    let k = v.key();
-                    if let Err(j) = self.ended.binary_search(&k) {
-                        self.ended.insert(j, k);
-                    }
+                    self.remember_end(v.key());
                     self.versions.remove(i);
                     return;
                 }
@@ -376,12 +371,23 @@ impl Object {
         }
     }
 
-    /// Drop the dead versions, then bound the entry (see the module doc).
-    fn prune(&mut self, max_versions: usize, max_uploads: usize) {
-        self.canonical_marks();
+    /// Record that multipart upload `k` ended (`ended` stays sorted).
+    fn remember_end(&mut self, k: VersionKey) {
+        if let Err(i) = self.ended.binary_search(&k) {
+            self.ended.insert(i, k);
+        }
+    }
+
+    fn drop_dead(&mut self) {
         let dead: Vec<bool> = self.versions.iter().map(|v| self.is_dead(v)).collect();
         let mut dead = dead.into_iter();
         self.versions.retain(|_| !dead.next().unwrap_or(false));
+    }
+
+    /// Drop the dead versions, then bound the entry (see the module doc).
+    fn prune(&mut self, max_versions: usize, max_uploads: usize) {
+        self.canonical_marks();
+        self.drop_dead();
         // Versions, multipart uploads apart.
         let others: Vec<VersionKey> = self
             .versions
@@ -407,9 +413,7 @@ impl Object {
             self.ended_to = self.ended_to.max(Some(d));
         }
         self.canonical_marks();
-        let dead: Vec<bool> = self.versions.iter().map(|v| self.is_dead(v)).collect();
-        let mut dead = dead.into_iter();
-        self.versions.retain(|_| !dead.next().unwrap_or(false));
+        self.drop_dead();
         debug_assert!(self.versions.iter().all(|v| !self.is_dead(v)));
         debug_assert!(self.ended.windows(2).all(|w| w[0] < w[1]));
     }
@@ -434,9 +438,7 @@ impl Object {
         self.dropped_to = self.dropped_to.max(other.dropped_to);
         self.ended_to = self.ended_to.max(other.ended_to);
         for k in &other.ended {
-            if let Err(i) = self.ended.binary_search(k) {
-                self.ended.insert(i, *k);
-            }
+            self.remember_end(*k);
         }
         for v in &other.versions {
             self.add(v.clone());
