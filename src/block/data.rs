@@ -18,6 +18,22 @@ pub const HEADER_LEN: usize = 8;
 /// Largest plain block we accept to decompress: bounds memory on a hostile or corrupt zstd frame.
 pub const MAX_BLOCK_PLAIN: usize = crate::util::config::MAX_BLOCK_SIZE as usize;
 
+/// Blocks from this size are probed for compressibility before being compressed whole.
+pub const PROBE_FROM: usize = 256 << 10;
+/// Length of each of the two samples of the probe.
+pub const PROBE_LEN: usize = 32 << 10;
+
+/// Whether samples of `plain` (at its start and middle) save at least 1/32 under zstd at `level`.
+fn samples_compress(plain: &[u8], level: i32) -> bool {
+    let mid = plain.len() / 2;
+    [&plain[..PROBE_LEN], &plain[mid..mid + PROBE_LEN]]
+        .iter()
+        .any(|sample| match zstd::bulk::compress(sample, level) {
+            Ok(c) => c.len() <= sample.len() - sample.len() / 32,
+            Err(_) => true,
+        })
+}
+
 /// Magic at the start of every encoded block, so a stray file is never mistaken for a block.
 const MAGIC: &[u8; 5] = b"GRblk";
 /// Format version of the header; a change of the encoding needs a new value.
@@ -50,10 +66,18 @@ impl DataBlock {
     /// Compress `plain` with zstd at `level` (`None` = never compress), keeping the compressed form only if
     /// it saves at least 1/16 of the size: below that, decompressing on every read costs more than the
     /// space saved. CPU-heavy: callers run it in `spawn_blocking`.
+    ///
+    /// Blocks past [`PROBE_FROM`] are probed first: two samples of [`PROBE_LEN`] bytes (the start and
+    /// the middle) are compressed, and the block is stored plain when they save less than 1/32. Media,
+    /// archives and encrypted data (most of the bytes of a media store) then cost a sixteenth of a
+    /// compression instead of a whole one; a block whose samples compress is compressed whole.
     pub fn from_plain(plain: Bytes, level: Option<i32>) -> DataBlock {
         let Some(level) = level else {
             return DataBlock::Plain(plain);
         };
+        if plain.len() >= PROBE_FROM && !samples_compress(&plain, level) {
+            return DataBlock::Plain(plain);
+        }
         match zstd::bulk::compress(&plain, level) {
             Ok(c) if c.len() <= plain.len() - plain.len() / 16 && !plain.is_empty() => {
                 DataBlock::Compressed(Bytes::from(c))
@@ -234,6 +258,28 @@ mod tests {
         assert!(!DataBlock::from_plain(Bytes::new(), Some(1)).is_compressed());
         let empty = DataBlock::from_plain(Bytes::new(), Some(1));
         assert_eq!(empty.verify(&blake2sum(b"")).unwrap(), Bytes::new());
+    }
+
+    /// Large blocks: random bytes stay plain (the probe says no), compressible ones are compressed,
+    /// and so is a block whose start is random but whose middle compresses (one sample is enough).
+    #[test]
+    fn the_probe_of_large_blocks_decides_like_a_whole_compression() {
+        let n = 1 << 20;
+        assert!(!DataBlock::from_plain(random(n), Some(1)).is_compressed());
+        assert!(DataBlock::from_plain(compressible(n), Some(1)).is_compressed());
+        let mut mixed = random(n / 2).to_vec();
+        mixed.extend_from_slice(&compressible(n / 2));
+        let plain = Bytes::from(mixed);
+        let b = DataBlock::from_plain(plain.clone(), Some(1));
+        assert!(b.is_compressed(), "half of it compresses");
+        assert_eq!(b.verify(&blake2sum(&plain)).unwrap(), plain);
+        // Random in both sampled places: plain, even if the rest would compress.
+        let mut v = random(n).to_vec();
+        v[PROBE_LEN..n / 2].fill(b'a');
+        v[n / 2 + PROBE_LEN..].fill(b'a');
+        assert!(!DataBlock::from_plain(Bytes::from(v), Some(1)).is_compressed());
+        assert!(samples_compress(&compressible(PROBE_FROM), 1));
+        assert!(!samples_compress(&random(PROBE_FROM), 1));
     }
 
     #[test]

@@ -137,13 +137,14 @@ impl BlockRc {
         })
     }
 
-    /// Mark unreferenced new blocks as deletable after the delay (one transaction).
+    /// Mark unreferenced new blocks as deletable after the delay (one lazy transaction: losing it in a
+    /// crash is harmless, see [`BlockRc::on_block_written`]).
     pub fn record_written(&self, hashes: &[Hash]) -> Result<(), db::Error> {
         if hashes.is_empty() {
             return Ok(());
         }
         let at = now_msec() + self.gc_delay.as_millis() as u64;
-        let r = self.tree.db().transaction(|tx| {
+        let r = self.tree.db().transaction_lazy(|tx| {
             for hash in hashes {
                 if self.get_tx(tx, hash)?.is_none() {
                     let v = RcValue {

@@ -136,7 +136,12 @@ impl Resync {
                 continue;
             }
             let notified = queue.notify.notified();
-            let wait = match queue.pop_due(now_msec()) {
+            // Off the async threads: the commit may wait for another writer's fsync.
+            let popped = {
+                let queue = queue.clone();
+                spawn_blocking(move || Ok(queue.pop_due(now_msec())?)).await
+            };
+            let wait = match popped {
                 Ok(Ok(hash)) => {
                     self.check_and_throttle(hash).await;
                     continue;

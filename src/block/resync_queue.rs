@@ -104,8 +104,12 @@ impl ResyncQueue {
 
     /// Take the first entry due at `now`: `Ok(hash)`, or `Err(Some(when))` for the next due time, or
     /// `Err(None)` when the queue is empty.
+    ///
+    /// The removal is a lazy commit (it does not wait for an fsync: a written block queues a check,
+    /// and a check per block must not cost a disk flush): a crash may bring the entry back, and the
+    /// block is then checked twice, which is harmless.
     pub(super) fn pop_due(&self, now: u64) -> Result<Result<Hash, Option<u64>>, db::Error> {
-        let r = self.queue.db().transaction(|tx| {
+        let r = self.queue.db().transaction_lazy(|tx| {
             let Some((k, _)) = tx.first(&self.queue)? else {
                 return Ok(Err(None));
             };
@@ -136,9 +140,17 @@ impl ResyncQueue {
         Ok(now + backoff)
     }
 
+    /// Forget the failures of a block checked successfully (a lazy commit, and none at all when there
+    /// were none: the common case costs a read).
     pub(super) fn succeeded(&self, hash: &Hash) -> Result<(), db::Error> {
-        self.errors.remove(hash)?;
-        Ok(())
+        if self.errors.get(hash)?.is_none() {
+            return Ok(());
+        }
+        let r = self.errors.db().transaction_lazy(|tx| {
+            tx.remove(&self.errors, hash)?;
+            Ok::<(), db::TxError<db::Error>>(())
+        });
+        r.map_err(db::flatten)
     }
 }
 

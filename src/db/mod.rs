@@ -251,6 +251,13 @@ pub trait IDb: Send + Sync {
     /// rolling back otherwise (or if it panics). `f` is called exactly once, unless beginning
     /// the transaction fails. Errors are those of beginning, committing or rolling back.
     fn transaction(&self, f: &mut dyn FnMut(&mut dyn ITx) -> TxFnResult) -> Result<(), Error>;
+
+    /// Like [`IDb::transaction`], but the commit need not be durable when it returns: it becomes
+    /// durable with the next durable commit, or within [`LAZY_FLUSH_INTERVAL`]. A crash
+    /// may lose it (never half of it). Engines without durability run a plain transaction.
+    fn transaction_lazy(&self, f: &mut dyn FnMut(&mut dyn ITx) -> TxFnResult) -> Result<(), Error> {
+        self.transaction(f)
+    }
 }
 
 /// Operations inside a write transaction (reads see the transaction's own writes).
@@ -398,7 +405,7 @@ impl Db {
         self.0.snapshot(dir)
     }
 
-    /// Makes every committed write durable now (a no-op with `fsync = true` or in memory).
+    /// Makes every committed write durable now, lazy ones included (a no-op in memory).
     pub fn flush(&self) -> Result<(), Error> {
         self.0.flush()
     }
@@ -425,10 +432,28 @@ impl Db {
     where
         F: FnOnce(&mut Tx<'_>) -> TxResult<R, E>,
     {
+        self.run_transaction(true, f)
+    }
+
+    /// [`Db::transaction`] for bookkeeping a crash may lose (a queue entry taken, a counter reset): the
+    /// commit does not wait for the disk. It becomes durable with the next durable commit of any
+    /// tree, and within a second at most ([`LAZY_FLUSH_INTERVAL`]). Atomicity holds: after
+    /// a crash the transaction is either whole or absent.
+    pub fn transaction_lazy<R, E, F>(&self, f: F) -> TxResult<R, E>
+    where
+        F: FnOnce(&mut Tx<'_>) -> TxResult<R, E>,
+    {
+        self.run_transaction(false, f)
+    }
+
+    fn run_transaction<R, E, F>(&self, durable: bool, f: F) -> TxResult<R, E>
+    where
+        F: FnOnce(&mut Tx<'_>) -> TxResult<R, E>,
+    {
         self.check_not_in_tx()?;
         let mut f = Some(f);
         let mut out: Option<TxResult<R, E>> = None;
-        let res = self.0.transaction(&mut |itx: &mut dyn ITx| {
+        let mut run = |itx: &mut dyn ITx| {
             let Some(f) = f.take() else {
                 // The contract is to call us once; never run the closure twice.
                 return TxFnResult::Abort;
@@ -443,7 +468,11 @@ impl Db {
             };
             out = Some(r);
             decision
-        });
+        };
+        let res = match durable {
+            true => self.0.transaction(&mut run),
+            false => self.0.transaction_lazy(&mut run),
+        };
         match (out, res) {
             (Some(Err(e)), _) => Err(e),
             (_, Err(e)) => Err(TxError::Db(e)),

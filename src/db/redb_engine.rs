@@ -29,7 +29,8 @@ use redb::{
 
 use super::{Error, IDb, ITx, SNAPSHOT_FILE, TxFnResult, TxValueIter, Value, ValueIter};
 
-/// With `fsync = false`, the longest a commit stays non-durable before a background flush.
+/// The longest a non-durable commit (every commit with `fsync = false`, a lazy transaction otherwise)
+/// stays so before a background flush.
 pub const LAZY_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// After an I/O error, the least time between two attempts to reopen the database.
@@ -129,7 +130,7 @@ impl ReadSnap {
     }
 }
 
-/// The background flusher of `fsync = false` databases.
+/// The background flusher of non-durable commits.
 struct LazyFlush {
     dirty: Arc<AtomicBool>,
     stop: Option<mpsc::Sender<()>>,
@@ -139,7 +140,9 @@ struct LazyFlush {
 pub(crate) struct RedbEngine {
     read_cache: RwLock<Option<Arc<ReadSnap>>>,
     trees: RwLock<Trees>,
-    lazy: Option<LazyFlush>,
+    lazy: LazyFlush,
+    /// `fsync = false`: every commit is non-durable.
+    all_lazy: bool,
     path: PathBuf,
     /// When the database was last reopened after an I/O error.
     last_reopen: Mutex<Option<Instant>>,
@@ -188,9 +191,7 @@ impl RedbEngine {
         }
         create_private_file(path)?;
         let db: DbSlot = Arc::new(RwLock::new(Some(Arc::new(Database::create(path)?))));
-        let lazy = if fsync {
-            None
-        } else {
+        let lazy = {
             let dirty = Arc::new(AtomicBool::new(false));
             let (stop, rx) = mpsc::channel::<()>();
             let (db2, dirty2) = (db.clone(), dirty.clone());
@@ -211,16 +212,17 @@ impl RedbEngine {
                     }
                 })
                 .map_err(|e| Error::io(path, e))?;
-            Some(LazyFlush {
+            LazyFlush {
                 dirty,
                 stop: Some(stop),
                 thread: Some(thread),
-            })
+            }
         };
         Ok(Arc::new(RedbEngine {
             read_cache: RwLock::new(None),
             trees: RwLock::new(Trees::default()),
             lazy,
+            all_lazy: !fsync,
             path: path.to_path_buf(),
             last_reopen: Mutex::new(None),
             generation: std::sync::atomic::AtomicU64::new(0),
@@ -359,24 +361,26 @@ impl RedbEngine {
         self.read_snap()?.with_table(self, id, f)
     }
 
-    /// A write transaction, and the database generation it belongs to (for [`Self::commit`]).
-    fn begin_write(&self) -> Result<(WriteTransaction, u64), Error> {
+    /// A write transaction, and the database generation it belongs to (for [`Self::commit`]);
+    /// non-durable if `lazy` or if the database is.
+    fn begin_write(&self, lazy: bool) -> Result<(WriteTransaction, u64, bool), Error> {
         let generation = self.generation();
         let mut txn = self
             .db()?
             .begin_write()
             .map_err(|e| self.check_io(e.into(), generation))?;
-        if self.lazy.is_some() {
+        let lazy = lazy || self.all_lazy;
+        if lazy {
             txn.set_durability(Durability::None)?;
         }
-        Ok((txn, generation))
+        Ok((txn, generation, lazy))
     }
 
-    fn commit(&self, txn: WriteTransaction, generation: u64) -> Result<(), Error> {
+    fn commit(&self, txn: WriteTransaction, generation: u64, lazy: bool) -> Result<(), Error> {
         txn.commit()
             .map_err(|e| self.check_io(e.into(), generation))?;
-        if let Some(lazy) = &self.lazy {
-            lazy.dirty.store(true, Ordering::Release);
+        if lazy {
+            self.lazy.dirty.store(true, Ordering::Release);
         }
         *write(&self.read_cache) = None;
         Ok(())
@@ -389,14 +393,14 @@ impl RedbEngine {
         f: impl FnOnce(&mut RwTable<'_>) -> Result<R, Error>,
     ) -> Result<R, Error> {
         let name = self.name(id)?;
-        let (txn, generation) = self.begin_write()?;
+        let (txn, generation, lazy) = self.begin_write(false)?;
         let r = {
             let mut table = txn.open_table(def(&name))?;
             f(&mut table)
         };
         match r {
             Ok(r) => {
-                self.commit(txn, generation)?;
+                self.commit(txn, generation, lazy)?;
                 Ok(r)
             }
             Err(e) => {
@@ -412,11 +416,9 @@ impl RedbEngine {
 impl Drop for RedbEngine {
     fn drop(&mut self) {
         *write(&self.read_cache) = None;
-        if let Some(lazy) = &mut self.lazy {
-            drop(lazy.stop.take());
-            if let Some(t) = lazy.thread.take() {
-                let _ = t.join();
-            }
+        drop(self.lazy.stop.take());
+        if let Some(t) = self.lazy.thread.take() {
+            let _ = t.join();
         }
         // Dropping `db` (now its only owner) closes the database, which also makes any pending
         // non-durable commit durable.
@@ -456,9 +458,9 @@ impl IDb for RedbEngine {
         // progress may need it (through `name`) before `begin_write` returns.
         let exists = open_ro(&self.db()?.begin_read()?, name)?.is_some();
         if !exists {
-            let (txn, generation) = self.begin_write()?;
+            let (txn, generation, lazy) = self.begin_write(false)?;
             txn.open_table(def(name))?;
-            self.commit(txn, generation)?;
+            self.commit(txn, generation, lazy)?;
         }
         let mut trees = write(&self.trees);
         if let Some(id) = trees.ids.get(name) {
@@ -495,12 +497,11 @@ impl IDb for RedbEngine {
     }
 
     fn flush(&self) -> Result<(), Error> {
-        if let Some(lazy) = &self.lazy
-            && lazy.dirty.swap(false, Ordering::AcqRel)
+        if self.lazy.dirty.swap(false, Ordering::AcqRel)
             && let generation = self.generation()
             && let Err(e) = self.db().and_then(|db| durable_commit(&db))
         {
-            lazy.dirty.store(true, Ordering::Release);
+            self.lazy.dirty.store(true, Ordering::Release);
             return Err(self.check_io(e, generation));
         }
         Ok(())
@@ -585,7 +586,21 @@ impl IDb for RedbEngine {
     }
 
     fn transaction(&self, f: &mut dyn FnMut(&mut dyn ITx) -> TxFnResult) -> Result<(), Error> {
-        let (txn, generation) = self.begin_write()?;
+        self.run_transaction(false, f)
+    }
+
+    fn transaction_lazy(&self, f: &mut dyn FnMut(&mut dyn ITx) -> TxFnResult) -> Result<(), Error> {
+        self.run_transaction(true, f)
+    }
+}
+
+impl RedbEngine {
+    fn run_transaction(
+        &self,
+        lazy: bool,
+        f: &mut dyn FnMut(&mut dyn ITx) -> TxFnResult,
+    ) -> Result<(), Error> {
+        let (txn, generation, lazy) = self.begin_write(lazy)?;
         // If `f` panics, `txn` is dropped without commit during unwinding: redb rolls it back.
         let decision = {
             let mut tx = RedbTx {
@@ -597,7 +612,7 @@ impl IDb for RedbEngine {
             // `tx` and its open tables dropped here, as redb requires before commit.
         };
         match decision {
-            TxFnResult::Commit => self.commit(txn, generation),
+            TxFnResult::Commit => self.commit(txn, generation, lazy),
             TxFnResult::Abort => Ok(txn.abort()?),
         }
     }
@@ -787,5 +802,38 @@ mod tests {
             assert_eq!(e.generation(), g + 1);
             e.flush().unwrap();
         }
+    }
+
+    /// With `fsync = true`, a lazy transaction commits without waiting for the disk, and the
+    /// background flusher makes it durable within the interval; a durable commit leaves nothing to
+    /// flush. Both survive a close and reopen.
+    #[test]
+    fn lazy_transactions_are_flushed_in_the_background() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.redb");
+        let e = RedbEngine::open(&path, true).unwrap();
+        let t = e.open_tree("t").unwrap();
+        e.insert(t, b"durable", b"1").unwrap();
+        assert!(!e.lazy.dirty.load(Ordering::Acquire), "a durable commit");
+        e.transaction_lazy(&mut |tx: &mut dyn ITx| match tx.insert(t, b"lazy", b"2") {
+            Ok(_) => TxFnResult::Commit,
+            Err(_) => TxFnResult::Abort,
+        })
+        .unwrap();
+        assert!(
+            e.lazy.dirty.load(Ordering::Acquire),
+            "a lazy commit waits for a flush"
+        );
+        assert_eq!(e.get(t, b"lazy").unwrap().as_deref(), Some(&b"2"[..]));
+        let deadline = Instant::now() + LAZY_FLUSH_INTERVAL * 5;
+        while e.lazy.dirty.load(Ordering::Acquire) {
+            assert!(Instant::now() < deadline, "never flushed");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        drop(e);
+        let e = RedbEngine::open(&path, true).unwrap();
+        let t = e.open_tree("t").unwrap();
+        assert_eq!(e.get(t, b"durable").unwrap().as_deref(), Some(&b"1"[..]));
+        assert_eq!(e.get(t, b"lazy").unwrap().as_deref(), Some(&b"2"[..]));
     }
 }

@@ -216,8 +216,10 @@ impl Conn {
         self.lock().closed
     }
 
-    /// Ask the connection to shut down; in-flight calls fail with `Disconnected`.
+    /// Shut the connection down: it takes no new call from now on, and in-flight calls fail with
+    /// `Disconnected` once it has stopped.
     pub fn close(&self) {
+        self.lock().closed = true;
         self.close.notify_one();
     }
 

@@ -10,9 +10,9 @@
 //!    the secret is dropped before any message is read.
 //! 3. Hello: protocol version and the advertised `rpc_public_addr`, so peers can be told about each other.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -35,6 +35,8 @@ use crate::util::encode::{NoPrevious, Versioned};
 pub const PROTOCOL_VERSION: u32 = 1;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a call to a peer being redialed waits for the dial (see [`NetApp::expect`]).
+pub const CONNECT_WAIT: Duration = Duration::from_secs(2);
 const EXPORTER_LABEL: &[u8] = b"EXPORTER-grenier-cluster-auth";
 
 pub(crate) type RawHandler =
@@ -50,6 +52,10 @@ pub enum NetEvent {
         outgoing: bool,
     },
     Disconnected {
+        id: NodeId,
+    },
+    /// A dial that calls were waiting for failed ([`NetApp::expect`]).
+    DialFailed {
         id: NodeId,
     },
 }
@@ -73,6 +79,10 @@ pub struct NetApp {
     bind_outgoing: Option<IpAddr>,
     handlers: RwLock<HashMap<String, Arc<RawHandler>>>,
     conns: RwLock<HashMap<NodeId, Arc<Conn>>>,
+    /// Peers being dialed that calls wait for rather than fail at once.
+    awaited_dials: Mutex<HashSet<NodeId>>,
+    /// See [`NetApp::expect_back_after_disconnect`].
+    expect_back: std::sync::atomic::AtomicBool,
     events: broadcast::Sender<NetEvent>,
 }
 
@@ -94,6 +104,8 @@ impl NetApp {
             bind_outgoing,
             handlers: RwLock::new(HashMap::new()),
             conns: RwLock::new(HashMap::new()),
+            awaited_dials: Mutex::new(HashSet::new()),
+            expect_back: std::sync::atomic::AtomicBool::new(false),
             events: broadcast::channel(1024).0,
         }))
     }
@@ -153,10 +165,62 @@ impl NetApp {
         if *to == self.id {
             return self.dispatch(self.id, endpoint, body, stream).await;
         }
-        let conn = self
-            .conn(to)
-            .ok_or_else(|| NetError::NotConnected(to.short()))?;
+        let conn = match self.live_conn(to) {
+            Some(c) => c,
+            None => self
+                .await_dial(to)
+                .await
+                .ok_or_else(|| NetError::NotConnected(to.short()))?,
+        };
         conn.call(endpoint, body, stream, prio).await
+    }
+
+    fn live_conn(&self, id: &NodeId) -> Option<Arc<Conn>> {
+        self.conn(id).filter(|c| !c.is_closed())
+    }
+
+    fn awaited(&self) -> std::sync::MutexGuard<'_, HashSet<NodeId>> {
+        self.awaited_dials.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The connection to `to` once it is back, if it is expected back ([`NetApp::expect`]); None if
+    /// not expected, if the dial failed, or after [`CONNECT_WAIT`].
+    async fn await_dial(&self, to: &NodeId) -> Option<Arc<Conn>> {
+        // Subscribe before looking, so the dial's outcome cannot slip between the two.
+        let mut events = self.events.subscribe();
+        if let Some(c) = self.live_conn(to) {
+            return Some(c);
+        }
+        // A connection that has just closed is one being replaced when peers are expected back.
+        let closing = self.expect_back.load(std::sync::atomic::Ordering::Relaxed)
+            && self.conn(to).is_some_and(|c| c.is_closed());
+        if !closing && !self.awaited().contains(to) {
+            return None;
+        }
+        let wait = async {
+            loop {
+                match events.recv().await {
+                    Ok(NetEvent::Connected { id, .. }) if id == *to => {
+                        return self.live_conn(to);
+                    }
+                    Ok(NetEvent::DialFailed { id }) if id == *to => return None,
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        if let Some(c) = self.live_conn(to) {
+                            return Some(c);
+                        }
+                        if !self.awaited().contains(to) {
+                            return None;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        };
+        tokio::time::timeout(CONNECT_WAIT, wait)
+            .await
+            .ok()
+            .flatten()
     }
 
     /// Listen for peers on `addr` until the returned task is aborted.
@@ -231,14 +295,47 @@ impl NetApp {
         Ok(())
     }
 
+    /// Calls to `id` wait (up to [`CONNECT_WAIT`]) for the next dial to it, or for it to connect,
+    /// instead of failing with `NotConnected`: for a peer expected back (this node just started, or
+    /// the peer's connection just closed and it is redialed at once). A request through a node that
+    /// has just restarted or resumed from a freeze then waits a round trip or two for its peers
+    /// rather than answering 503. The wait ends with the first dial's outcome (any dial), with a
+    /// connection from the peer, or with [`NetApp::not_expected`].
+    pub fn expect(&self, id: NodeId) {
+        if id != self.id {
+            self.awaited().insert(id);
+        }
+    }
+
+    /// Calls to `id` stop waiting for it (no dial will follow).
+    pub fn not_expected(&self, id: &NodeId) {
+        if self.awaited().remove(id) {
+            let _ = self.events.send(NetEvent::DialFailed { id: *id });
+        }
+    }
+
+    /// Make every peer whose connection closes expected back (see [`NetApp::expect`]): for a caller
+    /// that redials at once, as [`super::peering::Peering`] does.
+    pub fn expect_back_after_disconnect(&self) {
+        self.expect_back
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Dial `addr` expecting node `id`; Ok once a connection to `id` exists (possibly one it dialed).
+    /// Calls waiting for `id` ([`NetApp::expect`]) wait for this dial.
     pub async fn connect(self: &Arc<Self>, id: NodeId, addr: &str) -> Result<(), NetError> {
         if self.is_connected(&id) {
+            self.awaited().remove(&id);
             return Ok(());
         }
-        tokio::time::timeout(HANDSHAKE_TIMEOUT, self.dial(id, addr))
+        let res = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.dial(id, addr))
             .await
-            .map_err(|_| NetError::Timeout)?
+            .map_err(|_| NetError::Timeout)
+            .and_then(|r| r);
+        if res.is_err() {
+            self.not_expected(&id);
+        }
+        res
     }
 
     async fn dial(self: &Arc<Self>, id: NodeId, addr: &str) -> Result<(), NetError> {
@@ -391,6 +488,7 @@ impl NetApp {
             });
         }
         if kept {
+            self.awaited().remove(&peer);
             tracing::info!(
                 "connected to {} at {remote} ({})",
                 peer.short(),
@@ -416,7 +514,12 @@ impl NetApp {
             let removed = {
                 let mut conns = me.conns.write().unwrap_or_else(|e| e.into_inner());
                 match conns.get(&peer) {
-                    Some(c) if Arc::ptr_eq(c, &conn) => conns.remove(&peer).is_some(),
+                    Some(c) if Arc::ptr_eq(c, &conn) => {
+                        if me.expect_back.load(std::sync::atomic::Ordering::Relaxed) {
+                            me.expect(peer);
+                        }
+                        conns.remove(&peer).is_some()
+                    }
                     _ => false,
                 }
             };

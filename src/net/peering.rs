@@ -2,7 +2,10 @@
 //!
 //! Known peers come from `bootstrap_peers`, from a persisted peer list (so a restarted node finds the
 //! cluster alone), from incoming connections, and from peer exchange (each node periodically asks its peers
-//! whom they know; at most [`MAX_KNOWN_PEERS`] are remembered that way). Disconnected peers are redialed with exponential backoff (1 s → 10 s: a link back from a cut is used again within 10 s). Every
+//! whom they know; at most [`MAX_KNOWN_PEERS`] are remembered that way). Disconnected peers are
+//! redialed at once, then with exponential backoff (1 s → 10 s: a link back from a cut is used again
+//! within 10 s); calls to a peer wait for that first redial (and, after this node starts, for the first
+//! dial) instead of failing, see [`NetApp::expect`]. Every
 //! [`PING_INTERVAL`] each connected peer is pinged; the round-trip time is smoothed (EWMA) and used by upper
 //! layers to pick the nearest replica. [`PING_FAILURES`] missed pings in a row close the connection, so a
 //! frozen (SIGSTOPped) peer is seen down within about `PING_FAILURES × PING_INTERVAL + PING_TIMEOUT`.
@@ -78,6 +81,9 @@ struct PeerState {
     next_try: Instant,
     backoff: Duration,
     trying: bool,
+    /// The peer is expected back: no dial has failed since this node started or since the peer's
+    /// connection closed. Calls to it wait for that dial ([`NetApp::expect`]).
+    expected: bool,
 }
 
 impl PeerState {
@@ -91,6 +97,7 @@ impl PeerState {
             next_try: Instant::now(),
             backoff: Duration::from_secs(1),
             trying: false,
+            expected: true,
         }
     }
 }
@@ -207,6 +214,14 @@ impl Peering {
 
     /// Run the peering loops until the task is aborted.
     pub fn spawn(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        // From now on a peer whose connection closes is redialed at once, and calls wait for it; so
+        // do calls to the peers known at start, until their first dial.
+        self.net.expect_back_after_disconnect();
+        for (id, p) in self.lock().iter() {
+            if p.addr.is_some() && p.expected {
+                self.net.expect(*id);
+            }
+        }
         let me = self.clone();
         tokio::spawn(async move {
             let mut events = me.net.subscribe();
@@ -225,7 +240,12 @@ impl Peering {
                             me.on_connected(id, public_addr);
                             me.exchange_with(id);
                         }
-                        Ok(NetEvent::Disconnected { id }) => me.on_disconnected(id),
+                        Ok(NetEvent::Disconnected { id }) => {
+                            me.on_disconnected(id);
+                            // The first redial at once: calls wait for it.
+                            me.dial_due();
+                        }
+                        Ok(NetEvent::DialFailed { .. }) => {}
                         Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => me.resync(),
                         Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                     },
@@ -260,10 +280,20 @@ impl Peering {
     }
 
     fn on_disconnected(&self, id: NodeId) {
-        if let Some(p) = self.lock().get_mut(&id) {
-            p.connected = false;
-            p.rtt = None;
-            p.next_try = Instant::now() + Duration::from_millis(200);
+        match self.lock().get_mut(&id) {
+            Some(p) if p.addr.is_some() => {
+                p.connected = false;
+                p.rtt = None;
+                p.next_try = Instant::now();
+                p.expected = true;
+            }
+            Some(p) => {
+                p.connected = false;
+                p.rtt = None;
+                // No address to dial: calls must not wait for a dial that will not come.
+                self.net.not_expected(&id);
+            }
+            None => self.net.not_expected(&id),
         }
     }
 
@@ -283,12 +313,16 @@ impl Peering {
             }
             let Some(addr) = p.addr.clone() else { continue };
             p.trying = true;
-            let (me, id) = (self.clone(), *id);
+            let (me, id, expected) = (self.clone(), *id, p.expected);
             tokio::spawn(async move {
+                if expected {
+                    me.net.expect(id);
+                }
                 let res = me.net.connect(id, &addr).await;
                 let mut peers = me.lock();
                 if let Some(p) = peers.get_mut(&id) {
                     p.trying = false;
+                    p.expected = false;
                     match res {
                         Ok(()) => p.backoff = Duration::from_secs(1),
                         Err(e) => {

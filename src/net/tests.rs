@@ -217,6 +217,47 @@ async fn simultaneous_dials_keep_one_connection_and_peering_meshes() {
     }
 }
 
+/// Bug 4 of the resilience suite: a call made right after a peer's connection closed (the peer
+/// dropped it while this node was frozen, or it restarted) waits for the redial instead of failing
+/// with `NotConnected`; a call to a peer that is gone fails once the redial fails, without waiting
+/// out `CONNECT_WAIT`.
+#[tokio::test]
+async fn a_call_waits_for_the_redial_of_a_peer_whose_connection_closed() {
+    let (a, _) = node([5; 32]).await;
+    let baddr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let b = NetApp::new(&NodeKey::generate(), [5; 32], Some(baddr.to_string()), None).unwrap();
+    let b_listener = b.listen(baddr).await.unwrap();
+    let ea = echo_endpoint(&a);
+    let _eb = echo_endpoint(&b);
+    let pa = peering::Peering::new(&a, vec![(b.id, baddr.to_string())], None);
+    let pb = peering::Peering::new(&b, vec![], None);
+    let tasks = [pa.spawn(), pb.spawn()];
+    wait_until("a to connect to b", T, || a.is_connected(&b.id)).await;
+    for round in 0..5 {
+        a.disconnect(&b.id);
+        let r = ea.call(&b.id, &Echo(vec![round]), Prio::Normal, T).await;
+        assert_eq!(r.unwrap(), Echo(vec![round]), "round {round}");
+    }
+    // b goes away for good: no more listener, and its side of the connection closed.
+    tasks[1].abort();
+    b_listener.abort();
+    let _ = b_listener.await;
+    b.disconnect(&a.id);
+    wait_until("a to see b gone", T, || !a.is_connected(&b.id)).await;
+    let start = Instant::now();
+    let r = ea.call(&b.id, &Echo(vec![]), Prio::Normal, T).await;
+    assert!(matches!(r, Err(NetError::NotConnected(_))), "{r:?}");
+    assert!(
+        start.elapsed() < netapp::CONNECT_WAIT,
+        "{:?}",
+        start.elapsed()
+    );
+    tasks[0].abort();
+}
+
 // ---- caps on what a peer can make us hold (a peer speaking raw frames over an in-memory pipe) ----------
 
 mod caps {

@@ -135,6 +135,38 @@ fn kv_table_read_after_write_through_zone_outage_and_convergence() {
     assert_eq!(list(&procs[1], &[]).len(), 75);
 }
 
+/// A node back from a freeze (its peers dropped its connections meanwhile) or from a restart serves
+/// quorum writes at once: calls to a peer whose connection just closed wait for the redial instead
+/// of failing with "not connected" (bug 4 of the resilience suite: about a second of 503s).
+#[test]
+fn a_node_back_from_a_freeze_or_a_restart_serves_writes_at_once() {
+    let mut procs = three_zone_cluster();
+    let frozen = procs[2].spec.id.clone();
+    put(&procs[2], "before", "v");
+    for round in 0..2 {
+        procs[2].signal(libc::SIGSTOP);
+        wait_for(
+            "the peers to drop the frozen node",
+            Duration::from_secs(60),
+            || {
+                procs[..2]
+                    .iter()
+                    .all(|p| p.status().is_some_and(|s| !up_ids(&s).contains(&frozen)))
+                    .then_some(())
+            },
+        );
+        procs[2].signal(libc::SIGCONT);
+        // At once, and with no retry: the write needs a peer of the resumed node.
+        put(&procs[2], &format!("thawed{round}"), "v");
+    }
+    procs[2].kill();
+    procs[2].restart();
+    put(&procs[2], "restarted", "v");
+    for k in ["before", "thawed0", "thawed1", "restarted"] {
+        assert_eq!(get(&procs[0], k).as_deref(), Some("v"), "{k}");
+    }
+}
+
 /// A layout change under load: a checker writes keys and reads each back through another node while a
 /// node joins zone c and the old zone-c node leaves. No read-after-write violation, every acknowledged
 /// write readable at the end, and the transition completes (one active version left).
