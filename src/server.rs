@@ -3,11 +3,14 @@
 //! Start order: private directories (metadata and data dirs mode 0700, fixed if looser) → node key →
 //! metadata database → RPC listener and peering → layout manager → status gossip → tables → block
 //! layer ([`crate::block::start`]) → model → admin and S3 APIs. With `test_hooks` (tests only) the test `kv` table is registered and the test clock
-//! offset applies; without it neither exists. Shutdown (SIGINT/SIGTERM) aborts the background tasks; every persisted state was written
-//! with write-then-rename, so there is nothing to flush beyond the database.
+//! offset applies; without it neither exists. Shutdown (SIGINT/SIGTERM) first drains the HTTP listeners
+//! (no new connections; requests in progress finish, for up to `shutdown_grace_secs`, while the rest of
+//! the node keeps working), then aborts the background tasks; every persisted state was written with
+//! write-then-rename, so there is nothing to flush beyond the database.
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::admin;
 use crate::block::refs::BlockRefSchema;
@@ -24,7 +27,7 @@ use crate::table::kv::KvSchema;
 use crate::table::{ShardedReplication, Table, TableInfo, TableWorkers};
 use crate::util::background::Registry;
 use crate::util::config::Config;
-use crate::util::http::{HttpLimits, default_max_connections};
+use crate::util::http::{Drain, HttpLimits, default_max_connections};
 
 /// Errors that stop a node from starting.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +64,8 @@ pub struct Node {
     pub block_ref: Arc<Table<BlockRefSchema, ShardedReplication>>,
     pub workers: Arc<Registry>,
     pub model: Arc<Model>,
+    /// The graceful shutdown of the HTTP listeners (see [`Node::run_until_signal`]).
+    pub drain: Drain,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -192,10 +197,19 @@ impl Node {
             &config.admin.http,
             default_max_connections(nofile, 16, 1024),
         );
-        tasks.push(admin::serve(config.admin.api_bind_addr, admin_limits, admin_state).await?);
-        tasks.push(serve_s3(&config, nofile, &model).await?);
+        let drain = Drain::new();
+        tasks.push(
+            admin::serve(
+                config.admin.api_bind_addr,
+                admin_limits,
+                admin_state,
+                drain.clone(),
+            )
+            .await?,
+        );
+        tasks.push(serve_s3(&config, nofile, &model, drain.clone()).await?);
         if let Some(web) = &config.s3_web {
-            tasks.push(serve_web(&config, web, nofile, &model).await?);
+            tasks.push(serve_web(&config, web, nofile, &model, drain.clone()).await?);
         }
 
         tracing::info!(
@@ -217,6 +231,7 @@ impl Node {
             block_ref: node_block_ref,
             workers,
             model,
+            drain,
             tasks,
         })
     }
@@ -229,7 +244,19 @@ impl Node {
             _ = tokio::signal::ctrl_c() => (),
             _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => (),
         }
-        tracing::info!("shutting down");
+        let grace = Duration::from_secs(self.config.shutdown_grace_secs);
+        tracing::info!(
+            "shutting down: no new connections; requests in progress have {} s to finish",
+            grace.as_secs()
+        );
+        self.drain.start();
+        match self.drain.wait_idle(grace).await {
+            0 => tracing::info!("every connection closed"),
+            n => tracing::warn!(
+                "{n} connections still open after {} s: closing them",
+                grace.as_secs()
+            ),
+        }
         self.stop();
     }
 
@@ -272,6 +299,7 @@ async fn serve_s3(
     config: &Config,
     nofile: u64,
     model: &Arc<Model>,
+    drain: Drain,
 ) -> Result<tokio::task::JoinHandle<()>, ServerError> {
     let s3_state = Arc::new(crate::s3::ctx::S3State {
         model: model.clone(),
@@ -286,7 +314,7 @@ async fn serve_s3(
         &config.s3_api.http,
         default_max_connections(nofile, 4, 16384),
     );
-    crate::s3::server::serve(s3_addr, s3_limits, s3_state)
+    crate::s3::server::serve(s3_addr, s3_limits, s3_state, drain)
         .await
         .map_err(|e| ServerError::Io(format!("S3 API on {s3_addr}"), e))
 }
@@ -297,6 +325,7 @@ async fn serve_web(
     web: &crate::util::config::S3WebConfig,
     nofile: u64,
     model: &Arc<Model>,
+    drain: Drain,
 ) -> Result<tokio::task::JoinHandle<()>, ServerError> {
     let state = Arc::new(crate::s3::web::WebState {
         s3: Arc::new(crate::s3::ctx::S3State {
@@ -313,7 +342,7 @@ async fn serve_web(
         &web.http,
         default_max_connections(nofile, 4, 16384),
     );
-    crate::s3::web::serve(web.bind_addr, limits, state)
+    crate::s3::web::serve(web.bind_addr, limits, state, drain)
         .await
         .map_err(|e| ServerError::Io(format!("website endpoint on {}", web.bind_addr), e))
 }

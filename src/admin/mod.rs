@@ -106,11 +106,12 @@ fn is_test_hook(method: &Method, path: &str) -> bool {
             && (path == "/v1/debug/blocks/generate" || path == "/v1/debug/blocks/unref"))
 }
 
-/// Serve the admin API on `addr` until the returned task is aborted.
+/// Serve the admin API on `addr` until the returned task is aborted or `drain` starts.
 pub async fn serve(
     addr: SocketAddr,
     limits: crate::util::http::HttpLimits,
     state: Arc<AdminState>,
+    drain: crate::util::http::Drain,
 ) -> Result<tokio::task::JoinHandle<()>, AdminError> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -121,6 +122,7 @@ pub async fn serve(
         64 << 10,
         state,
         |state, req| async move { handle(&state, req).await },
+        drain,
     ))
 }
 

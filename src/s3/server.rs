@@ -31,11 +31,12 @@ use crate::util::http::{HttpLimits, RequestBody};
 /// Largest request header section accepted (bytes); a larger one gets a 431 from hyper before routing.
 pub const MAX_HEADER_BYTES: usize = 16 << 10;
 
-/// Serve the S3 API on `addr` until the returned task is aborted.
+/// Serve the S3 API on `addr` until the returned task is aborted or `drain` starts.
 pub async fn serve(
     addr: SocketAddr,
     limits: HttpLimits,
     state: Arc<S3State>,
+    drain: crate::util::http::Drain,
 ) -> Result<tokio::task::JoinHandle<()>, std::io::Error> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     Ok(crate::util::http::serve_http1(
@@ -44,6 +45,7 @@ pub async fn serve(
         MAX_HEADER_BYTES.max(8192),
         state,
         handle,
+        drain,
     ))
 }
 

@@ -44,11 +44,12 @@ pub struct WebState {
     pub root_domain: Option<String>,
 }
 
-/// Serve the website endpoint on `addr` until the returned task is aborted.
+/// Serve the website endpoint on `addr` until the returned task is aborted or `drain` starts.
 pub async fn serve(
     addr: std::net::SocketAddr,
     limits: HttpLimits,
     state: Arc<WebState>,
+    drain: crate::util::http::Drain,
 ) -> Result<tokio::task::JoinHandle<()>, std::io::Error> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     Ok(crate::util::http::serve_http1(
@@ -57,6 +58,7 @@ pub async fn serve(
         super::server::MAX_HEADER_BYTES.max(8192),
         state,
         handle,
+        drain,
     ))
 }
 

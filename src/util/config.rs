@@ -57,6 +57,8 @@ pub const MAX_COMPRESSION_LEVEL: i32 = 22;
 pub const DEFAULT_RPC_BIND_ADDR: &str = "[::]:3901";
 /// Default `tombstone_gc_delay_secs`: 24 hours.
 pub const DEFAULT_TOMBSTONE_GC_DELAY_SECS: u64 = 86_400;
+/// Default `shutdown_grace_secs`: how long requests in progress may take to finish on SIGTERM.
+pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 30;
 /// Default `block_gc_delay_secs`: 10 minutes.
 pub const DEFAULT_BLOCK_GC_DELAY_SECS: u64 = 600;
 /// Default `block_ram_buffer_max`: 256 MiB.
@@ -118,6 +120,9 @@ pub struct Config {
     /// Seconds an unreferenced block is kept before it is deleted; default
     /// [`DEFAULT_BLOCK_GC_DELAY_SECS`] (10 min). Covers a block written just before its first reference.
     pub block_gc_delay_secs: u64,
+    /// Seconds requests in progress get to finish after SIGTERM/SIGINT, while the node accepts no new
+    /// connection; default [`DEFAULT_SHUTDOWN_GRACE_SECS`]. What is still open then is cut.
+    pub shutdown_grace_secs: u64,
     /// Most block bytes held in memory for sending to other nodes (writes and reads served) at once;
     /// further transfers wait. Default [`DEFAULT_BLOCK_RAM_BUFFER_MAX`] (256 MiB).
     pub block_ram_buffer_max: u64,
@@ -346,6 +351,7 @@ impl fmt::Debug for Config {
             .field("data_fsync", &self.data_fsync)
             .field("tombstone_gc_delay_secs", &self.tombstone_gc_delay_secs)
             .field("block_gc_delay_secs", &self.block_gc_delay_secs)
+            .field("shutdown_grace_secs", &self.shutdown_grace_secs)
             .field("block_ram_buffer_max", &self.block_ram_buffer_max)
             .field("block_size", &self.block_size)
             .field("compression_level", &self.compression_level)
@@ -557,6 +563,7 @@ struct RawConfig {
     data_fsync: Field,
     tombstone_gc_delay_secs: Field,
     block_gc_delay_secs: Field,
+    shutdown_grace_secs: Field,
     block_ram_buffer_max: Field,
     block_size: Field,
     compression_level: Field,
@@ -1097,6 +1104,12 @@ impl<'a> Ctx<'a> {
             DEFAULT_BLOCK_GC_DELAY_SECS,
             "a number of seconds (default 600 = 10 min)",
         )?;
+        let shutdown_grace_secs = self.seconds(
+            "shutdown_grace_secs",
+            &raw.shutdown_grace_secs,
+            DEFAULT_SHUTDOWN_GRACE_SECS,
+            "a number of seconds (default 30)",
+        )?;
         let block_ram_buffer_max = self.block_ram_buffer_max(&raw.block_ram_buffer_max)?;
         let block_size = self.block_size(&raw.block_size)?;
         let compression_level = self.compression_level(&raw.compression_level)?;
@@ -1125,6 +1138,7 @@ impl<'a> Ctx<'a> {
             data_fsync,
             tombstone_gc_delay_secs,
             block_gc_delay_secs,
+            shutdown_grace_secs,
             block_ram_buffer_max,
             block_size,
             compression_level,
@@ -1875,6 +1889,13 @@ metrics_token = "<secret>"               # optional; /metrics is open without it
         assert_eq!(c.db_engine, DbEngine::Redb);
         assert!(c.metadata_fsync);
         assert!(!c.data_fsync);
+        assert_eq!(c.shutdown_grace_secs, DEFAULT_SHUTDOWN_GRACE_SECS);
+        assert_eq!(
+            parse(&minimal("shutdown_grace_secs = 5"))
+                .unwrap()
+                .shutdown_grace_secs,
+            5
+        );
         assert_eq!(c.block_size, DEFAULT_BLOCK_SIZE);
         assert_eq!(c.compression_level, Some(1));
         assert_eq!(c.rpc_bind_addr, "[::]:3901".parse().unwrap());

@@ -26,6 +26,11 @@
 //!   doubling up to 1 s, reset by the next successful accept) instead of spinning a core, with a
 //!   warning at most once a minute. Per-connection errors (`ECONNABORTED`, ...) are retried at once.
 //!
+//! - **Graceful shutdown** ([`Drain`], `shutdown_grace_secs`): on SIGTERM the listeners stop accepting,
+//!   idle keep-alive connections close, and requests in progress run to their end (their connection
+//!   closes after the response) while the rest of the node keeps working; after the grace period what
+//!   is left is cut. A rolling restart thus fails no request already accepted.
+//!
 //! The timeouts are enforced by [`TimedIo`] (a wrapper around the TCP stream that knows, through a
 //! per-connection state shared with the service, whether a request is in progress) and by
 //! [`StallBody`] (a wrapper around the request body). Handlers receive a [`RequestBody`].
@@ -34,6 +39,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -109,7 +115,84 @@ pub fn default_max_connections(nofile: u64, divisor: u64, max: usize) -> usize {
     )
 }
 
-/// Accept connections on `listener` until the returned task is aborted, at most
+/// The graceful shutdown of a node's HTTP listeners: [`Drain::start`] makes every listener given this
+/// handle stop accepting and every connection finish its request in progress and close;
+/// [`Drain::wait_idle`] waits for them.
+#[derive(Clone)]
+pub struct Drain(Arc<DrainInner>);
+
+struct DrainInner {
+    started: tokio::sync::watch::Sender<bool>,
+    open: AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+/// One open connection, counted by its [`Drain`] while it lives.
+struct DrainGuard(Drain);
+
+impl Drop for DrainGuard {
+    fn drop(&mut self) {
+        if self.0.0.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.0.idle.notify_waiters();
+        }
+    }
+}
+
+impl Default for Drain {
+    fn default() -> Self {
+        Drain::new()
+    }
+}
+
+impl Drain {
+    pub fn new() -> Drain {
+        Drain(Arc::new(DrainInner {
+            started: tokio::sync::watch::channel(false).0,
+            open: AtomicUsize::new(0),
+            idle: tokio::sync::Notify::new(),
+        }))
+    }
+
+    /// Stop accepting, close idle connections, and close the others after their request in progress.
+    pub fn start(&self) {
+        self.0.started.send_replace(true);
+    }
+
+    /// Connections still open.
+    pub fn open(&self) -> usize {
+        self.0.open.load(Ordering::Acquire)
+    }
+
+    /// Wait until every connection has closed, at most `grace`; returns how many are still open.
+    pub async fn wait_idle(&self, grace: Duration) -> usize {
+        let deadline = Instant::now() + grace;
+        loop {
+            let idle = self.0.idle.notified();
+            let open = self.open();
+            if open == 0 {
+                return 0;
+            }
+            tokio::select! {
+                _ = idle => {}
+                _ = tokio::time::sleep_until(deadline) => return self.open(),
+            }
+        }
+    }
+
+    fn enter(&self) -> DrainGuard {
+        self.0.open.fetch_add(1, Ordering::AcqRel);
+        DrainGuard(self.clone())
+    }
+
+    /// Resolves once the drain has started.
+    async fn started(&self) {
+        let mut rx = self.0.started.subscribe();
+        // The sender lives in `self`: the wait cannot fail.
+        let _ = rx.wait_for(|s| *s).await;
+    }
+}
+
+/// Accept connections on `listener` until the returned task is aborted or `drain` starts, at most
 /// `limits.max_connections` open at once; each connection gets its own task, `TCP_NODELAY`, the
 /// timeouts of `limits`, a request head of at most `max_buf` bytes, and reads of up to
 /// [`BODY_READ_BUF`] bytes. Every
@@ -120,6 +203,7 @@ pub fn serve_http1<S, H, F, B>(
     max_buf: usize,
     state: Arc<S>,
     handle: H,
+    drain: Drain,
 ) -> tokio::task::JoinHandle<()>
 where
     S: Send + Sync + 'static,
@@ -143,62 +227,73 @@ where
         limits.send_stall_timeout,
     );
     tokio::spawn(async move {
-        let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
-        let mut full_warning = RateLimit::new(WARN_EVERY);
-        let mut error_warning = RateLimit::new(WARN_EVERY);
-        let mut backoff = Backoff::default();
-        loop {
-            let permit = match slots.clone().try_acquire_owned() {
-                Ok(p) => p,
-                Err(_) => {
-                    if let Some(more) = full_warning.check(Instant::now()) {
-                        tracing::warn!(
-                            "connection limit {} reached on {} {local}: new connections wait in the \
-                             listen backlog until open ones close (idle ones within {} s); if this is \
-                             legitimate load, raise [{}] max_connections{}",
-                            limits.max_connections,
-                            limits.name,
-                            limits.idle_timeout.as_secs(),
-                            limits.section,
-                            repeated(more),
-                        );
+        let stop = drain.clone();
+        // Dropping the loop drops the listener: new connections are refused.
+        let accept = async move {
+            let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+            let mut full_warning = RateLimit::new(WARN_EVERY);
+            let mut error_warning = RateLimit::new(WARN_EVERY);
+            let mut backoff = Backoff::default();
+            loop {
+                let permit = match slots.clone().try_acquire_owned() {
+                    Ok(p) => p,
+                    Err(_) => {
+                        if let Some(more) = full_warning.check(Instant::now()) {
+                            tracing::warn!(
+                                "connection limit {} reached on {} {local}: new connections wait in the \
+                                 listen backlog until open ones close (idle ones within {} s); if this is \
+                                 legitimate load, raise [{}] max_connections{}",
+                                limits.max_connections,
+                                limits.name,
+                                limits.idle_timeout.as_secs(),
+                                limits.section,
+                                repeated(more),
+                            );
+                        }
+                        match slots.clone().acquire_owned().await {
+                            Ok(p) => p,
+                            Err(_) => return, // the semaphore is never closed
+                        }
                     }
-                    match slots.clone().acquire_owned().await {
-                        Ok(p) => p,
-                        Err(_) => return, // the semaphore is never closed
+                };
+                let (tcp, peer) = match listener.accept().await {
+                    Ok(c) => {
+                        backoff.reset();
+                        c
                     }
-                }
-            };
-            let (tcp, peer) = match listener.accept().await {
-                Ok(c) => {
-                    backoff.reset();
-                    c
-                }
-                Err(e) if is_connection_error(&e) => continue,
-                Err(e) => {
-                    let pause = backoff.next_pause();
-                    if let Some(more) = error_warning.check(Instant::now()) {
-                        tracing::warn!(
-                            "accepting a connection on {} {local} failed: {e}; retrying in {} ms \
-                             (for \"Too many open files\", raise the open-file limit or lower \
-                             [{}] max_connections){}",
-                            limits.name,
-                            pause.as_millis(),
-                            limits.section,
-                            repeated(more),
-                        );
+                    Err(e) if is_connection_error(&e) => continue,
+                    Err(e) => {
+                        let pause = backoff.next_pause();
+                        if let Some(more) = error_warning.check(Instant::now()) {
+                            tracing::warn!(
+                                "accepting a connection on {} {local} failed: {e}; retrying in {} ms \
+                                 (for \"Too many open files\", raise the open-file limit or lower \
+                                 [{}] max_connections){}",
+                                limits.name,
+                                pause.as_millis(),
+                                limits.section,
+                                repeated(more),
+                            );
+                        }
+                        tokio::time::sleep(pause).await;
+                        continue;
                     }
-                    tokio::time::sleep(pause).await;
-                    continue;
-                }
-            };
-            let state = state.clone();
-            tokio::spawn(async move {
-                let _slot = permit;
-                if let Err(e) = serve_connection(tcp, limits, max_buf, state, handle).await {
-                    tracing::debug!("{} connection from {peer} ended: {e}", limits.name);
-                }
-            });
+                };
+                let (state, drain) = (state.clone(), drain.clone());
+                tokio::spawn(async move {
+                    let _slot = permit;
+                    let _open = drain.enter();
+                    if let Err(e) =
+                        serve_connection(tcp, limits, max_buf, state, handle, &drain).await
+                    {
+                        tracing::debug!("{} connection from {peer} ended: {e}", limits.name);
+                    }
+                });
+            }
+        };
+        tokio::select! {
+            _ = stop.started() => tracing::info!("{}: shutting down, no new connections", limits.name),
+            _ = accept => {}
         }
     })
 }
@@ -228,6 +323,7 @@ async fn serve_connection<S, H, F, B>(
     max_buf: usize,
     state: Arc<S>,
     handle: H,
+    drain: &Drain,
 ) -> Result<(), hyper::Error>
 where
     S: Send + Sync + 'static,
@@ -259,7 +355,7 @@ where
             Ok::<_, Infallible>(resp)
         }
     });
-    hyper::server::conn::http1::Builder::new()
+    let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.idle_timeout + limits.header_read_timeout)
         // The request head stays bounded by `max_buf` (a larger one gets a 431); the connection's
@@ -267,8 +363,15 @@ where
         // in large reads (a 16 KiB buffer meant one read per 16 KiB, each handed on as its own chunk).
         .max_header_size(max_buf)
         .max_buf_size(max_buf.max(BODY_READ_BUF))
-        .serve_connection(TokioIo::new(io), svc)
-        .await
+        .serve_connection(TokioIo::new(io), svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => return r,
+        _ = drain.started() => {}
+    }
+    // The request in progress (if any) runs to its end, then the connection closes.
+    conn.as_mut().graceful_shutdown();
+    conn.await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1003,13 +1106,56 @@ mod tests {
     async fn server(limits: HttpLimits) -> (SocketAddr, tokio::task::JoinHandle<()>) {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
-        (addr, serve_http1(l, limits, 8192, Arc::new(()), hello))
+        (
+            addr,
+            serve_http1(l, limits, 8192, Arc::new(()), hello, Drain::new()),
+        )
     }
 
     async fn read_all(s: &mut tokio::net::TcpStream) -> String {
         let mut out = Vec::new();
         let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
         String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// SIGTERM's drain: a request in progress (its body half sent) still gets its answer, an idle
+    /// keep-alive connection is closed, new connections are refused, and `wait_idle` returns once the
+    /// last connection is gone.
+    #[tokio::test]
+    async fn a_drain_finishes_requests_in_progress_and_takes_no_new_connection() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let drain = Drain::new();
+        let task = serve_http1(l, limits(), 8192, Arc::new(()), hello, drain.clone());
+        let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut busy = tokio::net::TcpStream::connect(addr).await.unwrap();
+        busy.write_all(b"PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\nabc")
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while drain.open() < 2 {
+            assert!(Instant::now() < deadline, "connections never counted");
+            tokio::time::sleep(10 * MS).await;
+        }
+        tokio::time::sleep(50 * MS).await;
+        drain.start();
+        // The idle connection is closed (EOF, no response).
+        assert_eq!(read_all(&mut idle).await, "");
+        // No new connection: the listener is gone.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while tokio::net::TcpStream::connect(addr).await.is_ok() {
+            assert!(Instant::now() < deadline, "still accepting");
+            tokio::time::sleep(10 * MS).await;
+        }
+        // The request in progress completes, and its connection closes after the response.
+        busy.write_all(b"def").await.unwrap();
+        let resp = read_all(&mut busy).await;
+        assert!(
+            resp.starts_with("HTTP/1.1 200") && resp.ends_with("got 6"),
+            "{resp}"
+        );
+        assert_eq!(drain.wait_idle(Duration::from_secs(5)).await, 0);
+        task.await.unwrap();
     }
 
     #[tokio::test]

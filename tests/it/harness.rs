@@ -130,6 +130,9 @@ pub struct Proc {
     pub spec: NodeSpec,
     child: Option<Child>,
     log: PathBuf,
+    /// The temporary directory holding the node's files (shared by a cluster's nodes): removed when the
+    /// last node using it is dropped, after its process is killed (fields drop after `Drop::drop`).
+    dir: Option<std::sync::Arc<tempfile::TempDir>>,
 }
 
 impl Proc {
@@ -139,6 +142,7 @@ impl Proc {
             spec,
             child: None,
             log,
+            dir: None,
         };
         p.restart();
         p
@@ -199,6 +203,11 @@ impl Proc {
                 cli_raw(&url, &["status", "--json"]).ok()
             },
         );
+    }
+
+    /// Keep `dir` (the temporary directory of this node's files) until this node is dropped.
+    pub fn keep_dir(&mut self, dir: &std::sync::Arc<tempfile::TempDir>) {
+        self.dir = Some(dir.clone());
     }
 
     pub fn pid(&self) -> i32 {
@@ -335,9 +344,11 @@ pub fn start_cluster(n: usize, extra: &str) -> Vec<Proc> {
     for s in plan.specs.iter_mut().skip(1) {
         s.bootstrap = vec![boot.clone()];
     }
-    let root = plan.root;
-    let procs: Vec<Proc> = plan.specs.drain(..).map(Proc::start).collect();
-    std::mem::forget(root); // the temp dir must outlive the processes; the OS cleans /tmp
+    let root = std::sync::Arc::new(plan.root);
+    let mut procs: Vec<Proc> = plan.specs.drain(..).map(Proc::start).collect();
+    for p in &mut procs {
+        p.keep_dir(&root);
+    }
     wait_for(&format!("{n} nodes up"), Duration::from_secs(60), || {
         procs
             .iter()

@@ -47,8 +47,8 @@ fn start_node() -> Node {
     let mut plan = plan(1, 1, SECRET);
     plan.specs[0].extra = format!("block_ram_buffer_max = \"{}MiB\"", BUDGET / MIB);
     let spec = plan.specs.remove(0);
-    std::mem::forget(plan.root); // outlives the process; the OS cleans /tmp
-    let proc = Proc::start(spec);
+    let mut proc = Proc::start(spec);
+    proc.keep_dir(&std::sync::Arc::new(plan.root));
     wait_for("node up", Duration::from_secs(60), || {
         proc.status()
             .is_some_and(|s| up_ids(&s).len() == 1)

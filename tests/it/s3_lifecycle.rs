@@ -35,8 +35,8 @@ impl One {
         let mut plan = plan(1, 1, SECRET);
         let mut spec = plan.specs.remove(0);
         spec.extra = extra.to_string();
-        std::mem::forget(plan.root); // the OS cleans /tmp; the node's files must outlive the plan
-        let proc = Proc::start(spec);
+        let mut proc = Proc::start(spec);
+        proc.keep_dir(&std::sync::Arc::new(plan.root));
         assign_and_apply(std::slice::from_ref(&proc), &[(0, "a")]);
         let k = proc.cli_json(&["key", "create", "tester"]);
         proc.cli(&["key", "allow", "tester", "--create-bucket"])

@@ -27,8 +27,8 @@ impl Env {
         let mut plan = plan(1, 1, SECRET);
         let mut spec = plan.specs.remove(0);
         spec.s3_api_extra = "root_domain = \".s3.test\"\n".to_string();
-        let procs = vec![Proc::start(spec)];
-        std::mem::forget(plan.root); // the temp dir must outlive the process; the OS cleans /tmp
+        let mut procs = vec![Proc::start(spec)];
+        procs[0].keep_dir(&std::sync::Arc::new(plan.root));
         assign_and_apply(&procs, &[(0, "a")]);
         let proc = procs.into_iter().next().unwrap();
         let out = proc.cli(&["key", "create", "web", "--json"]).unwrap();

@@ -27,8 +27,8 @@ struct Site {
 impl Site {
     fn start() -> Site {
         let mut plan = plan(1, 1, SECRET);
-        let procs = vec![Proc::start(plan.specs.remove(0))];
-        std::mem::forget(plan.root); // the temp dir must outlive the process; the OS cleans /tmp
+        let mut procs = vec![Proc::start(plan.specs.remove(0))];
+        procs[0].keep_dir(&std::sync::Arc::new(plan.root));
         assign_and_apply(&procs, &[(0, "a")]);
         let proc = procs.into_iter().next().unwrap();
         let out = proc.cli(&["key", "create", "web", "--json"]).unwrap();
