@@ -165,13 +165,18 @@ impl Drain {
 
     /// Wait until every connection has closed, at most `grace`; returns how many are still open.
     pub async fn wait_idle(&self, grace: Duration) -> usize {
-        let deadline = Instant::now() + grace;
+        // A grace too long to add to the clock (a huge configured value) waits for the connections.
+        let deadline = Instant::now().checked_add(grace);
         loop {
             let idle = self.0.idle.notified();
             let open = self.open();
             if open == 0 {
                 return 0;
             }
+            let Some(deadline) = deadline else {
+                idle.await;
+                continue;
+            };
             tokio::select! {
                 _ = idle => {}
                 _ = tokio::time::sleep_until(deadline) => return self.open(),
@@ -1155,6 +1160,8 @@ mod tests {
             "{resp}"
         );
         assert_eq!(drain.wait_idle(Duration::from_secs(5)).await, 0);
+        // A grace too long for the clock does not panic.
+        assert_eq!(drain.wait_idle(Duration::from_secs(u64::MAX)).await, 0);
         task.await.unwrap();
     }
 
