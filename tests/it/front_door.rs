@@ -401,7 +401,6 @@ fn sigterm_lets_a_put_in_progress_finish() {
             .to_string()
     });
     let (host, path) = target(&uri);
-    let pid = door.proc.pid();
     let resp = door.rt.block_on(async {
         let mut s = TcpStream::connect(&addr).await.unwrap();
         let head = format!("PUT {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {len}\r\n\r\n");
@@ -422,15 +421,8 @@ fn sigterm_lets_a_put_in_progress_finish() {
         .into_owned()
     });
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
-    wait_for(
-        "the node to exit on SIGTERM",
-        Duration::from_secs(30),
-        || {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let state = stat.rsplit_once(") ").and_then(|(_, s)| s.chars().next());
-            matches!(state, None | Some('Z') | Some('X')).then_some(())
-        },
-    );
+    door.proc
+        .wait_exited("the node to exit on SIGTERM", Duration::from_secs(30));
     door.proc.kill();
     door.proc.restart();
     let got = door.rt.block_on(async {

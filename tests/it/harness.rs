@@ -210,6 +210,17 @@ impl Proc {
         self.dir = Some(dir.clone());
     }
 
+    /// Wait until the process has exited (it may be a zombie not yet reaped), at most `timeout`.
+    pub fn wait_exited(&self, what: &str, timeout: Duration) {
+        let pid = self.pid();
+        wait_for(what, timeout, || {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // The state follows the parenthesised command name; a zombie has exited.
+            let state = stat.rsplit_once(") ").and_then(|(_, s)| s.chars().next());
+            matches!(state, None | Some('Z') | Some('X')).then_some(())
+        });
+    }
+
     pub fn pid(&self) -> i32 {
         self.child.as_ref().expect("running").id() as i32
     }

@@ -253,17 +253,10 @@ impl Drop for Run {
 /// SIGTERM a node and wait until it has exited (then reap it): beyond its requests' grace period
 /// (`shutdown_grace_secs`, 30 s).
 fn stop_gracefully(p: &mut Proc) {
-    let pid = p.pid();
     p.signal(libc::SIGTERM);
-    wait_for(
+    p.wait_exited(
         &format!("node {} to exit on SIGTERM", p.spec.ip),
         Duration::from_secs(60),
-        || {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            // The state follows the parenthesised command name; a zombie has exited.
-            let state = stat.rsplit_once(") ").and_then(|(_, s)| s.chars().next());
-            matches!(state, None | Some('Z') | Some('X')).then_some(())
-        },
     );
     p.kill();
 }
