@@ -69,6 +69,17 @@ pub enum BlockError {
 }
 
 impl BlockError {
+    /// Not enough replicas reachable, or this node's database unavailable for now: the client may
+    /// retry, as opposed to a bug or bad data.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            BlockError::Quorum { .. } | BlockError::NoLayout => true,
+            BlockError::Db(e) => e.is_unavailable(),
+            BlockError::Table(e) => e.is_unavailable(),
+            _ => false,
+        }
+    }
+
     /// For `map_err`: an RPC to `node` failed while `doing` something ("asking", "sending to").
     pub fn peer(
         doing: &'static str,

@@ -122,6 +122,20 @@ pub enum Error {
 }
 
 impl Error {
+    /// The database cannot serve for now, through no fault of the request: an I/O error (a full
+    /// disk), or the database closed while the engine reopens it after one. The caller may retry
+    /// later (the S3 API answers 503), unlike a corrupt value or a misuse.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Error::Redb(e) => matches!(
+                **e,
+                redb::Error::Io(_) | redb::Error::PreviousIo | redb::Error::DatabaseClosed
+            ),
+            Error::Io { .. } => true,
+            _ => false,
+        }
+    }
+
     pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
         Error::Io {
             path: path.to_path_buf(),

@@ -779,6 +779,25 @@ mod tests {
         assert!(!needs_reopen(&Error::Corrupt("x".into())));
     }
 
+    /// A full disk, or the database closed under a request by the reopen that follows, is a
+    /// temporary unavailability (the S3 API answers 503, found by the full-disk resilience test,
+    /// which saw 500s); a corrupt value is not.
+    #[test]
+    fn full_disk_and_reopen_errors_are_unavailable() {
+        let io = std::io::Error::from_raw_os_error(libc::ENOSPC);
+        for e in [
+            redb::Error::Io(io),
+            redb::Error::PreviousIo,
+            redb::Error::DatabaseClosed,
+        ] {
+            assert!(Error::Redb(Box::new(e)).is_unavailable());
+        }
+        let io = std::io::Error::from_raw_os_error(libc::ENOSPC);
+        assert!(Error::io(Path::new("x"), io).is_unavailable());
+        assert!(!Error::Corrupt("x".into()).is_unavailable());
+        assert!(!Error::NestedTransaction.is_unavailable());
+    }
+
     /// A reopen (what follows an I/O error once space is back) keeps every committed write, clears
     /// the cached read snapshot, and the engine goes on reading and writing; a reopen asked for by an
     /// operation of an older generation does nothing.

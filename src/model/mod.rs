@@ -92,12 +92,12 @@ pub enum ModelError {
 impl ModelError {
     /// Not enough nodes reachable (the client may retry), as opposed to a bug or bad data.
     pub fn is_unavailable(&self) -> bool {
-        use crate::block::BlockError;
-        matches!(
-            self,
-            ModelError::Table(TableError::Quorum { .. } | TableError::NoLayout)
-                | ModelError::Block(BlockError::Quorum { .. } | BlockError::NoLayout)
-        )
+        match self {
+            ModelError::Table(e) => e.is_unavailable(),
+            ModelError::Block(e) => e.is_unavailable(),
+            ModelError::Db(e) => e.is_unavailable(),
+            _ => false,
+        }
     }
 }
 

@@ -147,6 +147,18 @@ pub enum TableError {
     },
 }
 
+impl TableError {
+    /// Not enough replicas reachable, or this node's database unavailable for now (a full disk):
+    /// the client may retry, as opposed to a bug or bad data.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            TableError::Quorum { .. } | TableError::NoLayout => true,
+            TableError::Db(e) => e.is_unavailable(),
+            _ => false,
+        }
+    }
+}
+
 /// Requests between replicas of a table. Keys and entries travel as bytes (entries in their versioned
 /// encoding), so this message is the same for every table; the endpoint path names the table.
 #[derive(Clone, Serialize, Deserialize)]

@@ -210,6 +210,23 @@ impl Proc {
         self.dir = Some(dir.clone());
     }
 
+    /// Start a new node (a fresh identity, node number `n`, address `ip`) in this node's cluster
+    /// directory, with its configuration, bootstrapping from it: a new machine joining the cluster.
+    pub fn start_new_peer(&self, n: usize, ip: &str) -> Proc {
+        let root = self
+            .spec
+            .dir
+            .parent()
+            .expect("a node's directory has a parent");
+        let mut spec = node_spec(root, ip, self.spec.rf, &self.spec.secret, n);
+        assert_ne!(spec.dir, self.spec.dir, "node number {n} is taken");
+        spec.extra = self.spec.extra.clone();
+        spec.bootstrap = vec![self.spec.peer_string()];
+        let mut p = Proc::start(spec);
+        p.dir = self.dir.clone();
+        p
+    }
+
     /// Wait until the process has exited (it may be a zombie not yet reaped), at most `timeout`.
     pub fn wait_exited(&self, what: &str, timeout: Duration) {
         let pid = self.pid();

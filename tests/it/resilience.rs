@@ -153,6 +153,44 @@ impl Run {
         }));
     }
 
+    /// Move the workload to the S3 endpoints of `nodes`: its clients finish their operation in
+    /// progress, then start again (same history, a new operation sequence) through `nodes`.
+    fn restart_workload(&mut self, nodes: &[usize]) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(w) = self.workload.take() {
+            self.rt.block_on(w).expect("workload panicked");
+        }
+        self.stop = Arc::new(AtomicBool::new(false));
+        self.cfg.seed = self.cfg.seed.wrapping_add(1);
+        self.start_workload(nodes);
+    }
+
+    /// Start a new node (a new machine: fresh identity, next address of the cluster's block),
+    /// bootstrapping from node `via`, and wait until `via` sees it up. Returns its index.
+    fn add_node(&mut self, via: usize) -> usize {
+        let n = self.procs.len();
+        let ip = self.procs[0]
+            .spec
+            .ip
+            .rsplit_once('.')
+            .unwrap()
+            .0
+            .to_string();
+        let p = self.procs[via].start_new_peer(n, &format!("{ip}.{}", n + 1));
+        let id = p.spec.id.clone();
+        self.procs.push(p);
+        wait_for(
+            &format!("{}: node {via} sees the new node {n} up", self.name),
+            Duration::from_secs(60),
+            || {
+                up_ids(&self.procs[via].status()?)
+                    .contains(&id)
+                    .then_some(())
+            },
+        );
+        n
+    }
+
     fn ok_ops(&self) -> u64 {
         self.rec.ok_ops()
     }
@@ -641,6 +679,92 @@ fn clock_skew_of_ten_minutes() {
         }
     }
     run.finish(&[0, 1, 2]);
+}
+
+/// 7. A node that never comes back: a storage node (seeded) is SIGKILLed for good under load. The
+///    cluster keeps serving through the two others (quorum 2 of 3); the admin assigns a new machine to
+///    the dead node's zone, removes the dead one and applies; the transition waits for the dead node
+///    until the admin declares it gone (`layout skip-dead-nodes`), then completes while the workload
+///    runs. Long form: again with another victim each round.
+#[test]
+fn a_node_that_never_comes_back() {
+    let mut run = Run::start("a_node_that_never_comes_back", 3);
+    let zones = ["a", "b", "c"];
+    let mut storage: Vec<usize> = vec![0, 1, 2];
+    run.start_workload(&storage);
+    run.run_ops(30);
+    while run.another_round(1) {
+        let slot = run.rng.gen_range(0..storage.len());
+        let dead = storage[slot];
+        let dead_id = run.procs[dead].spec.id.clone();
+        let live: Vec<usize> = storage.iter().copied().filter(|i| *i != dead).collect();
+        eprintln!(
+            "{}: node {dead} (zone {}) dies for good",
+            run.name, zones[slot]
+        );
+        run.procs[dead].kill();
+        // Clients still sent to the dead node fail; the others go on.
+        let n = if long() {
+            run.rng.gen_range(300..600)
+        } else {
+            run.rng.gen_range(30..60)
+        };
+        run.run_ops(n);
+        let admin = live[run.rng.gen_range(0..live.len())];
+        let new = run.add_node(admin);
+        eprintln!(
+            "{}: node {new} replaces node {dead} in zone {} (admin: node {admin})",
+            run.name, zones[slot]
+        );
+        let p = &run.procs[admin];
+        p.cli(&[
+            "layout",
+            "assign",
+            &run.procs[new].spec.id[..12],
+            "-z",
+            zones[slot],
+            "-c",
+            "10G",
+        ])
+        .unwrap();
+        p.cli(&["layout", "remove", &dead_id[..12]]).unwrap();
+        p.cli(&["layout", "apply"]).unwrap();
+        run.run_ops(20);
+        assert_eq!(
+            active_versions(&run.procs[admin]),
+            Some(2),
+            "{}: the transition cannot complete while the dead node holds a role",
+            run.name
+        );
+        let out = run.procs[admin].cli_json(&["layout", "skip-dead-nodes"]);
+        assert_eq!(
+            out["skipped"],
+            serde_json::json!([dead_id]),
+            "{}: skip-dead-nodes: {out}",
+            run.name
+        );
+        storage[slot] = new;
+        for &i in &storage {
+            wait_for(
+                &format!("{}: transition done on node {i}", run.name),
+                Duration::from_secs(180),
+                || (active_versions(&run.procs[i]) == Some(1)).then_some(()),
+            );
+        }
+        run.wait_healthy(&storage);
+        eprintln!(
+            "{}: transition done without node {dead}; storage nodes {storage:?}",
+            run.name
+        );
+        run.restart_workload(&storage);
+        let n = if long() {
+            run.rng.gen_range(1500..3000)
+        } else {
+            run.rng.gen_range(50..100)
+        };
+        run.run_ops(n);
+    }
+    run.finish(&storage);
 }
 
 /// A server bug found by this suite, reproduced without any fault: a write to a key made the

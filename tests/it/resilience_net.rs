@@ -664,14 +664,17 @@ fn wait_all_up(procs: &[Proc], timeout: Duration) {
     }
 }
 
-/// The 500 answers the nodes logged (a 5xx during a fault should be a 503), for the test's output.
-fn print_internal_errors(procs: &[Proc]) {
+/// The 500 answers the nodes logged (a 5xx during a fault should be a 503), for the test's output;
+/// returns how many.
+fn print_internal_errors(procs: &[Proc]) -> usize {
+    let mut total = 0;
     for (i, p) in procs.iter().enumerate() {
         let log = p.log_text();
         let lines: Vec<&str> = log
             .lines()
             .filter(|l| l.contains("InternalError"))
             .collect();
+        total += lines.len();
         if !lines.is_empty() {
             println!("node {i}: {} InternalError answers, e.g.:", lines.len());
             for l in lines.iter().take(3) {
@@ -679,6 +682,7 @@ fn print_internal_errors(procs: &[Proc]) {
             }
         }
     }
+    total
 }
 
 fn assert_no_wrong(wl: &Workload) {
@@ -1039,15 +1043,20 @@ fn assert_clean_503(o: &Outcome, what: &str) {
 }
 
 /// Three nodes in three zones (rf 3), two of them with their `which` directory ("data" or "meta") on a
-/// small tmpfs. One node full: PUTs (inline and block-sized) through every node still succeed (2 of 3
-/// replicas elsewhere). Two nodes full: PUTs that need the full directory get a clean 503, and every
-/// object written before still reads back intact through every node. Space back: PUTs succeed again
-/// through every node, and the node that was full catches up (data: it holds every block the others
-/// hold; metadata: every object reads through it).
+/// tmpfs, under a background workload (writers through every node, and the history checker's own)
+/// while the test's own requests check each phase. One node full: PUTs (inline and block-sized)
+/// through every node still succeed (2 of 3 replicas elsewhere). Two nodes full: PUTs that need the
+/// full directory get a clean 503, and every object written before still reads back intact through
+/// every node. Space back: PUTs succeed again through every node, and the node that was full catches
+/// up (data: it holds every live block the others hold; metadata: every object reads through it).
+/// The long form then repeats fill/refill rounds (seeded nodes and durations) under the workload until
+/// 10,000 operations were acknowledged. At the end: no wrong answer, every key reads alike through
+/// every node, and the history checker finds no violation.
 fn disk_full(which: &str) {
     let test = format!("resilience_net::disk_full_{which}");
     let seed = seed(&test);
     let mut rng = StdRng::seed_from_u64(seed);
+    let long = long_form();
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         if std::env::var("CI").is_ok_and(|v| v == "true") {
@@ -1062,14 +1071,18 @@ fn disk_full(which: &str) {
     for s in specs.iter_mut().skip(1) {
         s.bootstrap = vec![boot.clone()];
     }
+    // Blocks of overwritten and deleted objects go within seconds, not 10 minutes, so the workload's
+    // dead blocks do not fill the tmpfs between phases (30 s still covers a PUT's blocks written
+    // before their first reference).
+    for s in specs.iter_mut() {
+        s.extra = "block_gc_delay_secs = 30".into();
+    }
     // The two nodes to fill, in a seeded order: `first` fills, then `second` too.
     let first = rng.gen_range(0..3usize);
     let second = (first + rng.gen_range(1..3usize)) % 3;
-    let size = if which == "data" { "24m" } else { "48m" };
-    let mounts: BTreeMap<usize, Tmpfs> = [first, second]
-        .into_iter()
+    let mounts: BTreeMap<usize, Tmpfs> = (0..3)
         .map(|i| {
-            let t = Tmpfs::mount_over(&specs[i].dir.join(which), size)
+            let t = Tmpfs::mount_over(&specs[i].dir.join(which), "128m")
                 .unwrap_or_else(|e| panic!("{test}: mount tmpfs: {e}"));
             (i, t)
         })
@@ -1089,16 +1102,30 @@ fn disk_full(which: &str) {
         .build()
         .unwrap();
     let key = s3_setup(&procs, "full", &rt);
-    let clients: Vec<Client> = procs
+    create_bucket(&procs, &key, "load", &rt);
+    create_bucket(&procs, &key, HISTORY_BUCKET, &rt);
+    let endpoints: Vec<String> = procs
         .iter()
-        .map(|p| {
-            client(
-                &format!("{}:3900", p.spec.ip),
-                &key,
-                Duration::from_secs(20),
-            )
-        })
+        .map(|p| format!("{}:3900", p.spec.ip))
         .collect();
+    let clients: Vec<Client> = endpoints
+        .iter()
+        .map(|e| client(e, &key, Duration::from_secs(20)))
+        .collect();
+    let mut wl = Workload::start(
+        WorkloadCfg {
+            bucket: "load".into(),
+            endpoints: endpoints.clone(),
+            key: key.clone(),
+            writers_per_node: 1,
+            keys_per_writer: 6,
+            big_ratio: 0.1,
+            op_timeout: Duration::from_secs(8),
+        },
+        seed,
+    );
+    let mut hist = HistoryRun::start(&wl, seed);
+    let t0 = wl.event("workload started");
     let mut written: BTreeMap<String, u64> = BTreeMap::new();
     let mut next_id = 1u64;
     // A PUT through node `i` of a small (inline) or block-sized body; Ok bodies are remembered.
@@ -1131,7 +1158,9 @@ fn disk_full(which: &str) {
 
     // One node full: writes still succeed everywhere (quorum 2 of 3 on the others).
     let filled = mounts[&first].fill();
-    println!("node {first}: {which} dir full ({filled} filler bytes)");
+    let one_full = wl.event(&format!(
+        "node {first}: {which} dir full ({filled} filler bytes)"
+    ));
     for k in 0..12 {
         let o = put_via(k % 3, &format!("one-full/{k}"), k % 2 == 0, &mut written);
         assert_eq!(
@@ -1160,7 +1189,10 @@ fn disk_full(which: &str) {
     }
     // Two nodes full: no write quorum for what needs the full directory.
     let filled = mounts[&second].fill();
-    println!("node {second}: {which} dir full too ({filled} filler bytes)");
+    let two_full = wl.event(&format!(
+        "node {second}: {which} dir full too ({filled} filler bytes)"
+    ));
+    summary(&wl, "one dir full", &[0, 1, 2], one_full, two_full);
     for i in 0..3 {
         if which == "data" {
             // A block-sized body cannot be stored on a quorum; an inline one needs no data dir.
@@ -1199,8 +1231,8 @@ fn disk_full(which: &str) {
     // Space back: writes succeed again through every node (the full nodes may need a moment).
     mounts[&first].unfill();
     mounts[&second].unfill();
-    println!("space back on nodes {first} and {second}");
-    let t = Instant::now();
+    let back = wl.event(&format!("space back on nodes {first} and {second}"));
+    summary(&wl, "two dirs full", &[0, 1, 2], two_full, back);
     for i in 0..3 {
         let name = format!("after/{i}");
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -1220,15 +1252,20 @@ fn disk_full(which: &str) {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
-    println!("writes succeed again after {:?}", t.elapsed());
+    println!("writes succeed again after {:?}", back.elapsed());
     read_all(&written, &[0, 1, 2]);
     if which == "data" {
-        // The node filled first catches up with the blocks written while it was full.
+        // The node filled first catches up with the blocks written while it was full: it holds
+        // every block of `reference` still live on the third node (the workload's overwritten and
+        // deleted objects' blocks are collected meanwhile, and nobody needs them).
         let t = Instant::now();
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_secs(120);
         loop {
+            let have = local_blocks(&procs[first]);
+            let live = local_blocks(&procs[third]);
             let missing: Vec<String> = reference
-                .difference(&local_blocks(&procs[first]))
+                .iter()
+                .filter(|b| live.contains(*b) && !have.contains(*b))
                 .cloned()
                 .collect();
             if missing.is_empty() {
@@ -1241,7 +1278,7 @@ fn disk_full(which: &str) {
                     .filter(|l| l.contains("WARN") || l.contains("ERROR") || l.contains("resync"))
                     .collect();
                 panic!(
-                    "node {first} still misses {} of {} blocks after 60 s ({:?}...); its log's warnings:\n{}",
+                    "node {first} still misses {} of {} blocks after 120 s ({:?}...); its log's warnings:\n{}",
                     missing.len(),
                     reference.len(),
                     &missing[..1],
@@ -1251,11 +1288,75 @@ fn disk_full(which: &str) {
             std::thread::sleep(Duration::from_millis(500));
         }
         println!(
-            "node {first} holds all {} blocks after {:?}",
+            "node {first} holds every live block of the {} after {:?}",
             reference.len(),
             t.elapsed()
         );
     }
+    let round_end = wl.event("first round done");
+    summary(&wl, "space back", &[0, 1, 2], back, round_end);
+
+    // Long form: more rounds under the workload until 10,000 acknowledged operations: one dir full
+    // (seeded node, 3-8 s), then a second one (2-5 s), then space back until writes succeed through
+    // every node again.
+    let acked = |wl: &Workload, hist: &HistoryRun| {
+        wl.counts(&[0, 1, 2], t0, Instant::now()).0 as u64 + hist.rec.ok_ops()
+    };
+    let mut round = 1;
+    while long && acked(&wl, &hist) < 10_000 {
+        round += 1;
+        let a = rng.gen_range(0..3usize);
+        let b = (a + rng.gen_range(1..3usize)) % 3;
+        mounts[&a].fill();
+        let t1 = wl.event(&format!("round {round}: node {a}'s {which} dir full"));
+        std::thread::sleep(Duration::from_millis(rng.gen_range(3000..8000)));
+        mounts[&b].fill();
+        let t2 = wl.event(&format!("round {round}: node {b}'s {which} dir full too"));
+        summary(&wl, "one dir full", &[0, 1, 2], t1, t2);
+        std::thread::sleep(Duration::from_millis(rng.gen_range(2000..5000)));
+        mounts[&a].unfill();
+        mounts[&b].unfill();
+        let t3 = wl.event(&format!("round {round}: space back"));
+        summary(&wl, "two dirs full", &[0, 1, 2], t2, t3);
+        for i in 0..3 {
+            let name = format!("round{round}/{i}");
+            wait_for(
+                &format!("round {round}: a PUT through node {i} succeeds once space is back"),
+                Duration::from_secs(30),
+                || (put_via(i, &name, true, &mut written) == Outcome::Ok(None)).then_some(()),
+            );
+        }
+        std::thread::sleep(Duration::from_millis(rng.gen_range(3000..8000)));
+        let t4 = wl.event(&format!(
+            "round {round} done, {} operations acknowledged",
+            acked(&wl, &hist)
+        ));
+        summary(&wl, "space back", &[0, 1, 2], t3, t4);
+    }
+    if long {
+        read_all(&written, &[0, 1, 2]);
+    }
+
+    // The workloads' verdicts.
+    wl.finish();
+    let hist_ops = hist.stop(&wl);
+    let end = wl.event("workload stopped");
+    let (ok, failed, unknown) = wl.counts(&[0, 1, 2], t0, end);
+    println!(
+        "{test} ({} form): workload {} ops ({ok} ok, {failed} failed, {unknown} no answer), history \
+         workload {hist_ops} ops, {} explicit objects",
+        if long { "long" } else { "short" },
+        wl.ops(),
+        written.len()
+    );
+    // A full disk is a clean 503 (no quorum) or nothing at all (quorum elsewhere), never a 500.
+    assert_eq!(print_internal_errors(&procs), 0, "500 answers (above)");
+    assert_no_wrong(&wl);
+    wait_all_up(&procs, Duration::from_secs(60));
+    let n = wl.check_final(Duration::from_secs(60));
+    wl.check_listing(Duration::from_secs(30));
+    println!("converged: {n} keys read alike through all 3 nodes");
+    hist.check(&wl, seed);
     drop(procs);
     drop(mounts);
     drop(root);
