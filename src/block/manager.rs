@@ -319,6 +319,47 @@ impl BlockManager {
         }
     }
 
+    /// Whether block `hash` is stored on a write quorum of its nodes (in every layout version of a
+    /// transition), as a successful [`Self::put_block`] leaves it: Ok(false) when enough of them
+    /// answered that they do not have it, an error when too many could not be asked.
+    pub async fn stored_on_quorum(&self, hash: &Hash) -> Result<bool, BlockError> {
+        let sets = self.replication.write_sets(hash);
+        let quorum = self.replication.write_quorum();
+        let me = self.system.id();
+        let unreachable = Arc::new(AtomicU64::new(0));
+        let res = write_quorum_with(&sets, quorum, |node| {
+            let (unreachable, ep) = (unreachable.clone(), self.endpoint.clone());
+            let have = (node == me).then(|| self.store.contains(hash));
+            let hash = *hash;
+            async move {
+                let asked = match have {
+                    Some(h) => Ok(h),
+                    None => match ep
+                        .call(&node, &BlockRpc::Need { hash }, Prio::Normal, QUERY_TIMEOUT)
+                        .await
+                    {
+                        Ok(BlockRpcResponse::Need { have, .. }) => Ok(have),
+                        Ok(r) => Err(NetError::Protocol(format!("unexpected answer {r:?}"))),
+                        Err(e) => Err(e),
+                    },
+                };
+                let have = asked.inspect_err(|_| {
+                    unreachable.fetch_add(1, Ordering::Relaxed);
+                })?;
+                match have {
+                    true => Ok(()),
+                    false => Err(NetError::Remote("block not stored".into())),
+                }
+            }
+        })
+        .await;
+        match res {
+            Ok(()) => Ok(true),
+            Err(_) if unreachable.load(Ordering::Relaxed) == 0 => Ok(false),
+            Err(e) => Err(quorum_error(hash, e)),
+        }
+    }
+
     // ---- read -----------------------------------------------------------------------------------
 
     /// Read a block (plain bytes, verified).

@@ -124,6 +124,11 @@ pub struct Model {
     clock: std::sync::Mutex<crate::crdt::Timestamp>,
     /// Bounds the majority reads that unknown access key ids may cause (see [`Model::key_for_request`]).
     key_refresh: Arc<refresh::Refresher<Key>>,
+    /// Part attempts this node knows stored (see [`Model::settle_parts`]).
+    stored_parts: std::sync::Mutex<multipart::StoredParts>,
+    /// Test hook ([`multipart::SKIP_PART_CONFIRMATIONS_ENV`] with `test_hooks = true`): parts
+    /// uploaded through this node stay pending, for tests of how others settle them.
+    skip_part_confirmations: bool,
 }
 
 /// How long a request waits for a refresh of the key table before answering from the local copy.
@@ -197,6 +202,9 @@ impl Model {
             node: system.id().as_u64(),
             clock: std::sync::Mutex::new(crate::crdt::Timestamp::MIN),
             key_refresh: refresh::Refresher::new(),
+            stored_parts: Default::default(),
+            skip_part_confirmations: config.test_hooks
+                && std::env::var_os(multipart::SKIP_PART_CONFIRMATIONS_ENV).is_some(),
         });
         Ok((model, tasks))
     }
@@ -646,4 +654,29 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     let mut b = [0u8; N];
     rand::thread_rng().fill_bytes(&mut b);
     b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A model error the client may retry (no quorum, or this node's metadata database unavailable
+    /// for now: a full disk, a reopen in progress) is unavailable, which the S3 API answers 503
+    /// (`s3::ctx::internal`); a bug or bad data is not (500).
+    #[test]
+    fn full_disk_and_quorum_errors_are_unavailable_and_others_not() {
+        let closed = || crate::db::Error::Redb(Box::new(redb::Error::DatabaseClosed));
+        for e in [
+            ModelError::Table(TableError::Db(closed())),
+            ModelError::Db(closed()),
+            ModelError::Block(crate::block::BlockError::Table(TableError::Db(closed()))),
+            ModelError::Block(crate::block::BlockError::Db(closed())),
+            ModelError::Table(TableError::NoLayout),
+        ] {
+            assert!(e.is_unavailable(), "{e}");
+        }
+        let corrupt = ModelError::Table(TableError::Db(crate::db::Error::Corrupt("x".into())));
+        assert!(!corrupt.is_unavailable());
+        assert!(!ModelError::VersionGone.is_unavailable());
+    }
 }

@@ -17,6 +17,14 @@
 //! attempt that comes back from a stale replica is dropped again. An entry thus holds at most
 //! 10,000 × (1 + [`MAX_PART_ATTEMPTS`]) attempts of about 150 bytes: under 8 MiB, far below the RPC
 //! message limit. A constant, not a configuration key: every replica must apply the same rule.
+//!
+//! An attempt is written up to three times: started (no ETag), then **pending** (ETag, size and
+//! checksum known, written as soon as the body has ended, in parallel with the writes of its last
+//! blocks), then confirmed (once every block was acknowledged, after the client got its answer). A
+//! pending attempt may be one whose last blocks failed: it supersedes nothing, and whoever reads it
+//! (CompleteMultipartUpload, ListParts) first checks its blocks (`Model::settle_parts`): stored on a
+//! quorum, it counts as finished; not, as an attempt under way. So an UploadPart costs one round trip
+//! after its last byte (the last block's write and the pending entry's, together), not two.
 
 use serde::{Deserialize, Serialize};
 
@@ -36,12 +44,35 @@ pub struct MpuPart {
     pub etag: Option<String>,
     pub size: Option<u64>,
     pub checksum: Option<(String, String)>,
+    /// Written with the ETag while the last blocks may still be in flight: not known to be stored
+    /// until confirmed (or checked, see the module doc). Absent (false) in entries written before it.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub pending: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+impl MpuPart {
+    /// Finished, and known to be stored: it supersedes the older attempts of its part number.
+    pub fn is_finished(&self) -> bool {
+        self.etag.is_some() && !self.pending
+    }
 }
 
 impl Crdt for MpuPart {
-    /// An attempt is written twice (started, then finished): finished wins.
+    /// An attempt is written up to three times (started, pending, confirmed): the later state wins.
     fn merge(&mut self, other: &Self) {
-        let rank = |p: &MpuPart| (p.etag.clone(), p.size, p.checksum.clone(), p.version);
+        let rank = |p: &MpuPart| {
+            (
+                p.etag.clone(),
+                p.size,
+                p.checksum.clone(),
+                p.version,
+                !p.pending,
+            )
+        };
         if rank(other) > rank(self) {
             *self = other.clone();
         }
@@ -90,11 +121,12 @@ impl MultipartUpload {
         }
     }
 
-    /// The latest finished attempt of each part number, in order.
+    /// The latest finished attempt of each part number, in order. Pending attempts do not count:
+    /// settle them first (`Model::settle_parts`).
     pub fn finished_parts(&self) -> Vec<(u32, Timestamp, MpuPart)> {
         let mut out: Vec<(u32, Timestamp, MpuPart)> = vec![];
         for ((n, ts), p) in self.parts.iter() {
-            if p.etag.is_none() {
+            if !p.is_finished() {
                 continue;
             }
             match out.last_mut() {
@@ -103,6 +135,42 @@ impl MultipartUpload {
             }
         }
         out
+    }
+
+    /// The pending attempts newer than their part number's latest finished one: those that could
+    /// still be the part (older ones are superseded whatever their blocks).
+    pub fn unsettled_parts(&self) -> Vec<((u32, Timestamp), MpuPart)> {
+        let finished = self.finished_parts();
+        self.parts
+            .iter()
+            .filter(|((n, ts), p)| {
+                p.pending
+                    && p.etag.is_some()
+                    && !finished.iter().any(|(fn_, fts, _)| fn_ == n && fts > ts)
+            })
+            .map(|(slot, p)| (*slot, p.clone()))
+            .collect()
+    }
+
+    /// Apply the verdict on a pending attempt to this copy (not written): stored, it is finished;
+    /// not, it counts as an attempt under way (its ETag forgotten here).
+    pub fn settle(&mut self, slot: (u32, Timestamp), stored: bool) {
+        self.parts = self
+            .parts
+            .iter()
+            .map(|(k, p)| {
+                let mut p = p.clone();
+                if *k == slot && p.pending {
+                    if stored {
+                        p.pending = false;
+                    } else {
+                        (p.etag, p.size, p.checksum, p.pending) = (None, None, None, false);
+                    }
+                }
+                (*k, p)
+            })
+            .collect();
+        self.prune();
     }
 }
 
@@ -126,7 +194,7 @@ impl MultipartUpload {
             while i > 0 && all[i - 1].0.0 == n {
                 let (slot, part) = all[i - 1];
                 i -= 1;
-                if part.etag.is_some() {
+                if part.is_finished() {
                     keep.push(*slot);
                     // Everything older of this part number is superseded.
                     while i > 0 && all[i - 1].0.0 == n {
@@ -237,18 +305,67 @@ mod tests {
     use proptest::prelude::*;
 
     fn attempt(n: u32, ts: u64, finished: bool) -> MultipartUpload {
+        attempt_in(n, ts, if finished { 2 } else { 0 })
+    }
+
+    /// An attempt in state 0 (started), 1 (pending) or 2 (finished and confirmed).
+    fn attempt_in(n: u32, ts: u64, state: u8) -> MultipartUpload {
         let mut m = MultipartUpload::new([0; 32], [0; 32], "k".into());
         m.put_part(
             n,
             Timestamp::new(ts, 0, 0),
             MpuPart {
                 version: [ts as u8; 32],
-                etag: finished.then(|| format!("e{ts}")),
-                size: finished.then_some(ts),
+                etag: (state > 0).then(|| format!("e{ts}")),
+                size: (state > 0).then_some(ts),
                 checksum: None,
+                pending: state == 1,
             },
         );
         m
+    }
+
+    /// A pending attempt supersedes nothing and is no finished part until settled; confirmed (by
+    /// its UploadPart, or settled as stored) it supersedes the older ones; settled as not stored it
+    /// is an attempt under way, and the older finished attempt is still the part.
+    #[test]
+    fn pending_attempts_count_once_confirmed_or_settled() {
+        let mut m = attempt(1, 1, true);
+        m.merge(&attempt_in(1, 2, 1));
+        assert_eq!(m.parts.len(), 2, "a pending attempt supersedes nothing");
+        assert_eq!(m.finished_parts()[0].1, Timestamp::new(1, 0, 0));
+        assert_eq!(m.unsettled_parts().len(), 1);
+        let mut failed = m.clone();
+        failed.settle((1, Timestamp::new(2, 0, 0)), false);
+        assert_eq!(failed.finished_parts()[0].1, Timestamp::new(1, 0, 0));
+        assert!(failed.unsettled_parts().is_empty());
+        let mut stored = m.clone();
+        stored.settle((1, Timestamp::new(2, 0, 0)), true);
+        assert_eq!(stored.parts.len(), 1, "settled as stored, it supersedes");
+        assert_eq!(stored.finished_parts()[0].1, Timestamp::new(2, 0, 0));
+        // The confirmation merges in the same way, in either order.
+        let mut confirmed = m.clone();
+        confirmed.merge(&attempt_in(1, 2, 2));
+        assert_eq!(confirmed, stored);
+        let mut other = attempt_in(1, 2, 2);
+        other.merge(&m);
+        assert_eq!(other, stored);
+        // A pending attempt older than a finished one needs no settling.
+        let mut m = attempt_in(1, 1, 1);
+        m.merge(&attempt_in(1, 3, 2));
+        assert!(m.unsettled_parts().is_empty());
+    }
+
+    /// Confirmed parts encode as before the field existed: a node of the previous release reads them.
+    #[test]
+    fn confirmed_parts_encode_without_the_pending_field() {
+        let m = attempt(1, 1, true);
+        let bytes = m.encode().unwrap();
+        assert!(!bytes.windows(7).any(|w| w == b"pending"));
+        let p = attempt_in(1, 1, 1);
+        let bytes = p.encode().unwrap();
+        assert!(bytes.windows(7).any(|w| w == b"pending"));
+        assert_eq!(MultipartUpload::decode(&bytes).unwrap(), p);
     }
 
     #[test]
@@ -333,14 +450,14 @@ mod tests {
 
     fn upload() -> impl Strategy<Value = MultipartUpload> {
         (
-            proptest::collection::vec((1u32..3, 0u64..12, any::<bool>()), 0..10),
+            proptest::collection::vec((1u32..3, 0u64..12, 0u8..3), 0..10),
             proptest::option::of(0u8..3),
         )
             .prop_map(|(xs, completed)| {
                 let mut m = MultipartUpload::new([0; 32], [0; 32], "k".into());
-                for (n, ts, finished) in xs {
-                    // An attempt's identity is its timestamp; it is either under way or finished.
-                    m.merge(&attempt(n, ts, finished));
+                for (n, ts, state) in xs {
+                    // An attempt's identity is its timestamp; it is under way, pending or finished.
+                    m.merge(&attempt_in(n, ts, state));
                 }
                 if let Some(c) = completed {
                     // Completed (by one of a few racing Completes).

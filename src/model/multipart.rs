@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use futures::StreamExt;
 use md5::Digest;
 
 use super::bucket::Bucket;
@@ -10,7 +11,7 @@ use super::object::{
     Object, ObjectData, ObjectFilter, ObjectMeta, ObjectVersion, VersionAttrs, VersionState,
     is_multipart_upload,
 };
-use super::ops::{PutUpload, Restamp, StoredBody};
+use super::ops::{PutUpload, Restamp};
 use super::sse::Encryption;
 use super::version::Version;
 use super::{Model, ModelError, random_bytes};
@@ -55,6 +56,59 @@ pub type ChecksumOf<'a> = Box<
         + Send
         + 'a,
 >;
+
+/// Test hook, honoured only with `test_hooks = true`: when this variable is set, parts uploaded
+/// through the node are never confirmed (they stay pending, see the `mpu` module doc).
+pub const SKIP_PART_CONFIRMATIONS_ENV: &str = "GRENIER_TEST_SKIP_PART_CONFIRMATIONS";
+
+/// Part attempts (their version uuids) a node remembers as stored, for settling them without a round
+/// trip: the ones it answered the UploadPart of, or settled, most recent first.
+const STORED_PARTS_REMEMBERED: usize = 4096;
+
+/// A bounded set of recently stored part attempts: the oldest is forgotten past
+/// [`STORED_PARTS_REMEMBERED`] (settling it then asks the nodes).
+#[derive(Default)]
+pub struct StoredParts {
+    set: std::collections::HashSet<Hash>,
+    order: std::collections::VecDeque<Hash>,
+}
+
+impl StoredParts {
+    fn insert(&mut self, version: Hash) {
+        if self.set.insert(version) {
+            self.order.push_back(version);
+            if self.order.len() > STORED_PARTS_REMEMBERED
+                && let Some(old) = self.order.pop_front()
+            {
+                self.set.remove(&old);
+            }
+        }
+    }
+
+    fn contains(&self, version: &Hash) -> bool {
+        self.set.contains(version)
+    }
+}
+
+/// Blocks whose storage is checked at once when a pending part is settled.
+const SETTLE_CHECKS_IN_FLIGHT: usize = 32;
+
+/// The `mpu` entry that confirms attempt `slot` (`part`) of upload `m`.
+fn confirmed_part(
+    m: &MultipartUpload,
+    slot: (u32, crate::crdt::Timestamp),
+    part: MpuPart,
+) -> MultipartUpload {
+    let mut c = MultipartUpload::new(m.upload_id, m.bucket, m.key.clone());
+    c.parts.put(
+        slot,
+        MpuPart {
+            pending: false,
+            ..part
+        },
+    );
+    c
+}
 
 /// Largest object (as S3).
 pub const MAX_OBJECT_SIZE: u64 = 5 << 40;
@@ -151,8 +205,23 @@ impl Model {
         Ok(id)
     }
 
-    /// The upload `id` of `key`, if it is still under way.
+    /// The upload `id` of `key`, if it is still under way, its pending parts settled
+    /// ([`Model::settle_parts`]).
     pub async fn get_upload(
+        self: &Arc<Self>,
+        bucket: &Hash,
+        key: &str,
+        id: &Hash,
+    ) -> Result<Option<Upload>, ModelError> {
+        let Some(mut up) = self.get_upload_unsettled(bucket, key, id).await? else {
+            return Ok(None);
+        };
+        self.settle_parts(&mut up.mpu).await?;
+        Ok(Some(up))
+    }
+
+    /// [`Model::get_upload`] with its pending parts left as they are (for what needs no parts).
+    async fn get_upload_unsettled(
         &self,
         bucket: &Hash,
         key: &str,
@@ -160,6 +229,119 @@ impl Model {
     ) -> Result<Option<Upload>, ModelError> {
         let (o, m) = self.read_upload(bucket, key, id).await?;
         Ok(under_way(o.as_ref(), m, id))
+    }
+
+    /// Settle the pending part attempts of `m` that could still be a part (see the `mpu` module
+    /// doc), in this copy: one whose blocks are all stored on a quorum (checked with the nodes, one
+    /// round trip; at once if this node answered its UploadPart) is finished, and its confirmation
+    /// is written in the background; another one counts as an attempt under way.
+    pub async fn settle_parts(self: &Arc<Self>, m: &mut MultipartUpload) -> Result<(), ModelError> {
+        self.settle_known_parts(m);
+        let todo = m.unsettled_parts();
+        if todo.is_empty() {
+            return Ok(());
+        }
+        let verdicts = futures::future::try_join_all(todo.iter().map(|(slot, p)| async move {
+            Ok::<_, ModelError>((*slot, self.part_is_stored(p).await?))
+        }))
+        .await?;
+        for ((slot, stored), (_, p)) in verdicts.into_iter().zip(todo) {
+            m.settle(slot, stored);
+            if stored {
+                self.stored_parts
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(p.version);
+                let confirm = confirmed_part(m, slot, p);
+                let model = self.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = model.mpus.insert(&confirm).await {
+                        tracing::debug!("confirming a settled part: {e}");
+                    }
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Settle, without asking anyone, the pending attempts this node knows stored (it answered
+    /// their UploadPart, or settled them before).
+    fn settle_known_parts(&self, m: &mut MultipartUpload) {
+        let known: Vec<(u32, crate::crdt::Timestamp)> = {
+            let stored = self.stored_parts.lock().unwrap_or_else(|e| e.into_inner());
+            m.unsettled_parts()
+                .into_iter()
+                .filter(|(_, p)| stored.contains(&p.version))
+                .map(|(slot, _)| slot)
+                .collect()
+        };
+        for slot in known {
+            m.settle(slot, true);
+        }
+    }
+
+    /// Whether a part attempt's bytes are all stored: its block list adds up to its size and every
+    /// block is on a write quorum of its nodes.
+    async fn part_is_stored(&self, p: &MpuPart) -> Result<bool, ModelError> {
+        let size = p.size.unwrap_or(0);
+        if size == 0 {
+            return Ok(true);
+        }
+        let Some(list) = self.block_list(&p.version, size).await? else {
+            return Ok(false);
+        };
+        let blocks = list.block_list();
+        if blocks.iter().map(|(_, b)| b.size).sum::<u64>() != size {
+            return Ok(false);
+        }
+        let mut checks = futures::stream::iter(blocks)
+            .map(|(_, b)| async move { self.block.stored_on_quorum(&b.hash).await })
+            .buffer_unordered(SETTLE_CHECKS_IN_FLIGHT);
+        while let Some(stored) = checks.next().await {
+            if !stored? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// An UploadPart recorded its attempt as pending ([`Model::finish_part`]) and every block was
+    /// stored: this node settles the part at once from now on, and the confirmation is written in
+    /// the background (the answer does not wait for it; if it fails, readers check the blocks).
+    #[allow(clippy::too_many_arguments)]
+    pub fn part_stored(
+        self: &Arc<Self>,
+        upload_id: Hash,
+        part_number: u32,
+        attempt: PartAttempt,
+        size: u64,
+        etag: String,
+        checksum: Option<(String, String)>,
+    ) {
+        self.stored_parts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(attempt.uuid);
+        if self.skip_part_confirmations {
+            return;
+        }
+        let model = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = model
+                .finish_part(
+                    upload_id,
+                    part_number,
+                    &attempt,
+                    size,
+                    etag,
+                    checksum,
+                    false,
+                )
+                .await
+            {
+                tracing::debug!("confirming part {part_number}: {e}");
+            }
+        });
     }
 
     /// The upload `id` of `key` as this node's own replicas show it when they show it under way (no
@@ -181,7 +363,7 @@ impl Model {
             .filter(|m| m.bucket == *bucket && m.key == key);
         match under_way(o.as_ref(), m, id) {
             Some(up) => Ok(Some(up)),
-            None => self.get_upload(bucket, key, id).await,
+            None => self.get_upload_unsettled(bucket, key, id).await,
         }
     }
 
@@ -249,21 +431,25 @@ impl Model {
                 etag: None,
                 size: None,
                 checksum: None,
+                pending: false,
             },
         );
         self.mpus.insert(&m).await?;
         Ok(())
     }
 
-    /// Record a stored part attempt.
+    /// Record a part attempt whose body of `size` bytes was received: `pending` while its last
+    /// blocks may still be in flight (see the `mpu` module doc), then confirmed once all are stored.
+    #[allow(clippy::too_many_arguments)]
     pub async fn finish_part(
         &self,
         upload_id: Hash,
         part_number: u32,
-        attempt: &PutUpload,
-        body: &StoredBody,
+        attempt: &PartAttempt,
+        size: u64,
         etag: String,
         checksum: Option<(String, String)>,
+        pending: bool,
     ) -> Result<(), ModelError> {
         let mut m = MultipartUpload::new(upload_id, attempt.bucket, attempt.key.clone());
         m.parts.put(
@@ -271,8 +457,9 @@ impl Model {
             MpuPart {
                 version: attempt.uuid,
                 etag: Some(etag),
-                size: Some(body.size()),
+                size: Some(size),
                 checksum,
+                pending,
             },
         );
         self.mpus.insert(&m).await?;
@@ -342,6 +529,10 @@ impl Model {
         (o, m): (Option<Object>, Option<MultipartUpload>),
         early: Option<&Version>,
     ) -> Result<ObjectVersion, CompleteError> {
+        let mut m = m;
+        if let Some(m) = m.as_mut().filter(|m| !m.deleted.get()) {
+            self.settle_parts(m).await?;
+        }
         if let Some(up) = under_way(o.as_ref(), m.clone(), id) {
             let checksum = checksum_of(&up).map_err(CompleteError::Refused)?;
             return match self
@@ -397,11 +588,14 @@ impl Model {
         uuid: Hash,
     ) -> Option<(Upload, Version)> {
         let o = self.objects.get_local(bucket, &key.to_string()).ok()?;
-        let m = self
+        let mut m = self
             .mpus
             .get_local(id, &EmptyKey)
             .ok()?
             .filter(|m| m.bucket == *bucket && m.key == key);
+        if let Some(m) = m.as_mut() {
+            self.settle_known_parts(m);
+        }
         let up = under_way(o.as_ref(), m, id)?;
         let chosen = choose_parts(&up.mpu, parts).ok()?;
         let mut version = Version::new(uuid, *bucket, key.to_string());

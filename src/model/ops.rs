@@ -472,6 +472,9 @@ impl PutUpload {
                 break;
             }
         }
+        // The whole body was read: let it go (a caller that tees it, e.g. into digests, learns that
+        // it ended while the last blocks are still being written).
+        drop(body);
         while let Some(h) = in_flight.next().await {
             first_block.get_or_insert(joined(h).map_err(why)?);
         }

@@ -259,7 +259,15 @@ pub async fn upload_part_copy(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Erro
     .await?;
     let etag = super::object::etag_of(d.md5, dst_key.as_ref());
     model
-        .finish_part(id, n, &attempt, &stored, etag.clone(), None)
+        .finish_part(
+            id,
+            n,
+            &attempt.attempt(),
+            stored.size(),
+            etag.clone(),
+            None,
+            false,
+        )
         .await
         .map_err(internal)?;
     let doc = xml::CopyPartResult {

@@ -245,27 +245,3 @@ pub fn part_number(s: &str) -> Result<u32, S3Error> {
             .with("ArgumentName", "partNumber")
         })
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A model error the client may retry (no quorum, or this node's metadata database unavailable
-    /// for now: a full disk, a reopen in progress) is a 503; a bug or bad data is a 500.
-    #[test]
-    fn unavailable_model_errors_are_503_and_others_500() {
-        use crate::table::TableError;
-        let closed = || crate::db::Error::Redb(Box::new(redb::Error::DatabaseClosed));
-        for e in [
-            ModelError::Table(TableError::Db(closed())),
-            ModelError::Db(closed()),
-            ModelError::Block(crate::block::BlockError::Table(TableError::Db(closed()))),
-            ModelError::Table(TableError::NoLayout),
-        ] {
-            let what = e.to_string();
-            assert_eq!(internal(e).code, S3ErrorCode::ServiceUnavailable, "{what}");
-        }
-        let corrupt = ModelError::Table(TableError::Db(crate::db::Error::Corrupt("x".into())));
-        assert_eq!(internal(corrupt).code, S3ErrorCode::InternalError);
-    }
-}

@@ -323,6 +323,7 @@ mod tests {
                 etag: Some(format!("e{n}")),
                 size: Some(data.len() as u64),
                 checksum: Some((alg.as_str().into(), c.to_base64())),
+                pending: false,
             },
         )
     }

@@ -6,12 +6,13 @@ use futures::FutureExt;
 use hyper::{Response, StatusCode};
 
 use super::bucket::owner_of;
+use super::checksum::Checksum;
 use super::ctx::{
     Ctx, ResBody, empty, full, internal, part_number, respond, small_body, xml_response,
 };
 use super::error::{S3Error, S3ErrorCode, err};
 use super::mpu_checksum;
-use super::object::{Received, etag_of, headers_to_store, receive};
+use super::object::{Received, etag_of, headers_to_store, receive_then};
 use super::sse::{self, KeyFor};
 use super::xml;
 use crate::model::multipart::{CompleteError, Upload};
@@ -136,24 +137,33 @@ pub async fn upload_part(ctx: &mut Ctx) -> Result<Response<ResBody>, S3Error> {
     let store_gate = checks.map(|r| r.is_ok()).boxed().shared();
     let gate = registration.clone().map(|r| r.is_ok()).boxed().shared();
     let attempt = attempt.store_gated(store_gate).gated(gate);
-    let received = receive(ctx, &attempt, MAX_PART_SIZE).await;
+    let record = attempt.attempt();
+    // As soon as the body has ended (its digests checked), the part is recorded as pending in the
+    // upload, in parallel with the writes of its last blocks: one round trip after the last byte, not
+    // two. A pending part whose blocks then failed is told apart by whoever reads it (`mpu` module
+    // doc); once they all succeeded, it is confirmed, after the answer.
+    let pending = |len: u64, md5: [u8; 16], checksum: Option<Checksum>| {
+        let (model, record, registration) = (model.clone(), record.clone(), registration.clone());
+        let etag = etag_of(md5, sse_key.as_ref());
+        let ck = checksum
+            .as_ref()
+            .map(|c| (c.algorithm.as_str().to_string(), c.to_base64()));
+        async move {
+            let encryption = registration.await?;
+            model
+                .finish_part(id, n, &record, len, etag.clone(), ck.clone(), true)
+                .await
+                .map_err(internal)?;
+            Ok::<_, S3Error>((encryption, len, etag, ck))
+        }
+    };
+    let received = receive_then(ctx, &attempt, MAX_PART_SIZE, pending).await;
     // The registration's refusal (NoSuchUpload, a wrong SSE-C key…) is the answer, not the write's
     // failure that it caused.
-    let encryption = registration.await?;
-    let Received {
-        stored,
-        md5,
-        checksum,
-        ..
-    } = received?;
-    let etag = etag_of(md5, sse_key.as_ref());
-    let ck = checksum
-        .as_ref()
-        .map(|c| (c.algorithm.as_str().to_string(), c.to_base64()));
-    model
-        .finish_part(id, n, &attempt, &stored, etag.clone(), ck)
-        .await
-        .map_err(internal)?;
+    registration.await?;
+    let (Received { checksum, .. }, (encryption, len, etag, ck)) = received?;
+    // Every block is stored: confirmed after the answer.
+    model.part_stored(id, n, record, len, etag.clone(), ck);
     let mut r = Response::builder()
         .status(StatusCode::OK)
         .header("etag", format!("\"{etag}\""));

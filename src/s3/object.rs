@@ -88,10 +88,17 @@ pub struct Received {
     pub checksum: Option<Checksum>,
 }
 
-/// Receive a request body into `upload` (blocks written as it arrives), computing and checking the
-/// digests the request announced (Content-Length, Content-MD5, a literal x-amz-content-sha256,
-/// x-amz-checksum-* in a header or trailer). On any failure the upload is aborted.
-pub async fn receive(ctx: &mut Ctx, upload: &PutUpload, max: u64) -> Result<Received, S3Error> {
+/// What a request announces of its body, to check once it is received.
+struct Announced {
+    /// Content-Length (the decoded length of an aws-chunked body).
+    declared: Option<u64>,
+    md5_expected: Option<[u8; 16]>,
+    checksum: Option<RequestChecksum>,
+    wanted: Wanted,
+}
+
+/// The request's announced length (refused past `max`), Content-MD5 and checksum.
+fn announced(ctx: &Ctx, max: u64) -> Result<Announced, S3Error> {
     let declared = ctx
         .header("x-amz-decoded-content-length")
         .or(ctx.header("content-length"))
@@ -108,6 +115,24 @@ pub async fn receive(ctx: &mut Ctx, upload: &PutUpload, max: u64) -> Result<Rece
         sha256: matches!(ctx.content_sha256, ContentSha256::Literal(_)),
         checksum: checksum.as_ref().map(|c| c.algorithm),
     };
+    Ok(Announced {
+        declared,
+        md5_expected,
+        checksum,
+        wanted,
+    })
+}
+
+/// Receive a request body into `upload` (blocks written as it arrives), computing and checking the
+/// digests the request announced (Content-Length, Content-MD5, a literal x-amz-content-sha256,
+/// x-amz-checksum-* in a header or trailer). On any failure the upload is aborted.
+pub async fn receive(ctx: &mut Ctx, upload: &PutUpload, max: u64) -> Result<Received, S3Error> {
+    let Announced {
+        declared,
+        md5_expected,
+        checksum,
+        wanted,
+    } = announced(ctx, max)?;
     let (stored, d) = store_stream(upload, ctx.take_body(), wanted, max).await?;
     let verdict = verify_digests(ctx, &d, declared, md5_expected, checksum.as_ref());
     match verdict {
@@ -119,6 +144,52 @@ pub async fn receive(ctx: &mut Ctx, upload: &PutUpload, max: u64) -> Result<Rece
         }),
         Err(e) => {
             let _ = upload.abort(Some(&stored)).await;
+            Err(e)
+        }
+    }
+}
+
+/// [`receive`], running `on_end` as soon as the whole body was received and its digests checked
+/// (size, MD5, the checksum to store), while its last blocks may still be in flight: the two go on
+/// in parallel, and both must succeed. The first failure cancels the other.
+pub async fn receive_then<T, Fut>(
+    ctx: &mut Ctx,
+    upload: &PutUpload,
+    max: u64,
+    on_end: impl FnOnce(u64, [u8; 16], Option<Checksum>) -> Fut,
+) -> Result<(Received, T), S3Error>
+where
+    Fut: std::future::Future<Output = Result<T, S3Error>>,
+{
+    let Announced {
+        declared,
+        md5_expected,
+        checksum,
+        wanted,
+    } = announced(ctx, max)?;
+    let digester = Digester::start(wanted);
+    let body = digesting(ctx.take_body(), digester.sender(), max);
+    let ctx: &Ctx = ctx;
+    let write = async { upload.write(body).await.map_err(body_error) };
+    // The digester finishes when the write lets the body go, at its end (`PutUpload::write`).
+    let end = async {
+        let d = digester.finish().await?;
+        let checksum = verify_digests(ctx, &d, declared, md5_expected, checksum.as_ref())?;
+        let t = on_end(d.len, d.md5, checksum.clone()).await?;
+        Ok::<_, S3Error>((d, checksum, t))
+    };
+    match futures::future::try_join(write, end).await {
+        Ok((stored, (d, checksum, t))) => Ok((
+            Received {
+                stored,
+                len: d.len,
+                md5: d.md5,
+                checksum,
+            },
+            t,
+        )),
+        Err(e) => {
+            let _ = upload.abort(None).await;
             Err(e)
         }
     }

@@ -537,3 +537,217 @@ fn a_dead_node_is_skipped_and_the_transition_completes() {
         }
     });
 }
+
+/// An UploadPart answers once its blocks are stored, having recorded the part as pending in parallel
+/// with its last blocks; the confirmation follows the answer. A node that reads a part still pending
+/// (its confirmation not arrived, or never to arrive) checks the part's blocks with their nodes: all
+/// stored on a quorum, the part is listed and completes; not, it is neither listed nor completable.
+/// Node 0 here never confirms (test hook), and the other nodes read.
+#[test]
+fn pending_parts_are_settled_by_checking_their_blocks() {
+    use aws_sdk_s3::primitives::ByteStream;
+    use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+    let mut procs = start_cluster(3, "");
+    crate::harness::assign_and_apply(&procs, &[(0, "a"), (1, "b"), (2, "c")]);
+    procs[0].kill();
+    procs[0].spec.env = vec![(
+        grenier::model::multipart::SKIP_PART_CONFIRMATIONS_ENV.to_string(),
+        "1".to_string(),
+    )];
+    procs[0].restart();
+    wait_for("node 0 back", Duration::from_secs(60), || {
+        procs[1]
+            .status()
+            .is_some_and(|s| up_ids(&s).len() == 3)
+            .then_some(())
+    });
+    let k = procs[1].cli_json(&["key", "create", "parts"]);
+    procs[1]
+        .cli(&["key", "allow", "parts", "--create-bucket"])
+        .unwrap();
+    let (id, secret) = (
+        k["id"].as_str().unwrap().to_string(),
+        k["secret"].as_str().unwrap().to_string(),
+    );
+    let ips: Vec<String> = procs.iter().map(|p| p.spec.ip.clone()).collect();
+    let client = |i: usize| sdk_client(&format!("{}:3900", ips[i]), "garage", &id, &secret);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let local_blocks = |p: &Proc| -> std::collections::BTreeSet<String> {
+        let v: serde_json::Value =
+            serde_json::from_str(&p.cli(&["debug", "block-local"]).unwrap()).unwrap();
+        v["blocks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b.as_str().unwrap().to_string())
+            .collect()
+    };
+    let part1: Vec<u8> = (0..(5 << 20) + 3).map(|i: u32| (i % 251) as u8).collect();
+    let part2 = b"the last part".to_vec();
+    // Upload A: two parts through node 0, which never confirms them.
+    let (a, etags) = rt.block_on(async {
+        let c0 = client(0);
+        c0.create_bucket().bucket("mpu").send().await.unwrap();
+        let a = c0
+            .create_multipart_upload()
+            .bucket("mpu")
+            .key("a")
+            .send()
+            .await
+            .unwrap()
+            .upload_id
+            .unwrap();
+        let mut etags = vec![];
+        for (n, body) in [(1, &part1), (2, &part2)] {
+            let r = c0
+                .upload_part()
+                .bucket("mpu")
+                .key("a")
+                .upload_id(&a)
+                .part_number(n)
+                .body(ByteStream::from(body.clone()))
+                .send()
+                .await
+                .unwrap();
+            etags.push(r.e_tag.unwrap());
+        }
+        (a, etags)
+    });
+    // Upload B: one part through node 0, whose blocks are then lost on every node.
+    let before = local_blocks(&procs[0]);
+    let b = rt.block_on(async {
+        let c0 = client(0);
+        let b = c0
+            .create_multipart_upload()
+            .bucket("mpu")
+            .key("b")
+            .send()
+            .await
+            .unwrap()
+            .upload_id
+            .unwrap();
+        let lost: Vec<u8> = (0..(5 << 20) + 9).map(|i: u32| (i % 241) as u8).collect();
+        let r = c0
+            .upload_part()
+            .bucket("mpu")
+            .key("b")
+            .upload_id(&b)
+            .part_number(1)
+            .body(ByteStream::from(lost))
+            .send()
+            .await
+            .unwrap();
+        (b, r.e_tag.unwrap())
+    });
+    let lost: Vec<String> = local_blocks(&procs[0])
+        .difference(&before)
+        .cloned()
+        .collect();
+    assert_eq!(lost.len(), 6, "the 5 MiB part's blocks: {lost:?}");
+    for p in &procs {
+        for h in &lost {
+            let f = p
+                .spec
+                .dir
+                .join("data")
+                .join(&h[0..2])
+                .join(&h[2..4])
+                .join(h);
+            std::fs::remove_file(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        }
+    }
+    rt.block_on(async {
+        for i in [1, 2] {
+            let c = client(i);
+            // A: both parts are stored, so listed (settled by asking the nodes).
+            let l = c
+                .list_parts()
+                .bucket("mpu")
+                .key("a")
+                .upload_id(&a)
+                .send()
+                .await
+                .unwrap();
+            let listed: Vec<(i32, String)> = l
+                .parts()
+                .iter()
+                .map(|p| (p.part_number.unwrap(), p.e_tag.clone().unwrap()))
+                .collect();
+            assert_eq!(
+                listed,
+                vec![(1, etags[0].clone()), (2, etags[1].clone())],
+                "upload A's parts via node {i}"
+            );
+            // B: its part's blocks are gone, so it is no part.
+            let l = c
+                .list_parts()
+                .bucket("mpu")
+                .key("b")
+                .upload_id(&b.0)
+                .send()
+                .await
+                .unwrap();
+            assert!(
+                l.parts().is_empty(),
+                "upload B lists {:?} via node {i}",
+                l.parts()
+            );
+            let e = c
+                .complete_multipart_upload()
+                .bucket("mpu")
+                .key("b")
+                .upload_id(&b.0)
+                .multipart_upload(
+                    CompletedMultipartUpload::builder()
+                        .parts(CompletedPart::builder().part_number(1).e_tag(&b.1).build())
+                        .build(),
+                )
+                .send()
+                .await
+                .unwrap_err();
+            let code = e
+                .as_service_error()
+                .and_then(|s| s.meta().code())
+                .map(String::from);
+            assert_eq!(code.as_deref(), Some("InvalidPart"), "{e:?}");
+        }
+        // A completes through node 2 and reads whole through node 1.
+        let parts: Vec<CompletedPart> = etags
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                CompletedPart::builder()
+                    .part_number(i as i32 + 1)
+                    .e_tag(e)
+                    .build()
+            })
+            .collect();
+        client(2)
+            .complete_multipart_upload()
+            .bucket("mpu")
+            .key("a")
+            .upload_id(&a)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let got = client(1)
+            .get_object()
+            .bucket("mpu")
+            .key("a")
+            .send()
+            .await
+            .unwrap();
+        let body = got.body.collect().await.unwrap().into_bytes();
+        let mut want = part1.clone();
+        want.extend_from_slice(&part2);
+        assert!(body.as_ref() == want.as_slice(), "upload A's object");
+    });
+}
