@@ -96,8 +96,8 @@ struct Args {
     /// Print the report as JSON on stdout.
     #[arg(long)]
     json: bool,
-    /// Only measure this machine's single-core MD5 and SHA-256 speed (the crates the server uses),
-    /// the reference of the single-node PUT target, and exit.
+    /// Only measure this machine's single-core MD5, SHA-256, BLAKE2b and CRC32C speeds (the crates
+    /// the server uses; MD5 is the reference of the single-node PUT target), and exit.
     #[arg(long)]
     hash_speed: bool,
     /// No progress line on stderr.
@@ -876,7 +876,8 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-/// Best of three single-thread passes over 256 MiB of MD5 and SHA-256, in MB/s.
+/// Best of three single-thread passes over 256 MiB of MD5, SHA-256, BLAKE2b and CRC32C (the last two
+/// per 1 MiB block), in MB/s.
 fn hash_speed(json: bool) -> Result<()> {
     use sha2::Digest as _;
     let buf = Rng::new(7).bytes(64 << 20);
@@ -897,13 +898,32 @@ fn hash_speed(json: bool) -> Result<()> {
     let sha256 = best(&|b| {
         std::hint::black_box(sha2::Sha256::digest(b));
     });
+    // What the block layer hashes with: BLAKE2b (every block written, every block received from
+    // another node), CRC32C (block files, checked when a local block is served).
+    let blake2b = best(&|b| {
+        for block in b.chunks(1 << 20) {
+            std::hint::black_box(grenier::util::hash::blake2sum(block));
+        }
+    });
+    let crc32c = best(&|b| {
+        for block in b.chunks(1 << 20) {
+            std::hint::black_box(crc_fast::checksum(
+                crc_fast::CrcAlgorithm::Crc32Iscsi,
+                block,
+            ));
+        }
+    });
     if json {
         println!(
             "{}",
-            serde_json::json!({"md5_mb_per_sec": md5, "sha256_mb_per_sec": sha256})
+            serde_json::json!({"md5_mb_per_sec": md5, "sha256_mb_per_sec": sha256,
+                "blake2b_mb_per_sec": blake2b, "crc32c_mb_per_sec": crc32c})
         );
     } else {
-        println!("one core: MD5 {md5:.0} MB/s, SHA-256 {sha256:.0} MB/s");
+        println!(
+            "one core: MD5 {md5:.0} MB/s, SHA-256 {sha256:.0} MB/s, BLAKE2b {blake2b:.0} MB/s \
+             (1 MiB blocks), CRC32C {crc32c:.0} MB/s (1 MiB blocks)"
+        );
     }
     Ok(())
 }

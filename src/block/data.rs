@@ -1,8 +1,14 @@
-//! A block as stored on disk and sent between nodes: plain or zstd-compressed bytes behind an 8-byte header.
+//! A block as stored on disk and sent between nodes: plain or zstd-compressed bytes behind a header.
 //!
-//! The same encoding is used for block files and on the wire so that a block read from disk can be sent
-//! (and a received block written) without re-encoding, and so that the receiver verifies exactly what the
-//! sender stored. A block is always checked against its BLAKE2b hash before its content is used.
+//! A block travels as its kind and payload (the stored bytes, compressed or not), so a block read from
+//! disk is sent (and a received block written) without re-encoding, and the receiver verifies exactly
+//! what the sender stored. A block is always checked before its content is used: against its BLAKE2b
+//! hash when it comes from another node (and by the scrub), against the CRC32C its file holds when it
+//! is read from this node's disk to be served (see [`DataBlock::verify_stored`]).
+//!
+//! Files: `GRblk`, a version byte, the kind, a reserved zero byte, then in version 2 the CRC32C
+//! (Castagnoli, little-endian) of the payload, then the payload. Version 1 files (no CRC, written by
+//! earlier releases) are still read, and verified with BLAKE2b.
 
 use std::fmt;
 use std::io::Read;
@@ -12,8 +18,10 @@ use bytes::Bytes;
 use super::BlockError;
 use crate::util::hash::{Hash, blake2sum};
 
-/// Length of the header that precedes the payload in files and messages.
-pub const HEADER_LEN: usize = 8;
+/// Length of the header that precedes the payload in the files written now (version 2).
+pub const HEADER_LEN: usize = 12;
+/// Length of the header of version 1 files (no CRC).
+const HEADER_LEN_V1: usize = 8;
 
 /// Largest plain block we accept to decompress: bounds memory on a hostile or corrupt zstd frame.
 pub const MAX_BLOCK_PLAIN: usize = crate::util::config::MAX_BLOCK_SIZE as usize;
@@ -36,8 +44,9 @@ fn samples_compress(plain: &[u8], level: i32) -> bool {
 
 /// Magic at the start of every encoded block, so a stray file is never mistaken for a block.
 const MAGIC: &[u8; 5] = b"GRblk";
-/// Format version of the header; a change of the encoding needs a new value.
-const VERSION: u8 = 1;
+/// Format version of the header written; a change of the encoding needs a new value. Version 1 (no
+/// CRC) is still read.
+const VERSION: u8 = 2;
 /// Kind byte of an uncompressed payload.
 pub const KIND_PLAIN: u8 = 0;
 /// Kind byte of a zstd-compressed payload.
@@ -86,13 +95,15 @@ impl DataBlock {
         }
     }
 
-    /// Header of the encoding: `GRblk`, version, kind, a reserved zero byte. Kept apart from the payload so
-    /// callers write or send both without copying the payload.
+    /// Header of a block file: `GRblk`, version, kind, a reserved zero byte, the payload's CRC32C
+    /// (computed here: a pass over the payload). Kept apart from the payload so callers write both
+    /// without copying the payload.
     pub fn header(&self) -> [u8; HEADER_LEN] {
         let mut h = [0u8; HEADER_LEN];
         h[..MAGIC.len()].copy_from_slice(MAGIC);
         h[5] = VERSION;
         h[6] = self.kind_byte();
+        h[8..12].copy_from_slice(&crc32c(self.payload()).to_le_bytes());
         h
     }
 
@@ -121,11 +132,12 @@ impl DataBlock {
         HEADER_LEN + self.payload().len()
     }
 
-    /// Parse an encoded block (e.g. a file's content). The payload is a zero-copy slice of `bytes`. The hash
-    /// is unknown here, so a [`BlockError::Corrupted`] names the block `?`; callers that know it re-label.
-    pub fn decode(bytes: Bytes) -> Result<DataBlock, BlockError> {
+    /// Parse a block file's content, with the payload's CRC32C from a version 2 header (None in a
+    /// version 1 file); not checked here. The payload is a zero-copy slice of `bytes`. The hash is
+    /// unknown here, so a [`BlockError::Corrupted`] names the block `?`; callers that know it re-label.
+    pub fn decode(bytes: Bytes) -> Result<(DataBlock, Option<u32>), BlockError> {
         let corrupted = |why: String| BlockError::Corrupted("?".into(), why);
-        if bytes.len() < HEADER_LEN {
+        if bytes.len() < HEADER_LEN_V1 {
             return Err(corrupted(format!(
                 "{} bytes, shorter than the header",
                 bytes.len()
@@ -134,16 +146,27 @@ impl DataBlock {
         if &bytes[..MAGIC.len()] != MAGIC {
             return Err(corrupted("not a block (bad magic)".into()));
         }
-        if bytes[5] != VERSION {
-            return Err(corrupted(format!(
-                "unknown block format version {}",
-                bytes[5]
-            )));
-        }
+        let (header_len, crc) = match bytes[5] {
+            1 => (HEADER_LEN_V1, None),
+            2 if bytes.len() >= HEADER_LEN => {
+                let crc = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+                (HEADER_LEN, Some(crc))
+            }
+            2 => {
+                return Err(corrupted(format!(
+                    "{} bytes, shorter than the header",
+                    bytes.len()
+                )));
+            }
+            v => return Err(corrupted(format!("unknown block format version {v}"))),
+        };
         if bytes[7] != 0 {
             return Err(corrupted(format!("reserved header byte is {}", bytes[7])));
         }
-        DataBlock::from_parts(bytes[6], bytes.slice(HEADER_LEN..))
+        Ok((
+            DataBlock::from_parts(bytes[6], bytes.slice(header_len..))?,
+            crc,
+        ))
     }
 
     /// Build a block from a kind byte and its payload (e.g. received as two message fields).
@@ -155,6 +178,31 @@ impl DataBlock {
                 "?".into(),
                 format!("unknown block kind {k}"),
             )),
+        }
+    }
+
+    /// A block read from this node's disk, to be served: with the CRC32C its file holds, the payload
+    /// is checked against it (a fraction of BLAKE2b's cost: what bounds serving large objects from
+    /// the page cache) and decompressed; without one (a version 1 file), [`DataBlock::verify`]. The
+    /// CRC was computed when the file was written, from bytes whose hash was checked then: it catches
+    /// what happens on the disk (bit rot, torn or misplaced writes). The scrub still checks BLAKE2b.
+    pub fn verify_stored(self, hash: &Hash, crc: Option<u32>) -> Result<Bytes, BlockError> {
+        let Some(crc) = crc else {
+            return self.verify(hash);
+        };
+        let corrupted = |why: String| BlockError::Corrupted(hex::encode(hash), why);
+        if crc32c(self.payload()) != crc {
+            return Err(corrupted(
+                "content does not match the CRC32C of its file".into(),
+            ));
+        }
+        match self {
+            DataBlock::Plain(b) if b.len() <= MAX_BLOCK_PLAIN => Ok(b),
+            DataBlock::Plain(b) => Err(corrupted(format!(
+                "{} bytes, above the maximum block size",
+                b.len()
+            ))),
+            DataBlock::Compressed(c) => Ok(Bytes::from(decompress_bounded(&c).map_err(corrupted)?)),
         }
     }
 
@@ -177,6 +225,11 @@ impl DataBlock {
         }
         Ok(plain)
     }
+}
+
+/// CRC32C (Castagnoli) of `bytes`.
+fn crc32c(bytes: &[u8]) -> u32 {
+    crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, bytes) as u32
 }
 
 /// Decompress a zstd payload, reading at most one byte more than [`MAX_BLOCK_PLAIN`] so that a frame that
@@ -234,9 +287,10 @@ mod tests {
         assert!(b.is_compressed());
         assert!(b.payload().len() < plain.len() / 2);
         assert_eq!(b.stored_len(), HEADER_LEN + b.payload().len());
-        let decoded = DataBlock::decode(encode(&b)).unwrap();
+        let (decoded, crc) = DataBlock::decode(encode(&b)).unwrap();
         assert_eq!(decoded, b);
-        assert_eq!(decoded.verify(&hash).unwrap(), plain);
+        assert_eq!(decoded.clone().verify(&hash).unwrap(), plain);
+        assert_eq!(decoded.verify_stored(&hash, crc).unwrap(), plain);
     }
 
     #[test]
@@ -248,6 +302,7 @@ mod tests {
         assert_eq!(
             DataBlock::decode(encode(&b))
                 .unwrap()
+                .0
                 .verify(&hash)
                 .unwrap(),
             plain
@@ -284,12 +339,54 @@ mod tests {
 
     #[test]
     fn header_layout_is_the_documented_one() {
-        let b = DataBlock::Compressed(Bytes::from_static(b"x"));
-        assert_eq!(&b.header(), b"GRblk\x01\x01\x00");
+        // CRC32C's check value: CRC32C("123456789") = 0xE3069283; CRC32C("") = 0 (little-endian,
+        // after the reserved byte).
+        let b = DataBlock::Compressed(Bytes::from_static(b"123456789"));
+        assert_eq!(&b.header(), b"GRblk\x02\x01\x00\x83\x92\x06\xe3");
         assert_eq!(
             &DataBlock::Plain(Bytes::new()).header(),
-            b"GRblk\x01\x00\x00"
+            b"GRblk\x02\x00\x00\x00\x00\x00\x00"
         );
+    }
+
+    /// A version 1 file (no CRC, written by an earlier release) still reads, and is verified with
+    /// BLAKE2b; a version 2 file is served after its CRC, which catches a flipped byte.
+    #[test]
+    fn files_of_both_versions_read_and_the_crc_catches_damage() {
+        let plain = random(70_000);
+        let hash = blake2sum(&plain);
+        let mut v1 = b"GRblk\x01\x00\x00".to_vec();
+        v1.extend_from_slice(&plain);
+        let (b, crc) = DataBlock::decode(Bytes::from(v1.clone())).unwrap();
+        assert_eq!(crc, None);
+        assert_eq!(b.verify_stored(&hash, crc).unwrap(), plain);
+        v1[100] ^= 1;
+        let (b, crc) = DataBlock::decode(Bytes::from(v1)).unwrap();
+        assert!(matches!(
+            b.verify_stored(&hash, crc),
+            Err(BlockError::Corrupted(..))
+        ));
+
+        for block in [
+            DataBlock::from_plain(plain.clone(), None),
+            DataBlock::from_plain(compressible(70_000), Some(1)),
+        ] {
+            let want = block
+                .clone()
+                .verify_stored(&[0; 32], Some(crc32c(block.payload())));
+            let mut file = encode(&block).to_vec();
+            let (b, crc) = DataBlock::decode(Bytes::from(file.clone())).unwrap();
+            assert_eq!(crc, Some(crc32c(block.payload())));
+            assert_eq!(b.verify_stored(&[0; 32], crc).unwrap(), want.unwrap());
+            let last = file.len() - 1;
+            file[last] ^= 0x10;
+            let (b, crc) = DataBlock::decode(Bytes::from(file)).unwrap();
+            let err = b.verify_stored(&hash, crc).unwrap_err();
+            assert!(
+                matches!(&err, BlockError::Corrupted(_, why) if why.contains("CRC32C")),
+                "{err}"
+            );
+        }
     }
 
     #[test]
@@ -324,7 +421,8 @@ mod tests {
             &b""[..],
             b"GRblk\x01",
             b"GRblX\x01\x00\x00payload",
-            b"GRblk\x02\x00\x00payload",
+            b"GRblk\x03\x00\x00payload",
+            b"GRblk\x02\x00\x00pay",
             b"GRblk\x01\x07\x00payload",
             b"GRblk\x01\x00\x01payload",
         ] {
@@ -333,7 +431,7 @@ mod tests {
         }
         assert!(DataBlock::from_parts(9, Bytes::new()).is_err());
         let ok = DataBlock::decode(Bytes::from_static(b"GRblk\x01\x00\x00")).unwrap();
-        assert_eq!(ok, DataBlock::Plain(Bytes::new()));
+        assert_eq!(ok, (DataBlock::Plain(Bytes::new()), None));
     }
 
     #[test]

@@ -369,9 +369,12 @@ impl BlockManager {
 
     /// Read a block and say which node served it.
     pub async fn get_block_traced(&self, hash: &Hash) -> Result<(Bytes, NodeId), BlockError> {
-        if let Some(block) = self.read_local(hash).await? {
-            let h = *hash;
-            let verified = tokio::task::spawn_blocking(move || block.verify(&h))
+        let (store, h) = (self.store.clone(), *hash);
+        let local = tokio::task::spawn_blocking(move || store.read_with_crc(&h))
+            .await
+            .map_err(|e| BlockError::Task("read task", e))??;
+        if let Some((block, crc)) = local {
+            let verified = tokio::task::spawn_blocking(move || block.verify_stored(&h, crc))
                 .await
                 .map_err(|e| BlockError::Task("verify task", e))?;
             match verified {

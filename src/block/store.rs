@@ -430,6 +430,15 @@ impl BlockStore {
     /// Read the raw stored block, not verified (callers verify, off the I/O path): `Ok(None)` if absent.
     /// A copy that vanishes between lookup and open (moved or deleted meanwhile) triggers one more lookup.
     pub fn read(&self, hash: &Hash) -> Result<Option<DataBlock>, BlockError> {
+        Ok(self.read_with_crc(hash)?.map(|(b, _)| b))
+    }
+
+    /// [`Self::read`], with the CRC32C the file holds for [`DataBlock::verify_stored`] (None in a file
+    /// of the first format).
+    pub fn read_with_crc(
+        &self,
+        hash: &Hash,
+    ) -> Result<Option<(DataBlock, Option<u32>)>, BlockError> {
         for _ in 0..3 {
             let Some(path) = self.find(hash) else {
                 return Ok(None);
@@ -515,7 +524,7 @@ impl BlockStore {
                 Err(BlockError::Io(_, e)) if e.kind() == io::ErrorKind::NotFound => {
                     return Ok(false);
                 }
-                r => r?,
+                r => r?.0,
             };
             self.create_fanout(primary, hash)?;
             let path = self.block_path(primary, hash);
@@ -600,7 +609,7 @@ fn hashes_in(
 
 /// Read and decode one block file. Files larger than any valid block are rejected before reading (a
 /// compressed payload is kept only when smaller than the plain block, so none exceeds the bound).
-fn read_block_file(path: &Path, hash: &Hash) -> Result<DataBlock, BlockError> {
+fn read_block_file(path: &Path, hash: &Hash) -> Result<(DataBlock, Option<u32>), BlockError> {
     let len = fs::metadata(path).map_err(io_err(path))?.len();
     let corrupted = |why: String| {
         BlockError::Corrupted(hex::encode(hash), format!("{}: {why}", path.display()))
