@@ -12,6 +12,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -82,7 +83,7 @@ pub struct NetApp {
     /// Peers being dialed that calls wait for rather than fail at once.
     awaited_dials: Mutex<HashSet<NodeId>>,
     /// See [`NetApp::expect_back_after_disconnect`].
-    expect_back: std::sync::atomic::AtomicBool,
+    expect_back: AtomicBool,
     events: broadcast::Sender<NetEvent>,
 }
 
@@ -105,7 +106,7 @@ impl NetApp {
             handlers: RwLock::new(HashMap::new()),
             conns: RwLock::new(HashMap::new()),
             awaited_dials: Mutex::new(HashSet::new()),
-            expect_back: std::sync::atomic::AtomicBool::new(false),
+            expect_back: AtomicBool::new(false),
             events: broadcast::channel(1024).0,
         }))
     }
@@ -192,7 +193,7 @@ impl NetApp {
             return Some(c);
         }
         // A connection that has just closed is one being replaced when peers are expected back.
-        let closing = self.expect_back.load(std::sync::atomic::Ordering::Relaxed)
+        let closing = self.expect_back.load(Ordering::Relaxed)
             && self.conn(to).is_some_and(|c| c.is_closed());
         if !closing && !self.awaited().contains(to) {
             return None;
@@ -317,8 +318,7 @@ impl NetApp {
     /// Make every peer whose connection closes expected back (see [`NetApp::expect`]): for a caller
     /// that redials at once, as [`super::peering::Peering`] does.
     pub fn expect_back_after_disconnect(&self) {
-        self.expect_back
-            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.expect_back.store(true, Ordering::Relaxed);
     }
 
     /// Dial `addr` expecting node `id`; Ok once a connection to `id` exists (possibly one it dialed).
@@ -515,7 +515,7 @@ impl NetApp {
                 let mut conns = me.conns.write().unwrap_or_else(|e| e.into_inner());
                 match conns.get(&peer) {
                     Some(c) if Arc::ptr_eq(c, &conn) => {
-                        if me.expect_back.load(std::sync::atomic::Ordering::Relaxed) {
+                        if me.expect_back.load(Ordering::Relaxed) {
                             me.expect(peer);
                         }
                         conns.remove(&peer).is_some()
