@@ -248,10 +248,7 @@ impl Model {
         for ((slot, stored), (_, p)) in verdicts.into_iter().zip(todo) {
             m.settle(slot, stored);
             if stored {
-                self.stored_parts
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(p.version);
+                self.remember_stored(p.version);
                 let confirm = confirmed_part(m, slot, p);
                 let model = self.clone();
                 tokio::spawn(async move {
@@ -262,6 +259,14 @@ impl Model {
             }
         }
         Ok(())
+    }
+
+    /// Remember part attempt `version` as stored (see [`StoredParts`]).
+    fn remember_stored(&self, version: Hash) {
+        self.stored_parts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(version);
     }
 
     /// Settle, without asking anyone, the pending attempts this node knows stored (it answered
@@ -318,10 +323,7 @@ impl Model {
         etag: String,
         checksum: Option<(String, String)>,
     ) {
-        self.stored_parts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(attempt.uuid);
+        self.remember_stored(attempt.uuid);
         if self.skip_part_confirmations {
             return;
         }

@@ -46,14 +46,14 @@ fn get_block(p: &Proc, hash: &str) -> Value {
     v
 }
 
-fn local_blocks(p: &Proc) -> BTreeSet<String> {
+pub fn local_blocks(p: &Proc) -> BTreeSet<String> {
     let Ok(out) = p.cli(&["debug", "block-local"]) else {
         return BTreeSet::new();
     };
     hashes_of(&out)
 }
 
-fn block_file(p: &Proc, hash: &str) -> PathBuf {
+pub fn block_file(p: &Proc, hash: &str) -> PathBuf {
     p.spec
         .dir
         .join("data")

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::block::{block_file, local_blocks};
 use crate::harness::*;
 
 fn assign_and_apply(admin: &Proc, nodes: &[&Proc], zones: &[&str], capacity: &str) -> String {
@@ -449,14 +450,7 @@ fn a_dead_node_is_skipped_and_the_transition_completes() {
     use aws_sdk_s3::primitives::ByteStream;
     let mut procs = start_cluster(4, "");
     crate::harness::assign_and_apply(&procs, &[(0, "a"), (1, "b"), (2, "c")]);
-    let k = procs[0].cli_json(&["key", "create", "gone"]);
-    procs[0]
-        .cli(&["key", "allow", "gone", "--create-bucket"])
-        .unwrap();
-    let (id, secret) = (
-        k["id"].as_str().unwrap().to_string(),
-        k["secret"].as_str().unwrap().to_string(),
-    );
+    let (id, secret) = procs[0].s3_key("gone");
     let ips: Vec<String> = procs.iter().map(|p| p.spec.ip.clone()).collect();
     let client = |i: usize| sdk_client(&format!("{}:3900", ips[i]), "garage", &id, &secret);
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -561,30 +555,13 @@ fn pending_parts_are_settled_by_checking_their_blocks() {
             .is_some_and(|s| up_ids(&s).len() == 3)
             .then_some(())
     });
-    let k = procs[1].cli_json(&["key", "create", "parts"]);
-    procs[1]
-        .cli(&["key", "allow", "parts", "--create-bucket"])
-        .unwrap();
-    let (id, secret) = (
-        k["id"].as_str().unwrap().to_string(),
-        k["secret"].as_str().unwrap().to_string(),
-    );
+    let (id, secret) = procs[1].s3_key("parts");
     let ips: Vec<String> = procs.iter().map(|p| p.spec.ip.clone()).collect();
     let client = |i: usize| sdk_client(&format!("{}:3900", ips[i]), "garage", &id, &secret);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let local_blocks = |p: &Proc| -> std::collections::BTreeSet<String> {
-        let v: serde_json::Value =
-            serde_json::from_str(&p.cli(&["debug", "block-local"]).unwrap()).unwrap();
-        v["blocks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|b| b.as_str().unwrap().to_string())
-            .collect()
-    };
     let part1: Vec<u8> = (0..(5 << 20) + 3).map(|i: u32| (i % 251) as u8).collect();
     let part2 = b"the last part".to_vec();
     // Upload A: two parts through node 0, which never confirms them.
@@ -649,13 +626,7 @@ fn pending_parts_are_settled_by_checking_their_blocks() {
     assert_eq!(lost.len(), 6, "the 5 MiB part's blocks: {lost:?}");
     for p in &procs {
         for h in &lost {
-            let f = p
-                .spec
-                .dir
-                .join("data")
-                .join(&h[0..2])
-                .join(&h[2..4])
-                .join(h);
+            let f = block_file(p, h);
             std::fs::remove_file(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
         }
     }

@@ -275,6 +275,17 @@ impl Proc {
             .unwrap_or_else(|e| panic!("grenier {args:?} printed invalid JSON ({e}): {out}"))
     }
 
+    /// Create an access key `name` allowed to create buckets; its (id, secret).
+    pub fn s3_key(&self, name: &str) -> (String, String) {
+        let k = self.cli_json(&["key", "create", name]);
+        self.cli(&["key", "allow", name, "--create-bucket"])
+            .unwrap();
+        (
+            k["id"].as_str().unwrap().to_string(),
+            k["secret"].as_str().unwrap().to_string(),
+        )
+    }
+
     pub fn status(&self) -> Option<Value> {
         let out = self.cli(&["status", "--json"]).ok()?;
         serde_json::from_str(&out).ok()
