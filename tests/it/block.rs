@@ -314,18 +314,35 @@ fn killed_mid_transfer_leaves_no_partial_block() {
     assert_eq!(written["blocks"].as_array().unwrap().len(), 12);
     assert!(saw_tmp, "never caught node 2 writing a block");
 
-    let check = |files: &[PathBuf]| {
+    // Checks every block file under its final name; returns how many there were.
+    let check = |files: &[PathBuf]| -> usize {
+        let mut n = 0;
         for f in files {
             let name = f.file_name().unwrap().to_string_lossy().to_string();
             if name.len() != 64 {
                 continue;
             }
-            let bytes = std::fs::read(f).unwrap();
-            assert_eq!(&bytes[..8], b"GRblk\x01\x00\x00", "{name}: bad header");
-            let h = hex::encode(grenier::util::hash::blake2sum(&bytes[8..]));
-            assert_eq!(h, name, "a partial or wrong block under its final name");
+            n += 1;
+            // The file's own format (header with the payload's CRC32C), then the content's hash.
+            let bytes = bytes::Bytes::from(std::fs::read(f).unwrap());
+            let (block, crc) = grenier::block::data::DataBlock::decode(bytes)
+                .unwrap_or_else(|e| panic!("{name}: not a block file: {e}"));
+            assert!(crc.is_some(), "{name}: written in the current format");
+            let hash: [u8; 32] = hex::decode(&name).unwrap().try_into().unwrap();
+            let checked = block.clone().verify_stored(&hash, crc);
+            assert!(
+                checked.is_ok(),
+                "{name}: a partial block under its final name"
+            );
+            assert!(
+                block.verify(&hash).is_ok(),
+                "{name}: a wrong block under its final name"
+            );
         }
+        n
     };
+    // The check itself, on a node that was not killed: it holds all 12 blocks.
+    assert_eq!(check(&files_under(&procs[1].spec.dir.join("data"))), 12);
     check(&files_under(&data));
     procs[2].restart();
     let files = files_under(&data);
