@@ -40,7 +40,7 @@ use sha2::Sha256;
 const MIB: usize = 1 << 20;
 const BIG: usize = 64 * MIB;
 const BIG_COUNT: usize = 8;
-const SMALL: usize = 4096;
+const SMALL: usize = 8192;
 const SMALL_IN_FLIGHT: usize = 32;
 const SMALL_MIN_OBJECTS: usize = 2000;
 const PHASE: Duration = Duration::from_secs(3);
@@ -430,7 +430,7 @@ async fn cluster(root: &std::path::Path, ips: &[String]) {
         }
     }
     println!(
-        "3 nodes (rf 3, zones a/b/c, R = W = 2), {} KiB objects of random bytes (above the 3 KiB inline \
+        "3 nodes (rf 3, zones a/b/c, R = W = 2), {} KiB objects of random bytes (above the 4 KiB inline \
          limit: one block each), {SMALL_IN_FLIGHT} requests in flight, request i to node i mod 3:",
         SMALL / 1024
     );

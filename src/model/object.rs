@@ -50,8 +50,11 @@ use crate::table::schema::{Entry, TableSchema};
 use crate::util::encode::Versioned;
 use crate::util::hash::Hash;
 
-/// Objects whose body is at most this size are stored inline in the object entry (one quorum write).
-pub const INLINE_MAX: usize = 3072;
+/// Objects whose body is at most this size are stored inline in the object entry (one quorum write
+/// of one entry, instead of an "uploading" entry, a block, its block list and the commit). One page:
+/// small enough that inline data stays a small share of the metadata (which may sit on a small SSD)
+/// and of listings (whose answers are bounded in bytes, see `table::RANGE_ANSWER_BYTES`).
+pub const INLINE_MAX: usize = 4096;
 
 /// Most versions an object entry keeps above its floor (see the module doc).
 pub const MAX_VERSIONS: usize = 1000;

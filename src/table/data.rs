@@ -78,6 +78,21 @@ impl<F: TableSchema> TableData<F> {
         limit: usize,
         reverse: bool,
     ) -> Result<Vec<Vec<u8>>, TableError> {
+        self.read_range_bounded(partition_hash, begin, filter, limit, usize::MAX, reverse)
+    }
+
+    /// [`Self::read_range`], stopping as well once the entries returned reach `max_bytes` in all (the
+    /// entry that crosses it included), after the first two: an answer is bounded in memory whatever
+    /// the entries' sizes, and one read from an inclusive `begin` always gets past it.
+    pub fn read_range_bounded(
+        &self,
+        partition_hash: &Hash,
+        begin: Option<&[u8]>,
+        filter: Option<&F::Filter>,
+        limit: usize,
+        max_bytes: usize,
+        reverse: bool,
+    ) -> Result<Vec<Vec<u8>>, TableError> {
         use std::ops::Bound::{Excluded, Included, Unbounded};
         let start = tree_key(partition_hash, &[]);
         let end = match prefix_end(partition_hash) {
@@ -95,6 +110,7 @@ impl<F: TableSchema> TableData<F> {
             (true, None) => self.store.range_rev((Included(start), end))?,
         };
         let mut out = Vec::new();
+        let mut bytes = 0usize;
         for item in iter {
             let (_, v) = item?;
             let keep = match filter {
@@ -105,8 +121,9 @@ impl<F: TableSchema> TableData<F> {
                 }
             };
             if keep {
+                bytes = bytes.saturating_add(v.len());
                 out.push(v);
-                if out.len() >= limit {
+                if out.len() >= limit || (out.len() >= 2 && bytes >= max_bytes) {
                     break;
                 }
             }

@@ -97,12 +97,19 @@ type EncodedEntries = BTreeMap<Vec<u8>, Vec<u8>>;
 
 /// Time allowed to a replica for one table request.
 const TABLE_RPC_TIMEOUT: Duration = Duration::from_secs(10);
-/// Rounds of a range read that keeps asking when filtered results run short.
-const MAX_RANGE_ROUNDS: usize = 16;
+/// Rounds of a range read that keeps asking when filtered results run short (rounds cut short by
+/// [`RANGE_ANSWER_BYTES`] are not counted).
+pub(crate) const MAX_RANGE_ROUNDS: usize = 16;
 /// Most entries one `ReadRange` RPC returns, whatever `limit` the requester sent (a peer-supplied
 /// number must not size a scan or an answer); [`Table::get_range`] asks for at most this many per round
 /// and continues after the last entry returned, so a longer listing takes more rounds.
 pub const MAX_RANGE_LIMIT: usize = 4096;
+/// Bytes of entries a `ReadRange` answer holds at most (beyond the first two entries, whatever
+/// their size): [`Table::get_range`] asks for this, and a replica never returns more even if asked.
+/// Object entries carry inline data, so a count alone does not bound an answer.
+pub const RANGE_ANSWER_BYTES: usize = 4 << 20;
+/// The most a requester may ask of a replica per `ReadRange` answer.
+const MAX_RANGE_ANSWER_BYTES: usize = 16 << 20;
 /// Point reads in flight when a range read confirms keys a replica omitted.
 const CONFIRM_IN_FLIGHT: usize = 64;
 
@@ -172,6 +179,11 @@ pub enum TableRpc {
         filter: Option<ByteBuf>,
         limit: usize,
         reverse: bool,
+        /// Stop once the entries returned reach this many bytes (after the first two). Absent from
+        /// older requesters (no bound but `limit`), ignored by older replicas: a requester counts an
+        /// answer of this size or more as a full page, so either way it only costs another round.
+        #[serde(default)]
+        max_bytes: Option<u64>,
     },
     Update(Vec<ByteBuf>),
 }
@@ -262,6 +274,7 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
                 filter,
                 limit,
                 reverse,
+                max_bytes,
             } => {
                 let filter: Option<F::Filter> = match filter {
                     Some(f) => Some(
@@ -270,11 +283,17 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
                     ),
                     None => None,
                 };
-                let v = d.read_range(
+                let max_bytes = max_bytes.map_or(usize::MAX, |b| {
+                    usize::try_from(b)
+                        .unwrap_or(usize::MAX)
+                        .min(MAX_RANGE_ANSWER_BYTES)
+                });
+                let v = d.read_range_bounded(
                     &partition_hash,
                     begin.as_deref().map(|b| &b[..]),
                     filter.as_ref(),
                     limit.min(MAX_RANGE_LIMIT),
+                    max_bytes,
                     reverse,
                 )?;
                 Ok(TableRpcResponse::Entries(
@@ -520,7 +539,12 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
         let mut out: Vec<F::E> = vec![];
         let mut cursor: Option<Vec<u8>> = begin.map(|s| s.sort_key().to_vec());
         let mut skip_cursor = false;
-        for _ in 0..MAX_RANGE_ROUNDS {
+        // Rounds cut short by a count: bounded, for a range where the filter leaves little. A round
+        // cut short by the byte budget is not counted: it returns at least one new entry, and a page
+        // of large entries must not end early (a short page reads as the end of a listing).
+        let mut counted_rounds = 0;
+        while counted_rounds < MAX_RANGE_ROUNDS {
+            let mut byte_bounded = false;
             let ask =
                 (limit.saturating_sub(out.len()) + usize::from(skip_cursor)).min(MAX_RANGE_LIMIT);
             let msg = TableRpc::ReadRange {
@@ -529,6 +553,7 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
                 filter: filter_bytes.clone(),
                 limit: ask,
                 reverse,
+                max_bytes: Some(RANGE_ANSWER_BYTES as u64),
             };
             let answers = self.read_from(&nodes, msg).await?;
             // Merge by key; a replica that returned a full page only vouches for keys up to its last one.
@@ -539,7 +564,11 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
                 let TableRpcResponse::Entries(list) = resp else {
                     return Err(TableError::Protocol("unexpected answer".into()));
                 };
-                let full = list.len() >= ask;
+                // Full: the replica stopped at `ask` entries or at the byte budget, and may have
+                // more after its last entry.
+                let full = list.len() >= ask
+                    || list.iter().map(|b| b.len()).sum::<usize>() >= RANGE_ANSWER_BYTES;
+                byte_bounded |= full && list.len() < ask;
                 let mut mine = BTreeMap::new();
                 for b in list {
                     let e = TableData::<F>::decode(&b)?;
@@ -627,6 +656,9 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
                     skip_cursor = true;
                 }
                 _ => break,
+            }
+            if !byte_bounded {
+                counted_rounds += 1;
             }
         }
         Ok(out)
@@ -841,6 +873,7 @@ mod range_limit_tests {
             filter: None,
             limit,
             reverse: false,
+            max_bytes: None,
         };
         for (limit, expected) in [(usize::MAX, MAX_RANGE_LIMIT), (10, 10)] {
             let r = Table::<KvSchema, replication::ShardedReplication>::handle(
@@ -855,5 +888,78 @@ mod range_limit_tests {
             };
             assert_eq!(list.len(), expected, "limit {limit}");
         }
+    }
+
+    /// An answer stops at the byte budget asked (the entry that crosses it included), never before
+    /// two entries, and a peer cannot ask for more than [`MAX_RANGE_ANSWER_BYTES`].
+    #[tokio::test]
+    async fn read_range_answers_are_bounded_in_bytes() {
+        let db = Db::open_mem();
+        let d = TableData::new(KvSchema, &db).unwrap();
+        for i in 0..40 {
+            let e = KvEntry::new("p", &format!("k{i:03}"), Some(vec![7; 1000]));
+            d.update_entry(&TableData::<KvSchema>::encode(&e).unwrap())
+                .unwrap();
+        }
+        let committer = spawn_committer(d.clone());
+        let ask = |max_bytes| TableRpc::ReadRange {
+            partition_hash: "p".to_string().hash(),
+            begin: None,
+            filter: None,
+            limit: 100,
+            reverse: false,
+            max_bytes,
+        };
+        for (max_bytes, expect) in [
+            (Some(5_000), 5),
+            (Some(1), 2),
+            (Some(u64::MAX), 40),
+            (None, 40),
+        ] {
+            let r = Table::<KvSchema, replication::ShardedReplication>::handle(
+                d.clone(),
+                &committer,
+                ask(max_bytes),
+            )
+            .await
+            .unwrap();
+            let TableRpcResponse::Entries(list) = r else {
+                panic!("unexpected answer");
+            };
+            assert_eq!(list.len(), expect, "max_bytes {max_bytes:?}");
+            if let Some(m) = max_bytes.filter(|&m| m < 40_000) {
+                let total: usize = list.iter().map(|b| b.len()).sum();
+                let before_last = total - list.last().unwrap().len();
+                assert!(total as u64 >= m && (before_last as u64) < m.max(1_100));
+            }
+        }
+        // A peer's budget is clamped: 20 entries of 1 MiB, asked with no practical bound.
+        for i in 0..20 {
+            let e = KvEntry::new("q", &format!("k{i:03}"), Some(vec![1; 1 << 20]));
+            d.update_entry(&TableData::<KvSchema>::encode(&e).unwrap())
+                .unwrap();
+        }
+        let r = Table::<KvSchema, replication::ShardedReplication>::handle(
+            d.clone(),
+            &committer,
+            TableRpc::ReadRange {
+                partition_hash: "q".to_string().hash(),
+                begin: None,
+                filter: None,
+                limit: 100,
+                reverse: false,
+                max_bytes: Some(u64::MAX),
+            },
+        )
+        .await
+        .unwrap();
+        let TableRpcResponse::Entries(list) = r else {
+            panic!("unexpected answer");
+        };
+        assert_eq!(
+            list.len(),
+            MAX_RANGE_ANSWER_BYTES >> 20,
+            "clamped to 16 MiB"
+        );
     }
 }

@@ -806,7 +806,7 @@ mod tests {
     use crate::net::peering::Peering;
     use crate::net::{NetApp, NodeKey};
     use crate::table::kv::{KvEntry, KvSchema};
-    use crate::table::{ShardedReplication, Table};
+    use crate::table::{MAX_RANGE_ROUNDS, RANGE_ANSWER_BYTES, ShardedReplication, Table};
     use crate::test_support::wait_until;
     use crate::util::config::ConsistencyMode;
 
@@ -997,6 +997,54 @@ mod tests {
                 .is_some_and(|b| TableData::<KvSchema>::decode(&b).unwrap().value() == Some(b"no"))
         })
         .await;
+    }
+
+    /// A range read whose entries are larger than one answer's byte budget
+    /// ([`RANGE_ANSWER_BYTES`]) takes more rounds and returns every entry, in order,
+    /// forwards and backwards, even with replicas that differ; a short page is never returned early
+    /// (a listing would read it as the end).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn range_reads_of_large_entries_return_every_entry() {
+        let nodes = cluster(3, 3).await;
+        let (a, b, c) = (&nodes[0].table, &nodes[1].table, &nodes[2].table);
+        // Two entries fill an answer: every round after the first brings one new key.
+        let big = "v".repeat(RANGE_ANSWER_BYTES / 2 + 1024);
+        let keys: Vec<String> = (0..MAX_RANGE_ROUNDS + 4)
+            .map(|i| format!("k{i:02}"))
+            .collect();
+        for (i, k) in keys.iter().enumerate() {
+            for (j, t) in [a, b, c].into_iter().enumerate() {
+                // Each replica misses every third key, a different third each.
+                if i % 3 != j {
+                    put_local(t, "bucket", k, Some(&big));
+                }
+            }
+        }
+        for t in [a, b, c] {
+            for reverse in [false, true] {
+                let got: Vec<String> = t
+                    .get_range(&"bucket".to_string(), None, None, 1000, reverse)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|e| e.key)
+                    .collect();
+                let mut want = keys.clone();
+                if reverse {
+                    want.reverse();
+                }
+                assert_eq!(got, want, "reverse {reverse}");
+            }
+            // A page limit in the middle, then the rest after it.
+            let first: Vec<String> = t
+                .get_range(&"bucket".to_string(), None, None, 10, false)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|e| e.key)
+                .collect();
+            assert_eq!(first, keys[..10]);
+        }
     }
 
     /// A full pass pushes exactly the entries the peer lacks or has in another version, with few

@@ -838,9 +838,9 @@ impl Worker {
         let s = if r < 0.04 {
             0
         } else if r < 0.6 {
-            rng.gen_range(1..=3072)
+            rng.gen_range(1..=4096)
         } else if r < 0.9 {
-            rng.gen_range(3073..=256 * 1024)
+            rng.gen_range(4097..=256 * 1024)
         } else {
             rng.gen_range(MIB + 1..=(3 * MIB).max(MIB + 2))
         };
