@@ -296,7 +296,7 @@ impl<F: TableSchema> MerkleUpdater<F> {
         let todo = &self.data.merkle_todo;
         // Lazy (no fsync of its own): the tree is derived data, and a crash keeps a prefix of the
         // commits, so the to-do entries a lost commit removed come back with it and are applied again.
-        // Under write load this was a durable commit per batch, about a sixth of a node's CPU.
+        // (It was a durable commit per batch, one after each write under load.)
         let res = self.data.db.transaction_lazy(|tx| {
             for k in keys {
                 // Read inside the transaction: this is the newest change of `k` (entries change in

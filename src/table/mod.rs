@@ -105,8 +105,8 @@ pub(crate) const MAX_RANGE_ROUNDS: usize = 16;
 /// and continues after the last entry returned, so a longer listing takes more rounds.
 pub const MAX_RANGE_LIMIT: usize = 4096;
 /// Bytes of entries a `ReadRange` answer holds at most (beyond the first two entries, whatever
-/// their size): [`Table::get_range`] asks for this, and a replica never returns more even if asked.
-/// Object entries carry inline data, so a count alone does not bound an answer.
+/// their size), as [`Table::get_range`] asks. Object entries carry inline data, so a count alone
+/// does not bound an answer.
 pub const RANGE_ANSWER_BYTES: usize = 4 << 20;
 /// The most a requester may ask of a replica per `ReadRange` answer.
 const MAX_RANGE_ANSWER_BYTES: usize = 16 << 20;
@@ -565,10 +565,13 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
                     return Err(TableError::Protocol("unexpected answer".into()));
                 };
                 // Full: the replica stopped at `ask` entries or at the byte budget, and may have
-                // more after its last entry.
-                let full = list.len() >= ask
-                    || list.iter().map(|b| b.len()).sum::<usize>() >= RANGE_ANSWER_BYTES;
-                byte_bounded |= full && list.len() < ask;
+                // more after its last entry. A replica cut by bytes returns two entries at least, so
+                // a single entry is the end of the range, however large (and taking it for a full
+                // page would ask again from the same key, forever).
+                let by_bytes = list.len() >= 2
+                    && list.iter().map(|b| b.len()).sum::<usize>() >= RANGE_ANSWER_BYTES;
+                let full = list.len() >= ask || by_bytes;
+                byte_bounded |= by_bytes && list.len() < ask;
                 let mut mine = BTreeMap::new();
                 for b in list {
                     let e = TableData::<F>::decode(&b)?;

@@ -1045,6 +1045,24 @@ mod tests {
                 .collect();
             assert_eq!(first, keys[..10]);
         }
+        // Entries each above the budget: every answer is a single entry or a cut pair, and the
+        // read ends at the last one (one large entry alone is the end of the range, not a page).
+        let huge = "h".repeat(RANGE_ANSWER_BYTES + 1024);
+        for t in [a, b, c] {
+            for k in ["h0", "h1", "h2"] {
+                put_local(t, "huge", k, Some(&huge));
+            }
+        }
+        for reverse in [false, true] {
+            let got = tokio::time::timeout(
+                Duration::from_secs(30),
+                a.get_range(&"huge".to_string(), None, None, 1000, reverse),
+            )
+            .await
+            .expect("the read ends")
+            .unwrap();
+            assert_eq!(got.len(), 3, "reverse {reverse}");
+        }
     }
 
     /// A full pass pushes exactly the entries the peer lacks or has in another version, with few
