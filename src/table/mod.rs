@@ -858,17 +858,37 @@ mod range_limit_tests {
     use super::*;
     use crate::table::kv::{KvEntry, KvSchema};
 
+    /// `n` entries `k000`, `k001`… of partition `p`, each with a value of `size` bytes.
+    fn fill(d: &TableData<KvSchema>, p: &str, n: usize, size: usize) {
+        for i in 0..n {
+            let e = KvEntry::new(p, &format!("k{i:06}"), Some(vec![7; size]));
+            d.update_entry(&TableData::<KvSchema>::encode(&e).unwrap())
+                .unwrap();
+        }
+    }
+
+    /// A replica's answer to `msg`: its entries.
+    async fn entries(
+        d: &Arc<TableData<KvSchema>>,
+        committer: &mpsc::Sender<Commit>,
+        msg: TableRpc,
+    ) -> Vec<ByteBuf> {
+        let r =
+            Table::<KvSchema, replication::ShardedReplication>::handle(d.clone(), committer, msg)
+                .await
+                .unwrap();
+        let TableRpcResponse::Entries(list) = r else {
+            panic!("unexpected answer");
+        };
+        list
+    }
+
     /// A peer asking for `usize::MAX` entries gets at most [`MAX_RANGE_LIMIT`].
     #[tokio::test]
     async fn read_range_limit_from_a_peer_is_clamped() {
         let db = Db::open_mem();
         let d = TableData::new(KvSchema, &db).unwrap();
-        let n = MAX_RANGE_LIMIT + 10;
-        for i in 0..n {
-            let e = KvEntry::new("p", &format!("k{i:06}"), Some(vec![1]));
-            d.update_entry(&TableData::<KvSchema>::encode(&e).unwrap())
-                .unwrap();
-        }
+        fill(&d, "p", MAX_RANGE_LIMIT + 10, 1);
         let committer = spawn_committer(d.clone());
         let ask = |limit| TableRpc::ReadRange {
             partition_hash: "p".to_string().hash(),
@@ -879,16 +899,7 @@ mod range_limit_tests {
             max_bytes: None,
         };
         for (limit, expected) in [(usize::MAX, MAX_RANGE_LIMIT), (10, 10)] {
-            let r = Table::<KvSchema, replication::ShardedReplication>::handle(
-                d.clone(),
-                &committer,
-                ask(limit),
-            )
-            .await
-            .unwrap();
-            let TableRpcResponse::Entries(list) = r else {
-                panic!("unexpected answer");
-            };
+            let list = entries(&d, &committer, ask(limit)).await;
             assert_eq!(list.len(), expected, "limit {limit}");
         }
     }
@@ -899,11 +910,7 @@ mod range_limit_tests {
     async fn read_range_answers_are_bounded_in_bytes() {
         let db = Db::open_mem();
         let d = TableData::new(KvSchema, &db).unwrap();
-        for i in 0..40 {
-            let e = KvEntry::new("p", &format!("k{i:03}"), Some(vec![7; 1000]));
-            d.update_entry(&TableData::<KvSchema>::encode(&e).unwrap())
-                .unwrap();
-        }
+        fill(&d, "p", 40, 1000);
         let committer = spawn_committer(d.clone());
         let ask = |max_bytes| TableRpc::ReadRange {
             partition_hash: "p".to_string().hash(),
@@ -919,16 +926,7 @@ mod range_limit_tests {
             (Some(u64::MAX), 40),
             (None, 40),
         ] {
-            let r = Table::<KvSchema, replication::ShardedReplication>::handle(
-                d.clone(),
-                &committer,
-                ask(max_bytes),
-            )
-            .await
-            .unwrap();
-            let TableRpcResponse::Entries(list) = r else {
-                panic!("unexpected answer");
-            };
+            let list = entries(&d, &committer, ask(max_bytes)).await;
             assert_eq!(list.len(), expect, "max_bytes {max_bytes:?}");
             if let Some(m) = max_bytes.filter(|&m| m < 40_000) {
                 let total: usize = list.iter().map(|b| b.len()).sum();
@@ -937,13 +935,9 @@ mod range_limit_tests {
             }
         }
         // A peer's budget is clamped: 20 entries of 1 MiB, asked with no practical bound.
-        for i in 0..20 {
-            let e = KvEntry::new("q", &format!("k{i:03}"), Some(vec![1; 1 << 20]));
-            d.update_entry(&TableData::<KvSchema>::encode(&e).unwrap())
-                .unwrap();
-        }
-        let r = Table::<KvSchema, replication::ShardedReplication>::handle(
-            d.clone(),
+        fill(&d, "q", 20, 1 << 20);
+        let list = entries(
+            &d,
             &committer,
             TableRpc::ReadRange {
                 partition_hash: "q".to_string().hash(),
@@ -954,11 +948,7 @@ mod range_limit_tests {
                 max_bytes: Some(u64::MAX),
             },
         )
-        .await
-        .unwrap();
-        let TableRpcResponse::Entries(list) = r else {
-            panic!("unexpected answer");
-        };
+        .await;
         assert_eq!(
             list.len(),
             MAX_RANGE_ANSWER_BYTES >> 20,

@@ -999,6 +999,15 @@ mod tests {
         .await;
     }
 
+    /// The keys of partition `bucket` a range read through `t` returns.
+    async fn keys_in(t: &KvTable, limit: usize, reverse: bool) -> Vec<String> {
+        let got = t
+            .get_range(&"bucket".to_string(), None, None, limit, reverse)
+            .await
+            .unwrap();
+        got.into_iter().map(|e| e.key).collect()
+    }
+
     /// A range read whose entries are larger than one answer's byte budget
     /// ([`RANGE_ANSWER_BYTES`]) takes more rounds and returns every entry, in order,
     /// forwards and backwards, even with replicas that differ; a short page is never returned early
@@ -1022,28 +1031,15 @@ mod tests {
         }
         for t in [a, b, c] {
             for reverse in [false, true] {
-                let got: Vec<String> = t
-                    .get_range(&"bucket".to_string(), None, None, 1000, reverse)
-                    .await
-                    .unwrap()
-                    .into_iter()
-                    .map(|e| e.key)
-                    .collect();
+                let got = keys_in(t, 1000, reverse).await;
                 let mut want = keys.clone();
                 if reverse {
                     want.reverse();
                 }
                 assert_eq!(got, want, "reverse {reverse}");
             }
-            // A page limit in the middle, then the rest after it.
-            let first: Vec<String> = t
-                .get_range(&"bucket".to_string(), None, None, 10, false)
-                .await
-                .unwrap()
-                .into_iter()
-                .map(|e| e.key)
-                .collect();
-            assert_eq!(first, keys[..10]);
+            // A page limit in the middle.
+            assert_eq!(keys_in(t, 10, false).await, keys[..10]);
         }
         // Entries each above the budget: every answer is a single entry or a cut pair, and the
         // read ends at the last one (one large entry alone is the end of the range, not a page).
